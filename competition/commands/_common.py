@@ -1,0 +1,53 @@
+"""What every command shares: the workspace option, the console, error handling."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+console = Console()
+err_console = Console(stderr=True)
+
+WorkspaceOpt = Annotated[
+    Path | None,
+    typer.Option("--workspace", "-w", envvar="COMP_WORKSPACE",
+                 help="Workspace folder (holds competition.yaml). Default: found by walking up from here."),
+]
+
+
+def handle_errors(fn):
+    """Turn bad-input errors into a red message and exit code 2, instead of a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from competition.errors import InputError
+        from competition.workspace import WorkspaceError
+
+        try:
+            return fn(*args, **kwargs)
+        except (InputError, WorkspaceError) as err:
+            err_console.print(f"[bold red]error:[/] {err}", markup=True, highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            err_console.print("[yellow]interrupted: finished artifacts are kept; run the command again to resume[/]")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def workspace(path: Path | None):
+    """The workspace named by --workspace / $COMP_WORKSPACE, else the one above the current folder."""
+    from competition.workspace import find_workspace
+
+    return find_workspace(explicit=path)
+
+
+def parse_csv_list(value: str | None) -> list[str] | None:
+    """'a,b, c' -> ['a', 'b', 'c']; None or '' -> None."""
+    if not value:
+        return None
+    return [part.strip() for part in value.split(",") if part.strip()]

@@ -1,0 +1,72 @@
+"""``comp train exp=042 --fold all [key.sub=value ...]``"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from competition.commands._common import WorkspaceOpt, console, handle_errors, workspace
+
+
+def split_exp_args(args: list[str]) -> tuple[str, list[str]]:
+    """``['exp=042', 'model.lr=3e-5']`` -> ``('042', ['model.lr=3e-5'])``; a bare first word is the id too.
+
+    >>> split_exp_args(["exp=042", "model.lr=3e-5"])
+    ('042', ['model.lr=3e-5'])
+    >>> split_exp_args(["043"])
+    ('043', [])
+    """
+    from competition.errors import InputError
+
+    exp, overrides = None, []
+    for arg in args:
+        if arg.startswith("exp="):
+            exp = arg.split("=", 1)[1]
+        elif "=" not in arg and exp is None:
+            exp = arg
+        else:
+            overrides.append(arg)
+    if not exp:
+        raise InputError("name the experiment: `comp train exp=042` (its file is experiments/042.yaml)")
+    return exp, overrides
+
+
+@handle_errors
+def command(
+    args: Annotated[list[str], typer.Argument(help="exp=042 then key.sub=value overrides, e.g. model.lr=3e-5")],
+    fold: Annotated[str, typer.Option("--fold", "-f", help="'all' or fold numbers, e.g. 0,2")] = "all",
+    force: Annotated[bool, typer.Option("--force", help="retrain complete folds; accept a changed config")] = False,
+    ws_path: WorkspaceOpt = None,
+) -> None:
+    """Train an experiment on each fold: OOF predictions, test predictions, CV score."""
+    from rich.table import Table
+
+    from competition.config import load_config
+    from competition.train import train
+
+    ws = workspace(ws_path)
+    exp, overrides = split_exp_args(args)
+    cfg = load_config(ws, exp, overrides)
+    console.print(f"[bold]experiment {exp}[/] · {cfg.model.family} · folds {fold}")
+
+    def show(row):
+        score = "-" if row.score is None else f"{row.score:.4f}"
+        console.print(f"  fold {row.fold}: {row.status:8s} score {score}"
+                      + (f"  ({row.seconds:.1f}s)" if row.seconds is not None else ""))
+
+    result = train(ws, cfg, folds=fold, force=force, on_fold=show)
+    table = Table(title=f"{exp}: {result.metric} per fold")
+    for col in ("fold", "status", "score", "best epoch", "seconds"):
+        table.add_column(col, justify="right")
+    for row in result.folds:
+        table.add_row(str(row.fold), row.status, "-" if row.score is None else f"{row.score:.4f}",
+                      "-" if row.best_epoch is None else str(row.best_epoch),
+                      "-" if row.seconds is None else f"{row.seconds:.1f}")
+    console.print(table)
+    if result.complete:
+        thr = f" (threshold {result.threshold})" if isinstance(result.threshold, float) else ""
+        console.print(f"[bold green]OOF {result.metric}: {result.oof_score:.4f}[/]{thr} -> {result.run_dir}")
+    else:
+        console.print(f"[yellow]not every fold is complete yet[/]: train the rest with "
+                      f"`comp train exp={exp} --fold all`")

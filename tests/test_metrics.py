@@ -1,0 +1,177 @@
+"""Metrics: agree with scikit-learn, thresholds found exactly and fast, bad names refused."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from sklearn import metrics as skm
+
+from competition import metrics
+from competition.errors import InputError
+
+RNG = np.random.default_rng(0)
+N = 400
+
+
+def _binary(n=N, seed=0, step=None):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    p = np.clip(0.3 * y + rng.uniform(0, 0.7, n), 0, 1)
+    p = p if step is None else np.round(p / step) * step  # few distinct scores: ties, fast brute force
+    return y, p[:, None]
+
+
+def _multiclass(n=N, k=4, seed=1):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, k, n)
+    logits = rng.normal(size=(n, k)) + 1.5 * np.eye(k)[y]
+    p = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    return y, p
+
+
+def _multilabel(n=N, k=5, seed=2, step=None):
+    rng = np.random.default_rng(seed)
+    y = (rng.uniform(size=(n, k)) < np.linspace(0.05, 0.5, k)).astype(np.int64)
+    p = np.clip(0.4 * y + rng.uniform(0, 0.6, (n, k)), 0, 1)
+    return y, (p if step is None else np.round(p / step) * step)
+
+
+def test_every_metric_names_its_tasks_and_direction():
+    assert set(metrics.METRICS) >= {"accuracy", "f1", "macro_f1", "roc_auc", "average_precision", "log_loss",
+                                    "rmse", "mae", "mean_f1", "mean_auc"}
+    for m in metrics.METRICS.values():
+        assert m.direction in ("maximize", "minimize") and m.needs in ("labels", "probs", "values")
+        assert set(m.tasks) <= {"binary", "multiclass", "multilabel", "regression"} and m.tasks
+
+
+def test_binary_metrics_match_sklearn():
+    y, p = _binary()
+    labels = (p[:, 0] >= 0.5).astype(int)
+    assert metrics.score("accuracy", y, p, "binary") == pytest.approx(skm.accuracy_score(y, labels))
+    assert metrics.score("f1", y, p, "binary") == pytest.approx(skm.f1_score(y, labels))
+    assert metrics.score("macro_f1", y, p, "binary") == pytest.approx(skm.f1_score(y, labels, average="macro"))
+    assert metrics.score("roc_auc", y, p, "binary") == pytest.approx(skm.roc_auc_score(y, p[:, 0]))
+    assert metrics.score("average_precision", y, p, "binary") == pytest.approx(
+        skm.average_precision_score(y, p[:, 0]))
+    assert metrics.score("log_loss", y, p, "binary") == pytest.approx(skm.log_loss(y, p[:, 0]))
+
+
+def test_multiclass_metrics_match_sklearn():
+    y, p = _multiclass()
+    assert metrics.score("accuracy", y, p, "multiclass") == pytest.approx(skm.accuracy_score(y, p.argmax(1)))
+    assert metrics.score("macro_f1", y, p, "multiclass") == pytest.approx(
+        skm.f1_score(y, p.argmax(1), average="macro"))
+    assert metrics.score("roc_auc", y, p, "multiclass") == pytest.approx(
+        skm.roc_auc_score(y, p, multi_class="ovr", average="macro"))
+    assert metrics.score("log_loss", y, p, "multiclass") == pytest.approx(skm.log_loss(y, p))
+
+
+def test_multilabel_metrics_are_per_label_means():
+    y, p = _multilabel()
+    per_label_f1 = [skm.f1_score(y[:, j], p[:, j] >= 0.5) for j in range(y.shape[1])]
+    per_label_auc = [skm.roc_auc_score(y[:, j], p[:, j]) for j in range(y.shape[1])]
+    for name in ("f1", "macro_f1", "mean_f1"):
+        assert metrics.score(name, y, p, "multilabel") == pytest.approx(np.mean(per_label_f1))
+    for name in ("roc_auc", "mean_auc"):
+        assert metrics.score(name, y, p, "multilabel") == pytest.approx(np.mean(per_label_auc))
+    assert metrics.score("average_precision", y, p, "multilabel") == pytest.approx(
+        np.mean([skm.average_precision_score(y[:, j], p[:, j]) for j in range(y.shape[1])]))
+
+
+def test_multilabel_auc_skips_labels_with_one_class():
+    y, p = _multilabel()
+    y[:, 0] = 0  # label 0 never occurs in this fold: its AUC is undefined, not 0
+    expected = np.mean([skm.roc_auc_score(y[:, j], p[:, j]) for j in range(1, y.shape[1])])
+    assert metrics.score("mean_auc", y, p, "multilabel") == pytest.approx(expected)
+
+
+def test_regression_metrics_one_and_many_targets():
+    y = np.array([1.0, 2.0, 3.0, 4.0])
+    v = np.array([[1.5], [2.0], [2.0], [4.0]])
+    assert metrics.score("rmse", y, v, "regression") == pytest.approx(np.sqrt((0.25 + 1) / 4))
+    assert metrics.score("mae", y, v, "regression") == pytest.approx(1.5 / 4)
+    y2 = np.stack([y, 2 * y], axis=1)
+    v2 = np.concatenate([v, 2 * v], axis=1)
+    assert metrics.score("mae", y2, v2, "regression") == pytest.approx((1.5 / 4 + 3 / 4) / 2)
+
+
+@pytest.mark.parametrize("name", ["f1", "accuracy", "macro_f1"])
+def test_best_binary_threshold_beats_every_other_cut(name):
+    y, p = _binary(seed=3, step=0.02)
+    thr = metrics.best_threshold(name, y, p, "binary")
+    best = metrics.score(name, y, p, "binary", threshold=thr)
+    brute = max(metrics.score(name, y, p, "binary", threshold=t) for t in np.unique(p))
+    assert best == pytest.approx(brute)
+    assert metrics.evaluate(name, y, p, "binary") == (best, thr)
+
+
+def test_best_threshold_per_label_for_multilabel():
+    y, p = _multilabel(seed=4, step=0.02)
+    thr = metrics.best_threshold("mean_f1", y, p, "multilabel")
+    assert isinstance(thr, list) and len(thr) == y.shape[1]
+    for j, t in enumerate(thr):
+        brute = max(skm.f1_score(y[:, j], p[:, j] >= c) for c in np.unique(p[:, j]))
+        assert skm.f1_score(y[:, j], p[:, j] >= t) == pytest.approx(brute)
+    score, used = metrics.evaluate("mean_f1", y, p, "multilabel")
+    assert used == thr and score >= metrics.score("mean_f1", y, p, "multilabel")
+
+
+def test_no_threshold_where_none_applies():
+    y, p = _multiclass()
+    assert metrics.best_threshold("macro_f1", y, p, "multiclass") is None
+    yb, pb = _binary()
+    assert metrics.best_threshold("roc_auc", yb, pb, "binary") is None
+    assert metrics.evaluate("log_loss", yb, pb, "binary")[1] is None
+
+
+def test_threshold_edge_cases():
+    y = np.array([0, 0, 1, 1])
+    # every score equal: the best cut predicts all positive or none, never crashes
+    thr = metrics.best_threshold("accuracy", y, np.full((4, 1), 0.7), "binary")
+    assert metrics.score("accuracy", y, np.full((4, 1), 0.7), "binary", threshold=thr) == 0.5
+    # no positives at all: predicting none is the best accuracy, with a threshold above every score
+    p = np.array([[0.2], [0.9], [0.4], [0.1]])
+    thr = metrics.best_threshold("accuracy", np.zeros(4, int), p, "binary")
+    assert thr > 0.9 and metrics.score("accuracy", np.zeros(4, int), p, "binary", threshold=thr) == 1.0
+
+
+def test_best_threshold_is_fast_on_a_million_rows():
+    y, p = _binary(n=1_000_000, seed=5)
+    start = time.perf_counter()
+    thr = metrics.best_threshold("f1", y, p, "binary")
+    assert time.perf_counter() - start < 5 and 0 < thr < 1
+
+
+def test_unknown_metric_lists_the_valid_ones():
+    with pytest.raises(InputError, match=r"unknown metric 'f2'.*accuracy.*rmse"):
+        metrics.score("f2", np.array([0, 1]), np.array([[0.1], [0.9]]), "binary")
+    with pytest.raises(InputError, match="unknown metric"):
+        metrics.greater_is_better("nope")
+
+
+def test_wrong_task_or_shape_is_refused():
+    with pytest.raises(InputError, match="does not score task 'regression'"):
+        metrics.score("f1", np.array([0.5, 1.0]), np.array([[0.1], [0.9]]), "regression")
+    with pytest.raises(InputError, match="2-D array"):
+        metrics.score("f1", np.array([0, 1]), np.array([0.1, 0.9]), "binary")
+    with pytest.raises(InputError, match="one column"):
+        metrics.score("f1", np.array([0, 1]), np.array([[0.9, 0.1], [0.1, 0.9]]), "binary")
+    y, p = _multilabel()
+    with pytest.raises(InputError, match="5 labels"):
+        metrics.score("mean_f1", y, p, "multilabel", threshold=[0.5, 0.5])
+
+
+def test_direction_helpers():
+    assert metrics.is_better("f1", 0.8, 0.7) and not metrics.is_better("f1", 0.7, 0.7)
+    assert metrics.is_better("log_loss", 0.3, 0.4) and not metrics.greater_is_better("mae")
+
+
+def test_spec_validates_metric_against_task():
+    from competition.spec import Spec
+
+    with pytest.raises(ValueError, match="does not fit task 'multiclass'"):
+        Spec(name="x", train="t.csv", targets=["y"], task="multiclass", metric="f1")
+    with pytest.raises(ValueError, match="unknown metric"):
+        Spec(name="x", train="t.csv", targets=["y"], task="binary", metric="f_one")

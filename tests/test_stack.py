@@ -1,0 +1,268 @@
+"""The stack stage on synthetic runs whose truth we control, plus one real two-experiment stack.
+
+Input runs are fabricated with ``runs.write_run`` (OOF/test columns drawn from the labels), so
+each test knows exactly how much signal -- or leakage -- every input carries.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from competition import artifacts, metrics, runs
+from competition.errors import InputError
+from competition.stack import _fold_vector, predict, stack
+
+SPEC = """\
+name: synth-{task}
+train: train.csv
+test: test.csv
+id: id
+targets: [target]
+{labels}text: [text]
+task: {task}
+metric: {metric}
+folds: {{n_splits: {n_splits}, seed: 0}}
+"""
+WORDS = np.array("fire flood storm calm sunny quiet crash help news road".split())
+
+
+@dataclass
+class Synth:
+    """A tiny workspace and what the tests need to fabricate runs in it."""
+
+    ws: object
+    data: object
+    fold: np.ndarray
+    y_test: np.ndarray          # the hidden test labels (not in test.csv)
+
+
+def synth_workspace(root: Path, task: str = "binary", metric: str = "roc_auc", n: int = 3000,
+                    n_test: int = 1000, n_splits: int = 5, seed: int = 0) -> Synth:
+    """Synthetic train/test CSVs (id, text, kind, target), folds written by competition.folds."""
+    from competition import data as data_mod
+    from competition import folds as folds_mod
+    from competition.spec import load_spec
+    from competition.workspace import Workspace
+
+    rng = np.random.default_rng(seed)
+
+    def draw(size):
+        if task == "binary":
+            return (rng.random(size) < 0.4).astype(int)
+        if task == "multiclass":
+            return rng.choice(["a", "b", "c"], size)
+        return rng.normal(0, 2, size).round(4)
+
+    def frame(size, start):
+        words = rng.integers(1, 30, size)
+        return pd.DataFrame({"id": np.arange(start, start + size),
+                             "text": [" ".join(rng.choice(WORDS, w)) for w in words],
+                             "kind": rng.choice(["x", "y", "z"], size)})
+
+    root.mkdir(parents=True, exist_ok=True)
+    train, test = frame(n, 0), frame(n_test, 10**6)
+    train["target"], y_test = draw(n), draw(n_test)
+    train.to_csv(root / "train.csv", index=False)
+    test.to_csv(root / "test.csv", index=False)
+    labels = "labels: [a, b, c]\n" if task == "multiclass" else ""
+    (root / "competition.yaml").write_text(SPEC.format(task=task, metric=metric, n_splits=n_splits, labels=labels))
+    ws = Workspace(root)
+    data = data_mod.load(load_spec(ws.spec_file))
+    folds_mod.write_folds(ws, data)
+    if task == "multiclass":
+        y_test = pd.Categorical(y_test, categories=data.labels).codes
+    return Synth(ws, data, _fold_vector(ws, data), np.asarray(y_test))
+
+
+def signal(y: np.ndarray, strength: float, rng, task: str = "binary", k: int = 3) -> np.ndarray:
+    """Predictions carrying ``strength`` of signal about ``y`` (0 = pure noise), shaped (n, k)."""
+    if task == "regression":
+        return (strength * y + rng.normal(0, 2, len(y)))[:, None]
+    if task == "multiclass":
+        logits = rng.normal(0, 1, (len(y), k))
+        logits[np.arange(len(y)), y] += strength
+        e = np.exp(logits)
+        return e / e.sum(axis=1, keepdims=True)
+    return (1 / (1 + np.exp(-(strength * (2 * y - 1) + rng.normal(0, 1, len(y))))))[:, None]
+
+
+def fake_run(env: Synth, name: str, oof: np.ndarray, test: np.ndarray, **manifest) -> runs.Run:
+    """Write a complete experiment run with these OOF (train order) and test predictions."""
+    spec, data = env.data.spec, env.data
+    cols = spec.pred_columns
+    frame = pd.DataFrame(np.asarray(oof, dtype=float).reshape(len(oof), -1), columns=cols)
+    frame.insert(0, "fold", env.fold)
+    frame.insert(0, "id", data.train[spec.id_column].to_numpy())
+    test_frame = pd.DataFrame(np.asarray(test, dtype=float).reshape(len(test), -1), columns=cols)
+    test_frame.insert(0, "id", data.test[spec.id_column].to_numpy())
+    folds = {k: metrics.evaluate(spec.metric, data.y[env.fold == k], frame[cols].to_numpy()[env.fold == k],
+                                 spec.task)[0] for k in range(int(env.fold.max()) + 1)}
+    info = {"kind": "experiment", "family": "synthetic", "folds_hash": artifacts.file_hash(env.ws.folds_file),
+            "data_hash": data.train_hash, "test_hash": data.test_hash, "n_splits": len(folds),
+            "folds_done": list(folds), **manifest}
+    return runs.write_run(env.ws, name, spec=spec, data=data, oof=frame, test=test_frame, fold_scores=folds,
+                          manifest=info)
+
+
+def add_runs(env: Synth, strengths: dict[str, float], seed: int = 1) -> None:
+    rng = np.random.default_rng(seed)
+    task = env.data.spec.task
+    for name, s in strengths.items():
+        fake_run(env, name, signal(env.data.y, s, rng, task), signal(env.y_test, s, rng, task))
+
+
+def rescore(run_dir: Path, env: Synth) -> float:
+    """The metric recomputed from the saved oof.parquet, in its own row order."""
+    oof = pd.read_parquet(run_dir / "oof.parquet")
+    spec = env.data.spec
+    y = pd.Series(np.arange(len(env.data.y)), index=env.data.train[spec.id_column].astype(str))
+    return metrics.evaluate(spec.metric, env.data.y[y.loc[oof["id"].astype(str)].to_numpy()],
+                            oof[spec.pred_columns].to_numpy(), spec.task)[0]
+
+
+@pytest.fixture(scope="module")
+def binary(tmp_path_factory) -> Synth:
+    return synth_workspace(tmp_path_factory.mktemp("binary") / "ws")
+
+
+def test_pure_noise_stacks_at_chance(tmp_path):
+    env = synth_workspace(tmp_path / "ws")
+    add_runs(env, {f"n{i}": 0.0 for i in range(5)})
+    result = stack(env.ws, data=env.data)
+    assert result.name == "s01" and set(result.input_scores) == {f"n{i}" for i in range(5)}
+    assert abs(result.oof_score - 0.5) < 0.04, result.oof_score
+    assert all(abs(s - 0.5) < 0.08 for s in result.fold_scores.values())
+
+
+def test_stack_writes_an_honest_reproducible_run(tmp_path):
+    env = synth_workspace(tmp_path / "ws")
+    add_runs(env, {"a": 1.0, "b": 0.8, "c": 0.0})
+    result = stack(env.ws, data=env.data)
+    run = env.ws.run_dir(result.name)
+    for f in ("manifest.json", "metrics.json", "oof.parquet", "test.parquet", "importance.json",
+              "fold0/meta.joblib", "fold4/meta.joblib"):
+        assert (run / f).is_file(), f
+    # the reported CV is what the saved OOF gives
+    saved = json.loads((run / "metrics.json").read_text())
+    assert rescore(run, env) == pytest.approx(saved["oof_score"]) == pytest.approx(result.oof_score)
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["kind"] == "stack" and manifest["family"] == "lgbm-stack" and manifest["inputs"] == ["a", "b", "c"]
+    # two informative inputs with independent noise: the stack beats the best single one and the noise input
+    # counts for little
+    assert result.best_input == "a" and result.oof_score > result.input_scores["a"]
+    assert result.importance["c"] < 0.1 and sum(result.importance.values()) == pytest.approx(1)
+    # test predictions = mean of the fold meta-models, and the saved models re-run to the same numbers
+    test = pd.read_parquet(run / "test.parquet")
+    assert np.allclose(test["target"], test[[f"target__fold{k}" for k in range(5)]].mean(axis=1), atol=1e-6)
+    again = predict(env.ws, result.name, {r: runs.load_run(env.ws, r).test() for r in "abc"})
+    assert np.allclose(again[:, 0], test["target"], atol=1e-5)
+    assert roc_auc_score(env.y_test, test["target"]) > result.input_scores["a"] - 0.03
+    # a stack is a run: the default inputs of a second stack leave it out; naming it uses it
+    second = stack(env.ws, data=env.data, meta="logistic")
+    assert second.name == "s02" and "s01" not in second.input_scores
+    third = stack(env.ws, data=env.data, inputs=["s01", "a"], meta="ridge")
+    assert set(third.input_scores) == {"s01", "a"} and 0.5 < third.oof_score <= 1
+
+
+def test_leaky_input_is_flagged_and_its_cv_does_not_hold_on_test(tmp_path):
+    """OOF = the true label, test = noise: the stack cannot know, so its CV inherits the leak.
+    Honest behaviour is to say so: the input is named in a warning (its OOF and test predictions
+    are differently distributed), and on the hidden test labels the stack falls far below its CV."""
+    env = synth_workspace(tmp_path / "ws")
+    add_runs(env, {"honest": 1.0})
+    rng = np.random.default_rng(5)
+    fake_run(env, "leak", env.data.y[:, None].astype(float), rng.random((len(env.y_test), 1)))
+    result = stack(env.ws, data=env.data)
+    assert result.oof_score > 0.97                      # the inflated CV...
+    assert result.input_scores["leak"] == pytest.approx(1.0)
+    assert any(w.startswith("leak:") and "leak" in w for w in result.warnings)
+    assert not any(w.startswith("honest:") for w in result.warnings)
+    manifest = json.loads((result.run_dir / "manifest.json").read_text())
+    assert manifest["warnings"] == result.warnings
+    test_auc = roc_auc_score(env.y_test, pd.read_parquet(result.run_dir / "test.parquet")["target"])
+    assert test_auc < result.oof_score - 0.15           # ...does not hold on the hidden labels
+
+
+def test_inputs_on_other_folds_are_refused_by_name(binary):
+    add_runs(binary, {"good": 1.0})
+    rng = np.random.default_rng(2)
+    fake_run(binary, "stale", signal(binary.data.y, 1, rng), signal(binary.y_test, 1, rng), folds_hash="0123abcd")
+    with pytest.raises(InputError, match="stale was trained on other folds"):
+        stack(binary.ws, data=binary.data, inputs=["good", "stale"])
+    # by default it is left out, with a note
+    result = stack(binary.ws, data=binary.data, name="default-pick")
+    assert "stale" not in result.input_scores
+    assert any("stale" in w and "other folds" in w for w in result.warnings)
+
+
+def test_names_features_and_metas(binary):
+    add_runs(binary, {"good": 1.0})
+    with pytest.raises(InputError, match="not a feature.*text_len"):
+        stack(binary.ws, data=binary.data, features=["nope"])
+    with pytest.raises(InputError, match="never features"):
+        stack(binary.ws, data=binary.data, features=["target"])
+    with pytest.raises(InputError, match="categorical"):
+        stack(binary.ws, data=binary.data, features=["kind"], meta="logistic")
+    result = stack(binary.ws, data=binary.data, inputs=["good"], features=["text_len", "n_words", "kind"],
+                   name="feat")
+    assert set(result.importance) == {"good", "text_len", "n_words", "kind"}
+    again = predict(binary.ws, "feat", {"good": runs.load_run(binary.ws, "good").test()}, binary.data.test)
+    assert np.allclose(again[:, 0], runs.load_run(binary.ws, "feat").test()["target"], atol=1e-5)
+    with pytest.raises(InputError, match="already holds a run"):
+        stack(binary.ws, data=binary.data, inputs=["good"], name="feat")
+    stack(binary.ws, data=binary.data, inputs=["good"], name="feat", force=True, meta="ridge")
+    with pytest.raises(InputError, match="cannot be its own input"):
+        stack(binary.ws, data=binary.data, inputs=["good", "feat"], name="feat", force=True)
+
+
+@pytest.mark.parametrize("task,metric,meta", [("multiclass", "log_loss", "lgbm"), ("multiclass", "accuracy", "logistic"),
+                                              ("regression", "rmse", "lgbm"), ("regression", "rmse", "ridge")])
+def test_other_tasks(tmp_path, task, metric, meta):
+    env = synth_workspace(tmp_path / "ws", task=task, metric=metric, n=1500, n_test=300)
+    add_runs(env, {"a": 1.5, "b": 1.0})
+    result = stack(env.ws, data=env.data, meta=meta)
+    assert rescore(result.run_dir, env) == pytest.approx(result.oof_score)
+    assert not metrics.is_better(metric, result.best_input_score, result.oof_score + 0.05 * abs(result.oof_score))
+    assert runs.load_run(env.ws, result.name).test().shape[0] == 300
+
+
+def test_cli_prints_the_comparison(binary):
+    import typer
+    from typer.testing import CliRunner
+
+    from competition.commands import stack as stack_cmd
+
+    add_runs(binary, {"good": 1.0, "other": 0.5})
+    app = typer.Typer()
+    app.command()(stack_cmd.command)
+    out = CliRunner().invoke(app, ["--exp", "good,other", "--name", "cli", "-w", str(binary.ws.root)])
+    assert out.exit_code == 0, out.output
+    assert "best single" in out.output and "cli" in out.output
+    bad = CliRunner().invoke(app, ["--exp", "good,missing", "-w", str(binary.ws.root)])
+    assert bad.exit_code == 2 and "missing" in bad.output
+
+
+def test_real_tweets_two_tfidf_runs_stacked_and_blended(tmp_path):
+    pytest.importorskip("competition.models.tfidf")
+    from competition.blend import blend
+    from competition.config import load_config
+    from competition.train import train
+    from tests.workspaces import tweets_workspace
+
+    ws = tweets_workspace(tmp_path / "ws", n_train=1200, n_test=200, experiments={
+        "001": "template: tfidf\n", "002": "template: tfidf\nmodel:\n  word_ngrams: null\n  C: 1.0\n"})
+    for exp in ("001", "002"):
+        assert train(ws, load_config(ws, exp)).complete
+    s = stack(ws)
+    b = blend(ws, method="weighted")
+    assert set(s.input_scores) == set(b.input_scores) == {"001", "002"}
+    for result in (s, b):
+        assert 0.5 < result.oof_score <= 1 and len(result.fold_scores) == 3
+    assert not s.warnings, s.warnings   # honest models: OOF and test predictions alike

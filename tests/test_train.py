@@ -1,0 +1,149 @@
+"""The train stage: artifacts, resume, locks, refusals — with the fast tfidf family on real tweets."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from competition import metrics
+from competition.config import load_config
+from competition.errors import InputError
+from competition.train import train
+from tests.workspaces import tweets_workspace
+
+
+@pytest.fixture
+def ws(tmp_path):
+    return tweets_workspace(tmp_path / "ws")
+
+
+def test_full_run_writes_every_artifact(ws):
+    result = train(ws, load_config(ws, "001"))
+    run = ws.run_dir("001")
+    assert result.complete and [r.status for r in result.folds] == ["trained"] * 3
+    for name in ("config.yaml", "manifest.json", "oof.parquet", "test.parquet", "metrics.json"):
+        assert (run / name).is_file(), name
+    oof = pd.read_parquet(run / "oof.parquet")
+    train_ids = pd.read_csv(ws.root / "train.csv")["id"]
+    assert sorted(oof["id"]) == sorted(train_ids) and oof["id"].is_unique
+    assert not oof.isna().any().any()
+    test = pd.read_parquet(run / "test.parquet")
+    assert list(test.columns) == ["id", "target", "target__fold0", "target__fold1", "target__fold2"]
+    assert np.allclose(test["target"], test[[f"target__fold{k}" for k in range(3)]].mean(axis=1))
+    # the reported CV is what the saved OOF gives
+    saved = json.loads((run / "metrics.json").read_text())
+    y = pd.read_csv(ws.root / "train.csv").set_index("id").loc[oof["id"], "target"].to_numpy()
+    again, _ = metrics.evaluate("f1", y, oof[["target"]].to_numpy(), "binary")
+    assert saved["oof_score"] == pytest.approx(again) == pytest.approx(result.oof_score)
+    assert 0.55 < saved["oof_score"] <= 1.0
+
+
+def test_resume_skips_complete_folds_and_force_retrains(ws):
+    cfg = load_config(ws, "001")
+    train(ws, cfg, folds="0,2")
+    manifest = json.loads((ws.run_dir("001") / "manifest.json").read_text())
+    assert manifest["status"] == "partial" and manifest["folds_done"] == [0, 2]
+    assert not (ws.run_dir("001") / "oof.parquet").exists()
+    again = train(ws, cfg, folds="all")
+    assert [r.status for r in again.folds] == ["skipped", "trained", "skipped"] and again.complete
+    forced = train(ws, cfg, folds="1", force=True)
+    assert [r.status for r in forced.folds] == ["trained"]
+
+
+def test_interrupted_fold_resumes_to_the_same_oof(ws, tmp_path, monkeypatch):
+    from competition.models import tfidf
+
+    clean = tweets_workspace(tmp_path / "clean")
+    reference = train(clean, load_config(clean, "001"))
+    real_fit = tfidf.fit_fold
+
+    def dies_on_fold_1(prepared, fold, *args, **kwargs):
+        if fold == 1:
+            raise KeyboardInterrupt
+        return real_fit(prepared, fold, *args, **kwargs)
+
+    monkeypatch.setattr(tfidf, "fit_fold", dies_on_fold_1)
+    with pytest.raises(KeyboardInterrupt):
+        train(ws, load_config(ws, "001"))
+    run = ws.run_dir("001")
+    assert (run / "fold0" / "done.json").is_file()
+    assert not (run / "fold1").exists() and not list(run.glob("fold1.tmp-*"))
+    monkeypatch.setattr(tfidf, "fit_fold", real_fit)
+    resumed = train(ws, load_config(ws, "001"))
+    assert [r.status for r in resumed.folds] == ["skipped", "trained", "trained"]
+    a = pd.read_parquet(run / "oof.parquet")
+    b = pd.read_parquet(clean.run_dir("001") / "oof.parquet")
+    pd.testing.assert_frame_equal(a, b)
+    assert resumed.oof_score == reference.oof_score
+
+
+def test_same_seed_same_oof(ws, tmp_path):
+    other = tweets_workspace(tmp_path / "other")
+    train(ws, load_config(ws, "001"))
+    train(other, load_config(other, "001"))
+    pd.testing.assert_frame_equal(pd.read_parquet(ws.run_dir("001") / "oof.parquet"),
+                                  pd.read_parquet(other.run_dir("001") / "oof.parquet"))
+
+
+def test_changed_config_is_refused_until_forced(ws):
+    train(ws, load_config(ws, "001"), folds="0")
+    with pytest.raises(InputError, match="model.C"):
+        train(ws, load_config(ws, "001", ["model.C=1.0"]), folds="1")
+    assert train(ws, load_config(ws, "001", ["model.C=1.0"]), folds="1", force=True).folds[0].status == "trained"
+
+
+def test_changed_folds_are_refused(ws):
+    from competition import data, folds
+    from competition.spec import load_spec
+
+    train(ws, load_config(ws, "001"), folds="0")
+    spec = load_spec(ws.spec_file)
+    new = spec.model_copy(update={"folds": spec.folds.model_copy(update={"seed": 7})})
+    object.__setattr__(new, "_root", spec.root)
+    folds.write_folds(ws, data.load(new), force=True)
+    with pytest.raises(InputError, match="folds changed"):
+        train(ws, load_config(ws, "001"), folds="1")
+
+
+def test_busy_fold_is_left_alone(ws):
+    from filelock import FileLock
+
+    run = ws.run_dir("001")
+    run.mkdir(parents=True)
+    with FileLock(str(run / "fold1.lock")):
+        result = train(ws, load_config(ws, "001"))
+    assert [r.status for r in result.folds] == ["trained", "busy", "trained"]
+    assert not result.complete
+
+
+def test_two_processes_train_different_folds_at_once(ws):
+    env = {**os.environ, "COMP_WORKSPACE": str(ws.root), "WANDB_MODE": "disabled"}
+    cmd = [sys.executable, "-m", "competition.cli", "train", "exp=001", "--fold"]
+    procs = [subprocess.Popen([*cmd, f], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+             for f in ("0", "1,2")]
+    outs = [p.communicate(timeout=300)[0].decode() for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    for k in range(3):
+        done = json.loads((ws.run_dir("001") / f"fold{k}" / "done.json").read_text())
+        assert done["fold"] == k
+    manifest = json.loads((ws.run_dir("001") / "manifest.json").read_text())
+    assert manifest["status"] == "complete"
+
+
+def test_bad_fold_selection(ws):
+    with pytest.raises(InputError, match="folds are 0..2"):
+        train(ws, load_config(ws, "001"), folds="5")
+
+
+def test_limit_rows_keeps_the_oof_contract(ws):
+    result = train(ws, load_config(ws, "001", ["train.limit_rows=100"]))
+    oof = pd.read_parquet(ws.run_dir("001") / "oof.parquet")
+    assert result.complete and len(oof) == 600
+    done = json.loads((ws.run_dir("001") / "fold0" / "done.json").read_text())
+    assert done["n_train"] == 100
