@@ -391,8 +391,8 @@ def read_folds(ws: Workspace, dataset=None) -> pd.DataFrame:
             folds["id"] = folds["id"].astype(np.int64)
         return folds
     if manifest.get("data_hash") != dataset.train_hash:
-        raise InputError(f"{ws.folds_manifest}: train data changed since folds were made (data_hash "
-                         f"{manifest.get('data_hash')} != {dataset.train_hash}): run `comp folds --force`")
+        raise InputError(f"{ws.folds_manifest}: train data changed since folds were made: run `comp folds "
+                         f"--force` (data_hash {manifest.get('data_hash')} then, {dataset.train_hash} now)")
     ids = dataset.train[dataset.spec.id_column]
     position = pd.Series(np.arange(len(folds)), index=folds["id"])
     key = ids.astype(str)

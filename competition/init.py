@@ -22,7 +22,6 @@ also has is a feature.
 from __future__ import annotations
 
 import os
-import re
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,7 @@ from competition import artifacts
 from competition.data import load, placeholder, read_table, strings
 from competition.errors import InputError, explain
 from competition.spec import ReadOptions, Spec, load_spec
-from competition.workspace import SPEC_FILE, Workspace
+from competition.workspace import Workspace
 
 DEFAULT_METRIC = {"binary": "roc_auc", "multiclass": "accuracy", "multilabel": "macro_f1", "regression": "rmse"}
 TARGET_NAMES = ("target", "label", "labels", "y", "class", "response", "category", "sentiment", "score")
@@ -255,6 +254,44 @@ def _write_gitignore(root: Path, extra: list[str]) -> None:
         artifacts.write_text(path, text)
 
 
+def infer_fields(train: pd.DataFrame, test: pd.DataFrame | None, sample: pd.DataFrame | None,
+                 fields: dict, folds: dict, notes: list[str]) -> dict:
+    """The spec's id, targets, task, labels, metric, text and features: given, else inferred
+    (each inference explained in ``notes``)."""
+    id_column = fields["id"] if "id" in fields else _infer_id(train, test, sample)
+    if "id" not in fields:
+        notes.append(f"id: {id_column!r}" + (" (none found: rows are numbered 0..n-1)" if id_column is None else ""))
+    label_column = (fields.get("label_list") or {}).get("column")
+    if label_column and not fields.get("targets"):
+        raise InputError(f"label_list column {label_column!r} holds label ids; name the labels with "
+                         "--label-names FILE (one per line) or --target a,b,...")
+    targets = fields.get("targets") or _infer_targets(train, test, sample, id_column)
+    if label_column:
+        task = fields.get("task") or "multilabel"
+    elif fields.get("task"):
+        task = fields["task"]
+    else:
+        missing = [t for t in targets if t not in train.columns]
+        if missing:
+            raise InputError(f"train: target column(s) {missing} not found; columns: "
+                             f"{', '.join(map(str, train.columns))}")
+        task, why = infer_task(train[targets])
+        notes.append(f"task: {task} ({why})")
+    labels = fields.get("labels")
+    if labels is None and task in ("binary", "multiclass") and targets[0] in train.columns:
+        values = train[targets[0]].dropna().unique()
+        labels = sorted(v.item() if isinstance(v, np.generic) else v for v in values)
+        notes.append(f"labels: {labels}" + (" (the last is the positive class)" if task == "binary" else ""))
+    metric = fields.get("metric") or DEFAULT_METRIC[task]
+    if not fields.get("metric"):
+        notes.append(f"metric: {metric} (the default for {task}; set the competition's own)")
+    exclude = {id_column, *targets, label_column, folds.get("group"), folds.get("time")} - {None}
+    text, features = _columns(train, test, exclude, fields, notes)
+
+    return {**fields, "id": id_column, "targets": list(targets), "labels": labels, "text": text,
+            "features": features, "task": task, "metric": metric}
+
+
 def init_workspace(root: Path | str, *, train: Path | str, test: Path | str | None = None,
                    sample_submission: Path | str | None = None, holdout: float | None = None,
                    seed: int = 42, force: bool = False, **fields) -> Spec:
@@ -300,41 +337,10 @@ def init_workspace(root: Path | str, *, train: Path | str, test: Path | str | No
     test_frame = read_table(paths["test"], read, role="test") if paths["test"] else None
     sample = (read_table(paths["sample_submission"], ReadOptions(), role="sample submission", dtype=str)
               if paths["sample_submission"] else None)
+
     notes: list[str] = []
-
-    id_column = fields["id"] if "id" in fields else _infer_id(train_frame, test_frame, sample)
-    if "id" not in fields:
-        notes.append(f"id: {id_column!r}" + (" (none found: rows are numbered 0..n-1)" if id_column is None else ""))
-    label_column = (fields.get("label_list") or {}).get("column")
-    if label_column and not fields.get("targets"):
-        raise InputError(f"label_list column {label_column!r} holds label ids; name the labels with "
-                         "--label-names FILE (one per line) or --target a,b,...")
-    targets = fields.get("targets") or _infer_targets(train_frame, test_frame, sample, id_column)
-    if label_column:
-        task = fields.get("task") or "multilabel"
-    elif fields.get("task"):
-        task = fields["task"]
-    else:
-        missing = [t for t in targets if t not in train_frame.columns]
-        if missing:
-            raise InputError(f"{paths['train']}: target column(s) {missing} not found; columns: "
-                             f"{', '.join(map(str, train_frame.columns))}")
-        task, why = infer_task(train_frame[targets])
-        notes.append(f"task: {task} ({why})")
-    labels = fields.get("labels")
-    if labels is None and task in ("binary", "multiclass") and targets[0] in train_frame.columns:
-        values = train_frame[targets[0]].dropna().unique()
-        labels = sorted(v.item() if isinstance(v, np.generic) else v for v in values)
-        notes.append(f"labels: {labels}" + (" (the last is the positive class)" if task == "binary" else ""))
-    metric = fields.get("metric") or DEFAULT_METRIC[task]
-    if not fields.get("metric"):
-        notes.append(f"metric: {metric} (the default for {task}; set the competition's own)")
-    exclude = {id_column, *targets, label_column, folds.get("group"), folds.get("time")} - {None}
-    text, features = _columns(train_frame, test_frame, exclude, fields, notes)
-
-    spec_fields = {**fields, "name": fields.get("name") or root.name, "read": read.model_dump(),
-                   "id": id_column, "targets": list(targets), "labels": labels, "text": text,
-                   "features": features, "task": task, "metric": metric, "folds": folds}
+    spec_fields = infer_fields(train_frame, test_frame, sample, fields, folds, notes)
+    spec_fields.update(name=fields.get("name") or root.name, read=read.model_dump(), folds=folds)
     files = {k: p for k, p in paths.items() if p}
     common = Path(os.path.commonpath([p.parent for p in files.values()]))
     spec_fields["data_dir"] = _relative(common, root)
@@ -344,7 +350,7 @@ def init_workspace(root: Path | str, *, train: Path | str, test: Path | str | No
     data_dir_existed = (root / "data").exists()
     try:
         if holdout is not None:
-            frame = read_table(paths["train"], read, role="train", ids=id_column)
+            frame = read_table(paths["train"], read, role="train", ids=spec_fields["id"])
             _carve(root, frame, spec_fields, holdout, seed, force, written)
             notes.append(f"holdout: {holdout:.0%} of {paths['train'].name} carved into data/ "
                          f"(stratified, seed {seed}); data/solution.csv holds its answers")

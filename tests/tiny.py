@@ -33,6 +33,9 @@ def tiny_bert(tmp_path, texts: list[str], *, hidden: int = 32, layers: int = 2, 
     tokenizer = train_wordpiece(texts, vocab_size)
     config = bert_config(len(tokenizer), d_model=hidden, heads=heads, layers=layers, ff=intermediate,
                          dropout=0.1, max_length=max_length, pad_token_id=tokenizer.pad_token_id)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
     torch.manual_seed(0)
     BertModel(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)

