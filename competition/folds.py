@@ -138,9 +138,7 @@ def _column(values, default: str) -> str:
     return f"column {name!r}" if name is not None else default
 
 
-def _check_inputs(y: np.ndarray, *, task: str, scheme: str, n_splits: int, groups, time,
-                  labels) -> None:
-    """Every InputError and FoldWarning about a scheme meeting this data, before any split."""
+def _check_scheme(task: str, scheme: str, n_splits: int, n_rows: int) -> None:
     if scheme not in SCHEMES:
         raise _unknown_scheme(scheme)
     fits, instead = _FITS.get(scheme, ((task,), {}))
@@ -148,27 +146,40 @@ def _check_inputs(y: np.ndarray, *, task: str, scheme: str, n_splits: int, group
         raise InputError(f"folds.scheme {scheme!r} does not fit task {task!r} (it splits "
                          f"{', '.join(fits)}); use scheme {instead[task]!r} (comp folds --scheme "
                          f"{instead[task]}) or kfold")
-    if not 2 <= n_splits <= len(y):
-        raise InputError(f"folds.n_splits={n_splits}: needs 2 <= n_splits <= the {len(y):,} train rows")
+    if not 2 <= n_splits <= n_rows:
+        raise InputError(f"folds.n_splits={n_splits}: needs 2 <= n_splits <= the {n_rows:,} train rows")
+
+
+def _check_columns(scheme: str, n_splits: int, groups, time) -> None:
+    """The group / time column: present when the scheme needs it, complete, enough groups."""
     if scheme in _GROUPED:
         if groups is None:
             raise InputError(f"folds.scheme {scheme!r} needs a group column: set `folds.group` in "
                              "competition.yaml to the column whose equal values must share a fold")
-        missing = int(pd.isna(pd.Series(np.asarray(groups, dtype=object))).sum())
+        values = pd.Series(np.asarray(groups, dtype=object))
+        missing = int(values.isna().sum())
         if missing:
             raise InputError(f"folds.group {_column(groups, 'groups')} is empty in {missing:,} row(s); "
                              "every row needs a group: fill them (e.g. with the row id) or pick another column")
-        n_groups = pd.Series(np.asarray(groups, dtype=object)).nunique()
-        if n_groups < n_splits:
+        if (n_groups := values.nunique()) < n_splits:
             raise InputError(f"folds.n_splits={n_splits} is more than the {n_groups} distinct groups in "
                              f"folds.group {_column(groups, 'groups')}; lower n_splits to at most "
                              f"{n_groups} or group by a finer column")
     elif groups is not None:
         warnings.warn(f"folds.group {_column(groups, 'groups')} is ignored by scheme {scheme!r}; "
-                      "use scheme group or stratified-group to keep groups together", FoldWarning,
-                      stacklevel=3)
+                      "use scheme group or stratified-group to keep groups together", FoldWarning, stacklevel=3)
+    if scheme != "time-ordered" and time is not None:
+        warnings.warn(f"folds.time {_column(time, 'time')} is ignored by scheme {scheme!r}; use scheme "
+                      "time-ordered to keep rows close in time together", FoldWarning, stacklevel=3)
+    if scheme == "time-ordered" and time is None:
+        warnings.warn("scheme time-ordered without `folds.time`: rows are taken in file order; set "
+                      "folds.time to the column that orders them in time", FoldWarning, stacklevel=3)
+
+
+def _check_balance(y: np.ndarray, scheme: str, n_splits: int, labels) -> None:
+    """Every class in every stratified fold (else an error); rare multilabel labels warned about."""
     if scheme in ("stratified", "stratified-group"):
-        counts = np.bincount(y)
+        counts = np.bincount(y.astype(np.int64))
         rarest = int(np.argmin(np.where(counts > 0, counts, np.inf)))
         if counts[rarest] < n_splits:
             name = labels[rarest] if labels is not None else rarest
@@ -182,9 +193,6 @@ def _check_inputs(y: np.ndarray, *, task: str, scheme: str, n_splits: int, group
             warnings.warn(f"{len(rare)} label(s) have fewer positive rows than the {n_splits} folds "
                           f"({', '.join(f'{n!r}: {c}' for n, c in rare[:5])}); some folds will lack them",
                           FoldWarning, stacklevel=3)
-    if scheme == "time-ordered" and time is None:
-        warnings.warn("scheme time-ordered without `folds.time`: rows are taken in file order; set "
-                      "folds.time to the column that orders them in time", FoldWarning, stacklevel=3)
 
 
 def _time_order(time) -> np.ndarray:
@@ -228,7 +236,9 @@ def make_folds(ids, y, *, task: str, scheme: str, n_splits: int = 5, seed: int =
     [1, 0, 0, 1]
     """
     y = np.asarray(y)
-    _check_inputs(y, task=task, scheme=scheme, n_splits=n_splits, groups=groups, time=time, labels=labels)
+    _check_scheme(task, scheme, n_splits, len(y))
+    _check_columns(scheme, n_splits, groups, time)
+    _check_balance(y, scheme, n_splits, labels)
     n = len(y)
     order = _time_order(time) if scheme == "time-ordered" and time is not None else np.arange(n)
     group_values = None if groups is None else pd.factorize(np.asarray(groups, dtype=object))[0][order]
@@ -353,7 +363,7 @@ def _write_manifest(ws: Workspace, manifest: dict) -> None:
 
 def _current(ws: Workspace) -> dict:
     """The folds on disk: text, manifest and every hash a run may have recorded for them."""
-    text = ws.folds_file.read_bytes().decode("utf-8") if ws.folds_file.is_file() else None
+    text = ws.folds_file.read_bytes().decode("utf-8", errors="replace") if ws.folds_file.is_file() else None
     manifest = artifacts.read_json(ws.folds_manifest) if ws.folds_manifest.is_file() else None
     hashes = {artifacts.file_hash(ws.folds_file)} if text is not None else set()
     if manifest and manifest.get("folds_hash"):

@@ -308,7 +308,9 @@ def _fit_lgbm(x, y, objective, n_class, cat_idx, params, seed, metric):
 
     p = {**LGBM_DEFAULTS, **params}
     rounds, patience, inner = p.pop("num_boost_round"), p.pop("early_stopping_rounds"), p.pop("inner_valid")
-    p.update({"objective": objective, "seed": seed, "verbose": -1, "num_threads": os.cpu_count() or 1})
+    # small data: one thread beats OpenMP's start-up and its spinning on a busy machine
+    threads = 1 if len(y) < 50_000 else len(os.sched_getaffinity(0))
+    p.update({"objective": objective, "seed": seed, "verbose": -1, "num_threads": threads})
     if objective == "multiclass":
         p["num_class"] = n_class
     if objective == "regression" and metric == "mae":

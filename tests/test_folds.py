@@ -197,6 +197,8 @@ def test_degraded_input_warns(goemotions, tweets):
         folds.make_folds(frame["id"][:300], few, task="multilabel", scheme="multilabel-stratified")
     with pytest.warns(folds.FoldWarning, match="ignored by scheme 'kfold'"):
         folds.make_folds(tweets["id"], tweets["target"], task="binary", scheme="kfold", groups=tweets["text"])
+    with pytest.warns(folds.FoldWarning, match="folds.time column 'id' is ignored by scheme 'stratified'"):
+        folds.make_folds(tweets["id"], tweets["target"], task="binary", scheme="stratified", time=tweets["id"])
     with pytest.warns(folds.FoldWarning, match="file order"):
         folds.make_folds(tweets["id"], tweets["target"], task="binary", scheme="time-ordered")
 

@@ -11,7 +11,6 @@ from sklearn import metrics as skm
 from competition import metrics
 from competition.errors import InputError
 
-RNG = np.random.default_rng(0)
 N = 400
 
 

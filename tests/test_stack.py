@@ -83,8 +83,8 @@ def synth_workspace(root: Path, task: str = "binary", metric: str = "roc_auc", n
 
 def signal(y: np.ndarray, strength: float, rng, task: str = "binary", k: int = 3) -> np.ndarray:
     """Predictions carrying ``strength`` of signal about ``y`` (0 = pure noise), shaped (n, k)."""
-    if task == "regression":
-        return (strength * y + rng.normal(0, 2, len(y)))[:, None]
+    if task == "regression":  # y ~ N(0, 2); noise shrinks as strength grows
+        return (y + rng.normal(0, 2 / strength, len(y)) if strength else rng.normal(0, 2, len(y)))[:, None]
     if task == "multiclass":
         logits = rng.normal(0, 1, (len(y), k))
         logits[np.arange(len(y)), y] += strength

@@ -123,6 +123,8 @@ def _quiet_lightning():
             warnings.filterwarnings("ignore", message=".*does not have many workers.*")
             warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
             warnings.filterwarnings("ignore", message=".*LeafSpec.*")  # Lightning's own deprecation
+            # SWA swaps our per-step schedule for its per-epoch SWALR: intended
+            warnings.filterwarnings("ignore", message="SWA is currently only supported every epoch")
             yield
     finally:
         logger.setLevel(level)
