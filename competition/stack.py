@@ -86,14 +86,10 @@ class Inputs:
 
 
 def _fold_vector(ws: Workspace, data) -> np.ndarray:
+    """Each train row's fold, in train order (read_folds checks hashes and ids)."""
     from competition import folds as folds_mod
 
-    table = folds_mod.read_folds(ws, data)
-    pos = pd.Index(table["id"].astype(str)).get_indexer(data.train[data.spec.id_column].astype(str))
-    if (pos < 0).any():
-        raise InputError(f"{ws.folds_file}: {int((pos < 0).sum())} train row(s) have no fold. "
-                         "Write the folds again: `comp folds --force`.")
-    return table["fold"].to_numpy(dtype=np.int64)[pos]
+    return folds_mod.read_folds(ws, data)["fold"].to_numpy(dtype=np.int64)
 
 
 def choose_runs(ws: Workspace, names: list[str] | None, hashes: dict, exclude: str | None = None

@@ -59,7 +59,7 @@ def test_fold_honest_weights_on_noise(tmp_path):
 
 
 @pytest.mark.parametrize("task,metric", [("regression", "rmse"), ("multiclass", "log_loss"),
-                                         ("multiclass", "accuracy")])
+                                         ("multiclass", "accuracy"), ("multilabel", "f1")])
 @pytest.mark.parametrize("method", ["hill-climb", "weighted"])
 def test_other_tasks_and_directions(tmp_path, task, metric, method):
     env = synth_workspace(tmp_path / "ws", task=task, metric=metric, n=1200, n_test=200)

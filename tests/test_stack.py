@@ -24,7 +24,7 @@ name: synth-{task}
 train: train.csv
 test: test.csv
 id: id
-targets: [target]
+targets: {targets}
 {labels}text: [text]
 task: {task}
 metric: {metric}
@@ -58,6 +58,8 @@ def synth_workspace(root: Path, task: str = "binary", metric: str = "roc_auc", n
             return (rng.random(size) < 0.4).astype(int)
         if task == "multiclass":
             return rng.choice(["a", "b", "c"], size)
+        if task == "multilabel":
+            return (rng.random((size, 3)) < [0.2, 0.4, 0.5]).astype(int)
         return rng.normal(0, 2, size).round(4)
 
     def frame(size, start):
@@ -68,11 +70,13 @@ def synth_workspace(root: Path, task: str = "binary", metric: str = "roc_auc", n
 
     root.mkdir(parents=True, exist_ok=True)
     train, test = frame(n, 0), frame(n_test, 10**6)
-    train["target"], y_test = draw(n), draw(n_test)
+    targets = ["l0", "l1", "l2"] if task == "multilabel" else ["target"]
+    train[targets], y_test = draw(n).reshape(n, -1), draw(n_test)
     train.to_csv(root / "train.csv", index=False)
     test.to_csv(root / "test.csv", index=False)
     labels = "labels: [a, b, c]\n" if task == "multiclass" else ""
-    (root / "competition.yaml").write_text(SPEC.format(task=task, metric=metric, n_splits=n_splits, labels=labels))
+    (root / "competition.yaml").write_text(SPEC.format(
+        task=task, metric=metric, n_splits=n_splits, labels=labels, targets=f"[{', '.join(targets)}]"))
     ws = Workspace(root)
     data = data_mod.load(load_spec(ws.spec_file))
     folds_mod.write_folds(ws, data)
@@ -85,6 +89,8 @@ def signal(y: np.ndarray, strength: float, rng, task: str = "binary", k: int = 3
     """Predictions carrying ``strength`` of signal about ``y`` (0 = pure noise), shaped (n, k)."""
     if task == "regression":  # y ~ N(0, 2); noise shrinks as strength grows
         return (y + rng.normal(0, 2 / strength, len(y)) if strength else rng.normal(0, 2, len(y)))[:, None]
+    if task == "multilabel":
+        return 1 / (1 + np.exp(-(strength * (2 * y - 1) + rng.normal(0, 1, y.shape))))
     if task == "multiclass":
         logits = rng.normal(0, 1, (len(y), k))
         logits[np.arange(len(y)), y] += strength
@@ -223,7 +229,8 @@ def test_names_features_and_metas(binary):
 
 
 @pytest.mark.parametrize("task,metric,meta", [("multiclass", "log_loss", "lgbm"), ("multiclass", "accuracy", "logistic"),
-                                              ("regression", "rmse", "lgbm"), ("regression", "rmse", "ridge")])
+                                              ("regression", "rmse", "lgbm"), ("regression", "rmse", "ridge"),
+                                              ("multilabel", "f1", "lgbm"), ("multilabel", "roc_auc", "logistic")])
 def test_other_tasks(tmp_path, task, metric, meta):
     env = synth_workspace(tmp_path / "ws", task=task, metric=metric, n=1500, n_test=300)
     add_runs(env, {"a": 1.5, "b": 1.0})
@@ -256,8 +263,9 @@ def test_real_tweets_two_tfidf_runs_stacked_and_blended(tmp_path):
     from competition.train import train
     from tests.workspaces import tweets_workspace
 
-    ws = tweets_workspace(tmp_path / "ws", n_train=1200, n_test=200, experiments={
-        "001": "template: tfidf\n", "002": "template: tfidf\nmodel:\n  word_ngrams: null\n  C: 1.0\n"})
+    ws = tweets_workspace(tmp_path / "ws", n_train=800, n_test=200, experiments={
+        "001": "template: tfidf\nmodel:\n  char_ngrams: null\n",
+        "002": "template: tfidf\nmodel:\n  word_ngrams: null\n  char_ngrams: [2, 4]\n  max_features: 20000\n"})
     for exp in ("001", "002"):
         assert train(ws, load_config(ws, exp)).complete
     s = stack(ws)

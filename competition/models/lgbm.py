@@ -91,9 +91,10 @@ def encode(frame: pd.DataFrame, columns: list[str], categories: dict[str, list[s
     for c in columns:
         values = frame[c]
         if c in categories:
-            text = values.astype(object).where(values.notna(), None)
-            text = text.map(lambda v: None if v is None else str(v))
-            out[c] = pd.Categorical(text, categories=categories[c])
+            known = categories[c]
+            text = values.astype(object).map(lambda v: None if pd.isna(v) else str(v))
+            # unseen values become missing first: pandas 4 will refuse them in pd.Categorical
+            out[c] = pd.Categorical(text.where(text.isin(known), None), categories=known)
         else:
             numbers = pd.to_numeric(values, errors="coerce")
             bad = values[numbers.isna() & values.notna()]
