@@ -121,8 +121,10 @@ def _thresholds(P, y, spec) -> np.ndarray:
     return out
 
 
-def _votes(t: np.ndarray | None, P: np.ndarray, task: str) -> np.ndarray:
-    if task == "multiclass":  # one-hot of each input's argmax; the mean probability breaks ties
+def _votes(t: np.ndarray | None, P: np.ndarray) -> np.ndarray:
+    """Vote share per column: of labels at thresholds ``t`` (m, k), or (``t`` None: multiclass)
+    of each input's argmax class."""
+    if t is None:  # one-hot of each input's argmax; the mean probability breaks ties
         votes = np.eye(P.shape[2])[P.argmax(axis=2)].mean(axis=1) + EPS * P.mean(axis=1)
         return votes / votes.sum(axis=1, keepdims=True)
     return (P >= t[None]).mean(axis=1)
@@ -180,7 +182,7 @@ def _apply(method, params, P, Z):
     if method == "rank":
         return _ranks(P)
     if method == "vote-hard":
-        return _votes(params, P, "multiclass" if params is None else "other")
+        return _votes(params, P)
     if method == "moe":
         return _mix(_gate_weights(params, Z), P)
     return _mix(np.asarray(params), P)
@@ -278,10 +280,12 @@ def blend(ws: Workspace, *, inputs: list[str] | None = None, method: str = "hill
     fold_scores = {k: float(metrics.evaluate(spec.metric, y[fold == k], oof[fold == k], spec.task)[0])
                    for k in range(n_splits)}
     in_sample = float(metrics.evaluate(spec.metric, y, _apply(method, final, P, Z), spec.task)[0])
-    if method == "moe":
+    if method == "moe":  # the mean of the per-row weights
         weights = _gate_weights(final, Z).mean(axis=0)
+    elif method == "vote-hard":  # params are thresholds; every input has one vote
+        weights = np.full(len(src.runs), 1.0 / len(src.runs))
     else:
-        weights = np.full(len(src.runs), 1.0 / len(src.runs)) if final is None or np.ndim(final) != 1 else final
+        weights = final
     weights = {r: round(float(w), 6) for r, w in zip(src.names, weights)}
 
     cols = spec.pred_columns

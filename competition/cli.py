@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from competition.commands import blend, check, folds, init, leaderboard, new, score, stack, submit, train
+from competition.commands import blend, check, folds, init, leaderboard, new, report, score, stack, submit, train
 from competition.commands._later import planned
 
 app = typer.Typer(
@@ -31,7 +31,7 @@ app.command("stack")(stack.command)
 app.command("blend")(blend.command)
 app.command("submit")(submit.command)
 app.command("score")(score.command)
-app.command("report")(planned("report", 6, "plots and an HTML page of the workspace's results"))
+app.command("report")(report.command)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -59,12 +59,10 @@ class Plot:
 
 @dataclass
 class RunData:
-    """A run with its OOF predictions aligned to the train file: ``oof`` (n, k), ``fold`` (n,)."""
+    """A run (:class:`competition.runs.Run`) with its OOF predictions in train-file order, (n, k)."""
 
     run: object
-    entry: object
     oof: np.ndarray
-    fold: np.ndarray
 
     @property
     def name(self) -> str:
@@ -173,7 +171,7 @@ def plot_correlation(ctx: Context, folder: Path) -> list[Plot]:
     if m < 2:
         raise Skip(f"needs at least two runs to compare; there is one ({ctx.runs[0].name})")
     corr = oof_correlation(ctx)
-    size = 3.0 + 0.6 * m
+    size = min(3.0 + 0.6 * m, 11.0)
     fig = _figure(size + 1.2, size)
     ax = fig.subplots()
     finite = corr[np.isfinite(corr)]
@@ -200,6 +198,11 @@ def plot_correlation(ctx: Context, folder: Path) -> list[Plot]:
 
 
 def _threshold_text(threshold) -> str:
+    """How a stored decision threshold reads in a title.
+
+    >>> _threshold_text(None), _threshold_text(0.25), _threshold_text([0.3, 0.55])
+    ('0.5', '0.250', 'per label, 0.30-0.55')
+    """
     if threshold is None:
         return "0.5"
     values = np.atleast_1d(np.asarray(threshold, dtype=float))
@@ -221,12 +224,13 @@ def plot_confusion(ctx: Context, folder: Path) -> list[Plot]:
         fig = _figure(9, 1.6 + 0.32 * len(names))
         ax = fig.subplots()
         pos = np.arange(len(names))[::-1]
-        for shift, values, name in ((-0.27, p, "precision"), (0, r, "recall"), (0.27, f, "F1")):
+        for shift, values, name in ((0.27, p, "precision"), (0, r, "recall"), (-0.27, f, "F1")):
             ax.barh(pos + shift, values, height=0.27, label=name)
         ax.set_yticks(pos, labels=[f"{n} ({s})" for n, s in zip(names, support)])
         ax.set_xlim(0, 1)
         ax.set_xlabel("score on the OOF predictions")
-        ax.legend(loc="lower right", fontsize=9)
+        fig.legend(loc="outside right upper", fontsize=9)
+        ax.grid(axis="x", alpha=0.3)
         ax.set_title(f"Per-label precision, recall and F1: {best.name} (threshold {_threshold_text(threshold)})")
         caption = (f"Per label (number of positive rows in brackets), how {best.name} -- the best run -- does "
                    "once its OOF probabilities are cut at its stored threshold(s).")
@@ -239,7 +243,7 @@ def plot_confusion(ctx: Context, folder: Path) -> list[Plot]:
         pred, how = best.oof.argmax(axis=1), "most probable class"
     counts = confusion_matrix(y, pred, labels=list(range(len(classes))))
     share = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
-    size = 2.8 + 0.55 * len(classes)
+    size = min(2.8 + 0.55 * len(classes), 11.0)
     fig = _figure(size + 1.2, size)
     ax = fig.subplots()
     image = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
@@ -284,18 +288,19 @@ def plot_pred_vs_true(ctx: Context, folder: Path) -> list[Plot]:
     left.set_title(f"{best.name}: predicted vs true (RMSE {rmse:.3f}, R² {r2:.3f})", fontsize=10)
     left.legend(loc="upper left", fontsize=9)
     residual = pred - y
-    right.scatter(y[show], residual[show], s=10, alpha=alpha, edgecolor="none")
+    right.scatter(pred[show], residual[show], s=10, alpha=alpha, edgecolor="none")
     right.axhline(0, color="crimson", lw=1.2)
-    right.set_xlabel(f"true {target}")
+    right.set_xlabel(f"predicted {target}")
     right.set_ylabel("residual (predicted - true)")
-    right.set_title("residuals", fontsize=10)
+    right.set_title("residuals vs predicted", fontsize=10)
     for ax in (left, right):
         ax.grid(alpha=0.3)
     caption = (f"Out-of-fold predictions of {best.name}, the best run"
                + (f", for the first target ({target})" if len(ctx.spec.targets) > 1 else "")
                + (f", {MAX_POINTS} rows sampled" if len(show) < len(y) else "")
-               + ". Points off the red line are errors; a residual trend that falls from left to right "
-               "means the model shrinks its predictions toward the mean.")
+               + ". Left: points off the red line are errors; a cloud flatter than the line means the model "
+               "shrinks toward the mean. Right: residuals should scatter evenly around zero; a trend or a "
+               "funnel shows where the model is systematically off.")
     return [Plot("pred_vs_true", "Predicted vs true", _save(fig, folder, "pred_vs_true.png"), caption)]
 
 
@@ -323,7 +328,8 @@ def plot_calibration(ctx: Context, folder: Path) -> list[Plot]:
     bottom.set_xlabel(f"predicted P({positive})")
     bottom.set_ylabel("rows")
     bottom.set_xlim(0, 1)
-    caption = (f"For the {len(shown)} best run(s): within each of 10 bins of predicted probability, the share of "
+    who = "the best run" if len(shown) == 1 else f"the {len(shown)} best runs"
+    caption = (f"For {who}: within each of 10 bins of predicted probability, the share of "
                "rows that really are positive. On the dashed line a predicted 0.8 is right 80% of the "
                "time; metrics such as log loss reward that, F1 and AUC do not. Below: how the predictions spread.")
     return [Plot("calibration", "Calibration", _save(fig, folder, "calibration.png"), caption)]
@@ -360,16 +366,17 @@ def plot_learning_curves(ctx: Context, folder: Path) -> list[Plot]:
     for (rd, history), row_axes in zip(curves, axes):
         rows_all = [row for rows in history.values() for row in rows]
         x_label = "epoch" if any("step" in row for row in rows_all) else "boosting round"
-        for k, rows in sorted(history.items()):
-            for seed in sorted({row.get("seed") for row in rows}, key=str):
-                part = [row for row in rows if row.get("seed") == seed]
-                tag = f"fold {k}" + (f" seed {seed}" if seed is not None else "")
-                _curve(row_axes[0], part, "val/loss", color=_fold_colour(k), lw=1.6, label=f"{tag} valid")
-                _curve(row_axes[0], part, "train/loss", color=_fold_colour(k), lw=1.2, ls="--",
-                       label=f"{tag} train")
-                if with_score:
-                    _curve(row_axes[1], part, "val/score", color=_fold_colour(k), lw=1.6, marker=".", label=tag)
         has_train = any(row.get("train/loss") is not None for row in rows_all)
+        for k, rows in sorted(history.items()):
+            seeds = sorted({row.get("seed") for row in rows}, key=str)
+            for i, seed in enumerate(seeds):   # later seeds of a fold: the same colour, paler
+                part = [row for row in rows if row.get("seed") == seed]
+                style = dict(color=_fold_colour(k), alpha=1.0 if i == 0 else 0.5)
+                tag = f"fold {k}" + (f" seed {seed}" if len(seeds) > 1 else "")
+                _curve(row_axes[0], part, "val/loss", lw=1.6, label=tag, **style)
+                _curve(row_axes[0], part, "train/loss", lw=1.2, ls="--", **style)
+                if with_score:
+                    _curve(row_axes[1], part, "val/score", lw=1.6, marker=".", label=tag, **style)
         row_axes[0].set_title(f"{rd.label}: loss" + (" (solid valid, dashed train)" if has_train else
                                                      " on the valid fold"), fontsize=10)
         row_axes[0].set_ylabel("loss")
@@ -381,9 +388,10 @@ def plot_learning_curves(ctx: Context, folder: Path) -> list[Plot]:
             ax.grid(alpha=0.3)
             if ax.has_data():
                 ax.legend(fontsize=7, ncol=2 if len(history) > 3 else 1)
-    caption = ("Validation loss (solid) and training loss (dashed, where recorded) of every fold as training "
-               "went on, from each fold's done.json" + (", with the validation score on the right" if with_score else "")
-               + ". Valid loss rising while train loss falls is overfitting: fewer epochs or early stopping."
+    caption = ("Loss on the validation fold (solid) and, where recorded, on the training batches (dashed), "
+               "for every fold as training went on, from each fold's done.json"
+               + (", with the validation score on the right" if with_score else "")
+               + ". A validation loss that turns up again is overfitting: fewer epochs or early stopping."
                + (f" Not shown (room for {MAX_CURVE_RUNS}): {', '.join(left_out)}." if left_out else ""))
     return [Plot("learning_curves", "Learning curves", _save(fig, folder, "learning_curves.png"), caption)]
 
@@ -433,8 +441,8 @@ PLOTS = (
 
 # -- the stage --------------------------------------------------------------------------------
 
-def _aligned(run, entry, spec, data) -> RunData:
-    """The run's OOF predictions and folds in train-file order; InputError when its rows differ."""
+def _aligned(run, spec, data) -> RunData:
+    """The run's OOF predictions in train-file order; InputError when its rows differ."""
     import pandas as pd
 
     cols = spec.pred_columns
@@ -448,12 +456,12 @@ def _aligned(run, entry, spec, data) -> RunData:
         raise InputError(f"{run.dir / 'oof.parquet'}: its ids do not match the current train data "
                          f"({len(frame)} rows, {int((pos < 0).sum())} current id(s) missing). Retrain it "
                          f"(`comp train exp={run.name} --force`) or leave it out with --runs.")
-    return RunData(run, entry, frame[cols].to_numpy(dtype=float)[pos], frame["fold"].to_numpy()[pos])
+    return RunData(run, frame[cols].to_numpy(dtype=float)[pos])
 
 
-def choose_runs(ws: Workspace, entries: list, names: list[str] | None) -> list[tuple[object, object]]:
-    """(run, leaderboard entry) pairs in leaderboard order: the named runs (each must be complete),
-    else every complete run on the current folds and data."""
+def choose_runs(ws: Workspace, entries: list, names: list[str] | None) -> list:
+    """Runs in leaderboard order (the best first): the named ones (each must be complete), else
+    every complete run on the current folds and data."""
     from competition import runs
 
     order = {e.name: i for i, e in enumerate(entries)}
@@ -466,7 +474,7 @@ def choose_runs(ws: Workspace, entries: list, names: list[str] | None) -> list[t
             raise InputError(f"{ws.experiments_dir}: no complete run on the current folds and data to report "
                              "on. Train one first: `comp train exp=001 --fold all` (`comp leaderboard` "
                              "shows what is there).")
-    return [(run, entries[order[run.name]]) for run in picked]
+    return picked
 
 
 def _output_folder(ws: Workspace, out: Path | str | None, force: bool) -> Path:
@@ -511,8 +519,7 @@ def report(ws: Workspace, *, out: Path | str | None = None, runs: list[str] | No
             warnings.simplefilter("ignore")   # data warnings belong to `comp check`, not here
             data = data_mod.load(spec)
     entries = leaderboard(ws, data=data)
-    chosen = choose_runs(ws, entries, runs)
-    ctx = Context(ws, spec, data, [_aligned(run, entry, spec, data) for run, entry in chosen])
+    ctx = Context(ws, spec, data, [_aligned(run, spec, data) for run in choose_runs(ws, entries, runs)])
     target = _output_folder(ws, out, force)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"

@@ -103,13 +103,9 @@ def choose_runs(ws: Workspace, names: list[str] | None, hashes: dict, exclude: s
     else:
         chosen = []
         for run in runs.all_runs(ws):
-            why = ("not complete" if not run.complete else
-                   f"a {run.manifest.get('kind')} (name it to use it)"
-                   if run.manifest.get("kind") in COMBINED_KINDS else
-                   "made on other folds or data" if (run.manifest.get("folds_hash"), run.manifest.get("data_hash"))
-                   != (hashes["folds_hash"], hashes["data_hash"]) else None)
             if run.name == exclude:
                 continue
+            why = _left_out(run, hashes)
             if why:
                 notes.append(f"left out {run.name}: {why}")
             else:
@@ -120,6 +116,17 @@ def choose_runs(ws: Workspace, names: list[str] | None, hashes: dict, exclude: s
     if exclude in [r.name for r in chosen]:
         raise InputError(f"run {exclude!r} cannot be its own input; pick another --name")
     return chosen, notes
+
+
+def _left_out(run: runs.Run, hashes: dict) -> str | None:
+    """Why the default selection skips a run, or None."""
+    if not run.complete:
+        return "not complete"
+    if run.manifest.get("kind") in COMBINED_KINDS:
+        return f"a {run.manifest.get('kind')} (name it to use it)"
+    stale = [what for key, what in (("folds_hash", "folds"), ("data_hash", "train data"),
+                                    ("test_hash", "test data")) if run.manifest.get(key) != hashes[key]]
+    return f"made on other {' and '.join(stale)}" if stale else None
 
 
 def _aligned(frame: pd.DataFrame, ids: pd.Series, what: str) -> np.ndarray | None:

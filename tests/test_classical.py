@@ -103,7 +103,7 @@ def test_tfidf_multiclass_bbc(tmp_path):
             for p in sorted(folder.glob("*.txt"))[:60]]
     frame = pd.DataFrame(rows, columns=["text", "category"]).assign(id=lambda f: range(len(f)))
     data = make_data(tmp_path / "d", frame, targets=["category"], text=["text"], task="multiclass",
-                     metric="accuracy")
+                     metric="accuracy", labels=sorted(frame["category"].unique()))
     cfg = config(family="tfidf", char_ngrams=None, estimator="logistic", C=10.0)
     fit, valid_idx = run(tfidf, cfg, data, tmp_path / "f")
     accuracy = metrics.score("accuracy", data.y[valid_idx], fit.oof, "multiclass")
@@ -154,6 +154,26 @@ def test_tfidf_lgbm_same_seed_same_predictions(tweets, tmp_path):
     assert metrics.score("roc_auc", tweets.y[valid_idx], a.oof, "binary") > 0.65
 
 
+def test_heads_constant_label_and_missing_class():
+    from competition.models.heads import fit_head
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 4))
+    y = np.column_stack([(X[:, 0] > 0).astype(int), np.zeros(60, dtype=int)])  # label 1 never set
+    for estimator in ("logistic", "ridge", "lgbm"):
+        head, _ = fit_head(estimator, "multilabel", X, y, n_outputs=2, seed=0, lgbm={"num_boost_round": 5})
+        p = head.predict(X)
+        assert p.shape == (60, 2) and (p[:, 1] == 0).all() and ((p >= 0) & (p <= 1)).all()
+    # multiclass with class 2 absent from the training rows: its column is (near) zero
+    codes = (X[:, 0] > 0).astype(int)
+    for estimator in ("logistic", "ridge", "lgbm"):
+        head, _ = fit_head(estimator, "multiclass", X, codes, n_outputs=3, seed=0, lgbm={"num_boost_round": 5})
+        p = head.predict(X)
+        assert p.shape == (60, 3) and np.allclose(p.sum(axis=1), 1) and (p[:, 2] < 0.05).all()
+    with pytest.raises(InputError, match="ridge"):
+        fit_head("logistic", "regression", X, X[:, 0], n_outputs=1, seed=0)
+
+
 # -- lgbm on tabular columns -----------------------------------------------------------------
 
 TITANIC_FEATURES = ["Pclass", "Sex", "Age", "SibSp", "Parch", "Fare", "Embarked"]
@@ -194,7 +214,7 @@ def test_lgbm_unseen_category_and_missing_column(titanic, tmp_path):
 def test_lgbm_multiclass_and_regression(titanic, tmp_path):
     frame = titanic.train.drop(columns=["Survived"])
     multi = make_data(tmp_path / "m", frame, id="PassengerId", targets=["Pclass"],
-                      features=["Fare", "Sex", "Age"], task="multiclass", metric="log_loss")
+                      features=["Fare", "Sex", "Age"], task="multiclass", metric="log_loss", labels=[1, 2, 3])
     fit, valid_idx = run(lgbm, config(family="lgbm", num_boost_round=200), multi, tmp_path / "fm")
     assert np.allclose(fit.oof.sum(axis=1), 1)
     assert metrics.score("accuracy", multi.y[valid_idx], fit.oof, "multiclass") > 0.7
@@ -238,11 +258,16 @@ def small_tweets(tweets, tmp_path_factory):
                      text=["keyword", "text"], task="binary", metric="f1")
 
 
-@pytest.mark.parametrize("head", ["logistic", "ridge", "lgbm"])
-def test_embed_tiny_bert_heads(small_tweets, tmp_path, head):
+@pytest.fixture(scope="module")
+def tiny_path(small_tweets, tmp_path_factory):
     from competition.data import build_texts
 
-    path = tiny_bert(tmp_path, build_texts(small_tweets.train, ["keyword", "text"]))
+    return tiny_bert(tmp_path_factory.mktemp("bert"), build_texts(small_tweets.train, ["keyword", "text"]))
+
+
+@pytest.mark.parametrize("head", ["logistic", "ridge", "lgbm"])
+def test_embed_tiny_bert_heads(small_tweets, tiny_path, tmp_path, head):
+    path = tiny_path
     cfg = config(family="embed", name=path, head=head, max_length=48, batch_size=32,
                  lgbm={"num_boost_round": 30})
     fit, _ = run(embed, cfg, small_tweets, tmp_path / "f")
@@ -254,12 +279,11 @@ def test_embed_tiny_bert_heads(small_tweets, tmp_path, head):
     assert np.array_equal(again.oof, fit.oof)
 
 
-def test_embed_pooling_ignores_padding(small_tweets, tmp_path):
+def test_embed_pooling_ignores_padding(tiny_path):
     from transformers import AutoModel, AutoTokenizer
 
     texts = ["short one", "a much longer text with many more words than the first one has"]
-    path = tiny_bert(tmp_path, texts * 5 + small_tweets.train["text"].tolist())
-    tokenizer, model = AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).eval()
+    tokenizer, model = AutoTokenizer.from_pretrained(tiny_path), AutoModel.from_pretrained(tiny_path).eval()
     for pooling in ("mean", "cls"):
         together = embed.embed_texts(texts, tokenizer, model, pooling=pooling, max_length=32, batch_size=2)
         alone = np.vstack([embed.embed_texts([t], tokenizer, model, pooling=pooling, max_length=32,

@@ -76,7 +76,8 @@ def png_size(path: Path) -> tuple[int, int]:
 def test_report_writes_every_applicable_plot(tweets, tmp_path):
     result = report(tweets, out=tmp_path / "r")
     assert result.dir == tmp_path / "r" and result.index.is_file()
-    assert result.runs[:1] == ["001"] and set(result.runs) == {"001", "002", "s01"}
+    assert result.runs == [e.name for e in leaderboard(tweets)]   # best first
+    assert set(result.runs) == {"001", "002", "s01"}
     assert not [p for p in result.plots if p.failed]
     assert {p.key for p in result.written} == TWEETS_PLOTS
     assert {p.key for p in result.skipped} == {"pred_vs_true"}
@@ -146,14 +147,15 @@ def test_regression_shows_predicted_vs_true(tmp_path):
     src = shared_data() / "commonlit"
     root = tmp_path / "ws"
     (root / "experiments").mkdir(parents=True)
-    train_rows = pd.read_csv(src / "train.csv").sample(n=300, random_state=0)
+    train_rows = pd.read_csv(src / "train.csv").sample(n=240, random_state=0)
     train_rows[["id", "excerpt", "target"]].to_csv(root / "train.csv", index=False)
     pd.read_csv(src / "test.csv")[["id", "excerpt"]].to_csv(root / "test.csv", index=False)
     (root / "competition.yaml").write_text(COMMONLIT_SPEC)
     (root / "experiments" / "base.yaml").write_text("track:\n  wandb: false\n")
-    (root / "experiments" / "001.yaml").write_text("template: tfidf\nmodel:\n  estimator: ridge\n")
+    (root / "experiments" / "001.yaml").write_text("template: tfidf\nmodel:\n  estimator: ridge\n"
+                                                   "  char_ngrams: null\n")
     (root / "experiments" / "002.yaml").write_text("template: tfidf\nmodel:\n  estimator: ridge\n"
-                                                   "  word_ngrams: null\n  alpha: 3.0\n")
+                                                   "  word_ngrams: null\n  char_ngrams: [3, 4]\n  alpha: 3.0\n")
     ws = Workspace(root)
     folds.write_folds(ws, data.load(load_spec(ws.spec_file)))
     for exp in ("001", "002"):
@@ -167,6 +169,39 @@ def test_regression_shows_predicted_vs_true(tmp_path):
     assert "regression" in skipped["confusion"] and "binary" in skipped["calibration"]
     png_size(result.dir / "pred_vs_true.png")
     assert "rmse (lower is better)" in result.index.read_text()
+
+
+def torch_history(fold: int, seeds=(42,), epochs: int = 4) -> list[dict]:
+    """What an encoder fold writes in done.json: one row per validation (two per epoch here)."""
+    rng = np.random.default_rng(fold)
+    rows = []
+    for seed in seeds:
+        for step in range(1, 2 * epochs + 1):
+            epoch = step / 2
+            row = {"epoch": epoch, "step": step * 10, "val/loss": 1 / epoch + 0.05 * epoch + rng.normal(0, 0.02),
+                   "val/score": 0.5 + 0.1 * np.log1p(epoch) + rng.normal(0, 0.01), "train/loss": 1 / epoch}
+            rows.append({**row, "seed": seed} if len(seeds) > 1 else row)
+    return rows
+
+
+@pytest.mark.parametrize("task, metric", [("multiclass", "macro_f1"), ("multilabel", "f1")])
+def test_other_tasks_and_torch_learning_curves(tmp_path, task, metric):
+    from competition import artifacts
+    from tests.test_stack import add_runs, synth_workspace
+
+    env = synth_workspace(tmp_path / "ws", task=task, metric=metric, n=600, n_test=50, n_splits=3)
+    add_runs(env, {"e01": 1.5, "e02": 1.0})
+    for k in range(3):   # e01 as an encoder run would leave it; fold 1 trained two seeds
+        artifacts.write_json(env.ws.fold_dir("e01", k) / "done.json",
+                             {"fold": k, "history": torch_history(k, seeds=(1, 2) if k == 1 else (42,))})
+    result = report(env.ws, out=tmp_path / "r")
+    assert not [p for p in result.plots if p.failed]
+    assert {p.key for p in result.written} == {"fold_scores", "oof_correlation", "confusion", "learning_curves"}
+    assert "binary" in {p.key: p.caption for p in result.skipped}["calibration"]
+    confusion = next(p for p in result.written if p.key == "confusion")
+    assert confusion.title == ("Confusion matrix" if task == "multiclass" else "Per-label precision / recall / F1")
+    for plot in result.written:
+        png_size(result.dir / plot.file)
 
 
 def test_cli_prints_the_page(tweets, tmp_path):
@@ -207,8 +242,10 @@ window.addEventListener("load", () => {
 """
 
 
+@pytest.fixture(scope="module")
 def chromium() -> str:
-    """Chromium's path; skip where it is absent, but fail under CI, where a skip would hide it."""
+    """Chromium's path; skip where it is absent, but fail under CI, where a skip would hide it.
+    (Module-scoped, so it is looked for before the module's workspace is trained.)"""
     for name in ("chromium", "chromium-browser", "google-chrome", "chrome"):
         if path := shutil.which(name):
             return path
@@ -223,13 +260,13 @@ def run_chromium(binary: str, profile: Path, *args: str) -> subprocess.Completed
                           capture_output=True, text=True, timeout=90, check=True)
 
 
-def test_page_in_headless_chromium(tweets, tmp_path):
-    binary = chromium()
+def test_page_in_headless_chromium(chromium, tweets, tmp_path):
+    binary = chromium
     result = report(tweets, out=tmp_path / "report")
     check = result.dir / "_check.html"   # beside index.html, so the relative image paths resolve alike
     check.write_text(result.index.read_text().replace("</body>", CHECK_SCRIPT + "</body>"))
-    dom = run_chromium(binary, tmp_path / "profile", "--virtual-time-budget=10000", "--dump-dom",
-                       check.as_uri()).stdout
+    dom = run_chromium(binary, tmp_path / "profile", "--window-size=1280,800", "--virtual-time-budget=10000",
+                       "--dump-dom", check.as_uri()).stdout
     check.unlink()
     found = re.search(r'<pre id="check">(.*?)</pre>', dom, re.S)
     assert found, f"the check script did not run; DOM:\n{dom[:2000]}"

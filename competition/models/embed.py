@@ -7,7 +7,7 @@ first (fitted on the fold's training rows), so ``C`` / ``alpha`` mean the same f
 any encoder. What a fold saves::
 
     fold0/
-        embed.joblib    {"head": heads.Head, "encoder": {name, pooling, max_length}}
+        embed.pkl       {"head": heads.Head, "encoder": {name, pooling, max_length}}
         embed.json      the same, human-readable, plus the embedding size
 
 :func:`predict` re-embeds the new frame with the encoder named in the fold
@@ -26,10 +26,11 @@ from competition import artifacts
 from competition.config import ExperimentConfig
 from competition.errors import InputError
 from competition.models import FoldResult
+from competition.models import heads
 from competition.models.heads import fit_head, n_outputs
 from competition.models.tfidf import texts_of
 
-MODEL_FILE = "embed.joblib"
+MODEL_FILE = "embed.pkl"
 
 
 @dataclass
@@ -134,23 +135,15 @@ def fit_fold(prepared: Prepared, fold: int, train_idx: np.ndarray, valid_idx: np
 
 
 def _save(out_dir: Path, head, encoder: dict, dim: int) -> None:
-    import joblib
-
     out_dir = Path(out_dir)
-    with artifacts.atomic_path(out_dir / MODEL_FILE) as tmp:
-        joblib.dump({"head": head, "encoder": encoder}, tmp)
+    heads.save(out_dir / MODEL_FILE, {"head": head, "encoder": encoder})
     artifacts.write_json(out_dir / "embed.json", {"family": "embed", "head": head.estimator,
                                                   "task": head.task, "dim": dim, **encoder})
 
 
 def predict(fold_dir: Path, cfg: ExperimentConfig, data, frame) -> np.ndarray:
     """Re-embed ``frame`` with the fold's encoder and apply its head."""
-    import joblib
-
-    path = Path(fold_dir) / MODEL_FILE
-    if not path.is_file():
-        raise InputError(f"{path}: no fitted embed model here; train the fold first (comp train)")
-    saved = joblib.load(path)
+    saved = heads.load(Path(fold_dir) / MODEL_FILE, "embed")
     enc = saved["encoder"]
     settings = cfg.model_copy(update={"model": cfg.model.model_copy(
         update={"pooling": enc["pooling"], "max_length": enc["max_length"]})})

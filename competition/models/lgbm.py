@@ -10,10 +10,11 @@ pandas string columns outright, hence the cast.)
 Objective per task: binary, multiclass (``num_class``), one booster per label for
 multilabel, regression. Boosting stops early on the fold's valid rows
 (``model.early_stopping_rounds``); the fold's ``best_epoch`` is the best iteration.
-Seeded, ``deterministic=True``, ``num_threads`` from ``train.threads``. What a fold saves::
+Seeded, ``deterministic=True``; ``num_threads`` from ``train.threads`` (default: one thread
+below 20k training rows, where more threads only add overhead, else every core). What a fold saves::
 
     fold0/
-        lgbm.joblib    {"head": heads.Head (boosters), "columns": [...], "categories": {col: [...]}}
+        lgbm.pkl       {"head": heads.Head (boosters), "columns": [...], "categories": {col: [...]}}
         lgbm.json      columns, categories, best iterations, gain importance (human-readable)
 """
 
@@ -29,9 +30,10 @@ from competition import artifacts
 from competition.config import ExperimentConfig
 from competition.errors import InputError
 from competition.models import FoldResult
+from competition.models import heads
 from competition.models.heads import fit_head, n_outputs
 
-MODEL_FILE = "lgbm.joblib"
+MODEL_FILE = "lgbm.pkl"
 
 
 @dataclass
@@ -145,11 +147,8 @@ def _importance(head, columns: list[str]) -> dict[str, float]:
 
 
 def _save(out_dir: Path, head, columns: list[str], categories: dict, importance: dict) -> None:
-    import joblib
-
     out_dir = Path(out_dir)
-    with artifacts.atomic_path(out_dir / MODEL_FILE) as tmp:
-        joblib.dump({"head": head, "columns": columns, "categories": categories}, tmp)
+    heads.save(out_dir / MODEL_FILE, {"head": head, "columns": columns, "categories": categories})
     artifacts.write_json(out_dir / "lgbm.json", {
         "family": "lgbm", "task": head.task, "columns": columns, "categories": categories,
         "best_iterations": head.best_iterations, "importance": importance,
@@ -158,12 +157,7 @@ def _save(out_dir: Path, head, columns: list[str], categories: dict, importance:
 
 def predict(fold_dir: Path, cfg: ExperimentConfig, data, frame: pd.DataFrame) -> np.ndarray:
     """Predict ``frame`` with fold ``fold_dir``'s boosters and code book."""
-    import joblib
-
-    path = Path(fold_dir) / MODEL_FILE
-    if not path.is_file():
-        raise InputError(f"{path}: no fitted lgbm model here; train the fold first (comp train)")
-    saved = joblib.load(path)
+    saved = heads.load(Path(fold_dir) / MODEL_FILE, "lgbm")
     missing = [c for c in saved["columns"] if c not in frame.columns]
     if missing:
         raise InputError(f"the frame to predict lacks feature column(s) {missing} that fold "

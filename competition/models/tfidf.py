@@ -5,7 +5,7 @@ vectoriser on its training rows only, so neither the vocabulary nor the idf
 weights see the fold's valid rows (honest CV). What a fold saves::
 
     fold0/
-        tfidf.joblib    {"vectorizer": FeatureUnion(word, char), "head": heads.Head}
+        tfidf.pkl       {"vectorizer": FeatureUnion(word, char), "head": heads.Head}
         tfidf.json      estimator, n-gram ranges, vocabulary sizes, labels (human-readable)
 
 Example experiment (``comp new 043 --template tfidf``)::
@@ -24,9 +24,10 @@ from competition import artifacts
 from competition.config import ExperimentConfig
 from competition.errors import InputError
 from competition.models import FoldResult
+from competition.models import heads
 from competition.models.heads import Head, fit_head, n_outputs
 
-MODEL_FILE = "tfidf.joblib"
+MODEL_FILE = "tfidf.pkl"
 
 
 @dataclass
@@ -70,12 +71,10 @@ def make_vectorizer(cfg: ExperimentConfig):
     from sklearn.pipeline import FeatureUnion
 
     m = cfg.model
-    common = dict(min_df=m.min_df, max_features=m.max_features, sublinear_tf=m.sublinear_tf,
-                  dtype=np.float32, lowercase=True, strip_accents="unicode")
+    common = dict(min_df=m.min_df, max_features=m.max_features, sublinear_tf=m.sublinear_tf, dtype=np.float32)
     parts = []
     if m.word_ngrams is not None:
-        parts.append(("word", TfidfVectorizer(analyzer="word", ngram_range=tuple(m.word_ngrams),
-                                              token_pattern=r"(?u)\b\w+\b", **common)))
+        parts.append(("word", TfidfVectorizer(analyzer="word", ngram_range=tuple(m.word_ngrams), **common)))
     if m.char_ngrams is not None:
         parts.append(("char", TfidfVectorizer(analyzer="char_wb", ngram_range=tuple(m.char_ngrams), **common)))
     return FeatureUnion(parts)
@@ -120,11 +119,8 @@ def fit_fold(prepared: Prepared, fold: int, train_idx: np.ndarray, valid_idx: np
 
 
 def _save(out_dir: Path, vectorizer, head: Head, cfg: ExperimentConfig, data, sizes: dict) -> None:
-    import joblib
-
     out_dir = Path(out_dir)
-    with artifacts.atomic_path(out_dir / MODEL_FILE) as tmp:
-        joblib.dump({"vectorizer": vectorizer, "head": head}, tmp)
+    heads.save(out_dir / MODEL_FILE, {"vectorizer": vectorizer, "head": head})
     artifacts.write_json(out_dir / "tfidf.json", {
         "family": "tfidf", "estimator": cfg.model.estimator, "task": data.spec.task,
         "word_ngrams": cfg.model.word_ngrams, "char_ngrams": cfg.model.char_ngrams,
@@ -134,12 +130,7 @@ def _save(out_dir: Path, vectorizer, head: Head, cfg: ExperimentConfig, data, si
 
 def load_fold(fold_dir: Path) -> dict:
     """The saved vectoriser and head of one fold."""
-    import joblib
-
-    path = Path(fold_dir) / MODEL_FILE
-    if not path.is_file():
-        raise InputError(f"{path}: no fitted tfidf model here; train the fold first (comp train)")
-    return joblib.load(path)
+    return heads.load(Path(fold_dir) / MODEL_FILE, "tfidf")
 
 
 def predict(fold_dir: Path, cfg: ExperimentConfig, data, frame) -> np.ndarray:

@@ -19,6 +19,7 @@ import logging
 import sys
 import warnings
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -35,6 +36,10 @@ from competition.models.pretrained import resolve_pretrained  # noqa: F401 - re-
 from competition.models.textmodel import FoldMonitor, TextModel
 
 WEIGHTS = "model.safetensors"
+
+# Extra Lightning callbacks added to every fit run inside the context that sets them
+# (comp tune: the per-epoch pruning callback). Set with EXTRA_CALLBACKS.set(...), reset after.
+EXTRA_CALLBACKS: ContextVar[tuple[pl.Callback, ...]] = ContextVar("extra_callbacks", default=())
 
 
 @dataclass
@@ -131,6 +136,10 @@ def _quiet_lightning():
 
 
 def make_trainer(cfg: ExperimentConfig, callbacks: list[pl.Callback]) -> pl.Trainer:
+    """One device; tracking goes through the fold's Tracker (no Lightning logger), best weights
+    stay in memory (no checkpoint files). With ``val_per_epoch`` > 1 Lightning validates every
+    ``int(batches / val_per_epoch)`` batches, so when the batch count is not divisible the last
+    validation of an epoch comes a few batches before its end."""
     t = cfg.train
     return pl.Trainer(
         max_epochs=t.epochs, accelerator="auto", devices=1, precision=precision_of(t.precision),
@@ -162,7 +171,7 @@ def fit_seed(prepared: Prepared, seed: int, train_idx: np.ndarray, valid_idx: np
     spec = prepared.data.spec
     monitor = FoldMonitor(spec.metric, spec.task, np.asarray(prepared.data.y)[valid_idx], tracker,
                           t.patience, keep_best=not t.swa, seed=seed, step_offset=step_offset)
-    callbacks: list[pl.Callback] = [monitor]
+    callbacks: list[pl.Callback] = [monitor, *EXTRA_CALLBACKS.get()]
     if t.swa:
         callbacks.append(pl.callbacks.StochasticWeightAveraging(swa_lrs=t.swa_lr or cfg.model.lr / 10))
     with _quiet_lightning():

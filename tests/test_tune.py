@@ -1,0 +1,416 @@
+"""comp tune: search spaces, samplers, pruning, resume, export, sweeps — and real parallel workers
+on a PostgreSQL server this test starts itself."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+
+from competition import tune as tune_mod
+from competition.config import load_config, parse_overrides
+from competition.errors import InputError
+from competition.train import FoldRow, train
+from competition.tune import check_space, parse_space, summarize, tune, wandb_sweep
+from tests.workspaces import tweets_workspace
+
+REPO = Path(__file__).resolve().parents[1]
+
+TFIDF_SEARCH = """\
+template: tfidf
+model: {char_ngrams: [2, 4], max_features: 20000}
+search:
+  model.C: {type: float, low: 0.1, high: 30, log: true}
+  model.estimator: {type: categorical, choices: [logistic, ridge]}
+  model.min_df: {type: int, low: 1, high: 3}
+"""
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory):
+    """Three folds of 240 tweets; experiment 001 with a search block."""
+    return tweets_workspace(tmp_path_factory.mktemp("tune") / "ws", n_train=240, n_test=40, n_splits=3,
+                            experiments={"001": TFIDF_SEARCH})
+
+
+def fake_training(monkeypatch, score):
+    """Replace the training of each trial by ``score(cfg, fold)``; returns the list of (trial exp, fold)."""
+    calls = []
+
+    def fake_train(ws, cfg, *, folds, force, data, on_fold):
+        for k in folds:
+            calls.append((cfg.exp, k))
+            on_fold(FoldRow(k, "trained", score(cfg, k)))
+
+    monkeypatch.setattr(tune_mod, "train", fake_train)
+    return calls
+
+
+def db(tmp_path, name="study") -> str:
+    return f"sqlite:///{tmp_path / name}.db"
+
+
+def load(url, name="001"):
+    return optuna.load_study(study_name=name, storage=tune_mod.storage_url(None, url))  # names the PG driver
+
+
+# -- the search space ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("entry, message", [
+    ({"model.C": {"type": "float", "low": 5, "high": 1}}, "low (5) must be below high (1)"),
+    ({"model.C": {"type": "float", "low": 0, "high": 1, "log": True}}, "log: true needs low > 0"),
+    ({"model.C": {"type": "normal", "low": 0, "high": 1}}, "type 'normal' is not one of"),
+    ({"model.C": {"type": "float", "low": 0.1, "high": 1, "scale": 2}}, "unknown field(s) scale"),
+    ({"model.estimator": {"type": "categorical", "choices": []}}, "non-empty list `choices"),
+    ({"model.min_df": {"type": "int", "low": 1.5, "high": 3}}, "type int needs whole numbers"),
+    ({"model.C": {"type": "float", "low": 0.1, "high": 1, "log": True, "step": 0.1}}, "cannot be combined"),
+    ({"exp": ["a", "b"]}, "exp cannot be tuned"),
+    ({"model.C": {"type": "float", "low": 0.1, "high": 1, "when": {"model.estimator": "ridge"}},
+      "model.estimator": ["logistic", "ridge"]}, "listed before it"),
+    ({"model.C": 3}, "write e.g."),
+])
+def test_malformed_search_entries_name_the_key_and_the_fix(entry, message):
+    with pytest.raises(InputError) as err:
+        parse_space(entry, "042.yaml")
+    assert message in str(err.value) and "042.yaml: search key" in str(err.value)
+
+
+def test_search_keys_are_validated_against_the_config(ws):
+    with pytest.raises(InputError, match=r"search key 'model.lr'.*unknown key 'model.tfidf.lr'; valid keys under model: C, alpha"):
+        check_space(ws, "001", parse_space({"model.lr": {"type": "float", "low": 1e-5, "high": 1e-4}}, "x"))
+    with pytest.raises(InputError, match=r"search key 'model.C' with value 0.*greater than 0"):
+        check_space(ws, "001", parse_space({"model.C": {"type": "float", "low": 0, "high": 2}}, "x"))
+    with pytest.raises(InputError, match="no `search:` block"):
+        parse_space({}, "x")
+    # a family switch and keys of that family, conditioned on it
+    space = parse_space({"model.family": ["tfidf", "scratch"],
+                         "model.d_model": {"type": "categorical", "choices": [32, 64],
+                                           "when": {"model.family": "scratch"}}}, "x")
+    check_space(ws, "001", space)
+    with pytest.raises(InputError, match="grid"):
+        tune_mod.make_sampler("grid", space, 0)
+    with pytest.raises(InputError, match="wilcoxon compares trials fold by fold"):
+        tune_mod.make_pruner("wilcoxon", 1)
+
+
+# -- samplers --------------------------------------------------------------------------------
+
+def test_grid_sampler_covers_exactly_the_grid_with_real_training(tmp_path):
+    ws = tweets_workspace(tmp_path / "ws", n_train=200, n_test=20, n_splits=2, experiments={"001": """\
+template: tfidf
+model: {char_ngrams: null}
+search:
+  model.C: {type: grid, values: [0.5, 4.0]}
+  model.word_ngrams: {type: categorical, choices: [[1, 1], [1, 2]]}
+"""})
+    result = tune(ws, "001", sampler="grid", export=False)        # trials default to the grid's size
+    st = load(f"sqlite:///{ws.tuning_db}")
+    seen = [(t.params["model.C"], t.params["model.word_ngrams"]) for t in st.trials]
+    grid = set(itertools.product([0.5, 4.0], ["[1, 1]", "[1, 2]"]))
+    assert result.total == 4 and len(seen) == 4 and set(seen) == grid
+    assert all(t.state.name == "COMPLETE" and 0 < t.value <= 1 for t in st.trials)
+    assert result.best_params["model.word_ngrams"] in ([1, 1], [1, 2])  # decoded back to the config's value
+    assert tune(ws, "001", sampler="grid", export=False).ran == 0       # nothing left of the grid
+    assert not any((ws.experiments_dir / ".tune" / "001").glob("001-trial*"))  # trial artifacts removed
+    assert not ws.run_dir("001").exists()                                # the experiment's own folder untouched
+
+
+def test_same_seed_gives_the_same_tpe_sequence(ws, tmp_path, monkeypatch):
+    fake_training(monkeypatch, lambda cfg, k: 1 / (1 + abs(cfg.model.C - 3)) + 0.01 * cfg.model.min_df)
+
+    def params(url, seed):
+        tune(ws, "001", trials=14, seed=seed, storage=url, export=False)   # 10 random startup trials, then TPE
+        return [t.params for t in load(url).trials]
+
+    first, again = params(db(tmp_path, "a"), 7), params(db(tmp_path, "b"), 7)
+    assert first == again and len(first) == 14
+    assert params(db(tmp_path, "c"), 8) != first
+
+
+def test_a_failing_combination_is_a_failed_trial_and_tuning_goes_on(tmp_path):
+    ws = tweets_workspace(tmp_path / "ws", n_train=120, n_test=20, n_splits=2, experiments={"001": """\
+template: tfidf
+search:
+  model.word_ngrams: {type: grid, values: [null, [1, 1]]}
+  model.char_ngrams: {type: grid, values: [null, [2, 3]]}
+"""})
+    result = tune(ws, "001", sampler="grid", export=False)
+    st = load(f"sqlite:///{ws.tuning_db}")
+    failed = [t for t in st.trials if t.state.name == "FAIL"]
+    assert result.states == {"COMPLETE": 3, "FAIL": 1} and len(failed) == 1
+    assert "no features" in failed[0].user_attrs["error"]
+
+
+# -- pruning ---------------------------------------------------------------------------------
+
+def test_median_pruner_stops_bad_trials_after_their_first_fold(ws, tmp_path, monkeypatch):
+    calls = fake_training(monkeypatch, lambda cfg, k: 0.9 if cfg.model.C > 1 else 0.1)
+    url = db(tmp_path)
+    tune(ws, "001", trials=16, sampler="random", folds="all", storage=url, export=False)
+    trials = load(url).trials
+    pruned = [t for t in trials if t.state.name == "PRUNED"]
+    assert pruned and all(t.params["model.C"] <= 1 for t in pruned)
+    assert all(t.params["model.C"] > 1 for t in trials if t.state.name == "COMPLETE" and t.number >= 5)
+    for t in pruned:    # reported the running mean after fold 0 and trained no further fold
+        assert list(t.intermediate_values) == [0]
+        assert [k for exp, k in calls if exp == f"001-trial{t.number}"] == [0]
+    complete = next(t for t in trials if t.state.name == "COMPLETE")
+    assert sorted(complete.intermediate_values) == [0, 1, 2]
+
+
+def test_wilcoxon_pruner_compares_fold_by_fold(tmp_path, monkeypatch):
+    ws = tweets_workspace(tmp_path / "ws", n_train=150, n_test=20, n_splits=5, experiments={"001": TFIDF_SEARCH})
+    fake_training(monkeypatch, lambda cfg, k: (0.9 if cfg.model.C > 1 else 0.3) + 0.01 * k)
+    tune(ws, "001", trials=12, sampler="random", pruner="wilcoxon", folds="all", export=False)
+    trials = load(f"sqlite:///{ws.tuning_db}").trials
+    complete = next(t for t in trials if t.state.name == "COMPLETE")
+    assert complete.intermediate_values == pytest.approx({k: complete.value - 0.02 + 0.01 * k for k in range(5)})
+    pruned = [t for t in trials if t.state.name == "PRUNED"]
+    assert pruned and all(t.params["model.C"] <= 1 and len(t.intermediate_values) < 5 for t in pruned)
+
+
+class AlwaysPrune(optuna.pruners.BasePruner):
+    def prune(self, study, trial) -> bool:
+        return True
+
+
+def test_torch_trials_report_every_validation_and_prune_inside_a_fold(tmp_path):
+    ws = tweets_workspace(tmp_path / "ws", n_train=160, n_test=20, n_splits=2, experiments={"001": """\
+model: {family: scratch, d_model: 16, heads: 2, layers: 1, vocab_size: 200, max_length: 32}
+train: {epochs: 2, batch_size: 32, threads: 1}
+search:
+  model.lr: {type: float, low: 1.0e-4, high: 1.0e-3, log: true}
+"""})
+    tune(ws, "001", trials=1, folds="all", pruner="none", export=False)
+    first = load(f"sqlite:///{ws.tuning_db}").trials[0]
+    # fold 0: validations at steps 0 and 1, its score at 2; fold 1: 3 and 4, then the mean at 5
+    assert first.state.name == "COMPLETE" and sorted(first.intermediate_values) == list(range(6))
+    assert first.intermediate_values[5] == pytest.approx(first.value)
+    tune(ws, "001", trials=2, folds="all", pruner=AlwaysPrune(), export=False)
+    second = load(f"sqlite:///{ws.tuning_db}").trials[1]
+    # pruned by the Lightning callback at the first validation: inside fold 0's fit
+    assert second.state.name == "PRUNED" and list(second.intermediate_values) == [0]
+    assert second.user_attrs["fold_scores"] == {}
+
+
+# -- studies: totals, resume, export, show ---------------------------------------------------
+
+def test_trials_is_the_study_total_and_a_rerun_resumes(ws, tmp_path, monkeypatch):
+    fake_training(monkeypatch, lambda cfg, k: cfg.model.C / 30)
+    url = db(tmp_path)
+    assert tune(ws, "001", trials=3, storage=url, export=False).ran == 3
+    assert tune(ws, "001", storage=url, export=False).ran == 0          # the total it was given
+    again = tune(ws, "001", trials=5, storage=url, export=False)
+    assert again.ran == 2 and again.states == {"COMPLETE": 5}
+    with pytest.raises(InputError, match="was tuned with folds"):
+        tune(ws, "001", trials=6, folds="0,1", storage=url, export=False)
+    other = tune(ws, "001", trials=2, folds="0,1", storage=url, study="001-two-folds", export=False)
+    assert other.study == "001-two-folds" and other.folds == [0, 1]
+    summary = summarize(ws, "001", storage=url)
+    assert summary.states == {"COMPLETE": 5} and summary.total == 5 and summary.metric == "f1"
+    values = [row["value"] for row in summary.best]
+    assert values == sorted(values, reverse=True) and set(summary.importances) == {"model.C", "model.estimator",
+                                                                                    "model.min_df"}
+    few = summarize(ws, "001", storage=url, study="001-two-folds")
+    assert few.importances is None and "3 or more complete trials" in few.importance_note
+    with pytest.raises(InputError, match="no study 'nope'.*001-two-folds"):
+        summarize(ws, "001", storage=url, study="nope")
+
+
+def test_best_trial_exported_as_an_experiment_reproduces_its_score(tmp_path):
+    ws = tweets_workspace(tmp_path / "ws", n_train=200, n_test=20, n_splits=3, experiments={"001": TFIDF_SEARCH})
+    result = tune(ws, "001", overrides=["train.limit_rows=100"], trials=3, folds="0,2", sampler="random")
+    assert result.exported == ws.experiment_file("002")
+    text = result.exported.read_text()
+    assert text.startswith("# Tuned from experiments/001.yaml: best trial of Optuna study '001'")
+    assert f"trial {result.best_number}," in text and "train.limit_rows=100" in text
+    saved = yaml.safe_load(text)
+    assert "search" not in saved and saved["model"]["estimator"] == result.best_params["model.estimator"]
+    cfg = load_config(ws, "002")                               # what `comp train exp=002` runs
+    assert cfg.train.limit_rows == 100 and cfg.model.C == pytest.approx(result.best_params["model.C"])
+    rows = train(ws, cfg, folds=[0, 2]).folds
+    assert sum(r.score for r in rows) / 2 == pytest.approx(result.best_value, abs=1e-12)
+    # the same best trial is not written twice
+    assert tune(ws, "001", overrides=["train.limit_rows=100"], folds="0,2").exported == result.exported
+    assert ws.experiment_ids() == ["001", "002"]
+
+
+def test_family_switch_exports_a_clean_model_block(tmp_path, monkeypatch):
+    fake_training(monkeypatch, lambda cfg, k: 0.9 if cfg.model.family == "scratch" else 0.5)
+    exp_ws = tweets_workspace(tmp_path / "ws", n_train=100, n_test=10, n_splits=2, experiments={"010": """\
+template: tfidf
+search:
+  model.family: {type: grid, values: [tfidf, scratch]}
+  model.d_model: {type: grid, values: [32], when: {model.family: scratch}}
+"""})
+    with pytest.raises(InputError, match="when"):
+        tune(exp_ws, "010", sampler="grid")
+    (exp_ws.experiments_dir / "010.yaml").write_text("template: tfidf\nsearch:\n  model.family: [tfidf, scratch]\n"
+                                                     "  model.d_model: {type: categorical, choices: [32], "
+                                                     "when: {model.family: scratch}}\n")
+    result = tune(exp_ws, "010", trials=6, sampler="random")
+    saved = yaml.safe_load(result.exported.read_text())
+    assert result.exported.name == "011.yaml" and saved["model"] == {"family": "scratch", "d_model": 32}
+    assert load_config(exp_ws, "011").model.family == "scratch"
+
+
+# -- W&B sweeps and the command ---------------------------------------------------------------
+
+def test_wandb_sweep_has_the_search_space_and_runs_comp_train(ws):
+    sweep = wandb_sweep(ws, "001", overrides=["train.limit_rows=100"])
+    assert sweep["method"] == "bayes" and sweep["metric"] == {"name": "val/score", "goal": "maximize"}
+    assert sweep["parameters"] == {
+        "model.C": {"distribution": "log_uniform_values", "min": 0.1, "max": 30.0},
+        "model.estimator": {"values": ["logistic", "ridge"]},
+        "model.min_df": {"distribution": "int_uniform", "min": 1, "max": 3},
+    }
+    assert sweep["command"][:4] == ["${env}", "comp", "train", "exp=001"]
+    assert sweep["command"][-2:] == ["train.limit_rows=100", "${args_no_hyphens}"]
+    grid = wandb_sweep(ws, "001", sampler="random")
+    assert grid["method"] == "random"
+
+
+def test_sweep_values_come_back_as_the_same_config_values(tmp_path):
+    ws = tweets_workspace(tmp_path / "ws", n_train=60, n_test=10, n_splits=2, experiments={"001": """\
+template: tfidf
+search:
+  model.char_ngrams: {type: grid, values: [[2, 4], null]}
+  model.estimator: {type: grid, values: [logistic, ridge]}
+"""})
+    sweep = wandb_sweep(ws, "001", sampler="grid")
+    assert sweep["method"] == "grid"
+    values = sweep["parameters"]["model.char_ngrams"]["values"]
+    # W&B passes key=str(value): each must parse to the choice it stands for
+    assert [parse_overrides([f"x={v}"])["x"] for v in values] == [[2, 4], None]
+
+
+def test_command_tunes_shows_and_exports_a_sweep(ws, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+    import typer
+
+    from competition.commands.tune import command
+
+    fake_training(monkeypatch, lambda cfg, k: cfg.model.C / 30)
+    app = typer.Typer()
+    app.command()(command)
+    runner = CliRunner()
+    url = db(tmp_path)
+    out = runner.invoke(app, ["exp=001", "--trials", "3", "--storage", url, "--no-export", "-w", str(ws.root)])
+    assert out.exit_code == 0, out.output
+    assert "trial 2: complete" in out.output and "best f1" in out.output
+    out = runner.invoke(app, ["exp=001", "--show", "--storage", url, "-w", str(ws.root)])
+    assert out.exit_code == 0 and "best trials" in out.output and "parameter importances" in out.output
+    sweep_file = tmp_path / "sweep.yaml"
+    out = runner.invoke(app, ["exp=001", "--export-wandb-sweep", str(sweep_file), "-w", str(ws.root)])
+    assert out.exit_code == 0 and yaml.safe_load(sweep_file.read_text())["method"] == "bayes"
+    out = runner.invoke(app, ["exp=001", "--sampler", "annealing", "--storage", url, "-w", str(ws.root)])
+    assert out.exit_code == 2 and "valid samplers are tpe, random, grid, cmaes" in out.output
+
+
+# -- many workers on one PostgreSQL study ------------------------------------------------------
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _skip_or_fail(reason: str):
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    """A throwaway PostgreSQL server on loopback (initdb + pg_ctl in a temp dir); yields a database URL."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    bindir = found[-1].parent if found else (Path(shutil.which("initdb")).parent if shutil.which("initdb") else None)
+    if bindir is None:
+        _skip_or_fail("no PostgreSQL server binaries (initdb, pg_ctl); install Debian's `postgresql` package")
+    root = Path(tempfile.mkdtemp(prefix="comp-pg-"))
+    as_user: list[str] = []
+    if os.geteuid() == 0:       # initdb refuses root: run the server as the `postgres` system user
+        try:
+            user = pwd.getpwnam("postgres")
+        except KeyError:
+            _skip_or_fail("running as root and there is no `postgres` user to run the server as")
+        os.chown(root, user.pw_uid, user.pw_gid)
+        as_user = ["runuser", "-u", "postgres", "--"]
+    port, data = _free_port(), root / "data"
+    subprocess.run([*as_user, bindir / "initdb", "-D", data, "-A", "trust", "-U", "postgres", "--no-sync"],
+                   check=True, capture_output=True)
+    subprocess.run([*as_user, bindir / "pg_ctl", "-D", data, "-l", root / "server.log", "-w", "-o",
+                    f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off", "start"],
+                   check=True, capture_output=True)
+    try:
+        import psycopg2
+
+        conn = psycopg2.connect(host="127.0.0.1", port=port, user="postgres", dbname="postgres")
+        conn.autocommit = True
+        conn.cursor().execute("CREATE DATABASE tune")
+        conn.close()
+        yield f"postgresql://postgres@127.0.0.1:{port}/tune"
+    finally:
+        subprocess.run([*as_user, bindir / "pg_ctl", "-D", data, "-m", "immediate", "stop"], capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _worker(ws, url, trials, *, slow=False):
+    """A `comp tune` process (``python -m competition.commands.tune`` runs the same command function)."""
+    args = ["exp=001", "--trials", str(trials), "--storage", url, "--sampler", "random", "--heartbeat", "1",
+            "-w", str(ws.root)]
+    env = {**os.environ, "WANDB_MODE": "disabled"}
+    if not slow:
+        return subprocess.Popen([sys.executable, "-m", "competition.commands.tune", *args], cwd=REPO, env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # a worker whose trials hang in training, so that it can be killed mid-trial
+    script = ("import sys, time, typer\nimport competition.tune as t\n"
+              "t.train = lambda *a, **k: time.sleep(600)\n"
+              "from competition.commands.tune import command\n"
+              f"sys.argv = ['comp-tune', *{args!r}]\ntyper.run(command)\n")
+    return subprocess.Popen([sys.executable, "-c", script], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_parallel_workers_share_one_postgres_study_and_a_killed_trial_is_retried(postgres, tmp_path):
+    ws = tweets_workspace(tmp_path / "ws", n_train=240, n_test=20, n_splits=2, experiments={"001": TFIDF_SEARCH})
+    workers = [_worker(ws, postgres, 6), _worker(ws, postgres, 6)]
+    outputs = [w.communicate(timeout=240)[0] for w in workers]
+    assert [w.returncode for w in workers] == [0, 0], outputs
+    trials = load(postgres).trials
+    assert [t.number for t in trials] == list(range(6))               # each recorded once, none lost
+    assert all(t.state.name == "COMPLETE" for t in trials)            # exactly the total: no overshoot
+    assert len({t.user_attrs["worker"] for t in trials}) == 2         # both workers did trials
+    assert len(list(ws.experiments_dir.glob("*.yaml"))) == 3          # base, 001, and one export: 002
+
+    # a worker killed in the middle of a trial: its trial is failed after the grace period, then rerun
+    doomed = _worker(ws, postgres, 8, slow=True)
+    deadline = time.monotonic() + 60
+    while not any(t.state.name == "RUNNING" for t in load(postgres).trials):
+        assert time.monotonic() < deadline and doomed.poll() is None, doomed.stdout.read()
+        time.sleep(0.2)
+    doomed.send_signal(signal.SIGKILL)
+    doomed.wait()
+    killed = next(t for t in load(postgres).trials if t.state.name == "RUNNING")
+    time.sleep(2.5)                                                   # grace period: 2 heartbeats of 1 s
+    rescuer = _worker(ws, postgres, 8)
+    out = rescuer.communicate(timeout=240)[0]
+    assert rescuer.returncode == 0, out
+    trials = load(postgres).trials
+    assert trials[killed.number].state.name == "FAIL"
+    retried = [t for t in trials if t.system_attrs.get("failed_trial") == killed.number]
+    assert len(retried) == 1 and retried[0].state.name == "COMPLETE" and retried[0].params == killed.params
+    assert sum(t.state.name == "COMPLETE" for t in trials) == 8 and len(trials) == 9
