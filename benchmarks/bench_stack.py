@@ -3,7 +3,8 @@
     .venv/bin/python -m benchmarks.bench_stack
 
 The workspace and its 20 synthetic input runs (binary task, AUC, each input a noisy view of
-the label of its own strength) are built first, untimed. The stack then runs in a fresh
+the label: a shared error, as real models make the same mistakes, plus noise of its own) are
+built first, untimed. The stack then runs in a fresh
 process, so its wall time and peak RSS (``ru_maxrss``) are the stack's alone, not the set-up's.
 """
 
@@ -54,14 +55,16 @@ def build(root: Path, n_train: int = N_TRAIN, n_test: int = N_TEST, n_inputs: in
     hashes = {"folds_hash": artifacts.file_hash(ws.folds_file), "data_hash": data.train_hash,
               "test_hash": data.test_hash}
 
-    def view(labels, strength):  # a noisy model of the label, float32 like a real run's
-        z = strength * (2 * labels - 1) + rng.normal(0, 1, len(labels)).astype(np.float32)
+    shared, shared_test = rng.normal(0, 1, n_train), rng.normal(0, 1, n_test)
+
+    def view(labels, common, strength):  # a noisy model of the label, float32 like a real run's
+        z = strength * (2 * labels - 1 + common) + 0.5 * rng.normal(0, 1, len(labels))
         return (1 / (1 + np.exp(-z))).astype(np.float32)
 
     for j in range(n_inputs):
-        strength = 0.2 + 0.05 * j
-        oof = pd.DataFrame({"id": data.train["id"].to_numpy(), "fold": fold, "target": view(y, strength)})
-        test = pd.DataFrame({"id": data.test["id"].to_numpy(), "target": view(y_test, strength)})
+        strength = 0.5 + 0.05 * j
+        oof = pd.DataFrame({"id": data.train["id"].to_numpy(), "fold": fold, "target": view(y, shared, strength)})
+        test = pd.DataFrame({"id": data.test["id"].to_numpy(), "target": view(y_test, shared_test, strength)})
         runs.write_run(ws, f"{j:03d}", spec=data.spec, data=data, oof=oof, test=test,
                        fold_scores={k: 0.0 for k in range(N_SPLITS)},  # per-fold figures unused here
                        manifest={"kind": "experiment", "family": "synthetic", **hashes, "n_splits": N_SPLITS,

@@ -119,7 +119,7 @@ def run(root: Path = Path("demo-workspace"), fresh: bool = True) -> dict:
 
     step("stack")
     stacked = stack.stack(ws, inputs=list(EXPERIMENTS))
-    console.print(f"[green]stack {stacked.name}: CV accuracy {stacked.score:.4f}")
+    console.print(f"[green]stack {stacked.name}: CV accuracy {stacked.oof_score:.4f}")
     done("stack")
 
     step("submit + score")
@@ -134,13 +134,13 @@ def run(root: Path = Path("demo-workspace"), fresh: bool = True) -> dict:
     names = {"001": "TF-IDF + logistic", "002": "MiniLM embeddings + logistic", "003": "MiniLM fine-tuned"}
     for exp, score in cv.items():
         table.add_row(exp, names[exp], f"{score:.4f}", f"{timings[f'train {exp}']:.0f}")
-    table.add_row(stacked.name, "LightGBM stack of 001-003", f"{stacked.score:.4f}", f"{timings['stack']:.0f}")
+    table.add_row(stacked.name, "LightGBM stack of 001-003", f"{stacked.oof_score:.4f}", f"{timings['stack']:.0f}")
     console.print(table)
     console.print(f"submission: {sub.path} (source {sub.source})")
     console.print(f"[bold green]holdout accuracy of the submission: {holdout.score:.4f}[/] "
-                  f"({holdout.n_rows} articles never seen in training)")
+                  f"({holdout.rows} articles never seen in training)")
     console.print(f"total time: {total:.0f}s. Explore: `cd {root} && comp leaderboard`")
-    return {"cv": cv, "stack": stacked.score, "holdout": holdout.score, "seconds": total,
+    return {"cv": cv, "stack": stacked.oof_score, "holdout": holdout.score, "seconds": total,
             "submission": str(sub.path)}
 
 

@@ -46,7 +46,7 @@ LGBM_DEFAULTS: dict[str, Any] = {
     # few shallow trees on a few strong columns: a meta-model should combine, not memorise
     "learning_rate": 0.05, "num_leaves": 7, "max_depth": 3, "min_child_samples": 100,
     "lambda_l2": 10.0, "feature_fraction": 0.9, "bagging_fraction": 0.9, "bagging_freq": 1,
-    "num_boost_round": 2000, "early_stopping_rounds": 100, "inner_valid": 0.1,
+    "num_boost_round": 1000, "early_stopping_rounds": 50, "inner_valid": 0.1,
 }
 LINEAR_DEFAULTS = {"logistic": {"C": 0.1, "max_iter": 1000}, "ridge": {"alpha": 10.0}}
 

@@ -269,8 +269,9 @@ def grid_size(params: list[Param]) -> int:
 
 # -- samplers, pruners, storage ------------------------------------------------------------
 
-def make_sampler(kind: str, params: list[Param], seed: int):
-    """The Optuna sampler for ``--sampler``; refuses spaces it cannot search."""
+def make_sampler(kind: str, params: list[Param], seed: int, warn: bool = False):
+    """The Optuna sampler for ``--sampler``; refuses spaces it cannot search (``warn``: say what it
+    does not search well)."""
     import optuna
 
     if kind == "tpe":
@@ -292,7 +293,7 @@ def make_sampler(kind: str, params: list[Param], seed: int):
             import cmaes  # noqa: F401
         except ImportError:
             raise InputError("--sampler cmaes needs the `cmaes` package: pip install cmaes") from None
-        if len(numeric) < len(params):
+        if warn and len(numeric) < len(params):
             warnings.warn("--sampler cmaes: categorical keys are sampled at random, beside CMA-ES", stacklevel=2)
         return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
     raise InputError(f"--sampler {kind!r}: valid samplers are {', '.join(SAMPLERS)}")
@@ -708,7 +709,7 @@ def tune(ws: Workspace, exp: str, *, overrides: list[str] = (), trials: int | No
         raise InputError(str(err).replace("--fold ", "--folds ", 1)) from None
     seed = base.seed if seed is None else seed
     pruner_obj = make_pruner(pruner, len(chosen))
-    make_sampler(sampler, params, seed)            # refuse a space the sampler can't search, now
+    make_sampler(sampler, params, seed, warn=True)  # refuse a space the sampler can't search, now
     direction = metrics.get(spec.metric).direction
     url = storage_url(ws, storage)
     name = study or exp
@@ -776,7 +777,7 @@ def _run(st, ctx: _Context, sampler: str, seed: int, total: int, callbacks: list
             ctx.current = None
             try:
                 st.optimize(lambda trial: _objective(trial, ctx), n_trials=1, callbacks=callbacks,
-                            catch=(), gc_after_trial=False)
+                            catch=(), gc_after_trial=ctx.per_fold > 0)   # torch: free the last model
             except KeyboardInterrupt:
                 _requeue(st, ctx.current, retry)
                 raise

@@ -15,6 +15,7 @@ from competition.errors import InputError
 from competition.models import embed, lgbm, tfidf
 from competition.models.heads import n_outputs
 from tests.datasets import shared_data
+from tests.tiny import tiny_bert
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -120,10 +121,10 @@ def test_tfidf_multilabel_goemotions(tmp_path):
     src = shared_data() / "goemotions"
     names = (src / "emotions.txt").read_text().split()
     frame = pd.read_csv(src / "train.tsv", sep="\t", header=None, names=["text", "labels", "cid"],
-                        dtype=str).head(3000)
+                        dtype=str).head(2000)
     data = make_data(tmp_path / "d", frame, id="cid", targets=names, text=["text"], task="multilabel",
                      metric="roc_auc", label_list={"column": "labels"})
-    cfg = config(family="tfidf", char_ngrams=None, min_df=1, estimator="logistic", C=4.0)
+    cfg = config(family="tfidf", char_ngrams=None, word_ngrams=[1, 1], min_df=2, estimator="logistic", C=4.0)
     fit, valid_idx = run(tfidf, cfg, data, tmp_path / "f")
     auc = metrics.score("roc_auc", data.y[valid_idx], fit.oof, "multilabel")
     print(f"tfidf multilabel goemotions mean AUC {auc:.3f}")
@@ -225,31 +226,6 @@ def test_lgbm_multiclass_and_regression(titanic, tmp_path):
 
 
 # -- embed: frozen encoder + head ------------------------------------------------------------
-
-def tiny_bert(tmp_path: Path, texts: list[str]) -> str:
-    """A randomly initialised 2-layer BERT (hidden 32) with a WordPiece vocab trained on ``texts``."""
-    try:
-        from tests.tiny import tiny_bert as shared_builder
-    except ImportError:
-        shared_builder = None
-    if shared_builder is not None:
-        return shared_builder(tmp_path, texts)
-    import torch
-    from tokenizers import BertWordPieceTokenizer
-    from transformers import BertConfig, BertModel, BertTokenizerFast
-
-    folder = tmp_path / "tiny-bert"
-    folder.mkdir(parents=True, exist_ok=True)
-    wordpiece = BertWordPieceTokenizer(lowercase=True)
-    wordpiece.train_from_iterator(texts, vocab_size=600, min_frequency=2)
-    wordpiece.save_model(str(folder))
-    BertTokenizerFast(vocab_file=str(folder / "vocab.txt")).save_pretrained(folder)
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=wordpiece.get_vocab_size(), hidden_size=32, num_hidden_layers=2,
-                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=128)
-    BertModel(config).save_pretrained(folder)
-    return str(folder)
-
 
 @pytest.fixture(scope="module")
 def small_tweets(tweets, tmp_path_factory):

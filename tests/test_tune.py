@@ -130,13 +130,13 @@ search:
 def test_same_seed_gives_the_same_tpe_sequence(ws, tmp_path, monkeypatch):
     fake_training(monkeypatch, lambda cfg, k: 1 / (1 + abs(cfg.model.C - 3)) + 0.01 * cfg.model.min_df)
 
-    def params(url, seed):
-        tune(ws, "001", trials=14, seed=seed, storage=url, export=False)   # 10 random startup trials, then TPE
+    def params(url, seed, n=12):
+        tune(ws, "001", trials=n, seed=seed, storage=url, export=False)   # 10 random startup trials, then TPE
         return [t.params for t in load(url).trials]
 
     first, again = params(db(tmp_path, "a"), 7), params(db(tmp_path, "b"), 7)
-    assert first == again and len(first) == 14
-    assert params(db(tmp_path, "c"), 8) != first
+    assert first == again and len(first) == 12
+    assert params(db(tmp_path, "c"), 8, n=3) != first[:3]
 
 
 def test_a_failing_combination_is_a_failed_trial_and_tuning_goes_on(tmp_path):
@@ -230,20 +230,20 @@ def test_trials_is_the_study_total_and_a_rerun_resumes(ws, tmp_path, monkeypatch
 
 
 def test_best_trial_exported_as_an_experiment_reproduces_its_score(tmp_path):
-    ws = tweets_workspace(tmp_path / "ws", n_train=200, n_test=20, n_splits=3, experiments={"001": TFIDF_SEARCH})
-    result = tune(ws, "001", overrides=["train.limit_rows=100"], trials=3, folds="0,2", sampler="random")
+    ws = tweets_workspace(tmp_path / "ws", n_train=150, n_test=10, n_splits=3, experiments={"001": TFIDF_SEARCH})
+    result = tune(ws, "001", overrides=["train.limit_rows=80"], trials=3, folds="0,2", sampler="random")
     assert result.exported == ws.experiment_file("002")
     text = result.exported.read_text()
     assert text.startswith("# Tuned from experiments/001.yaml: best trial of Optuna study '001'")
-    assert f"trial {result.best_number}," in text and "train.limit_rows=100" in text
+    assert f"trial {result.best_number}," in text and "train.limit_rows=80" in text
     saved = yaml.safe_load(text)
     assert "search" not in saved and saved["model"]["estimator"] == result.best_params["model.estimator"]
     cfg = load_config(ws, "002")                               # what `comp train exp=002` runs
-    assert cfg.train.limit_rows == 100 and cfg.model.C == pytest.approx(result.best_params["model.C"])
+    assert cfg.train.limit_rows == 80 and cfg.model.C == pytest.approx(result.best_params["model.C"])
     rows = train(ws, cfg, folds=[0, 2]).folds
     assert sum(r.score for r in rows) / 2 == pytest.approx(result.best_value, abs=1e-12)
     # the same best trial is not written twice
-    assert tune(ws, "001", overrides=["train.limit_rows=100"], folds="0,2").exported == result.exported
+    assert tune(ws, "001", overrides=["train.limit_rows=80"], folds="0,2").exported == result.exported
     assert ws.experiment_ids() == ["001", "002"]
 
 
@@ -269,7 +269,7 @@ search:
 # -- W&B sweeps and the command ---------------------------------------------------------------
 
 def test_wandb_sweep_has_the_search_space_and_runs_comp_train(ws):
-    sweep = wandb_sweep(ws, "001", overrides=["train.limit_rows=100"])
+    sweep = wandb_sweep(ws, "001", overrides=["train.limit_rows=80"])
     assert sweep["method"] == "bayes" and sweep["metric"] == {"name": "val/score", "goal": "maximize"}
     assert sweep["parameters"] == {
         "model.C": {"distribution": "log_uniform_values", "min": 0.1, "max": 30.0},
@@ -277,7 +277,7 @@ def test_wandb_sweep_has_the_search_space_and_runs_comp_train(ws):
         "model.min_df": {"distribution": "int_uniform", "min": 1, "max": 3},
     }
     assert sweep["command"][:4] == ["${env}", "comp", "train", "exp=001"]
-    assert sweep["command"][-2:] == ["train.limit_rows=100", "${args_no_hyphens}"]
+    assert sweep["command"][-2:] == ["train.limit_rows=80", "${args_no_hyphens}"]
     grid = wandb_sweep(ws, "001", sampler="random")
     assert grid["method"] == "random"
 
@@ -399,18 +399,20 @@ def test_parallel_workers_share_one_postgres_study_and_a_killed_trial_is_retried
     # a worker killed in the middle of a trial: its trial is failed after the grace period, then rerun
     doomed = _worker(ws, postgres, 8, slow=True)
     deadline = time.monotonic() + 60
-    while not any(t.state.name == "RUNNING" for t in load(postgres).trials):
+    def training(t):      # sampled its parameters (recorded as overrides) and is in training
+        return t.state.name == "RUNNING" and "overrides" in t.user_attrs
+
+    while not any(training(t) for t in load(postgres).trials):
         assert time.monotonic() < deadline and doomed.poll() is None, doomed.stdout.read()
         time.sleep(0.2)
     doomed.send_signal(signal.SIGKILL)
     doomed.wait()
-    killed = next(t for t in load(postgres).trials if t.state.name == "RUNNING")
+    killed = next(t for t in load(postgres).trials if training(t))
     time.sleep(2.5)                                                   # grace period: 2 heartbeats of 1 s
-    rescuer = _worker(ws, postgres, 8)
-    out = rescuer.communicate(timeout=240)[0]
-    assert rescuer.returncode == 0, out
+    # the next run (here in-process) fails the silent trial, runs it again, then the rest
+    again = tune(ws, "001", trials=8, storage=postgres, sampler="random", heartbeat=1)
     trials = load(postgres).trials
     assert trials[killed.number].state.name == "FAIL"
     retried = [t for t in trials if t.system_attrs.get("failed_trial") == killed.number]
     assert len(retried) == 1 and retried[0].state.name == "COMPLETE" and retried[0].params == killed.params
-    assert sum(t.state.name == "COMPLETE" for t in trials) == 8 and len(trials) == 9
+    assert again.ran == 2 and again.states == {"COMPLETE": 8, "FAIL": 1} and len(trials) == 9

@@ -9,8 +9,9 @@ regression.
 Estimators:
 
 ``logistic``
-    ``LogisticRegression`` (lbfgs, L2, inverse strength ``C``); binary and multiclass
-    (multinomial). Not for regression: use ``ridge``.
+    ``LogisticRegression`` (L2, inverse strength ``C``); binary (liblinear's dual solver when
+    there are more features than rows, else lbfgs) and multiclass (multinomial, lbfgs).
+    Not for regression: use ``ridge``.
 ``ridge``
     ``Ridge`` (strength ``alpha``). Regression: the value. Classification: least squares
     on the 0/1 (one-hot) targets -- the classic "ridge on TF-IDF" baseline -- with the
@@ -150,7 +151,12 @@ def _fit_linear(estimator: str, kind: str, X, y: np.ndarray, k: int, *, C: float
     from sklearn.preprocessing import StandardScaler
 
     if estimator == "logistic":
-        model = LogisticRegression(C=C, max_iter=3000, random_state=seed)
+        # Binary with more features than rows (TF-IDF): liblinear's dual solver reaches the same
+        # optimum 5-7x faster than lbfgs (GoEmotions, 125k n-grams: 1.5 s vs 10 s a label).
+        # Multiclass stays multinomial lbfgs, which liblinear cannot do.
+        wide = kind == "binary" and X.shape[1] > X.shape[0]
+        model = LogisticRegression(C=C, max_iter=3000, random_state=seed,
+                                   **({"solver": "liblinear", "dual": True} if wide else {}))
         target = y
     else:
         model = Ridge(alpha=alpha, random_state=seed)

