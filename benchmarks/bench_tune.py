@@ -18,6 +18,7 @@ What it measures:
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import socket
 import subprocess
@@ -111,11 +112,14 @@ def _postgres(root: Path):
     return database, stop
 
 
-def _workers(ws, url: str, n: int, study: str) -> float:
-    """Wall seconds for ``n`` `comp tune` processes to finish TRIALS trials of one study."""
+def _workers(ws, url: str, n: int, study: str) -> dict:
+    """Wall and CPU seconds for ``n`` `comp tune` processes to finish TRIALS trials of one study,
+    with the machine's load average (other work on the machine slows parallel workers)."""
     cmd = [sys.executable, "-m", "competition.commands.tune", "exp=002", "--trials", str(TRIALS), "--storage", url,
            "--study", study, "--no-export", "-w", str(ws.root)]
     env = {**os.environ, "WANDB_MODE": "disabled"}
+    load = os.getloadavg()[0]
+    cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     procs = [subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
              for _ in range(n)]
@@ -123,7 +127,10 @@ def _workers(ws, url: str, n: int, study: str) -> float:
         _, err = p.communicate()
         if p.returncode:
             raise RuntimeError(f"comp tune worker failed: {err[-2000:]}")
-    return time.perf_counter() - started
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {"wall_s": round(wall, 1), "cpu_s": round(after.ru_utime + after.ru_stime - cpu.ru_utime - cpu.ru_stime, 1),
+            "load_before": round(load, 1), "load_after": round(os.getloadavg()[0], 1)}
 
 
 def _empty_trials(ws, url: str) -> dict:
@@ -190,8 +197,8 @@ def run() -> dict:
         else:
             database, _stop = server
             one, two = database("one"), database("two")
-            out["wall_1_worker_s"] = round(_workers(ws, one, 1, "w1"), 1)
-            out["wall_2_workers_s"] = round(_workers(ws, two, 2, "w2"), 1)
+            out["workers_1"] = _workers(ws, one, 1, "w1")
+            out["workers_2"] = _workers(ws, two, 2, "w2")
             for url in (one, two):
                 st = optuna.load_study(study_name="w1" if url == one else "w2",
                                        storage=tune_mod.storage_url(ws, url))
@@ -217,9 +224,11 @@ def render(result: dict) -> str:
     lines.append(f"Best parameters: {', '.join(f'{k}={v}' for k, v in result['best_params'].items())}; "
                  f"{result['seconds_per_trial']} s per trial; trial states {result['states']}.")
     lines.append("")
-    if "wall_1_worker_s" in result:
-        lines += [md_table(["workers on one PostgreSQL study", f"wall seconds for {result['trials']} trials"],
-                           [["1", result["wall_1_worker_s"]], ["2", result["wall_2_workers_s"]]]), ""]
+    if "workers_1" in result:
+        rows = [[n, result[f"workers_{n}"]["wall_s"], result[f"workers_{n}"]["cpu_s"],
+                 f"{result[f'workers_{n}']['load_before']} / {result[f'workers_{n}']['load_after']}"] for n in (1, 2)]
+        lines += [md_table(["workers on one PostgreSQL study", f"wall s for {result['trials']} trials",
+                            "CPU s (all workers)", "load average before / after"], rows), ""]
     else:
         lines += [f"Parallel workers: {result.get('postgres')}", ""]
     overhead = [["SQLite (WAL)", result["overhead_sqlite"]["comp_tune_s"], result["overhead_sqlite"]["optuna_s"]]]

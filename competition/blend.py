@@ -60,7 +60,11 @@ EPS = 1e-6
 # P is (n, m, k) float32: m inputs, k prediction columns; Z is the gate's row features or None.
 
 def _mix(w: np.ndarray, P: np.ndarray) -> np.ndarray:
-    """Per-row (n, m) or global (m,) weights times (n, m, k) predictions -> (n, k)."""
+    """Per-row (n, m) or global (m,) weights times (n, m, k) predictions -> (n, k).
+
+    >>> _mix(np.array([0.25, 0.75]), np.array([[[0.0], [1.0]]]))
+    array([[0.75]])
+    """
     return np.einsum("nm,nmk->nk", w, P) if w.ndim == 2 else np.einsum("m,nmk->nk", w, P)
 
 
@@ -123,7 +127,11 @@ def _thresholds(P, y, spec) -> np.ndarray:
 
 def _votes(t: np.ndarray | None, P: np.ndarray) -> np.ndarray:
     """Vote share per column: of labels at thresholds ``t`` (m, k), or (``t`` None: multiclass)
-    of each input's argmax class."""
+    of each input's argmax class.
+
+    >>> _votes(np.array([[0.5], [0.5], [0.3]]), np.array([[[0.6], [0.4], [0.35]]]))
+    array([[0.66666667]])
+    """
     if t is None:  # one-hot of each input's argmax; the mean probability breaks ties
         votes = np.eye(P.shape[2])[P.argmax(axis=2)].mean(axis=1) + EPS * P.mean(axis=1)
         return votes / votes.sum(axis=1, keepdims=True)
@@ -131,6 +139,13 @@ def _votes(t: np.ndarray | None, P: np.ndarray) -> np.ndarray:
 
 
 def _ranks(P: np.ndarray) -> np.ndarray:
+    """Mean over inputs of each column's ranks scaled to 0..1.
+
+    >>> _ranks(np.array([[[0.1], [0.9]], [[0.2], [0.8]], [[0.3], [0.7]]]))
+    array([[0.5],
+           [0.5],
+           [0.5]])
+    """
     from scipy.stats import rankdata
 
     return ((rankdata(P, axis=0) - 1) / max(len(P) - 1, 1)).mean(axis=1)

@@ -25,7 +25,6 @@ the manifest and the CLI output.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 from dataclasses import dataclass, field
@@ -47,6 +46,9 @@ LGBM_DEFAULTS: dict[str, Any] = {
     "learning_rate": 0.05, "num_leaves": 7, "max_depth": 3, "min_child_samples": 100,
     "lambda_l2": 10.0, "feature_fraction": 0.9, "bagging_fraction": 0.9, "bagging_freq": 1,
     "num_boost_round": 1000, "early_stopping_rounds": 50, "inner_valid": 0.1,
+    # one thread: on a busy 2-core machine two OpenMP threads ran 3.6x *slower* per round
+    # (spin-waiting on each other); give params={"num_threads": N} on a dedicated machine
+    "num_threads": 1,
 }
 LINEAR_DEFAULTS = {"logistic": {"C": 0.1, "max_iter": 1000}, "ridge": {"alpha": 10.0}}
 
@@ -235,7 +237,11 @@ def claim_name(ws: Workspace, name: str | None, prefix: str, kind: str, force: b
 
 
 def best_of(scores: dict[str, float], metric: str) -> tuple[str, float]:
-    """The best (name, score) under the metric's direction."""
+    """The best (name, score) under the metric's direction.
+
+    >>> best_of({"a": 0.50, "b": 0.45}, "rmse")
+    ('b', 0.45)
+    """
     best = None
     for name, score in scores.items():
         if best is None or metrics.is_better(metric, score, best[1]):
@@ -244,7 +250,11 @@ def best_of(scores: dict[str, float], metric: str) -> tuple[str, float]:
 
 
 def gain(metric: str, score: float, reference: float) -> float:
-    """How much better ``score`` is than ``reference`` (positive = better, whatever the direction)."""
+    """How much better ``score`` is than ``reference`` (positive = better, whatever the direction).
+
+    >>> round(gain("rmse", 0.45, 0.50), 4), round(gain("roc_auc", 0.80, 0.85), 4)
+    (0.05, -0.05)
+    """
     return (score - reference) if metrics.greater_is_better(metric) else (reference - score)
 
 
@@ -285,7 +295,14 @@ def feature_matrix(frame: pd.DataFrame, spec, names: list[str], categories: dict
 
 
 def level2(preds: np.ndarray, rows: np.ndarray | None, recipe: dict) -> tuple[np.ndarray, list[int]]:
-    """The meta-model's matrix: (n, m*k) input predictions (logits for linear metas), then features."""
+    """The meta-model's matrix: (n, m*k) input predictions (logits for linear metas), then features.
+
+    >>> p = np.array([[[0.5], [0.9]]], dtype=np.float32)       # 1 row, 2 inputs, 1 column
+    >>> level2(p, None, {"logit": True})[0].round(3)
+    array([[0.   , 2.197]], dtype=float32)
+    >>> level2(p, np.array([[7.0]], dtype=np.float32), {"logit": False, "cat_idx": [0]})
+    (array([[0.5, 0.9, 7. ]], dtype=float32), [2])
+    """
     n, m, k = preds.shape
     x = preds.reshape(n, m * k)
     if recipe["logit"]:
@@ -311,9 +328,7 @@ def _fit_lgbm(x, y, objective, n_class, cat_idx, params, seed, metric):
 
     p = {**LGBM_DEFAULTS, **params}
     rounds, patience, inner = p.pop("num_boost_round"), p.pop("early_stopping_rounds"), p.pop("inner_valid")
-    # small data: one thread beats OpenMP's start-up and its spinning on a busy machine
-    threads = 1 if len(y) < 50_000 else len(os.sched_getaffinity(0))
-    p.update({"objective": objective, "seed": seed, "verbose": -1, "num_threads": threads})
+    p.update({"objective": objective, "seed": seed, "verbose": -1})
     if objective == "multiclass":
         p["num_class"] = n_class
     if objective == "regression" and metric == "mae":

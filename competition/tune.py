@@ -34,7 +34,6 @@ failed and runs it again with the same parameters. What it writes::
 
 from __future__ import annotations
 
-import getpass
 import hashlib
 import json
 import math
@@ -602,6 +601,8 @@ def _objective(trial, ctx: _Context) -> float:
     except InputError as err:    # e.g. tfidf with neither word nor char n-grams: a failed trial
         trial.set_user_attr("error", str(err))
         return float("nan")
+    except SystemExit:           # Lightning turns Ctrl-C into sys.exit(1): an interrupted trial
+        raise KeyboardInterrupt from None
     finally:
         trial.set_user_attr("fold_scores", {str(k): v for k, v in reporter.scores.items()})
         if token is not None:
@@ -860,19 +861,21 @@ def export_best(ws: Workspace, exp: str, st, url: str) -> Path | None:
         if family and family != load_config(ws, exp).model.family:
             own["model"] = {}            # as load_config does: keys of the old family don't carry over
         merged = _deep_merge(own, nested)
+        tuned = f"tuned: study {st.study_name}, trial {best.number}"
+        merged["description"] = f"{own['description']} ({tuned})" if own.get("description") else tuned
         new_id = _next_id(ws)
         now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         params = ", ".join(o for o in overrides) or "(none)"
         folds = st.user_attrs.get("folds")
         header = (f"# Tuned from experiments/{exp}.yaml: best trial of Optuna study {st.study_name!r}\n"
                   f"# (trial {best.number}, {st.user_attrs.get('metric', 'value')} = {best.value:.6g} "
-                  f"on folds {folds}), by {getpass.getuser()} with `comp tune` on {now}.\n"
+                  f"on folds {folds}), written by `comp tune` on {now}.\n"
                   f"# Storage: {masked(url)}\n# Overrides: {params}\n")
         path = ws.experiment_file(new_id)
         with open(path, "x", encoding="utf-8") as fh:   # "x": never over another experiment
             fh.write(header + yaml.safe_dump(merged, sort_keys=False, allow_unicode=True))
         def strip(cfg: ExperimentConfig) -> dict:
-            return {k: v for k, v in cfg.to_dict().items() if k not in ("exp", "search")}
+            return {k: v for k, v in cfg.to_dict().items() if k not in ("exp", "search", "description")}
 
         try:
             same = strip(load_config(ws, new_id)) == strip(load_config(ws, exp, overrides))

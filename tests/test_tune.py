@@ -139,6 +139,17 @@ def test_same_seed_gives_the_same_tpe_sequence(ws, tmp_path, monkeypatch):
     assert params(db(tmp_path, "c"), 8, n=3) != first[:3]
 
 
+def test_cmaes_and_hyperband_run_where_they_fit(ws, tmp_path, monkeypatch):
+    pytest.importorskip("cmaes", reason="--sampler cmaes needs the cmaes package")
+    fake_training(monkeypatch, lambda cfg, k: 1 / (1 + abs(cfg.model.C - 3)) / cfg.model.min_df)
+    with pytest.warns(UserWarning, match="categorical keys are sampled at random"):
+        result = tune(ws, "001", trials=6, sampler="cmaes", pruner="hyperband", folds="all",
+                      storage=db(tmp_path), export=False)
+    assert sum(result.states.values()) == 6 and result.states.get("COMPLETE")
+    with pytest.raises(InputError, match="cmaes searches two or more float/int keys"):
+        tune_mod.make_sampler("cmaes", parse_space({"model.estimator": ["logistic", "ridge"]}, "x"), 0)
+
+
 def test_a_failing_combination_is_a_failed_trial_and_tuning_goes_on(tmp_path):
     ws = tweets_workspace(tmp_path / "ws", n_train=120, n_test=20, n_splits=2, experiments={"001": """\
 template: tfidf

@@ -25,8 +25,7 @@ import numpy as np
 from competition import artifacts
 from competition.config import ExperimentConfig
 from competition.errors import InputError
-from competition.models import FoldResult
-from competition.models import heads
+from competition.models import FoldResult, heads
 from competition.models.heads import fit_head, n_outputs
 from competition.models.tfidf import texts_of
 

@@ -29,8 +29,7 @@ import pandas as pd
 from competition import artifacts
 from competition.config import ExperimentConfig
 from competition.errors import InputError
-from competition.models import FoldResult
-from competition.models import heads
+from competition.models import FoldResult, heads
 from competition.models.heads import fit_head, n_outputs
 
 MODEL_FILE = "lgbm.pkl"
