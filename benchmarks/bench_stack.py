@@ -84,7 +84,8 @@ def timed_stack(root: str) -> None:
     print(json.dumps({
         "seconds": round(seconds, 1), "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "oof_auc": round(result.oof_score, 4), "best_input_auc": round(result.best_input_score, 4),
-        "mean_blend_auc": round(result.mean_blend_score, 4), "fold_aucs": [round(s, 4) for s in result.fold_scores.values()],
+        "mean_blend_auc": round(result.mean_blend_score, 4),
+        "fold_aucs": [round(s, 4) for s in result.fold_scores.values()],
     }))
 
 

@@ -128,7 +128,7 @@ class TrainConfig(_Strict):
     bucket: bool = Field(True, description="group training batches by text length")
     tta: list[Literal["none", "no_keyword", "tail"]] = Field(
         default_factory=list, description="extra text variants averaged at inference")
-    threads: int | None = Field(None, ge=1, description="torch CPU threads (None: torch's default)")
+    threads: int | None = Field(None, ge=1, description="CPU threads of torch and LightGBM (None: their default)")
     limit_rows: int | None = Field(None, ge=10, description="train on a seeded subset (smoke runs)")
 
 

@@ -228,9 +228,9 @@ def test_names_features_and_metas(binary):
         stack(binary.ws, data=binary.data, inputs=["good", "feat"], name="feat", force=True)
 
 
-@pytest.mark.parametrize("task,metric,meta", [("multiclass", "log_loss", "lgbm"), ("multiclass", "accuracy", "logistic"),
-                                              ("regression", "rmse", "lgbm"), ("regression", "rmse", "ridge"),
-                                              ("multilabel", "f1", "lgbm"), ("multilabel", "roc_auc", "logistic")])
+@pytest.mark.parametrize("task,metric,meta", [
+    ("multiclass", "log_loss", "lgbm"), ("multiclass", "accuracy", "logistic"), ("regression", "rmse", "lgbm"),
+    ("regression", "rmse", "ridge"), ("multilabel", "f1", "lgbm"), ("multilabel", "roc_auc", "logistic")])
 def test_other_tasks(tmp_path, task, metric, meta):
     env = synth_workspace(tmp_path / "ws", task=task, metric=metric, n=1500, n_test=300)
     add_runs(env, {"a": 1.5, "b": 1.0})
@@ -274,3 +274,5 @@ def test_real_tweets_two_tfidf_runs_stacked_and_blended(tmp_path):
     for result in (s, b):
         assert 0.5 < result.oof_score <= 1 and len(result.fold_scores) == 3
     assert not s.warnings, s.warnings   # honest models: OOF and test predictions alike
+    print(f"tweets F1: inputs {s.input_scores}, stack {s.oof_score:.4f}, weighted blend {b.oof_score:.4f} "
+          f"(weights {b.weights})")

@@ -15,7 +15,8 @@ def command(
                                             "(default: every complete experiment on the current folds)")] = None,
     method: Annotated[str, typer.Option(
         "--method", "-m", help="hill-climb, mean, weighted, rank, vote-hard, vote-soft or moe")] = "hill-climb",
-    name: Annotated[str | None, typer.Option("--name", help="name of the blend run (default: next free b01, b02, ...)")] = None,
+    name: Annotated[str | None, typer.Option(
+        "--name", help="name of the blend run (default: next free b01, b02, ...)")] = None,
     force: Annotated[bool, typer.Option("--force", help="replace an existing blend of that name")] = False,
     ws_path: WorkspaceOpt = None,
 ) -> None:

@@ -6,7 +6,8 @@ from typing import Annotated
 
 import typer
 
-from competition.commands._common import WorkspaceOpt, console, err_console, handle_errors, parse_csv_list, workspace
+from competition.commands._common import (WorkspaceOpt, console, err_console, handle_errors, parse_csv_list,
+                                         workspace)
 
 
 def show_comparison(result, title: str, extra: dict[str, str] | None = None) -> None:
@@ -40,7 +41,8 @@ def command(
     with_features: Annotated[str | None, typer.Option(
         "--with-features", help="row features too: text_len, n_words or raw columns, e.g. keyword,text_len")] = None,
     meta: Annotated[str, typer.Option("--meta", help="meta-model: lgbm, logistic or ridge")] = "lgbm",
-    name: Annotated[str | None, typer.Option("--name", help="name of the stack run (default: next free s01, s02, ...)")] = None,
+    name: Annotated[str | None, typer.Option(
+        "--name", help="name of the stack run (default: next free s01, s02, ...)")] = None,
     seed: Annotated[int, typer.Option("--seed", help="seed of the meta-model")] = 42,
     force: Annotated[bool, typer.Option("--force", help="replace an existing stack of that name")] = False,
     ws_path: WorkspaceOpt = None,

@@ -39,6 +39,18 @@ class FoldResult:
     extra: dict[str, Any] = field(default_factory=dict)          # anything else worth recording
 
 
+def input_texts(cfg, spec, frame, drop: tuple[str, ...] = ()) -> list[str]:
+    """The model input text of every row of ``frame``: the spec's text columns through
+    ``cfg.text`` (template or separator); ``drop`` blanks columns (test-time augmentation)."""
+    from competition.data import build_texts
+    from competition.errors import InputError
+
+    if not spec.text and cfg.text.template is None:
+        raise InputError(f"model.family {cfg.model.family}: the competition has no text columns; "
+                         "list them under `text:` in competition.yaml or set text.template")
+    return build_texts(frame, spec.text, template=cfg.text.template, sep=cfg.text.sep, drop=drop)
+
+
 def family(name: str) -> ModuleType:
     """The module implementing a model family."""
     if name not in FAMILIES:

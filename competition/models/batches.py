@@ -124,3 +124,11 @@ def train_loader(ids, targets, pad_id: int, batch_size: int, seed: int, bucket: 
 def eval_loader(ids, targets, pad_id: int, batch_size: int) -> DataLoader:
     batches = sorted_batches(lengths_of(ids), batch_size)
     return DataLoader(TokenDataset(ids, targets, pad_id), batch_sampler=batches, collate_fn=_as_is)
+
+
+def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
+    """Sentence vectors (B, H) from hidden states (B, T, H): the [CLS] token or the mean of real tokens."""
+    if pooling == "cls":
+        return hidden[:, 0]
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)                      # (B, T, 1)
+    return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)

@@ -27,7 +27,7 @@ from competition.config import ExperimentConfig
 from competition.errors import InputError
 from competition.models import FoldResult, heads
 from competition.models.heads import fit_head, n_outputs
-from competition.models.tfidf import texts_of
+from competition.models import input_texts
 
 MODEL_FILE = "embed.pkl"
 
@@ -62,7 +62,7 @@ def embed_texts(texts: list[str], tokenizer, model, *, pooling: str, max_length:
     """
     import torch
 
-    from competition.models.batches import encode, eval_loader
+    from competition.models.batches import encode, eval_loader, pool
 
     ids = encode(tokenizer, texts, max_length)
     out = np.zeros((len(texts), model.config.hidden_size), dtype=np.float32)
@@ -70,12 +70,7 @@ def embed_texts(texts: list[str], tokenizer, model, *, pooling: str, max_length:
         for batch in eval_loader(ids, None, tokenizer.pad_token_id or 0, batch_size):
             mask = batch["attention_mask"]                                       # (b, t)
             hidden = model(input_ids=batch["input_ids"], attention_mask=mask).last_hidden_state  # (b, t, d)
-            if pooling == "cls":
-                vectors = hidden[:, 0]                                           # (b, d)
-            else:
-                weights = mask.unsqueeze(-1).to(hidden.dtype)                    # (b, t, 1)
-                vectors = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1)
-            out[batch["index"].numpy()] = vectors.float().numpy()
+            out[batch["index"].numpy()] = pool(hidden, mask, pooling).float().numpy()
     return out
 
 
@@ -105,8 +100,8 @@ def prepare(cfg: ExperimentConfig, data) -> Prepared:
     if cfg.model.head == "logistic" and data.spec.task == "regression":
         raise InputError("model.head: logistic regression cannot fit the regression target "
                          f"{data.spec.targets}; set model.head=ridge (or lgbm)")
-    texts = texts_of(cfg, data, data.train)
-    test_texts = texts_of(cfg, data, data.test) if data.test is not None else []
+    texts = input_texts(cfg, data.spec, data.train)
+    test_texts = input_texts(cfg, data.spec, data.test) if data.test is not None else []
     both = embeddings(cfg, texts + test_texts)
     n = len(texts)
     return Prepared(cfg, data, both[:n], both[n:] if data.test is not None else None)
@@ -146,5 +141,5 @@ def predict(fold_dir: Path, cfg: ExperimentConfig, data, frame) -> np.ndarray:
     enc = saved["encoder"]
     settings = cfg.model_copy(update={"model": cfg.model.model_copy(
         update={"pooling": enc["pooling"], "max_length": enc["max_length"]})})
-    X = embeddings(settings, texts_of(cfg, data, frame), name=enc["name"])
+    X = embeddings(settings, input_texts(cfg, data.spec, frame), name=enc["name"])
     return saved["head"].predict(X)

@@ -13,7 +13,8 @@ from __future__ import annotations
 from functools import partial
 
 from competition.config import ExperimentConfig
-from competition.models.torch_common import Prepared, build_prepared, fit_fold, predict, texts  # noqa: F401
+from competition.models import input_texts
+from competition.models.torch_common import Prepared, build_prepared, fit_fold, predict  # noqa: F401
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
@@ -55,7 +56,7 @@ def random_bert(config):
 def prepare(cfg: ExperimentConfig, data) -> Prepared:
     """Train the WordPiece vocabulary on the train texts, then tokenise every text once."""
     m = cfg.model
-    tokenizer = train_wordpiece(texts(cfg, data.spec, data.train), m.vocab_size)
+    tokenizer = train_wordpiece(input_texts(cfg, data.spec, data.train), m.vocab_size)
     config = bert_config(len(tokenizer), d_model=m.d_model, heads=m.heads, layers=m.layers, ff=m.ff,
                          dropout=m.dropout, max_length=m.max_length, pad_token_id=tokenizer.pad_token_id)
     return build_prepared(cfg, data, tokenizer, partial(random_bert, config))

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from competition import metrics
+from competition.models.batches import pool
 
 _LAYER = re.compile(r"\.(?:layer|layers|block|blocks|h)\.(\d+)\.")
 
@@ -82,11 +83,7 @@ class TextModel(pl.LightningModule):
     # -- model ---------------------------------------------------------------------------
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, T, H)
-        if self.hparams.pooling == "cls":
-            pooled = hidden[:, 0]                                                    # (B, H)
-        else:
-            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)                     # (B, T, 1)
-            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)               # (B, H)
+        pooled = pool(hidden, attention_mask, self.hparams.pooling)                  # (B, H)
         return self.head(self.dropout(pooled))                                       # (B, k)
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -23,7 +23,7 @@ import numpy as np
 from competition import artifacts
 from competition.config import ExperimentConfig
 from competition.errors import InputError
-from competition.models import FoldResult, heads
+from competition.models import FoldResult, heads, input_texts
 from competition.models.heads import Head, fit_head, n_outputs
 
 MODEL_FILE = "tfidf.pkl"
@@ -35,16 +35,6 @@ class Prepared:
     data: object                 # competition.data.Dataset
     texts: list[str]             # one input text per train row
     test_texts: list[str] | None
-
-
-def texts_of(cfg: ExperimentConfig, data, frame) -> list[str]:
-    """The model input text of every row of ``frame`` (the spec's text columns, cfg.text's template)."""
-    from competition.data import build_texts
-
-    if not data.spec.text and cfg.text.template is None:
-        raise InputError(f"model.family {cfg.model.family}: the competition has no text columns; "
-                         "list them under `text:` in competition.yaml or set text.template")
-    return build_texts(frame, data.spec.text, template=cfg.text.template, sep=cfg.text.sep)
 
 
 def prepare(cfg: ExperimentConfig, data) -> Prepared:
@@ -60,8 +50,8 @@ def prepare(cfg: ExperimentConfig, data) -> Prepared:
     if m.estimator == "logistic" and data.spec.task == "regression":
         raise InputError("model.estimator: logistic regression cannot fit the regression target "
                          f"{data.spec.targets}; set model.estimator=ridge (or lgbm)")
-    test = texts_of(cfg, data, data.test) if data.test is not None else None
-    return Prepared(cfg, data, texts_of(cfg, data, data.train), test)
+    test = input_texts(cfg, data.spec, data.test) if data.test is not None else None
+    return Prepared(cfg, data, input_texts(cfg, data.spec, data.train), test)
 
 
 def make_vectorizer(cfg: ExperimentConfig):
@@ -135,5 +125,5 @@ def load_fold(fold_dir: Path) -> dict:
 def predict(fold_dir: Path, cfg: ExperimentConfig, data, frame) -> np.ndarray:
     """Predict ``frame`` (e.g. a hidden test set) with fold ``fold_dir``'s vectoriser and estimator."""
     saved = load_fold(fold_dir)
-    X = saved["vectorizer"].transform(texts_of(cfg, data, frame)).tocsr()
+    X = saved["vectorizer"].transform(input_texts(cfg, data.spec, frame)).tocsr()
     return saved["head"].predict(X)

@@ -30,7 +30,7 @@ import torch
 
 from competition.config import ExperimentConfig
 from competition.errors import InputError
-from competition.models import FoldResult
+from competition.models import FoldResult, input_texts
 from competition.models.batches import encode, eval_loader, train_loader
 from competition.models.pretrained import resolve_pretrained  # noqa: F401 - re-exported for other families
 from competition.models.textmodel import FoldMonitor, TextModel
@@ -58,15 +58,6 @@ class Prepared:
 
 # -- inputs --------------------------------------------------------------------------------
 
-def texts(cfg: ExperimentConfig, spec, frame, drop: tuple[str, ...] = ()) -> list[str]:
-    from competition.data import build_texts
-
-    if not spec.text and cfg.text.template is None:
-        raise InputError(f"model.family {cfg.model.family}: the competition has no text columns; "
-                         "list them under `text:` in competition.yaml or set text.template")
-    return build_texts(frame, spec.text, template=cfg.text.template, sep=cfg.text.sep, drop=drop)
-
-
 def encode_frame(cfg: ExperimentConfig, spec, tokenizer, frame) -> dict[str, list[torch.Tensor]]:
     """Token ids of every row: the plain text, plus each test-time augmentation in ``train.tta``.
 
@@ -74,7 +65,7 @@ def encode_frame(cfg: ExperimentConfig, spec, tokenizer, frame) -> dict[str, lis
     ``tail`` keeps the end of long texts instead of the start.
     """
     m = cfg.model
-    plain = texts(cfg, spec, frame)
+    plain = input_texts(cfg, spec, frame)
     out = {"plain": encode(tokenizer, plain, m.max_length, m.truncation)}
     for variant in dict.fromkeys(cfg.train.tta):
         if variant == "no_keyword":
@@ -82,7 +73,7 @@ def encode_frame(cfg: ExperimentConfig, spec, tokenizer, frame) -> dict[str, lis
                 raise InputError(f"train.tta: 'no_keyword' blanks the first text column, but the "
                                  f"competition has text columns {spec.text}; it needs two or more "
                                  "(e.g. text: [keyword, text]). Remove it from train.tta.")
-            out[variant] = encode(tokenizer, texts(cfg, spec, frame, drop=(spec.text[0],)),
+            out[variant] = encode(tokenizer, input_texts(cfg, spec, frame, drop=(spec.text[0],)),
                                   m.max_length, m.truncation)
         elif variant == "tail":
             out[variant] = encode(tokenizer, plain, m.max_length, "tail")
