@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from competition.commands import blend, check, folds, init, leaderboard, new, report, score, stack, submit, train
-from competition.commands._later import planned
+from competition.commands import blend, check, folds, init, leaderboard, new, report, score, stack, submit, train, tune
 
 app = typer.Typer(
     name="comp",
@@ -25,7 +24,7 @@ app.command("check")(check.command)
 app.command("folds")(folds.command)
 app.command("new")(new.command)
 app.command("train")(train.command)
-app.command("tune")(planned("tune", 5, "Optuna search over an experiment's search space"))
+app.command("tune")(tune.command)
 app.command("leaderboard")(leaderboard.command)
 app.command("stack")(stack.command)
 app.command("blend")(blend.command)
