@@ -16,6 +16,8 @@ any encoder. What a fold saves::
 
 from __future__ import annotations
 
+import sys
+
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,13 +63,16 @@ def embed_texts(texts: list[str], tokenizer, model, *, pooling: str, max_length:
     longest row (``batches.eval_loader``); rows come back in input order.
     """
     import torch
+    from rich.progress import track
 
     from competition.models.batches import encode, eval_loader, pool
 
     ids = encode(tokenizer, texts, max_length)
     out = np.zeros((len(texts), model.config.hidden_size), dtype=np.float32)
     with torch.inference_mode():
-        for batch in eval_loader(ids, None, tokenizer.pad_token_id or 0, batch_size):
+        loader = eval_loader(ids, None, tokenizer.pad_token_id or 0, batch_size)
+        for batch in track(loader, description=f"embedding {len(texts)} texts", total=len(loader),
+                           transient=True, disable=not sys.stderr.isatty()):
             mask = batch["attention_mask"]                                       # (b, t)
             hidden = model(input_ids=batch["input_ids"], attention_mask=mask).last_hidden_state  # (b, t, d)
             out[batch["index"].numpy()] = pool(hidden, mask, pooling).float().numpy()
