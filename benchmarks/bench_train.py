@@ -62,12 +62,13 @@ class _BatchTimer:
                 self.start = self.end = None
                 self.samples = 0
 
+            # One epoch only: batch_idx restarts each epoch, and the hand loop runs one epoch.
             def on_train_batch_start(self, trainer, module, batch, batch_idx):
-                if batch_idx == WARMUP_STEPS:
+                if batch_idx == WARMUP_STEPS and trainer.current_epoch == 0:
                     self.start = time.perf_counter()
 
             def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
-                if batch_idx >= WARMUP_STEPS:
+                if batch_idx >= WARMUP_STEPS and trainer.current_epoch == 0:
                     self.samples += len(batch["input_ids"])
                     self.end = time.perf_counter()
 
@@ -172,7 +173,7 @@ def run() -> dict:
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        ws, dataset = _workspace(root / "speed", {"042": "template: minilm\n"})
+        ws, dataset = _workspace(root / "speed", {"042": "template: minilm\ntrain:\n  epochs: 1\n"})
         cfg = load_config(ws, "042")
         prepared = encoder.prepare(cfg, dataset)
         rng = np.random.default_rng(0)

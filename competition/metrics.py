@@ -85,8 +85,9 @@ def _average_precision(y: np.ndarray, p: np.ndarray) -> float:
 def _log_loss(y: np.ndarray, p: np.ndarray) -> float:
     if p.ndim == 1:
         return float(skm.log_loss(y, p, labels=[0, 1]))
-    if y.ndim == 1:  # multiclass
-        return float(skm.log_loss(y, p, labels=list(range(p.shape[1]))))
+    if y.ndim == 1:  # multiclass: rows rescaled to sum to 1, as Kaggle scores it (float32 rounding)
+        p = np.asarray(p, dtype=np.float64)
+        return float(skm.log_loss(y, p / p.sum(axis=1, keepdims=True), labels=list(range(p.shape[1]))))
     return float(np.mean([skm.log_loss(y[:, j], p[:, j], labels=[0, 1]) for j in range(y.shape[1])]))
 
 

@@ -96,8 +96,9 @@ def _check_previous_run(run_dir: Path, cfg: ExperimentConfig, hashes: dict, forc
     saved_cfg = run_dir / "config.yaml"
     if force or not saved_cfg.is_file():
         return
-    old = yaml.safe_load(saved_cfg.read_text())
-    new = cfg.to_dict()
+    # Tracking settings change where the logs go, not the predictions: they may differ between folds.
+    old = {k: v for k, v in yaml.safe_load(saved_cfg.read_text()).items() if k != "track"}
+    new = {k: v for k, v in cfg.to_dict().items() if k != "track"}
     if old != new:
         changed = sorted(_diff_keys(old, new))
         raise InputError(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -220,6 +221,16 @@ def test_predict_from_saved_fold_reproduces_fit_fold(tiny, tmp_path):
     np.testing.assert_allclose(from_checkpoint, result.test, atol=1e-6)
     valid = encoder.predict(tmp_path, cfg, data, data.train.iloc[:N_VALID])
     np.testing.assert_allclose(valid, result.oof, atol=1e-6)
+
+
+def test_train_seconds_leave_out_validation_and_inference(tiny, tmp_path):
+    """extra.train_seconds times the optimisation alone, so runs compare on training cost."""
+    data = tweets("binary", N)
+    prepared = encoder.prepare(make_cfg(tiny, val_per_epoch=4), data)
+    started = time.perf_counter()
+    result, _ = fit(prepared.cfg, data, tmp_path, prepared=prepared)
+    wall = time.perf_counter() - started
+    assert 0 < result.extra["train_seconds"] < wall
 
 
 def test_scratch_family_trains_its_own_vocabulary(tmp_path):

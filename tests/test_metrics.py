@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -65,6 +66,15 @@ def test_multiclass_metrics_match_sklearn():
     assert metrics.score("roc_auc", y, p, "multiclass") == pytest.approx(
         skm.roc_auc_score(y, p, multi_class="ovr", average="macro"))
     assert metrics.score("log_loss", y, p, "multiclass") == pytest.approx(skm.log_loss(y, p))
+
+
+def test_multiclass_log_loss_rescales_rows_like_kaggle():
+    """float32 rows off 1 by rounding (or unnormalised scores) are rescaled, without sklearn's warning."""
+    y, p = _multiclass()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = metrics.score("log_loss", y, (3 * p).astype(np.float32), "multiclass")
+    assert got == pytest.approx(skm.log_loss(y, p), rel=1e-5)
 
 
 def test_multilabel_metrics_are_per_label_means():

@@ -98,6 +98,13 @@ def test_changed_config_is_refused_until_forced(ws):
     assert train(ws, load_config(ws, "001", ["model.C=1.0"]), folds="1", force=True).folds[0].status == "trained"
 
 
+def test_tracking_settings_do_not_block_resume(ws):
+    """Turning wandb on for the remaining folds changes no prediction: resume, not refusal."""
+    train(ws, load_config(ws, "001", ["track.wandb=false"]), folds="0")
+    rest = train(ws, load_config(ws, "001", ["track.wandb=true", "track.project=elsewhere"]), folds="all")
+    assert [r.status for r in rest.folds] == ["skipped", "trained", "trained"] and rest.complete
+
+
 def test_changed_folds_are_refused(ws):
     from competition import data, folds
     from competition.spec import load_spec

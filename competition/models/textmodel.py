@@ -20,6 +20,7 @@ best weights and stops early; the module itself computes no metric per step.
 from __future__ import annotations
 
 import re
+import time
 
 import numpy as np
 import pytorch_lightning as pl
@@ -211,7 +212,22 @@ class FoldMonitor(pl.Callback):
         self.best_epoch: int | None = None
         self.best_state: dict[str, torch.Tensor] | None = None
         self.steps = 0   # optimizer steps of the whole fit, set after it
+        self.train_seconds = 0.0   # the fit's wall time less its validations
         self._bad = 0
+        self._fit_started = self._val_started = 0.0
+        self._val_seconds = 0.0
+
+    def on_fit_start(self, trainer: pl.Trainer, module: TextModel) -> None:
+        self._fit_started = time.perf_counter()
+
+    def on_validation_start(self, trainer: pl.Trainer, module: TextModel) -> None:
+        self._val_started = time.perf_counter()
+
+    def on_validation_end(self, trainer: pl.Trainer, module: TextModel) -> None:
+        self._val_seconds += time.perf_counter() - self._val_started
+
+    def on_fit_end(self, trainer: pl.Trainer, module: TextModel) -> None:
+        self.train_seconds = time.perf_counter() - self._fit_started - self._val_seconds
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, module: TextModel) -> None:
         if trainer.sanity_checking:

@@ -185,10 +185,11 @@ def fit_fold(prepared: Prepared, fold: int, train_idx, valid_idx, out_dir, track
     train_idx, valid_idx = np.asarray(train_idx), np.asarray(valid_idx)
     out_dir = Path(out_dir)
     prepared.tokenizer.save_pretrained(out_dir / "tokenizer")
-    oof, test, history, best_epochs, steps = [], [], [], [], 0
+    oof, test, history, best_epochs, steps, train_seconds = [], [], [], [], 0, 0.0
     for seed in t.seeds:
         model, monitor = fit_seed(prepared, seed, train_idx, valid_idx, tracker, step_offset=steps)
         steps += monitor.steps
+        train_seconds += monitor.train_seconds
         history += monitor.history
         best_epochs.append(monitor.best_epoch)
         model.encoder.config.save_pretrained(out_dir / "encoder")
@@ -201,7 +202,8 @@ def fit_fold(prepared: Prepared, fold: int, train_idx, valid_idx, out_dir, track
     return FoldResult(
         oof=np.mean(oof, axis=0), test=np.mean(test, axis=0) if test else None,
         best_epoch=best_epochs[0], history=history,
-        extra={"seeds": list(t.seeds), "best_epoch_per_seed": best_epochs},
+        extra={"seeds": list(t.seeds), "best_epoch_per_seed": best_epochs,
+               "train_seconds": round(train_seconds, 2)},   # optimisation only: no validation, no inference
     )
 
 
