@@ -14,6 +14,7 @@ machine (2 cores) does not fit every MiniLM fine-tune.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -71,8 +72,6 @@ def bench_dataset(name: str, only: list[str] | None = None) -> dict:
         started = time.perf_counter()
         result = train(ws, cfg, data=dataset)
         manifest = ws.run_dir(exp) / "manifest.json"
-        import json
-
         seconds = sum(json.loads(manifest.read_text())["seconds_per_fold"].values())
         dones = [json.loads(d.read_text()) for d in sorted(ws.run_dir(exp).glob("fold*/done.json"))]
         fit_only = [d.get("extra", {}).get("train_seconds") for d in dones]
@@ -90,6 +89,8 @@ def bench_dataset(name: str, only: list[str] | None = None) -> dict:
         started = time.perf_counter()
         b = blend.blend(ws, inputs=trained, method="hill-climb", name="bench-blend", force=True)
         out["blend"] = {"method": "hill-climb", "cv": b.oof_score, "seconds": round(time.perf_counter() - started, 1)}
+        for run in ("bench-stack", "bench-blend"):   # figures kept above; the workspace stays the user's
+            shutil.rmtree(ws.run_dir(run), ignore_errors=True)
     return out
 
 
@@ -123,7 +124,6 @@ def render(r: dict) -> str:
 
 
 if __name__ == "__main__":
-    import json
     import sys
 
     print(json.dumps(run(sys.argv[1:] or None), indent=2, default=str))
