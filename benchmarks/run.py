@@ -21,6 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from benchmarks.common import machine
+from competition.artifacts import write_text
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results"
@@ -53,7 +54,7 @@ def main(argv: list[str] | None = None) -> None:
         result = module.run()
         result["_meta"] = {"machine": machine(), "seconds": round(time.perf_counter() - started, 1),
                            "ran_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-        cached.write_text(json.dumps(result, indent=2, default=str) + "\n")
+        write_text(cached, json.dumps(result, indent=2, default=str) + "\n")  # whole or not at all
     render()
 
 
@@ -71,7 +72,7 @@ def render() -> None:
         meta = result.get("_meta", {})
         parts += [module.render(result), "",
                   f"_Ran {meta.get('ran_at', '?')} on {meta.get('machine', '?')} in {meta.get('seconds', '?')} s._", ""]
-    PAGE.write_text("\n".join(parts))
+    write_text(PAGE, "\n".join(parts))
     print(f"[bench] wrote {PAGE}")
 
 

@@ -16,9 +16,9 @@ import torch
 
 from competition.config import ExperimentConfig
 from competition.errors import InputError
-from competition.models import encoder, pretrained, scratch
+from competition.models import encoder, pretrained, scratch, torch_common
 from competition.models.batches import BucketSampler, TokenDataset, encode, lengths_of
-from competition.models.textmodel import FoldMonitor, TextModel
+from competition.models.textmodel import FoldMonitor, TextModel, use_fused_adamw
 from competition.models.torch_common import load_model, predict_ids
 from competition.track import Tracker
 from tests.tiny import all_texts, tiny_bert, tweets
@@ -90,6 +90,30 @@ def test_layerwise_lr_and_no_decay_on_bias_and_layernorm(tiny):
     assert top == (1e-3, 0.01) and below[0] == 5e-4 and embeddings[0] == 2.5e-4
     assert lr_of[id(named["encoder.encoder.layer.1.output.LayerNorm.weight"])][1] == 0.0
     assert len(lr_of) == len(named)   # every parameter in exactly one group
+
+
+@pytest.mark.parametrize("device,precision,clip,fused", [
+    ("cpu", "32-true", 1.0, True), ("cuda", "32-true", 1.0, True), ("cuda", "16-mixed", None, True),
+    ("cuda", "16-mixed", 1.0, False), ("cuda", "bf16-mixed", 1.0, False), ("mps", "32-true", 1.0, False)])
+def test_fused_adamw_except_where_lightning_cannot_clip_with_it(device, precision, clip, fused):
+    assert use_fused_adamw(device, precision, clip) is fused
+
+
+def test_training_steps_use_the_fused_adamw_on_cpu(tiny, tmp_path):
+    import pytorch_lightning as pl
+
+    seen = {}
+
+    class Probe(pl.Callback):
+        def on_train_start(self, trainer, module):
+            seen["fused"] = [g["fused"] for g in trainer.optimizers[0].param_groups]
+
+    token = torch_common.EXTRA_CALLBACKS.set((Probe(),))
+    try:
+        fit(make_cfg(tiny), tweets("binary", 40), tmp_path)
+    finally:
+        torch_common.EXTRA_CALLBACKS.reset(token)
+    assert seen["fused"] and all(seen["fused"])
 
 
 # -- dropout -------------------------------------------------------------------------------

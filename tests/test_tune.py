@@ -379,17 +379,19 @@ def postgres():
         shutil.rmtree(root, ignore_errors=True)
 
 
-def _worker(ws, url, trials, *, slow=False):
-    """A `comp tune` process (``python -m competition.commands.tune`` runs the same command function)."""
+def _worker(ws, url, trials, *, pace: float = 0.0, hang: bool = False):
+    """A `comp tune` process running the same command function as ``comp tune``.
+
+    ``pace``: each trial's training first sleeps this long, so that two workers started
+    together both get trials however slowly one of them starts. ``hang``: trials hang in
+    training, so that the worker can be killed mid-trial.
+    """
     args = ["exp=001", "--trials", str(trials), "--storage", url, "--sampler", "random", "--heartbeat", "1",
             "-w", str(ws.root)]
     env = {**os.environ, "WANDB_MODE": "disabled"}
-    if not slow:
-        return subprocess.Popen([sys.executable, "-m", "competition.commands.tune", *args], cwd=REPO, env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    # a worker whose trials hang in training, so that it can be killed mid-trial
-    script = ("import sys, time, typer\nimport competition.tune as t\n"
-              "t.train = lambda *a, **k: time.sleep(600)\n"
+    patch = ("t.train = lambda *a, **k: time.sleep(600)\n" if hang else
+             f"real = t.train\nt.train = lambda *a, **k: (time.sleep({pace}), real(*a, **k))[1]\n")
+    script = ("import sys, time, typer\nimport competition.tune as t\n" + patch +
               "from competition.commands.tune import command\n"
               f"sys.argv = ['comp-tune', *{args!r}]\ntyper.run(command)\n")
     return subprocess.Popen([sys.executable, "-c", script], cwd=REPO, env=env,
@@ -398,7 +400,7 @@ def _worker(ws, url, trials, *, slow=False):
 
 def test_parallel_workers_share_one_postgres_study_and_a_killed_trial_is_retried(postgres, tmp_path):
     ws = tweets_workspace(tmp_path / "ws", n_train=240, n_test=20, n_splits=2, experiments={"001": TFIDF_SEARCH})
-    workers = [_worker(ws, postgres, 6), _worker(ws, postgres, 6)]
+    workers = [_worker(ws, postgres, 6, pace=3), _worker(ws, postgres, 6, pace=3)]
     outputs = [w.communicate(timeout=240)[0] for w in workers]
     assert [w.returncode for w in workers] == [0, 0], outputs
     trials = load(postgres).trials
@@ -408,7 +410,7 @@ def test_parallel_workers_share_one_postgres_study_and_a_killed_trial_is_retried
     assert len(list(ws.experiments_dir.glob("*.yaml"))) == 3          # base, 001, and one export: 002
 
     # a worker killed in the middle of a trial: its trial is failed after the grace period, then rerun
-    doomed = _worker(ws, postgres, 8, slow=True)
+    doomed = _worker(ws, postgres, 8, hang=True)
     deadline = time.monotonic() + 60
     def training(t):      # sampled its parameters (recorded as overrides) and is in training
         return t.state.name == "RUNNING" and "overrides" in t.user_attrs
