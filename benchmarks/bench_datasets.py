@@ -29,11 +29,7 @@ DATASETS = ["disaster-tweets", "sms-spam", "commonlit", "goemotions", "titanic"]
 _CPU = "not run yet: over the CPU budget of the session that built this page (2 cores)"
 SKIP = {
     ("sms-spam", "042"): "MiniLM fine-tune (~20 min on 2 idle cores): " + _CPU,
-    ("sms-spam", "002"): "frozen MiniLM embeddings: " + _CPU,
-    ("sms-spam", "003"): "scratch transformer, 4 epochs: " + _CPU,
     ("commonlit", "042"): "MiniLM fine-tune at 256 tokens x 3 epochs (over an hour on 2 cores): " + _CPU,
-    ("commonlit", "002"): "frozen MiniLM embeddings at 256 tokens: " + _CPU,
-    ("goemotions", "002"): "frozen MiniLM embeddings of 48,837 texts: " + _CPU,
 }
 
 
