@@ -43,16 +43,17 @@ class Entry:
 
 
 def train_seconds(manifest: dict) -> float | None:
-    """Total training time: the sum of ``seconds_per_fold`` when the manifest records it.
+    """Total training time: the sum of ``seconds_per_fold`` plus the once-per-run input
+    preparation (tokenising, embedding) when the manifest records them.
 
-    >>> train_seconds({"seconds_per_fold": {"0": 1.5, "1": 2.0}}), train_seconds({})
-    (3.5, None)
+    >>> train_seconds({"seconds_per_fold": {"0": 1.5, "1": 2.0}, "prepare_seconds": 4.0}), train_seconds({})
+    (7.5, None)
     """
     per_fold = manifest.get("seconds_per_fold")
     if not per_fold:
         return None
     values = per_fold.values() if isinstance(per_fold, dict) else per_fold
-    return round(float(sum(values)), 2)
+    return round(float(sum(values)) + float(manifest.get("prepare_seconds", 0.0)), 2)
 
 
 def stale_reasons(manifest: dict, current: dict) -> list[str]:

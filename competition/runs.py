@@ -137,10 +137,8 @@ def write_run(ws: Workspace, name: str, *, spec, data, oof: pd.DataFrame, test: 
 
 def average_folds(parts: list[pd.DataFrame], cols: list[str]) -> pd.DataFrame:
     """Mean of per-fold test predictions (same id order), per-fold columns kept as ``<col>__fold<k>``."""
-    out = parts[0][["id"]].reset_index(drop=True).copy()
     stacked = np.stack([p[cols].to_numpy(dtype=float) for p in parts])  # (folds, n_test, k)
-    out[cols] = stacked.mean(axis=0)
-    for k, part in enumerate(parts):
-        for c in cols:
-            out[f"{c}__fold{k}"] = part[c].to_numpy()
-    return out
+    per_fold = {f"{c}__fold{k}": stacked[k, :, j] for k in range(len(parts)) for j, c in enumerate(cols)}
+    return pd.concat([parts[0][["id"]].reset_index(drop=True),
+                      pd.DataFrame(stacked.mean(axis=0), columns=cols),
+                      pd.DataFrame(per_fold)], axis=1)

@@ -167,7 +167,7 @@ def train(ws: Workspace, cfg: ExperimentConfig, *, folds: list[int] | str = "all
 
     result = TrainResult(cfg.exp, run_dir, spec.metric)
     impl = family(cfg.model.family)
-    prepared = None
+    prepared, prepare_seconds = None, 0.0
     for k in chosen:
         fold_dir = ws.fold_dir(cfg.exp, k)
         lock = FileLock(str(run_dir / f"fold{k}.lock"))
@@ -182,8 +182,12 @@ def train(ws: Workspace, cfg: ExperimentConfig, *, folds: list[int] | str = "all
                     row = FoldRow(k, "skipped", info["score"], info.get("best_epoch"), info["seconds"])
                 else:
                     if prepared is None:  # tokenise / build inputs once per run, only if a fold needs it
+                        started = time.perf_counter()
                         prepared = impl.prepare(cfg, data)
-                    row = _train_fold(ws, cfg, spec, data, impl, prepared, fold_of, k, hashes, config_text)
+                        prepare_seconds = time.perf_counter() - started
+                    row = _train_fold(ws, cfg, spec, data, impl, prepared, fold_of, k, hashes, config_text,
+                                      prepare_seconds)
+                    prepare_seconds = 0.0   # charged to the first fold this process trains
             finally:
                 lock.release()
         result.folds.append(row)
@@ -200,7 +204,8 @@ def _fold_vector(fold_table: pd.DataFrame, data) -> np.ndarray:
     return np.array([fold_by_id[i] for i in ids], dtype=np.int64)
 
 
-def _train_fold(ws, cfg, spec, data, impl, prepared, fold_of, k, hashes, config_text) -> FoldRow:
+def _train_fold(ws, cfg, spec, data, impl, prepared, fold_of, k, hashes, config_text,
+                prepare_seconds: float) -> FoldRow:
     run_dir = ws.run_dir(cfg.exp)
     fold_dir = ws.fold_dir(cfg.exp, k)
     for stale in run_dir.glob(f"fold{k}.tmp-*"):  # left by a killed process; we hold the lock
@@ -229,7 +234,7 @@ def _train_fold(ws, cfg, spec, data, impl, prepared, fold_of, k, hashes, config_
         artifacts.write_text(tmp_dir / "config.yaml", config_text)
         artifacts.write_json(tmp_dir / "done.json", {
             "fold": k, "score": score, "threshold": threshold, "best_epoch": fit.best_epoch,
-            "seconds": round(seconds, 2), "n_train": len(train_idx), "n_valid": len(valid_idx),
+            "seconds": round(seconds, 2), "prepare_seconds": round(prepare_seconds, 2), "n_train": len(train_idx), "n_valid": len(valid_idx),
             **hashes, "history": fit.history, "extra": fit.extra,
         })
         tracker.summary({"val/score": score, "fold": k})
@@ -264,6 +269,8 @@ def _assemble(ws, cfg, spec, data, fold_of, hashes, result: TrainResult) -> None
             "exp": cfg.exp, "kind": "experiment", "family": cfg.model.family, **hashes,
             "n_splits": n_splits, "folds_done": [k for k, v in done.items() if v],
             "seconds_per_fold": {k: v["seconds"] for k, v in done.items() if v},
+            # inputs built once per process (tokenising, embedding), charged to its first fold
+            "prepare_seconds": round(sum(v.get("prepare_seconds", 0.0) for v in done.values() if v), 2),
         }
         if not all(done.values()):
             artifacts.write_json(run_dir / "manifest.json", {

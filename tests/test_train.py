@@ -56,6 +56,28 @@ def test_resume_skips_complete_folds_and_force_retrains(ws):
     assert [r.status for r in forced.folds] == ["trained"]
 
 
+def test_input_preparation_is_timed_once_per_process(ws, monkeypatch):
+    import time
+
+    from competition.models import tfidf
+
+    real_prepare = tfidf.prepare
+
+    def slow_prepare(*args, **kwargs):
+        time.sleep(0.3)
+        return real_prepare(*args, **kwargs)
+
+    monkeypatch.setattr(tfidf, "prepare", slow_prepare)
+    cfg = load_config(ws, "001")
+    train(ws, cfg, folds="0,2")
+    train(ws, cfg, folds="all")        # a second process-like call prepares again for fold 1
+    done = {k: json.loads((ws.fold_dir("001", k) / "done.json").read_text()) for k in range(3)}
+    assert done[0]["prepare_seconds"] >= 0.3 and done[1]["prepare_seconds"] >= 0.3
+    assert done[2]["prepare_seconds"] == 0.0
+    manifest = json.loads((ws.run_dir("001") / "manifest.json").read_text())
+    assert manifest["prepare_seconds"] == pytest.approx(done[0]["prepare_seconds"] + done[1]["prepare_seconds"])
+
+
 def test_interrupted_fold_resumes_to_the_same_oof(ws, tmp_path, monkeypatch):
     from competition.models import tfidf
 

@@ -22,8 +22,9 @@ import yaml
 from competition import tune as tune_mod
 from competition.config import load_config, parse_overrides
 from competition.errors import InputError
+from competition.search import check_space, parse_space, wandb_sweep
 from competition.train import FoldRow, train
-from competition.tune import check_space, parse_space, summarize, tune, wandb_sweep
+from competition.tune import summarize, tune
 from tests.workspaces import tweets_workspace
 
 REPO = Path(__file__).resolve().parents[1]
@@ -308,8 +309,8 @@ search:
 
 
 def test_command_tunes_shows_and_exports_a_sweep(ws, tmp_path, monkeypatch):
-    from typer.testing import CliRunner
     import typer
+    from typer.testing import CliRunner
 
     from competition.commands.tune import command
 

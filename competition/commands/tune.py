@@ -40,7 +40,8 @@ def command(
 ) -> None:
     """Optuna search over the experiment's `search:` block; the best trial becomes a new experiment."""
     from competition.commands.train import split_exp_args
-    from competition.tune import summarize, tune, wandb_sweep, write_wandb_sweep
+    from competition.search import wandb_sweep, write_wandb_sweep
+    from competition.tune import summarize, tune
 
     ws = workspace(ws_path)
     exp, overrides = split_exp_args(args)
