@@ -53,7 +53,7 @@ def train_seconds(manifest: dict) -> float | None:
     if not per_fold:
         return None
     values = per_fold.values() if isinstance(per_fold, dict) else per_fold
-    return round(float(sum(values)) + float(manifest.get("prepare_seconds", 0.0)), 2)
+    return round(float(sum(values)) + float(manifest.get("prepare_seconds") or 0.0), 2)
 
 
 def stale_reasons(manifest: dict, current: dict) -> list[str]:

@@ -250,6 +250,11 @@ def _train_fold(ws, cfg, spec, data, impl, prepared, fold_of, k, hashes, config_
     return FoldRow(k, "trained", score, fit.best_epoch, round(seconds, 2))
 
 
+def _total(seconds: list[float | None]) -> float | None:
+    """Sum of the folds' preparation seconds; unknown (None) when a fold did not record it."""
+    return None if None in seconds else round(sum(seconds), 2)
+
+
 def _check_predictions(fit: FoldResult, n_valid: int, data, spec, exp: str, k: int) -> None:
     k_cols = len(spec.pred_columns)
     if fit.oof.shape != (n_valid, k_cols) or not np.isfinite(fit.oof).all():
@@ -270,7 +275,7 @@ def _assemble(ws, cfg, spec, data, fold_of, hashes, result: TrainResult) -> None
             "n_splits": n_splits, "folds_done": [k for k, v in done.items() if v],
             "seconds_per_fold": {k: v["seconds"] for k, v in done.items() if v},
             # inputs built once per process (tokenising, embedding), charged to its first fold
-            "prepare_seconds": round(sum(v.get("prepare_seconds", 0.0) for v in done.values() if v), 2),
+            "prepare_seconds": _total([v.get("prepare_seconds") for v in done.values() if v]),
         }
         if not all(done.values()):
             artifacts.write_json(run_dir / "manifest.json", {

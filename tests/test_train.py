@@ -76,6 +76,11 @@ def test_input_preparation_is_timed_once_per_process(ws, monkeypatch):
     assert done[2]["prepare_seconds"] == 0.0
     manifest = json.loads((ws.run_dir("001") / "manifest.json").read_text())
     assert manifest["prepare_seconds"] == pytest.approx(done[0]["prepare_seconds"] + done[1]["prepare_seconds"])
+    # a fold from before the figure was recorded makes the total unknown, not zero
+    old = {k: v for k, v in done[2].items() if k != "prepare_seconds"}
+    (ws.fold_dir("001", 2) / "done.json").write_text(json.dumps(old))
+    train(ws, cfg, folds="all")
+    assert json.loads((ws.run_dir("001") / "manifest.json").read_text())["prepare_seconds"] is None
 
 
 def test_interrupted_fold_resumes_to_the_same_oof(ws, tmp_path, monkeypatch):
