@@ -316,7 +316,7 @@ def blend(ws: Workspace, *, inputs: list[str] | None = None, method: str = "hill
         warnings.append("rank blend values are not probabilities: log_loss scores them poorly")
     run = runs.write_run(ws, name, spec=spec, data=data, oof=frame, test=test, fold_scores=fold_scores,
                          manifest={"kind": "blend", "family": f"{method}-blend", "method": method,
-                                   "inputs": src.names, "weights": weights, "seed": seed, **src.hashes,
+                                   "inputs": src.names, "input_hashes": src.versions, "weights": weights, "seed": seed, **src.hashes,
                                    "n_splits": n_splits, "folds_done": list(range(n_splits)),
                                    "in_sample_score": in_sample, "warnings": warnings})
     scores = src.scores()

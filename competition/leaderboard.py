@@ -67,6 +67,24 @@ def stale_reasons(manifest: dict, current: dict) -> list[str]:
             for k, v in current.items() if v is not None and manifest.get(k) != v]
 
 
+def changed_inputs(ws: Workspace, manifest: dict) -> list[str]:
+    """For a stack or blend: inputs retrained (their OOF changed) or removed since it was built."""
+    from competition import artifacts
+
+    notes = []
+    for name, recorded in (manifest.get("input_hashes") or {}).items():
+        oof = ws.run_dir(name) / "oof.parquet"
+        if not oof.is_file():
+            notes.append(f"input {name} is gone")
+        elif artifacts.file_hash(oof) != recorded:
+            notes.append(f"input {name} changed since")
+    if notes:
+        kind = manifest.get("kind", "stack")
+        notes[-1] += f": rebuild with `comp {kind} --exp {','.join(manifest['input_hashes'])} " \
+                     f"--name {manifest.get('name')} --force`"
+    return notes
+
+
 def sort_entries(entries: list[Entry], direction: str) -> list[Entry]:
     """Complete runs best first, then stale ones, then partial ones; ranks on complete runs.
 
@@ -137,7 +155,8 @@ def leaderboard(ws: Workspace, *, data=None) -> list[Entry]:
             metric=run.metrics.get("metric") or m.get("metric"), cv=run.score if run.complete else None,
             fold_mean=run.metrics.get("fold_mean"), fold_std=run.metrics.get("fold_std"),
             folds_done=done, n_splits=n_splits, seconds=train_seconds(m), status=status,
-            notes=tuple(notes + [f"{n}: retrain before submitting" for n in test_note]),
+            notes=tuple(notes + [f"{n}: retrain before submitting" for n in test_note]
+                        + changed_inputs(ws, m)),
         ))
     return sort_entries(entries, metrics.METRICS[spec.metric].direction)
 

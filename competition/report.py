@@ -354,6 +354,8 @@ def _curve(ax, rows: list[dict], key: str, **style) -> None:
 
 
 def plot_learning_curves(ctx: Context, folder: Path) -> list[Plot]:
+    from matplotlib.ticker import MaxNLocator
+
     curves = [(rd, h) for rd in ctx.runs if (h := fold_histories(ctx.ws, rd))]
     if not curves:
         raise Skip("no run has a learning curve in its folds' done.json (linear heads fit in one go; "
@@ -383,9 +385,12 @@ def plot_learning_curves(ctx: Context, folder: Path) -> list[Plot]:
         if with_score:
             row_axes[1].set_title(f"{rd.name}: validation {ctx.spec.metric}", fontsize=10)
             row_axes[1].set_ylabel(ctx.spec.metric)
+        whole = all(float(row["epoch"]).is_integer() for row in rows_all if row.get("epoch") is not None)
         for ax in row_axes:
             ax.set_xlabel(x_label)
             ax.grid(alpha=0.3)
+            if whole:   # whole epochs / rounds: no 1.2, 1.4 ... ticks
+                ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             if ax.has_data():
                 ax.legend(fontsize=7, ncol=2 if len(history) > 3 else 1)
     caption = ("Loss on the validation fold (solid) and, where recorded, on the training batches (dashed), "

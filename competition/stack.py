@@ -76,6 +76,12 @@ class Inputs:
     def names(self) -> list[str]:
         return [r.name for r in self.runs]
 
+    @property
+    def versions(self) -> dict[str, str]:
+        """Each input's oof.parquet hash, kept in the manifest: the leaderboard names inputs
+        retrained since."""
+        return {r.name: artifacts.file_hash(r.dir / "oof.parquet") for r in self.runs}
+
     def scores(self) -> dict[str, float]:
         """Each input's own CV (from its metrics.json, recomputed when missing)."""
         spec, out = self.spec, {}
@@ -495,7 +501,8 @@ def stack(ws: Workspace, *, inputs: list[str] | None = None, features: list[str]
     run = runs.write_run(
         ws, name, spec=spec, data=data, oof=frame,
         test=runs.average_folds(test_parts, cols) if test_parts else None, fold_scores=fold_scores,
-        manifest={"kind": "stack", "family": f"{meta}-stack", "inputs": src.names, "features": features,
+        manifest={"kind": "stack", "family": f"{meta}-stack", "inputs": src.names, "input_hashes": src.versions,
+                  "features": features,
                   "meta": meta, "params": params, "seed": seed, **src.hashes, "n_splits": n_splits,
                   "folds_done": list(range(n_splits)), "warnings": warnings})
     scores = src.scores()

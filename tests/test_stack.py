@@ -276,3 +276,29 @@ def test_real_tweets_two_tfidf_runs_stacked_and_blended(tmp_path):
     assert not s.warnings, s.warnings   # honest models: OOF and test predictions alike
     print(f"tweets F1: inputs {s.input_scores}, stack {s.oof_score:.4f}, weighted blend {b.oof_score:.4f} "
           f"(weights {b.weights})")
+
+
+def test_leaderboard_names_inputs_retrained_or_removed_since_the_stack(binary):
+    from competition.blend import blend
+    from competition.leaderboard import leaderboard
+
+    add_runs(binary, {"a": 1.0, "b": 0.5})
+    stack(binary.ws, data=binary.data, inputs=["a", "b"], name="s01")
+    blend(binary.ws, data=binary.data, inputs=["a", "b", "s01"], method="mean", name="b01")
+    by_name = {e.name: e for e in leaderboard(binary.ws, data=binary.data)}
+    assert by_name["s01"].notes == () and by_name["b01"].notes == ()
+    # `a` retrained with other predictions; `b` deleted
+    oof_a = binary.ws.run_dir("a") / "oof.parquet"
+    frame = pd.read_parquet(oof_a)
+    frame["target"] = 1.0 - frame["target"]
+    artifacts.write_parquet(oof_a, frame)
+    by_name = {e.name: e for e in leaderboard(binary.ws, data=binary.data)}
+    s01 = by_name["s01"]
+    assert s01.status == "complete"      # its own CV and predictions still hold together
+    assert s01.notes[0].startswith("input a changed since")
+    assert "`comp stack --exp a,b --name s01 --force`" in s01.notes[-1]
+    assert by_name["b01"].notes[0].startswith("input a changed since") and "comp blend" in by_name["b01"].notes[-1]
+    import shutil
+    shutil.rmtree(binary.ws.run_dir("b"))
+    assert "input b is gone" in " ".join(next(e for e in leaderboard(binary.ws, data=binary.data)
+                                              if e.name == "s01").notes)
