@@ -1,0 +1,29 @@
+"""``make demo``: the BBC News reader and the whole pipeline, with cheap experiments standing in
+for the MiniLM ones (the real demo runs them; its time is measured, not tested)."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from competition import demo
+
+
+def test_bbc_frame_reads_every_article_of_the_installed_corpus():
+    frame = demo.bbc_frame()
+    assert len(frame) == 2225 and frame["id"].is_unique
+    assert sorted(frame["category"].unique()) == ["business", "entertainment", "politics", "sports", "tech"]
+    assert frame["text"].str.len().min() > 100 and not frame["text"].str.contains("\n").any()
+
+
+def test_demo_runs_every_stage_and_scores_the_holdout(tmp_path, monkeypatch):
+    cheap = "template: tfidf\ntrain:\n  limit_rows: 300\nmodel:\n  char_ngrams: null\n  word_ngrams: [1, 1]\n"
+    monkeypatch.setattr(demo, "EXPERIMENTS", {"001": cheap, "002": cheap + "  C: 1.0\n",
+                                              "003": cheap + "  estimator: ridge\n"})
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    summary = demo.run(tmp_path / "demo")
+    assert set(summary["cv"]) == {"001", "002", "003"} and min(summary["cv"].values()) > 0.9
+    assert summary["holdout"] > 0.9 and 0.9 < summary["stack"] <= 1.0
+    submission = pd.read_csv(summary["submission"])
+    solution = pd.read_csv(tmp_path / "demo" / "data" / "solution.csv")
+    assert len(submission) == len(solution) and set(submission["id"]) == set(solution["id"])
+    assert set(submission["category"]) <= set(demo.bbc_frame()["category"])
