@@ -28,7 +28,6 @@ WORK = Path(__file__).parent / ".work"
 DATASETS = ["disaster-tweets", "sms-spam", "commonlit", "goemotions", "titanic"]
 _CPU = "not run yet: over the CPU budget of the session that built this page (2 cores)"
 SKIP = {
-    ("sms-spam", "042"): "MiniLM fine-tune (~20 min on 2 idle cores): " + _CPU,
     ("commonlit", "042"): "MiniLM fine-tune at 256 tokens x 3 epochs (over an hour on 2 cores): " + _CPU,
 }
 

@@ -145,14 +145,10 @@ def run(root: Path = Path("demo-workspace"), fresh: bool = True) -> dict:
 
 
 def main() -> None:
-    import warnings
-
-    from competition.commands._common import _show_warning
+    from competition.commands._common import user_warnings
 
     try:
-        with warnings.catch_warnings():      # as the CLI shows them: one line each, each once
-            warnings.simplefilter("once")
-            warnings.showwarning = _show_warning
+        with user_warnings():      # as the CLI shows them: one line each, each once
             run()
     except Exception as err:
         from competition.errors import InputError

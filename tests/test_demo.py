@@ -27,3 +27,19 @@ def test_demo_runs_every_stage_and_scores_the_holdout(tmp_path, monkeypatch):
     solution = pd.read_csv(tmp_path / "demo" / "data" / "solution.csv")
     assert len(submission) == len(solution) and set(submission["id"]) == set(solution["id"])
     assert set(submission["category"]) <= set(demo.bbc_frame()["category"])
+
+
+def test_warnings_reach_the_user_once_each_in_one_line(capsys):
+    import warnings
+
+    from competition.commands._common import user_warnings
+    from competition.data import DataWarning
+
+    with user_warnings():
+        for _ in range(3):      # e.g. the data loaded again by stack, submit and score
+            warnings.warn("test.csv: 32 text(s) also appear in train", DataWarning, stacklevel=1)
+        warnings.warn("another one", DataWarning, stacklevel=1)
+        warnings.warn("for developers", DeprecationWarning, stacklevel=1)
+    err = capsys.readouterr().err
+    assert err.count("warning: test.csv: 32 text(s) also appear in train") == 1
+    assert "warning: another one" in err and "developers" not in err and ".py:" not in err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import warnings
 from pathlib import Path
@@ -20,9 +21,23 @@ WorkspaceOpt = Annotated[
 ]
 
 
-def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    """Warnings are for the user: one yellow line each, no source location."""
-    err_console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+@contextlib.contextmanager
+def user_warnings():
+    """Warnings are for the user: one yellow line each, no source location, each text once
+    (stages that load the data again do not repeat its warnings)."""
+    shown: set[str] = set()
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        if str(message) not in shown:
+            shown.add(str(message))
+            err_console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        for developer_only in (DeprecationWarning, PendingDeprecationWarning):   # as Python's default
+            warnings.simplefilter("ignore", developer_only)
+        warnings.showwarning = show
+        yield
 
 
 def handle_errors(fn):
@@ -34,9 +49,7 @@ def handle_errors(fn):
         from competition.workspace import WorkspaceError
 
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("once")
-                warnings.showwarning = _show_warning
+            with user_warnings():
                 return fn(*args, **kwargs)
         except (InputError, WorkspaceError) as err:
             err_console.print(f"[bold red]error:[/] {err}", markup=True, highlight=False, soft_wrap=True)
