@@ -3,7 +3,7 @@
 ``comp blend`` calls :func:`blend`. What it writes (a blend is a run like any other)::
 
     experiments/b01/
-        manifest.json   kind blend, family <method>-blend, inputs, weights, hashes, warnings
+        manifest.json   kind blend, family <method>-blend, inputs and their OOF hashes, weights, hashes, warnings
         metrics.json    the blend's honest CV: score per fold, OOF score, threshold
         oof.parquet     id, fold, prediction column(s); fold k blended with weights fit on the other folds
         test.parquet    id, prediction column(s): the weights fit on every OOF row, applied to the
@@ -316,7 +316,8 @@ def blend(ws: Workspace, *, inputs: list[str] | None = None, method: str = "hill
         warnings.append("rank blend values are not probabilities: log_loss scores them poorly")
     run = runs.write_run(ws, name, spec=spec, data=data, oof=frame, test=test, fold_scores=fold_scores,
                          manifest={"kind": "blend", "family": f"{method}-blend", "method": method,
-                                   "inputs": src.names, "input_hashes": src.versions, "weights": weights, "seed": seed, **src.hashes,
+                                   "inputs": src.names, "input_hashes": src.versions, "weights": weights,
+                                   "seed": seed, **src.hashes,
                                    "n_splits": n_splits, "folds_done": list(range(n_splits)),
                                    "in_sample_score": in_sample, "warnings": warnings})
     scores = src.scores()

@@ -67,21 +67,24 @@ def stale_reasons(manifest: dict, current: dict) -> list[str]:
             for k, v in current.items() if v is not None and manifest.get(k) != v]
 
 
-def changed_inputs(ws: Workspace, manifest: dict) -> list[str]:
-    """For a stack or blend: inputs retrained (their OOF changed) or removed since it was built."""
-    from competition import artifacts
+def changed_inputs(ws: Workspace, name: str, manifest: dict, file_hash=None) -> list[str]:
+    """For a stack or blend: inputs retrained (their OOF changed) or removed since it was built.
 
+    ``file_hash`` may be a memoised :func:`competition.artifacts.file_hash`, so an input that
+    several stacks share is read once.
+    """
+    from competition import artifacts, runs
+
+    file_hash = file_hash or artifacts.file_hash
     notes = []
-    for name, recorded in (manifest.get("input_hashes") or {}).items():
-        oof = ws.run_dir(name) / "oof.parquet"
+    for source, recorded in (manifest.get("input_hashes") or {}).items():
+        oof = ws.run_dir(source) / "oof.parquet"
         if not oof.is_file():
-            notes.append(f"input {name} is gone")
-        elif artifacts.file_hash(oof) != recorded:
-            notes.append(f"input {name} changed since")
+            notes.append(f"input {source} is gone")
+        elif file_hash(oof) != recorded:
+            notes.append(f"input {source} changed since")
     if notes:
-        kind = manifest.get("kind", "stack")
-        notes[-1] += f": rebuild with `comp {kind} --exp {','.join(manifest['input_hashes'])} " \
-                     f"--name {manifest.get('name')} --force`"
+        notes[-1] += f": rebuild with `{runs.remake_command(name, manifest)}`"
     return notes
 
 
@@ -129,9 +132,10 @@ def current_hashes(ws: Workspace, data=None) -> dict:
 
 def leaderboard(ws: Workspace, *, data=None) -> list[Entry]:
     """Every run of the workspace (:func:`competition.runs.all_runs`), sorted; see the module doc."""
+    import functools
     import warnings
 
-    from competition import metrics, runs
+    from competition import artifacts, metrics, runs
     from competition.spec import load_spec
 
     spec = load_spec(ws.spec_file) if data is None else data.spec
@@ -139,6 +143,7 @@ def leaderboard(ws: Workspace, *, data=None) -> list[Entry]:
         warnings.simplefilter("ignore")  # data warnings belong to `comp check`, not here
         current = current_hashes(ws, data)
     entries = []
+    file_hash = functools.cache(artifacts.file_hash)
     for run in runs.all_runs(ws):
         m = run.manifest
         n_splits = int(m.get("n_splits") or len(run.metrics.get("folds") or {}) or 0)
@@ -156,7 +161,7 @@ def leaderboard(ws: Workspace, *, data=None) -> list[Entry]:
             fold_mean=run.metrics.get("fold_mean"), fold_std=run.metrics.get("fold_std"),
             folds_done=done, n_splits=n_splits, seconds=train_seconds(m), status=status,
             notes=tuple(notes + [f"{n}: retrain before submitting" for n in test_note]
-                        + changed_inputs(ws, m)),
+                        + changed_inputs(ws, run.name, m, file_hash)),
         ))
     return sort_entries(entries, metrics.METRICS[spec.metric].direction)
 

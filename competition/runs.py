@@ -135,6 +135,29 @@ def write_run(ws: Workspace, name: str, *, spec, data, oof: pd.DataFrame, test: 
     return Run(name, run_dir, full, run_metrics)
 
 
+def remake_command(name: str, manifest: dict) -> str:
+    """The command that makes this run again as it was: same inputs, meta-model, features, method, seed.
+
+    >>> remake_command("b01", {"kind": "blend", "inputs": ["001", "042"], "method": "mean"})
+    'comp blend --exp 001,042 --method mean --name b01 --force'
+    >>> remake_command("s01", {"kind": "stack", "inputs": ["001"], "meta": "ridge", "features": ["text_len"], "seed": 7})
+    'comp stack --exp 001 --meta ridge --with-features text_len --seed 7 --name s01 --force'
+    """
+    kind = manifest.get("kind", "experiment")
+    if kind == "experiment":
+        return f"comp train exp={name} --fold all --force"
+    words = [f"comp {kind}", f"--exp {','.join(manifest.get('inputs', []))}"]
+    if kind == "stack":
+        words.append(f"--meta {manifest.get('meta', 'lgbm')}")
+        if manifest.get("features"):
+            words.append(f"--with-features {','.join(manifest['features'])}")
+        if manifest.get("seed", 42) != 42:
+            words.append(f"--seed {manifest['seed']}")
+    elif manifest.get("method"):
+        words.append(f"--method {manifest['method']}")
+    return " ".join([*words, f"--name {name} --force"])
+
+
 def average_folds(parts: list[pd.DataFrame], cols: list[str]) -> pd.DataFrame:
     """Mean of per-fold test predictions (same id order), per-fold columns kept as ``<col>__fold<k>``."""
     stacked = np.stack([p[cols].to_numpy(dtype=float) for p in parts])  # (folds, n_test, k)

@@ -4,7 +4,8 @@
 be blended, stacked again, leaderboarded and submitted)::
 
     experiments/s01/
-        manifest.json      kind stack, family lgbm-stack, inputs, features, meta params, hashes, warnings
+        manifest.json      kind stack, family lgbm-stack, inputs and their OOF hashes, features, meta params,
+                           hashes, warnings
         metrics.json       the stack's own CV: score per fold, OOF score, threshold
         oof.parquet        id, fold, prediction column(s); fold k predicted by the meta-model fit on the others
         test.parquet       id, prediction column(s) = mean of the fold meta-models, <col>__fold<k>
@@ -502,8 +503,7 @@ def stack(ws: Workspace, *, inputs: list[str] | None = None, features: list[str]
         ws, name, spec=spec, data=data, oof=frame,
         test=runs.average_folds(test_parts, cols) if test_parts else None, fold_scores=fold_scores,
         manifest={"kind": "stack", "family": f"{meta}-stack", "inputs": src.names, "input_hashes": src.versions,
-                  "features": features,
-                  "meta": meta, "params": params, "seed": seed, **src.hashes, "n_splits": n_splits,
+                  "features": features, "meta": meta, "params": params, "seed": seed, **src.hashes, "n_splits": n_splits,
                   "folds_done": list(range(n_splits)), "warnings": warnings})
     scores = src.scores()
     best = best_of(scores, spec.metric)

@@ -273,10 +273,11 @@ def best_run(ws: Workspace, data) -> str:
 
 def _retrain(run) -> str:
     """How to remake a run: retrain an experiment; rebuild a stack or blend."""
-    kind = run.manifest.get("kind", "experiment")
-    if kind == "experiment":
-        return f"`comp train exp={run.name} --force`"
-    return f"`comp {kind}` again once its inputs are current"
+    from competition.runs import remake_command
+
+    command = f"`{remake_command(run.name, run.manifest)}`"
+    return command if run.manifest.get("kind", "experiment") == "experiment" else \
+        f"{command} once its inputs are current"
 
 
 def _check_run(run, spec, data) -> pd.DataFrame:

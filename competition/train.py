@@ -234,7 +234,8 @@ def _train_fold(ws, cfg, spec, data, impl, prepared, fold_of, k, hashes, config_
         artifacts.write_text(tmp_dir / "config.yaml", config_text)
         artifacts.write_json(tmp_dir / "done.json", {
             "fold": k, "score": score, "threshold": threshold, "best_epoch": fit.best_epoch,
-            "seconds": round(seconds, 2), "prepare_seconds": round(prepare_seconds, 2), "n_train": len(train_idx), "n_valid": len(valid_idx),
+            "seconds": round(seconds, 2), "prepare_seconds": round(prepare_seconds, 2),
+            "n_train": len(train_idx), "n_valid": len(valid_idx),
             **hashes, "history": fit.history, "extra": fit.extra,
         })
         tracker.summary({"val/score": score, "fold": k})

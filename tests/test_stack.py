@@ -296,8 +296,10 @@ def test_leaderboard_names_inputs_retrained_or_removed_since_the_stack(binary):
     s01 = by_name["s01"]
     assert s01.status == "complete"      # its own CV and predictions still hold together
     assert s01.notes[0].startswith("input a changed since")
-    assert "`comp stack --exp a,b --name s01 --force`" in s01.notes[-1]
-    assert by_name["b01"].notes[0].startswith("input a changed since") and "comp blend" in by_name["b01"].notes[-1]
+    # the rebuild command remakes it as it was made: same meta-model, same blend method
+    assert "`comp stack --exp a,b --meta lgbm --name s01 --force`" in s01.notes[-1]
+    assert by_name["b01"].notes[0].startswith("input a changed since")
+    assert "`comp blend --exp a,b,s01 --method mean --name b01 --force`" in by_name["b01"].notes[-1]
     import shutil
     shutil.rmtree(binary.ws.run_dir("b"))
     assert "input b is gone" in " ".join(next(e for e in leaderboard(binary.ws, data=binary.data)
