@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from competition.errors import InputError, explain
 
@@ -55,7 +55,7 @@ class ScratchModel(_TorchModel):
     heads: int = Field(4, ge=1, description="attention heads")
     layers: int = Field(2, ge=1, description="transformer layers")
     ff: int | None = Field(None, ge=8, description="feed-forward size (None: 4 * d_model)")
-    vocab_size: int = Field(8000, ge=100, description="WordPiece vocabulary trained on the run's texts")
+    vocab_size: int = Field(8000, ge=100, description="BPE vocabulary trained on the run's texts")
     lr: float = Field(5e-4, gt=0, description="peak learning rate")
 
 
@@ -119,12 +119,21 @@ class TrainConfig(_Strict):
     schedule: Literal["linear", "cosine", "constant"] = "linear"
     patience: int | None = Field(None, ge=1, description="early stopping patience in validations (None: off)")
     val_per_epoch: int = Field(1, ge=1, description="validations per epoch")
-    swa: bool = Field(False, description="stochastic weight averaging over the last epochs")
-    swa_lr: float | None = Field(None, gt=0, description="SWA learning rate (None: lr / 10)")
+    swa: bool = Field(False, description="stochastic weight averaging: the fold's model is the mean of "
+                                         "swa_snapshots weights taken over the last part of training")
+    swa_start: float = Field(0.5, ge=0, lt=1, description="SWA averages the optimizer steps after this fraction")
+    swa_snapshots: int = Field(10, ge=1, description="SWA snapshots, evenly spaced; the last is the final step")
+    swa_lr: float | None = Field(None, gt=0, description="constant learning rate while SWA averages "
+                                                         "(None: the schedule goes on)")
     seeds: list[int] = Field(default_factory=lambda: [42], min_length=1,
                              description="one model per seed and fold, predictions averaged")
     precision: Literal["auto", "32", "bf16-mixed", "16-mixed"] = Field(
         "auto", description="auto: 16-mixed on a GPU, 32 on CPU")
+
+    @field_validator("precision", mode="before")
+    @classmethod
+    def _precision_as_text(cls, value):
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
     bucket: bool = Field(True, description="group training batches by text length")
     tta: list[Literal["none", "no_keyword", "tail"]] = Field(
         default_factory=list, description="extra text variants averaged at inference")
@@ -216,39 +225,25 @@ def _merge(layers: list[tuple[str, dict]]):
 
 
 def parse_overrides(overrides: list[str]) -> dict:
-    """``['model.lr=3e-5', 'train.seeds=[1,2]']`` -> nested dict, values parsed as YAML.
+    """``['model.lr=3e-5', 'train.seeds=[1,2]']`` -> nested dict, values typed by OmegaConf's dotlist
+    grammar: a quoted value stays a string (``train.precision='32'``).
 
     >>> parse_overrides(["model.lr=3e-5", "train.epochs=3", "model.name=prajjwal1/bert-mini"])
     {'model': {'lr': 3e-05, 'name': 'prajjwal1/bert-mini'}, 'train': {'epochs': 3}}
+    >>> parse_overrides(["train.precision='32'", "train.tta=[tail]"])
+    {'train': {'precision': '32', 'tta': ['tail']}}
     """
-    import yaml
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
 
-    nested: dict = {}
     for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
+        key, sep, _ = item.partition("=")
+        if not sep or not key.strip() or "" in key.strip().split("."):
             raise InputError(f"override {item!r} is not key=value; write e.g. model.lr=3e-5")
-        # YAML 1.1 reads 3e-5 as a string; numbers with exponents are floats to users.
-        try:
-            value = yaml.safe_load(raw) if raw != "" else None
-            if isinstance(value, str):
-                value = float(value) if _looks_float(value) else value
-        except yaml.YAMLError as err:
-            raise InputError(f"override {item!r}: cannot parse value {raw!r}: {err}") from err
-        node = nested
-        parts = key.strip().split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = value
-    return nested
-
-
-def _looks_float(text: str) -> bool:
     try:
-        float(text)
-    except ValueError:
-        return False
-    return any(c.isdigit() for c in text) and text.strip().lower() not in {"nan", "inf", "-inf", "infinity"}
+        return OmegaConf.to_container(OmegaConf.from_dotlist(list(overrides)), resolve=False)
+    except (OmegaConfBaseException, ValueError) as err:
+        raise InputError(f"overrides {' '.join(overrides)}: cannot parse them: {err}") from err
 
 
 def load_config(ws, exp: str, overrides: list[str] | None = None) -> ExperimentConfig:

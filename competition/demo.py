@@ -147,14 +147,21 @@ def run(root: Path = Path("demo-workspace"), fresh: bool = True) -> dict:
 def main() -> None:
     from competition.commands._common import user_warnings
 
+    from competition.errors import INTERRUPTED
+
     try:
         with user_warnings():      # as the CLI shows them: one line each, each once
             run()
+    except KeyboardInterrupt:
+        console.print(f"[yellow]{INTERRUPTED}[/]")
+        sys.exit(130)
     except Exception as err:
         from competition.errors import InputError
 
         if isinstance(err, InputError):
-            console.print(f"[bold red]error:[/] {err}")
+            from rich.markup import escape
+
+            console.print(f"[bold red]error:[/] {escape(str(err))}")
             sys.exit(2)
         raise
 

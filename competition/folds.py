@@ -382,7 +382,8 @@ def read_folds(ws: Workspace, dataset=None) -> pd.DataFrame:
         InputError: no folds yet, a changed or half-written folds.csv, other train data.
     """
     if not ws.folds_file.is_file():
-        raise InputError(f"{ws.folds_file}: no folds yet. Run `comp folds` (or `make folds`) first.")
+        make = " (or `make folds`)" if (ws.root / "Makefile").is_file() else ""   # only beside a Makefile
+        raise InputError(f"{ws.folds_file}: no folds yet. Run `comp folds`{make} first.")
     if not ws.folds_manifest.is_file():
         raise InputError(f"{ws.folds_manifest} is missing: writing the folds was interrupted. "
                          "Run `comp folds` again.")

@@ -155,6 +155,9 @@ def leaderboard(ws: Workspace, *, data=None) -> list[Entry]:
         status = "partial" if not run.complete else "stale" if notes else "complete"
         if status == "partial":
             notes.insert(0, f"{done}/{n_splits} folds done")
+            other = m.get("folds_other_config") or {}
+            if other:
+                notes.insert(1, f"folds {','.join(other)} trained with another config")
         entries.append(Entry(
             name=run.name, kind=m.get("kind", "experiment"), family=m.get("family"),
             metric=run.metrics.get("metric") or m.get("metric"), cv=run.score if run.complete else None,

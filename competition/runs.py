@@ -27,6 +27,9 @@ from competition.errors import InputError
 from competition.workspace import Workspace
 
 
+RUN_FILES = ("oof.parquet", "test.parquet", "metrics.json")   # a complete run's predictions and scores
+
+
 @dataclass(frozen=True)
 class Run:
     name: str

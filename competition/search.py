@@ -201,26 +201,8 @@ def check_space(ws: Workspace, exp: str, params: list[Param], overrides: list[st
                 # combination with other sampled values; a trial it fails is recorded as failed
                 if problems and all(p.startswith("'(top level)'") for p in problems):
                     continue
-                unknown = any(p.startswith("unknown key") for p in problems)
-                hint = _valid_keys(ws, exp, [*overrides, *conditions], param.key) if unknown else ""
                 raise InputError(f"{ws.experiment_file(exp)}: search key '{param.key}' with value {value!r}: "
-                                 f"{'; '.join(problems) or err}{hint}") from None
-
-
-def _valid_keys(ws: Workspace, exp: str, overrides: list[str], key: str) -> str:
-    """'; valid keys under model: C, alpha, ...' for the block holding ``key`` (its family's keys)."""
-    from pydantic import BaseModel
-
-    try:
-        node = load_config(ws, exp, overrides)
-    except InputError:
-        return ""
-    parts = key.split(".")
-    for part in parts[:-1]:
-        node = getattr(node, part, None)
-    if not isinstance(node, BaseModel):
-        return ""
-    return f"; valid keys under {'.'.join(parts[:-1]) or 'the top level'}: {', '.join(sorted(type(node).model_fields))}"
+                                 f"{'; '.join(problems) or err}") from None
 
 
 def sample(trial, params: list[Param], base: dict) -> dict[str, Any]:

@@ -16,8 +16,13 @@
             ...              the fitted model: weights + tokenizer, or the estimator
         fold0.lock           held while a process trains fold 0
 
-Resume: a fold whose ``done.json`` matches the current folds and data is skipped;
-``force`` retrains it. Two processes may train different folds of one
+Resume: a fold whose ``done.json`` matches the current folds and data, and whose
+``config.yaml`` matches the current config, is skipped; ``force`` retrains it. A run is
+complete only when every fold is done under one config: after ``--force --fold 0`` with a
+changed config the run is partial, its manifest names the folds trained with another config
+(``folds_other_config``) and the run-level predictions of the old model are removed. Nothing
+of a run changes until a fold finishes: a run that fails before (a refused setting, a model
+that cannot load) leaves ``config.yaml`` and every other file as they were. Two processes may train different folds of one
 experiment at once: each fold has its own lock, and the run-level files are
 assembled under another lock once every fold is complete.
 """
@@ -59,6 +64,7 @@ class TrainResult:
     folds: list[FoldRow] = field(default_factory=list)
     oof_score: float | None = None   # None until every fold is complete
     threshold: float | list[float] | None = None
+    other_config: dict[int, list[str]] = field(default_factory=dict)  # fold -> keys that differ from cfg
 
     @property
     def complete(self) -> bool:
@@ -83,12 +89,28 @@ def parse_folds(text: str, n_splits: int) -> list[int]:
     return chosen
 
 
-def _fold_done(fold_dir: Path, hashes: dict) -> dict | None:
+def _fold_done(fold_dir: Path, hashes: dict, config: dict) -> dict | None:
+    """The fold's ``done.json`` when it was trained on these folds and data with this config, else None."""
     done = fold_dir / "done.json"
     if not done.is_file():
         return None
     info = artifacts.read_json(done)
-    return info if all(info.get(k) == v for k, v in hashes.items()) else None
+    if not all(info.get(k) == v for k, v in hashes.items()):
+        return None
+    return info if not _fold_config_diff(fold_dir, config) else None
+
+
+def _predictive(config: dict) -> dict:
+    """The part of a resolved config that shapes predictions: tracking settings are left out."""
+    return {k: v for k, v in config.items() if k != "track"}
+
+
+def _fold_config_diff(fold_dir: Path, config: dict) -> list[str]:
+    """Keys whose value in the fold's saved ``config.yaml`` differs from ``config`` (tracking aside)."""
+    saved = fold_dir / "config.yaml"
+    if not saved.is_file():
+        return ["(no config.yaml)"]
+    return sorted(_diff_keys(_predictive(yaml.safe_load(saved.read_text()) or {}), _predictive(config)))
 
 
 def _check_previous_run(run_dir: Path, cfg: ExperimentConfig, hashes: dict, force: bool) -> None:
@@ -97,8 +119,7 @@ def _check_previous_run(run_dir: Path, cfg: ExperimentConfig, hashes: dict, forc
     if force or not saved_cfg.is_file():
         return
     # Tracking settings change where the logs go, not the predictions: they may differ between folds.
-    old = {k: v for k, v in yaml.safe_load(saved_cfg.read_text()).items() if k != "track"}
-    new = {k: v for k, v in cfg.to_dict().items() if k != "track"}
+    old, new = _predictive(yaml.safe_load(saved_cfg.read_text()) or {}), _predictive(cfg.to_dict())
     if old != new:
         changed = sorted(_diff_keys(old, new))
         raise InputError(
@@ -161,39 +182,50 @@ def train(ws: Workspace, cfg: ExperimentConfig, *, folds: list[int] | str = "all
 
     run_dir = ws.run_dir(cfg.exp)
     _check_previous_run(run_dir, cfg, hashes, force)
+    new_run = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
-    config_text = yaml.safe_dump(cfg.to_dict(), sort_keys=False)
-    artifacts.write_text(run_dir / "config.yaml", config_text)
+    config = cfg.to_dict()
+    config_text = yaml.safe_dump(config, sort_keys=False)
 
     result = TrainResult(cfg.exp, run_dir, spec.metric)
     impl = family(cfg.model.family)
     prepared, prepare_seconds = None, 0.0
-    for k in chosen:
-        fold_dir = ws.fold_dir(cfg.exp, k)
-        lock = FileLock(str(run_dir / f"fold{k}.lock"))
-        try:
-            lock.acquire(timeout=0)
-        except Timeout:
-            row = FoldRow(k, "busy")
-        else:
+    try:
+        for k in chosen:
+            fold_dir = ws.fold_dir(cfg.exp, k)
+            lock = FileLock(str(run_dir / f"fold{k}.lock"))
             try:
-                info = None if force else _fold_done(fold_dir, hashes)
-                if info is not None:
-                    row = FoldRow(k, "skipped", info["score"], info.get("best_epoch"), info["seconds"])
-                else:
-                    if prepared is None:  # tokenise / build inputs once per run, only if a fold needs it
-                        started = time.perf_counter()
-                        prepared = impl.prepare(cfg, data)
-                        prepare_seconds = time.perf_counter() - started
-                    row = _train_fold(ws, cfg, spec, data, impl, prepared, fold_of, k, hashes, config_text,
-                                      prepare_seconds)
-                    prepare_seconds = 0.0   # charged to the first fold this process trains
-            finally:
-                lock.release()
-        result.folds.append(row)
-        if on_fold is not None:
-            on_fold(row)
-    _assemble(ws, cfg, spec, data, fold_of, hashes, result)
+                lock.acquire(timeout=0)
+            except Timeout:
+                row = FoldRow(k, "busy")
+            else:
+                try:
+                    info = None if force else _fold_done(fold_dir, hashes, config)
+                    if info is not None:
+                        row = FoldRow(k, "skipped", info["score"], info.get("best_epoch"), info["seconds"])
+                    else:
+                        if prepared is None:  # tokenise / build inputs once per run, only if a fold needs it
+                            started = time.perf_counter()
+                            prepared = impl.prepare(cfg, data)
+                            prepare_seconds = time.perf_counter() - started
+                        row = _train_fold(ws, cfg, spec, data, impl, prepared, fold_of, k, hashes, config_text,
+                                          prepare_seconds)
+                        prepare_seconds = 0.0   # charged to the first fold this process trains
+                        # the run's config is the one its newest fold was trained with
+                        artifacts.write_text(run_dir / "config.yaml", config_text)
+                finally:
+                    lock.release()
+            result.folds.append(row)
+            if on_fold is not None:
+                on_fold(row)
+    except BaseException:
+        # a new run that never finished a fold leaves nothing behind (only its lock files are there)
+        if new_run and all(p.suffix == ".lock" for p in run_dir.iterdir()):
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    if not (run_dir / "config.yaml").is_file():
+        return result          # no fold finished yet: the others are busy in another process
+    _assemble(ws, cfg, spec, data, fold_of, hashes, config, result)
     return result
 
 
@@ -265,12 +297,17 @@ def _check_predictions(fit: FoldResult, n_valid: int, data, spec, exp: str, k: i
         raise RuntimeError(f"experiment {exp} fold {k}: test predictions missing or of the wrong shape")
 
 
-def _assemble(ws, cfg, spec, data, fold_of, hashes, result: TrainResult) -> None:
-    """Write the run-level files: the full run once every fold is complete, else a partial manifest."""
+def _assemble(ws, cfg, spec, data, fold_of, hashes, config: dict, result: TrainResult) -> None:
+    """Write the run-level files: the full run once every fold is complete under ``config``, else a
+    partial manifest (naming the folds trained with another config) and no run-level predictions."""
     run_dir = ws.run_dir(cfg.exp)
     n_splits = int(fold_of.max()) + 1
     with FileLock(str(run_dir / "assemble.lock")):
-        done = {k: _fold_done(ws.fold_dir(cfg.exp, k), hashes) for k in range(n_splits)}
+        done = {k: _fold_done(ws.fold_dir(cfg.exp, k), hashes, config) for k in range(n_splits)}
+        result.other_config = {
+            k: _fold_config_diff(ws.fold_dir(cfg.exp, k), config) for k in range(n_splits)
+            if not done[k] and (ws.fold_dir(cfg.exp, k) / "done.json").is_file()
+            and _fold_config_diff(ws.fold_dir(cfg.exp, k), config)}
         manifest = {
             "exp": cfg.exp, "kind": "experiment", "family": cfg.model.family, **hashes,
             "n_splits": n_splits, "folds_done": [k for k, v in done.items() if v],
@@ -281,7 +318,10 @@ def _assemble(ws, cfg, spec, data, fold_of, hashes, result: TrainResult) -> None
         if not all(done.values()):
             artifacts.write_json(run_dir / "manifest.json", {
                 "name": cfg.exp, "competition": spec.name, "task": spec.task, "metric": spec.metric,
-                "pred_columns": spec.pred_columns, "status": "partial", **manifest})
+                "pred_columns": spec.pred_columns, "status": "partial", **manifest,
+                "folds_other_config": {str(k): v for k, v in result.other_config.items()}})
+            for name in runs.RUN_FILES:    # predictions of a model that no longer exists as a whole
+                (run_dir / name).unlink(missing_ok=True)
             return
         folds = [ws.fold_dir(cfg.exp, k) for k in range(n_splits)]
         oof = pd.concat([pd.read_parquet(d / "oof.parquet") for d in folds])

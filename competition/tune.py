@@ -403,8 +403,6 @@ def _objective(trial, ctx: _Context) -> float:
     except InputError as err:    # e.g. tfidf with neither word nor char n-grams: a failed trial
         trial.set_user_attr("error", str(err))
         return float("nan")
-    except SystemExit:           # Lightning turns Ctrl-C into sys.exit(1): an interrupted trial
-        raise KeyboardInterrupt from None
     finally:
         trial.set_user_attr("fold_scores", {str(k): v for k, v in reporter.scores.items()})
         if token is not None:

@@ -251,8 +251,9 @@ def test_embed_tiny_bert_heads(small_tweets, tiny_path, tmp_path, head):
     embed._CACHE.clear()  # predict must re-embed from the saved encoder name, not reuse prepare's
     np.testing.assert_allclose(embed.predict(tmp_path / "f", cfg, small_tweets, small_tweets.test),
                                fit.test, atol=1e-6)
+    embed._CACHE.clear()  # same seed, same predictions: embedded again, not read from the cache
     again, _ = run(embed, cfg, small_tweets, tmp_path / "g")
-    assert np.array_equal(again.oof, fit.oof)
+    assert np.array_equal(again.oof, fit.oof) and np.array_equal(again.test, fit.test)
 
 
 def test_embed_pooling_ignores_padding(tiny_path):

@@ -100,3 +100,88 @@ def test_overrides_parse_yaml_values():
 def test_default_config_round_trips():
     cfg = ExperimentConfig(exp="x")
     assert ExperimentConfig.model_validate(cfg.to_dict()) == cfg
+
+
+@pytest.mark.parametrize("override", ["train.precision=32", "train.precision='32'", 'train.precision="32"'])
+def test_precision_32_is_accepted_written_either_way(tmp_path, override):
+    assert load_config(make_ws(tmp_path, e001=""), "001", [override]).train.precision == "32"
+
+
+def test_a_quoted_override_stays_a_string():
+    parsed = parse_overrides(["text.sep='1'", "model.name='1e5'", "model.lr=1e-5", "train.tta=[tail, no_keyword]"])
+    assert parsed == {"text": {"sep": "1"}, "model": {"name": "1e5", "lr": 1e-5}, "train": {"tta": ["tail", "no_keyword"]}}
+
+
+@pytest.mark.parametrize("bad", ["=3", "model..lr=1", "model.lr"])
+def test_an_override_without_a_key_is_refused(bad):
+    with pytest.raises(InputError, match="key=value"):
+        parse_overrides([bad])
+
+
+def test_unknown_key_inside_a_family_is_named_as_written_with_the_family_keys(tmp_path):
+    ws = make_ws(tmp_path, e001="template: lgbm\n")
+    with pytest.raises(InputError) as err:
+        load_config(ws, "001", ["model.lr=3e-5"])
+    msg = str(err.value)
+    assert "unknown key 'model.lr'" in msg and "model.lgbm" not in msg
+    assert "valid keys here: early_stopping_rounds, family, features, num_boost_round, params" in msg
+    (tmp_path / "b").mkdir()
+    with pytest.raises(InputError, match=r"'model\.max_length': Input should be greater"):
+        load_config(make_ws(tmp_path / "b", e001="template: minilm\n"), "001", ["model.max_length=2"])
+
+
+def _titanic_ws(tmp_path: Path) -> Path:
+    """A copy of the titanic example's spec (tabular: no text columns) reading the shared data."""
+    from tests.datasets import shared_data
+
+    root = tmp_path / "titanic"
+    (root / "experiments").mkdir(parents=True)
+    spec = (Path(__file__).parents[1] / "examples" / "titanic" / "competition.yaml").read_text()
+    spec = spec.replace("${oc.env:COMP_DATA,../../../shared/data}", str(shared_data()))
+    (root / "competition.yaml").write_text(spec)
+    return root
+
+
+def test_new_on_a_tabular_competition_starts_from_lgbm_and_refuses_text_templates(tmp_path):
+    from typer.testing import CliRunner
+
+    from competition.cli import app
+
+    root = _titanic_ws(tmp_path)
+    runner = CliRunner()
+    out = runner.invoke(app, ["new", "999", "-w", str(root)])
+    assert out.exit_code == 0 and "template: lgbm" in (root / "experiments" / "999.yaml").read_text()
+    out = runner.invoke(app, ["new", "998", "--template", "minilm", "-w", str(root)])
+    assert out.exit_code == 2 and "--template lgbm" in " ".join(out.output.split())
+    assert not (root / "experiments" / "998.yaml").exists()
+
+
+def test_the_no_folds_hint_names_make_only_beside_a_makefile(tmp_path):
+    from typer.testing import CliRunner
+
+    from competition.cli import app
+
+    root = _titanic_ws(tmp_path)
+    (root / "experiments" / "001.yaml").write_text("template: lgbm\n")
+    out = CliRunner().invoke(app, ["train", "exp=001", "-w", str(root)])
+    assert out.exit_code == 2 and "Run `comp folds` first" in out.output and "make folds" not in out.output
+    (root / "Makefile").write_text("folds:\n\tcomp folds\n")
+    out = CliRunner().invoke(app, ["train", "exp=001", "-w", str(root)])
+    assert "Run `comp folds` (or `make folds`) first" in out.output
+
+
+def test_error_messages_keep_yaml_lists_that_look_like_markup(capsys):
+    import typer
+
+    from competition.commands._common import handle_errors
+
+    @handle_errors
+    def refuses():
+        raise InputError("train.tta: 'no_keyword' needs two text columns (e.g. text: [keyword, text]); "
+                         "[bold]not markup[/bold]")
+
+    with pytest.raises(typer.Exit) as exit_:
+        refuses()
+    err = " ".join(capsys.readouterr().err.split())
+    assert exit_.value.exit_code == 2
+    assert "(e.g. text: [keyword, text]); [bold]not markup[/bold]" in err

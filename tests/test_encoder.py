@@ -266,9 +266,92 @@ def test_scratch_family_trains_its_own_vocabulary(tmp_path):
     np.testing.assert_allclose(scratch.predict(tmp_path, cfg, data, data.test), result.test, atol=1e-6)
 
 
-def test_swa_keeps_the_averaged_weights(tiny, tmp_path):
-    result, _ = fit(make_cfg(tiny, epochs=2, swa=True), tweets("binary", N), tmp_path)
-    assert result.best_epoch == 2 and np.isfinite(result.oof).all()
+class _EveryStep:
+    """Records the module's weights before training and after every optimizer step."""
+
+    def __init__(self):
+        import pytorch_lightning as pl
+
+        record = self.states = {}
+
+        class Callback(pl.Callback):
+            def on_train_start(self, trainer, module):
+                record[0] = {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+            def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+                record[trainer.global_step] = {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+        self.callback = Callback()
+
+
+def _fit_recording(cfg, data):
+    recorder = _EveryStep()
+    prepared = encoder.prepare(cfg, data)
+    train_idx, valid_idx = split(len(data.train))
+    token = torch_common.EXTRA_CALLBACKS.set((recorder.callback,))
+    try:
+        model, monitor = torch_common.fit_seed(prepared, 42, train_idx, valid_idx, Tracker())
+    finally:
+        torch_common.EXTRA_CALLBACKS.reset(token)
+    return model, monitor, recorder.states, prepared, valid_idx
+
+
+def _mean_of(states: dict, steps: list[int]) -> dict:
+    return {k: torch.stack([states[s][k].float() for s in steps]).mean(0) for k in states[steps[0]]
+            if states[steps[0]][k].is_floating_point()}
+
+
+def test_scratch_vocabulary_and_predictions_are_the_same_every_run(tmp_path):
+    """Same seed, same data: the vocabulary (trained again by each prepare) and the predictions."""
+    import pandas as pd
+
+    from tests.datasets import shared_data
+
+    texts = pd.read_csv(shared_data() / "disaster-tweets" / "train.csv")["text"].astype(str).tolist()
+    vocabularies = {tuple(sorted(scratch.train_tokenizer(texts, 3000).get_vocab().items())) for _ in range(4)}
+    assert len(vocabularies) == 1
+    data = tweets("binary", N)
+    cfg = make_cfg("", family="scratch", epochs=1)
+    first, _ = fit(cfg, data, tmp_path / "a", family=scratch)
+    second, _ = fit(cfg, data, tmp_path / "b", family=scratch)
+    np.testing.assert_array_equal(first.oof, second.oof)
+    np.testing.assert_array_equal(first.test, second.test)
+
+
+@pytest.mark.parametrize("epochs,start,snapshots,expected", [
+    (1, 0.5, 2, [3, 4]),         # 56 training rows / batch 16 = 4 steps an epoch: steps 3 and 4
+    (2, 0.5, 4, [5, 6, 7, 8]),   # the last half of 8 steps, every step
+    (2, 0.0, 2, [4, 8]),         # the end of each epoch
+])
+def test_swa_weights_are_the_mean_of_the_snapshots_it_names(tiny, epochs, start, snapshots, expected):
+    cfg = make_cfg(tiny, epochs=epochs, swa=True, swa_start=start, swa_snapshots=snapshots)
+    model, monitor, states, _, _ = _fit_recording(cfg, tweets("binary", N))
+    assert monitor.swa_steps == expected and max(states) == expected[-1]
+    mean = _mean_of(states, expected)
+    got = model.state_dict()
+    for key, value in mean.items():
+        torch.testing.assert_close(got[key].float(), value, rtol=0, atol=1e-6)
+    # not the initial weights (what Lightning's SWA kept with one epoch), not the last ones
+    head = "head.weight"
+    assert not torch.allclose(got[head], states[0][head]) and not torch.allclose(got[head], states[expected[-1]][head])
+
+
+def test_swa_scores_better_than_the_last_weights_when_training_is_noisy(tiny):
+    """A learning rate too high to settle: the last weights bounce, their mean sits nearer the optimum."""
+    from competition import metrics
+
+    data = tweets("regression", N)
+    cfg = make_cfg(tiny, epochs=8, swa=True, swa_start=0.5, swa_snapshots=20, schedule="constant", warmup=0.0,
+                   batch_size=8)
+    cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"lr": 1e-2})})
+    model, monitor, states, prepared, valid_idx = _fit_recording(cfg, data)
+    valid = [prepared.train["plain"][i] for i in valid_idx]
+    averaged = predict_ids(model, valid, cfg, 0)
+    model.load_state_dict(states[max(states)])
+    last = predict_ids(model, valid, cfg, 0)
+    y = data.y[valid_idx]
+    swa_rmse, last_rmse = (metrics.evaluate("rmse", y, p, "regression")[0] for p in (averaged, last))
+    assert swa_rmse < last_rmse, (swa_rmse, last_rmse)
 
 
 def test_early_stopping_counts_validations_without_improvement():

@@ -181,3 +181,98 @@ def test_limit_rows_keeps_the_oof_contract(ws):
     assert result.complete and len(oof) == 600
     done = json.loads((ws.run_dir("001") / "fold0" / "done.json").read_text())
     assert done["n_train"] == 100
+
+
+# -- a run is one config, changed only by a finished fold ----------------------------------
+
+def test_partial_force_with_a_new_config_leaves_a_partial_run_that_names_the_folds(ws):
+    from competition.leaderboard import leaderboard
+
+    train(ws, load_config(ws, "001"))
+    changed = load_config(ws, "001", ["model.min_df=3", "model.C=1.0"])
+    result = train(ws, changed, folds="0", force=True)
+    run = ws.run_dir("001")
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert not result.complete and manifest["status"] == "partial"
+    assert manifest["folds_other_config"] == {"1": ["model.C", "model.min_df"], "2": ["model.C", "model.min_df"]}
+    assert not (run / "oof.parquet").exists() and not (run / "metrics.json").exists()
+    entry = next(e for e in leaderboard(ws) if e.name == "001")
+    assert entry.status == "partial" and entry.cv is None and "folds 1,2 trained with another config" in entry.notes
+    # the same command on the other folds retrains them (they are not "done" under this config)
+    again = train(ws, changed, folds="all")
+    assert [r.status for r in again.folds] == ["skipped", "trained", "trained"] and again.complete
+    fresh = tweets_workspace(ws.root.parent / "fresh")
+    pd.testing.assert_frame_equal(pd.read_parquet(run / "oof.parquet"),
+                                  pd.read_parquet(train(fresh, load_config(fresh, "001", ["model.min_df=3", "model.C=1.0"])).run_dir / "oof.parquet"))
+
+
+def test_cli_says_which_folds_differ_after_a_partial_force(ws):
+    from typer.testing import CliRunner
+
+    from competition.cli import app
+
+    runner = CliRunner()
+    assert runner.invoke(app, ["train", "exp=001", "-w", str(ws.root)]).exit_code == 0
+    out = runner.invoke(app, ["train", "exp=001", "model.min_df=3", "--fold", "0", "--force", "-w", str(ws.root)])
+    assert out.exit_code == 0
+    text = " ".join(out.output.split())
+    assert "folds 1,2 were trained with another config (changed: model.min_df)" in text
+    assert "comp train exp=001 model.min_df=3 --fold 1,2" in text
+
+
+@pytest.mark.parametrize("override,error", [
+    (["model.estimator=lgbm", "model.lgbm.num_leaves=1"], "num_leaves"),    # refused by LightGBM in the fold
+    (["model.word_ngrams=null", "model.char_ngrams=null"], "no features"),   # refused while preparing
+])
+def test_a_run_that_fails_before_a_fold_finishes_changes_nothing(ws, override, error):
+    train(ws, load_config(ws, "001"))
+    run = ws.run_dir("001")
+    before = {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file() and p.suffix != ".lock"}
+    with pytest.raises(Exception, match=error):
+        train(ws, load_config(ws, "001", override), folds="0", force=True)
+    after = {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file() and p.suffix != ".lock"}
+    assert after == before
+    # and the next plain run is not refused for a config change
+    assert [r.status for r in train(ws, load_config(ws, "001")).folds] == ["skipped"] * 3
+
+
+def test_a_new_run_that_fails_leaves_no_folder(ws):
+    with pytest.raises(Exception):
+        train(ws, load_config(ws, "001", ["model.word_ngrams=null", "model.char_ngrams=null"]))
+    assert not ws.run_dir("001").exists()
+
+
+def test_ctrl_c_in_a_torch_fold_keeps_finished_folds_says_so_and_exits_130(tmp_path):
+    """Lightning turns Ctrl-C inside fit into sys.exit(1); the user must see what the classical
+    families show: the interrupted message, exit 130, finished folds kept, a re-run resumes."""
+    import pytorch_lightning as pl
+    from typer.testing import CliRunner
+
+    from competition.cli import app
+    from competition.models import torch_common
+
+    scratch = ("model: {family: scratch, d_model: 32, heads: 2, layers: 1, vocab_size: 300, max_length: 32}\n"
+               "train: {epochs: 1, batch_size: 32}\n")
+    ws = tweets_workspace(tmp_path / "ws", n_train=300, n_test=40, experiments={"010": scratch})
+    fits = []
+
+    class CtrlCInSecondFold(pl.Callback):
+        def on_train_start(self, trainer, module):
+            fits.append(1)
+
+        def on_train_batch_start(self, trainer, module, batch, batch_idx):
+            if len(fits) == 2 and batch_idx == 1:
+                raise KeyboardInterrupt
+
+    token = torch_common.EXTRA_CALLBACKS.set((CtrlCInSecondFold(),))
+    try:
+        out = CliRunner().invoke(app, ["train", "exp=010", "-w", str(ws.root)])
+    finally:
+        torch_common.EXTRA_CALLBACKS.reset(token)
+    assert out.exit_code == 130, out.output
+    assert "interrupted: finished artifacts are kept; run the command again to resume" in " ".join(out.output.split())
+    run = ws.run_dir("010")
+    assert (run / "fold0" / "done.json").is_file() and not (run / "fold1").exists()
+    assert not list(run.glob("fold1.tmp-*"))
+    resumed = train(ws, load_config(ws, "010"))
+    assert [r.status for r in resumed.folds] == ["skipped", "trained", "trained"] and resumed.complete

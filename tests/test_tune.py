@@ -89,7 +89,7 @@ def test_malformed_search_entries_name_the_key_and_the_fix(entry, message):
 
 
 def test_search_keys_are_validated_against_the_config(ws):
-    with pytest.raises(InputError, match=r"search key 'model.lr'.*unknown key 'model.tfidf.lr'; valid keys under model: C, alpha"):
+    with pytest.raises(InputError, match=r"search key 'model.lr'.*unknown key 'model.lr'; valid keys here: C, alpha"):
         check_space(ws, "001", parse_space({"model.lr": {"type": "float", "low": 1e-5, "high": 1e-4}}, "x"))
     with pytest.raises(InputError, match=r"search key 'model.C' with value 0.*greater than 0"):
         check_space(ws, "001", parse_space({"model.C": {"type": "float", "low": 0, "high": 2}}, "x"))

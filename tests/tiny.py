@@ -1,7 +1,7 @@
 """Tiny encoders and datasets for the torch-family tests: built on the fly, nothing downloaded.
 
 ``tiny_bert(tmp_path, texts)`` saves a randomly initialised 2-layer BERT (hidden 32) and a
-WordPiece vocabulary trained on ``texts`` into a folder usable as ``model.name``.
+BPE vocabulary trained on ``texts`` into a folder usable as ``model.name``.
 ``tweets(task, n)`` is a :class:`~competition.data.Dataset` of the first ``n`` disaster
 tweets with a target made up for ``task``, so every head and loss can run on real text.
 """
@@ -27,10 +27,10 @@ def tiny_bert(tmp_path, texts: list[str], *, hidden: int = 32, layers: int = 2, 
     import torch
     from transformers import BertModel
 
-    from competition.models.scratch import bert_config, train_wordpiece
+    from competition.models.scratch import bert_config, train_tokenizer
 
     folder = Path(tmp_path) / "tiny-bert"
-    tokenizer = train_wordpiece(texts, vocab_size)
+    tokenizer = train_tokenizer(texts, vocab_size)
     config = bert_config(len(tokenizer), d_model=hidden, heads=heads, layers=layers, ff=intermediate,
                          dropout=0.1, max_length=max_length, pad_token_id=tokenizer.pad_token_id)
     from transformers.utils import logging as hf_logging

@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 console = Console(soft_wrap=True)  # never break a path or command in two: users copy them
 err_console = Console(stderr=True, soft_wrap=True)
@@ -30,7 +31,7 @@ def user_warnings():
     def show(message, category, filename, lineno, file=None, line=None) -> None:
         if str(message) not in shown:
             shown.add(str(message))
-            err_console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+            err_console.print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
 
     with warnings.catch_warnings():
         warnings.simplefilter("always")
@@ -45,17 +46,18 @@ def handle_errors(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        from competition.errors import InputError
+        from competition.errors import INTERRUPTED, InputError
         from competition.workspace import WorkspaceError
 
         try:
             with user_warnings():
                 return fn(*args, **kwargs)
         except (InputError, WorkspaceError) as err:
-            err_console.print(f"[bold red]error:[/] {err}", markup=True, highlight=False, soft_wrap=True)
+            # escaped: messages quote YAML lists such as [keyword, text], which are not markup
+            err_console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
-            err_console.print("[yellow]interrupted: finished artifacts are kept; run the command again to resume[/]")
+            err_console.print(f"[yellow]{INTERRUPTED}[/]")
             raise typer.Exit(130) from None
 
     return wrapper

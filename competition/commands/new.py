@@ -12,7 +12,9 @@ from competition.commands._common import WorkspaceOpt, console, handle_errors, w
 @handle_errors
 def command(
     exp: Annotated[str, typer.Argument(help="new experiment id, e.g. 050")],
-    template: Annotated[str, typer.Option("--template", "-t", help="tfidf, minilm, lgbm, embed or scratch")] = "tfidf",
+    template: Annotated[str | None, typer.Option(
+        "--template", "-t", help="tfidf, minilm, lgbm, embed or scratch (default: tfidf with text columns, "
+                                 "lgbm without)")] = None,
     force: Annotated[bool, typer.Option("--force", help="overwrite an existing experiment file")] = False,
     ws_path: WorkspaceOpt = None,
 ) -> None:
@@ -21,9 +23,20 @@ def command(
     from competition.config import load_config, templates
     from competition.errors import InputError
 
+    from competition.spec import load_spec
+
     ws = workspace(ws_path)
+    spec = load_spec(ws.spec_file)
+    template = template or ("tfidf" if spec.text else "lgbm")
     if template not in templates():
         raise InputError(f"--template {template!r}: valid templates are {', '.join(templates())}")
+    if template != "lgbm" and not spec.text:
+        raise InputError(f"--template {template}: reads text, but {ws.spec_file} lists no text columns "
+                         f"(text: []); use --template lgbm on the feature columns {spec.features}, or list "
+                         "the text columns under `text:`")
+    if template == "lgbm" and not spec.features:
+        raise InputError(f"--template lgbm: needs feature columns, but {ws.spec_file} lists none "
+                         f"(features: []); list them under `features:`, or use a text template such as tfidf")
     path = ws.experiment_file(exp)
     if path.exists() and not force:
         raise InputError(f"{path} exists; pick another id or pass --force to overwrite it")

@@ -40,6 +40,7 @@ def command(
     ws_path: WorkspaceOpt = None,
 ) -> None:
     """Train an experiment on each fold: OOF predictions, test predictions, CV score."""
+    from rich.markup import escape
     from rich.table import Table
 
     from competition.config import load_config
@@ -67,6 +68,13 @@ def command(
     if result.complete:
         thr = f" (threshold {result.threshold})" if isinstance(result.threshold, float) else ""
         console.print(f"[bold green]OOF {result.metric}: {result.oof_score:.4f}[/]{thr} -> {result.run_dir}")
+    elif result.other_config:
+        folds = ",".join(map(str, result.other_config))
+        keys = sorted({k for diff in result.other_config.values() for k in diff})
+        console.print(f"[yellow]partial run[/]: folds {folds} were trained with another config "
+                      f"(changed: {', '.join(keys[:8])}); no CV until every fold shares one. Train them "
+                      f"with this config: `{escape(' '.join(['comp train', f'exp={exp}', *overrides, '--fold', folds]))}`",
+                      highlight=False)
     else:
         console.print(f"[yellow]not every fold is complete yet[/]: train the rest with "
                       f"`comp train exp={exp} --fold all`")

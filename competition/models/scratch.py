@@ -2,8 +2,13 @@
 
 The model is a ``BertModel`` of ``model.d_model`` hidden units, ``model.heads`` attention
 heads, ``model.layers`` layers and a feed-forward of ``model.ff`` (4 * d_model by default).
-Its WordPiece vocabulary (``model.vocab_size`` at most) is trained with ``tokenizers`` on
-the run's train texts (no labels involved) and saved with every fold. Everything else --
+Its byte-level BPE vocabulary (``model.vocab_size`` at most; GPT-2's word splitting after
+BERT's normaliser) is trained with ``tokenizers`` on the run's train texts (no labels
+involved) and saved with every fold. Byte-level BPE marks word starts inside its alphabet, not
+with a continuing-subword prefix, and that is what trains reproducibly: the library's WordPiece
+trainer numbers its ``##`` pieces in hash-map order, which breaks ties between equally frequent
+merges differently from run to run (huggingface/tokenizers#1794), so the same seed gave other
+vocabularies and other scores. Everything else --
 head, loss, optimiser, early stopping, TTA, saving -- is the ``encoder`` family's code in
 :mod:`competition.models.torch_common`.
 """
@@ -19,19 +24,21 @@ from competition.models.torch_common import Prepared, build_prepared, fit_fold, 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 
-def train_wordpiece(texts: list[str], vocab_size: int, lowercase: bool = True):
-    """A BERT-style WordPiece tokenizer (``[CLS] text [SEP]``) trained on ``texts``."""
+def train_tokenizer(texts: list[str], vocab_size: int, lowercase: bool = True):
+    """A tokenizer (``[CLS] text [SEP]``, BERT's normaliser) whose byte-level BPE vocabulary is trained
+    on ``texts``: the same texts give the same vocabulary every time, and decoding is lossless."""
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok = Tokenizer(models.BPE(unk_token="[UNK]"))
     tok.normalizer = normalizers.BertNormalizer(lowercase=lowercase)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
+    tok.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS,
+                                                       show_progress=False))
     cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.decoder = decoders.ByteLevel()
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
-    tok.decoder = decoders.WordPiece()
     return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
                                    sep_token="[SEP]", mask_token="[MASK]")
 
@@ -54,9 +61,9 @@ def random_bert(config):
 
 
 def prepare(cfg: ExperimentConfig, data) -> Prepared:
-    """Train the WordPiece vocabulary on the train texts, then tokenise every text once."""
+    """Train the BPE vocabulary on the train texts, then tokenise every text once."""
     m = cfg.model
-    tokenizer = train_wordpiece(input_texts(cfg, data.spec, data.train), m.vocab_size)
+    tokenizer = train_tokenizer(input_texts(cfg, data.spec, data.train), m.vocab_size)
     config = bert_config(len(tokenizer), d_model=m.d_model, heads=m.heads, layers=m.layers, ff=m.ff,
                          dropout=m.dropout, max_length=m.max_length, pad_token_id=tokenizer.pad_token_id)
     return build_prepared(cfg, data, tokenizer, partial(random_bert, config))

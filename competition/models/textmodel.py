@@ -226,6 +226,7 @@ class FoldMonitor(pl.Callback):
         self.best_epoch: int | None = None
         self.best_state: dict[str, torch.Tensor] | None = None
         self.steps = 0   # optimizer steps of the whole fit, set after it
+        self.swa_steps: list[int] | None = None   # with SWA: the steps whose weights were averaged
         self.train_seconds = 0.0   # the fit's wall time less its validations
         self._bad = 0
         self._fit_started = self._val_started = 0.0
@@ -265,3 +266,72 @@ class FoldMonitor(pl.Callback):
             self._bad += 1
             if self.keep_best and self.patience is not None and self._bad >= self.patience:
                 trainer.should_stop = True
+
+
+def swa_steps(total: int, start: float, snapshots: int) -> list[int]:
+    """The optimizer steps after which SWA takes a snapshot: ``snapshots`` evenly spaced over the
+    steps after ``start`` (a fraction of ``total``), the last one the final step.
+
+    >>> swa_steps(100, 0.5, 5), swa_steps(10, 0.75, 5), swa_steps(4, 0.0, 1)
+    ([60, 70, 80, 90, 100], [8, 9, 10], [4])
+    """
+    first = int(start * total)
+    span = max(total - first, 1)
+    return sorted({first + max(1, round(i * span / snapshots)) for i in range(1, snapshots + 1)})
+
+
+class WeightAverage(pl.Callback):
+    """Stochastic weight averaging over the last part of training, by optimizer step.
+
+    Averages the weights after each step of :func:`swa_steps` (running mean, float32 on the
+    CPU; integer buffers are kept from the last step). With ``swa_lr`` every parameter group's
+    learning rate is held at ``swa_lr`` (scaled like the group's peak rate, so layer-wise decay and
+    the head's rate keep their ratios) for the steps after ``start``; without it the schedule goes on. Lightning's own ``StochasticWeightAveraging`` snapshots at epoch *starts* from epoch
+    ``max(int(0.8 E) - 1, 0)``: with one epoch it averaged nothing but the initial weights.
+    """
+
+    def __init__(self, start: float, snapshots: int, swa_lr: float | None = None):
+        self.start, self.snapshots, self.swa_lr = start, snapshots, swa_lr
+        self.steps: list[int] = []       # planned snapshot steps, set when training starts
+        self.first = 0                   # steps before the averaging window
+        self.taken: list[int] = []       # steps actually averaged
+        self.average: dict[str, torch.Tensor] | None = None
+
+    def on_train_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        total = int(trainer.estimated_stepping_batches)
+        self.first, self.steps = int(self.start * total), swa_steps(total, self.start, self.snapshots)
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
+        if self.swa_lr is None or trainer.global_step < self.first:
+            return
+        peak = module.hparams.lr
+        for optimizer in trainer.optimizers:
+            for group in optimizer.param_groups:
+                group["lr"] = self.swa_lr * group.get("initial_lr", peak) / peak
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        step = trainer.global_step   # optimizer steps done so far (after this batch's step, if any)
+        if step in self.steps and (not self.taken or self.taken[-1] != step):
+            self._snapshot(module, step)
+
+    def on_train_end(self, trainer, module) -> None:
+        if not self.taken or self.taken[-1] != trainer.global_step:   # stopped early: the final weights too
+            self._snapshot(module, trainer.global_step)
+
+    def _snapshot(self, module: pl.LightningModule, step: int) -> None:
+        state = {k: v.detach().to("cpu", torch.float32 if v.is_floating_point() else v.dtype, copy=True)
+                 for k, v in module.state_dict().items()}
+        self.taken.append(step)
+        if self.average is None:
+            self.average = state
+            return
+        n = len(self.taken)
+        for key, value in state.items():
+            if value.is_floating_point():
+                self.average[key] += (value - self.average[key]) / n
+            else:
+                self.average[key] = value
+
+    def averaged_state(self, like: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The averaged weights, in the dtypes of ``like`` (the module's own state dict)."""
+        return {k: v.to(like[k].dtype) for k, v in self.average.items()}

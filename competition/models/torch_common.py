@@ -33,7 +33,7 @@ from competition.errors import InputError
 from competition.models import FoldResult, input_texts
 from competition.models.batches import encode, eval_loader, train_loader
 from competition.models.pretrained import resolve_pretrained  # noqa: F401 - re-exported for other families
-from competition.models.textmodel import FoldMonitor, TextModel
+from competition.models.textmodel import FoldMonitor, TextModel, WeightAverage
 
 WEIGHTS = "model.safetensors"
 
@@ -119,8 +119,6 @@ def _quiet_lightning():
             warnings.filterwarnings("ignore", message=".*does not have many workers.*")
             warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
             warnings.filterwarnings("ignore", message=".*LeafSpec.*")  # Lightning's own deprecation
-            # SWA swaps our per-step schedule for its per-epoch SWALR: intended
-            warnings.filterwarnings("ignore", message="SWA is currently only supported every epoch")
             yield
     finally:
         logger.setLevel(level)
@@ -162,16 +160,24 @@ def fit_seed(prepared: Prepared, seed: int, train_idx: np.ndarray, valid_idx: np
     spec = prepared.data.spec
     monitor = FoldMonitor(spec.metric, spec.task, np.asarray(prepared.data.y)[valid_idx], tracker,
                           t.patience, keep_best=not t.swa, seed=seed, step_offset=step_offset)
-    callbacks: list[pl.Callback] = [monitor, *EXTRA_CALLBACKS.get()]
-    if t.swa:
-        callbacks.append(pl.callbacks.StochasticWeightAveraging(swa_lrs=t.swa_lr or cfg.model.lr / 10))
+    swa = WeightAverage(t.swa_start, t.swa_snapshots, t.swa_lr) if t.swa else None
+    callbacks: list[pl.Callback] = [monitor, *EXTRA_CALLBACKS.get(), *([swa] if swa else [])]
     with _quiet_lightning():
         trainer = make_trainer(cfg, callbacks)
-        trainer.fit(model, train_dl, valid_dl)
+        try:
+            trainer.fit(model, train_dl, valid_dl)
+        except SystemExit:
+            # Lightning turns Ctrl-C into sys.exit(1); callers (train, tune, the CLI) handle a
+            # KeyboardInterrupt: finished folds are kept, the message says how to resume.
+            if trainer.interrupted:
+                raise KeyboardInterrupt from None
+            raise
     if monitor.best_state is not None:
         model.load_state_dict(monitor.best_state)
-    if t.swa:
+    if swa is not None:
+        model.load_state_dict(swa.averaged_state(model.state_dict()))
         monitor.best_epoch = trainer.current_epoch
+        monitor.swa_steps = swa.taken
     monitor.steps = trainer.global_step
     return model, monitor
 
@@ -185,13 +191,14 @@ def fit_fold(prepared: Prepared, fold: int, train_idx, valid_idx, out_dir, track
     train_idx, valid_idx = np.asarray(train_idx), np.asarray(valid_idx)
     out_dir = Path(out_dir)
     prepared.tokenizer.save_pretrained(out_dir / "tokenizer")
-    oof, test, history, best_epochs, steps, train_seconds = [], [], [], [], 0, 0.0
+    oof, test, history, best_epochs, steps, train_seconds, swa_steps = [], [], [], [], 0, 0.0, []
     for seed in t.seeds:
         model, monitor = fit_seed(prepared, seed, train_idx, valid_idx, tracker, step_offset=steps)
         steps += monitor.steps
         train_seconds += monitor.train_seconds
         history += monitor.history
         best_epochs.append(monitor.best_epoch)
+        swa_steps.append(monitor.swa_steps)
         model.encoder.config.save_pretrained(out_dir / "encoder")
         save_model(model, out_dir / f"seed{seed}", cfg, monitor.best_epoch)
         valid_variants = {k: [v[i] for i in valid_idx] for k, v in prepared.train.items()}
@@ -203,7 +210,8 @@ def fit_fold(prepared: Prepared, fold: int, train_idx, valid_idx, out_dir, track
         oof=np.mean(oof, axis=0), test=np.mean(test, axis=0) if test else None,
         best_epoch=best_epochs[0], history=history,
         extra={"seeds": list(t.seeds), "best_epoch_per_seed": best_epochs,
-               "train_seconds": round(train_seconds, 2)},   # optimisation only: no validation, no inference
+               "train_seconds": round(train_seconds, 2),   # optimisation only: no validation, no inference
+               **({"swa_steps_per_seed": swa_steps} if t.swa else {})},
     )
 
 
