@@ -91,10 +91,35 @@ def bench_dataset(name: str, only: list[str] | None = None) -> dict:
     return out
 
 
-def run(datasets: list[str] | None = None) -> dict:
+def run(datasets: list[str] | None = None, previous: dict | None = None) -> dict:
+    """Every dataset, or just ``datasets`` with the others kept from ``previous`` (the cached
+    results). A re-run dataset records when it ran and, for each run whose CV moved, the CV
+    it had before (``previous_cv``), so the page says by how much a change moved it."""
+    from datetime import datetime, timezone
+
     os.environ.setdefault("COMP_DATA", str(shared_data()))
     os.environ["WANDB_MODE"] = "disabled"
-    return {name: bench_dataset(name) for name in (datasets or DATASETS)}
+    previous = {k: v for k, v in (previous or {}).items() if not k.startswith("_")}
+    out = dict(previous) if datasets else {}
+    for name in (datasets or DATASETS):
+        result = bench_dataset(name)
+        result["ran_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        before = previous.get(name, {})
+        for exp, e in result["experiments"].items():
+            old = before.get("experiments", {}).get(exp, {}).get("cv")
+            if old is not None and round(old, 4) != round(e["cv"], 4):
+                e["previous_cv"] = old
+        for part in ("stack", "blend"):
+            old = before.get(part, {}).get("cv")
+            if part in result and old is not None and round(old, 4) != round(result[part]["cv"], 4):
+                result[part]["previous_cv"] = old
+        out[name] = result
+    return {name: out[name] for name in DATASETS if name in out}
+
+
+def _cv(entry: dict, bold: bool = False) -> str:
+    text = f"**{entry['cv']:.4f}**" if bold else f"{entry['cv']:.4f}"
+    return text + (f" (was {entry['previous_cv']:.4f})" if entry.get("previous_cv") is not None else "")
 
 
 def _blank(value) -> str:
@@ -112,16 +137,20 @@ def render(r: dict) -> str:
     for name, d in r.items():
         if name.startswith("_"):
             continue
-        rows = [[exp, e["family"], f"{e['cv']:.4f}", e["train_seconds"], _blank(e.get("prepare_seconds")),
+        rows = [[exp, e["family"], _cv(e), e["train_seconds"], _blank(e.get("prepare_seconds")),
                  _blank(e.get("optimisation_seconds"))]
                 for exp, e in d["experiments"].items()]
         if "stack" in d:
-            rows.append(["stack", "lgbm meta-model", f"**{d['stack']['cv']:.4f}**", d["stack"]["seconds"], "", ""])
-            rows.append(["blend", "hill-climb", f"**{d['blend']['cv']:.4f}**", d["blend"]["seconds"], "", ""])
+            rows.append(["stack", "lgbm meta-model", _cv(d["stack"], True), d["stack"]["seconds"], "", ""])
+            rows.append(["blend", "hill-climb", _cv(d["blend"], True), d["blend"]["seconds"], "", ""])
         lines += [f"### {name} ({d['metric']}, {d['rows']:,} train rows)", "",
                   md_table(["run", "model", d["metric"], "fold s", "prepare s", "optimisation s"], rows), ""]
         for exp, why in d.get("skipped", {}).items():
             lines.append(f"- {exp}: {why}")
+        if d.get("ran_at"):
+            lines.append(f"- this dataset re-run alone at {d['ran_at']}" + (
+                "; *was*: the CV before it" if any("previous_cv" in e for e in [*d["experiments"].values(),
+                                                   d.get("stack", {}), d.get("blend", {})]) else ""))
         lines.append("")
     return "\n".join(lines)
 

@@ -3,6 +3,7 @@
     python -m benchmarks.run                 # cheap benchmarks re-run; expensive ones from cache
     python -m benchmarks.run --rerun train   # re-run the expensive ones named too
     python -m benchmarks.run --only stack    # just these
+    python -m benchmarks.run --rerun datasets --datasets titanic   # re-run one dataset, keep the others
 
 Each benchmark is a module ``benchmarks/bench_<name>.py`` with ``run() -> dict`` and
 ``render(result) -> str`` (markdown) and a flag ``EXPENSIVE``. Results are kept in
@@ -38,6 +39,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", nargs="*", help="benchmarks to run (default: all)")
     parser.add_argument("--rerun", nargs="*", default=[], help="expensive benchmarks to re-run, or 'all'")
+    parser.add_argument("--datasets", nargs="*", help="with the datasets benchmark: re-run only these datasets")
     args = parser.parse_args(argv)
     os.environ.setdefault("WANDB_MODE", "disabled")
     RESULTS.mkdir(exist_ok=True)
@@ -51,9 +53,14 @@ def main(argv: list[str] | None = None) -> None:
             continue
         print(f"[bench] {name}: running")
         started = time.perf_counter()
-        result = module.run()
-        result["_meta"] = {"machine": machine(), "seconds": round(time.perf_counter() - started, 1),
-                           "ran_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        if name == "datasets" and args.datasets:
+            previous = json.loads(cached.read_text()) if cached.is_file() else {}
+            result = module.run(args.datasets, previous=previous)
+            result["_meta"] = previous.get("_meta", {})   # the full run's figures stay as they were
+        else:
+            result = module.run()
+            result["_meta"] = {"machine": machine(), "seconds": round(time.perf_counter() - started, 1),
+                               "ran_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         write_text(cached, json.dumps(result, indent=2, default=str) + "\n")  # whole or not at all
     render()
 

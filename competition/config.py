@@ -81,7 +81,9 @@ class LgbmModel(_Strict):
     features: list[str] | None = Field(None, description="columns to use (None: the spec's features)")
     params: dict[str, Any] = Field(default_factory=dict, description="LightGBM parameters")
     num_boost_round: int = Field(2000, ge=1, description="maximum boosting rounds")
-    early_stopping_rounds: int = Field(100, ge=1, description="stop when the valid fold stops improving")
+    early_stopping_rounds: int = Field(100, ge=1, description="stop when the inner held-out rows stop improving")
+    inner_valid: float = Field(0.1, gt=0, lt=0.5, description="share of the fold's training rows held out "
+                                                                "for early stopping (never the OOF rows)")
 
 
 class EmbedModel(_Strict):

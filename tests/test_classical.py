@@ -278,3 +278,43 @@ def test_embed_minilm_tweets(tweets, tmp_path):
     f1, _ = metrics.evaluate("f1", data.y[valid_idx], fit.oof, "binary")
     print(f"embed MiniLM + logistic on 500 tweets: F1 {f1:.3f}")
     assert fit.extra["dim"] == 384 and f1 > 0.65
+
+
+# -- honest OOF: nothing of the predicted fold but its labels for scoring ---------------------
+
+def _flip_valid_labels(data, valid_idx):
+    """The same data with the valid rows' labels flipped: a fold's OOF must not notice."""
+    import dataclasses
+
+    y = data.y.copy()
+    y[valid_idx] = 1 - y[valid_idx]
+    return dataclasses.replace(data, y=y)
+
+
+@pytest.mark.parametrize("family", ["lgbm", "tfidf-lgbm", "embed-lgbm"])
+def test_lightgbm_early_stopping_never_looks_at_the_fold_it_predicts(family, titanic, tweets, small_tweets,
+                                                                     tiny_path, tmp_path):
+    module, cfg, data = {
+        "lgbm": (lgbm, config(family="lgbm", params={"learning_rate": 0.2}, early_stopping_rounds=5), titanic),
+        "tfidf-lgbm": (tfidf, config(family="tfidf", estimator="lgbm", max_features=3000,
+                                     lgbm={"learning_rate": 0.3, "early_stopping_rounds": 5}), tweets),
+        "embed-lgbm": (embed, config(family="embed", name=tiny_path, head="lgbm", max_length=48,
+                                     lgbm={"learning_rate": 0.3, "early_stopping_rounds": 5}), small_tweets),
+    }[family]
+    train_idx, valid_idx = holdout(len(data.train))
+    honest, _ = run(module, cfg, data, tmp_path / "a")
+    flipped, _ = run(module, cfg, _flip_valid_labels(data, valid_idx), tmp_path / "b")
+    np.testing.assert_array_equal(honest.oof, flipped.oof)
+    np.testing.assert_array_equal(honest.test, flipped.test)
+    assert honest.best_epoch < 1000            # it did stop early (on held-out training rows)
+
+
+def test_inner_split_holds_out_training_rows_stratified():
+    from competition.models.heads import inner_split
+
+    y = np.array([0] * 90 + [1] * 10 + [2] * 20)
+    fit, stop = inner_split(y, "multiclass", 0.25, seed=3)
+    assert len(np.intersect1d(fit, stop)) == 0 and len(fit) + len(stop) == len(y)
+    assert len(stop) == 30 and np.abs(np.bincount(y[stop]) - np.array([22.5, 2.5, 5])).max() <= 1
+    again, _ = inner_split(y, "multiclass", 0.25, seed=3)
+    assert np.array_equal(fit, again)

@@ -124,7 +124,7 @@ def test_unknown_key_inside_a_family_is_named_as_written_with_the_family_keys(tm
         load_config(ws, "001", ["model.lr=3e-5"])
     msg = str(err.value)
     assert "unknown key 'model.lr'" in msg and "model.lgbm" not in msg
-    assert "valid keys here: early_stopping_rounds, family, features, num_boost_round, params" in msg
+    assert "valid keys here: early_stopping_rounds, family, features, inner_valid, num_boost_round, params" in msg
     (tmp_path / "b").mkdir()
     with pytest.raises(InputError, match=r"'model\.max_length': Input should be greater"):
         load_config(make_ws(tmp_path / "b", e001="template: minilm\n"), "001", ["model.max_length=2"])

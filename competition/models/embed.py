@@ -120,8 +120,7 @@ def fit_fold(prepared: Prepared, fold: int, train_idx: np.ndarray, valid_idx: np
     X_valid = prepared.train[valid_idx]
     head, curve = fit_head(m.head, data.spec.task, prepared.train[train_idx], data.y[train_idx],
                            n_outputs=n_outputs(data), seed=cfg.seed, C=m.C, alpha=m.alpha,
-                           lgbm=m.lgbm, scale=True, threads=cfg.train.threads,
-                           valid=(X_valid, data.y[valid_idx]), key="model.head")
+                           lgbm=m.lgbm, scale=True, threads=cfg.train.threads, key="model.head")
     oof = head.predict(X_valid)
     test = head.predict(prepared.test) if prepared.test is not None else None
     encoder = {"name": m.name, "pooling": m.pooling, "max_length": m.max_length}

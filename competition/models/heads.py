@@ -19,8 +19,10 @@ Estimators:
     scores rank well (AUC, F1 after threshold search) but are not calibrated
     probabilities; prefer ``logistic`` when the metric is log loss.
 ``lgbm``
-    ``lightgbm.train`` with the task's objective, early stopping on the valid rows when
-    given, seeded and deterministic.
+    ``lightgbm.train`` with the task's objective, seeded and deterministic. The number of
+    rounds is chosen by early stopping on an inner split of the *training* rows
+    (``inner_valid``, 10% by default, stratified for classification): the fold whose
+    predictions become OOF is never looked at, so the CV is not optimistic.
 
 Multilabel targets and several regression targets get one model per column; a label
 that is constant in the training rows predicts its training rate.
@@ -87,9 +89,8 @@ def n_outputs(data) -> int:
 
 def fit_head(estimator: str, task: str, X, y: np.ndarray, *, n_outputs: int, seed: int,
              C: float = 1.0, alpha: float = 1.0, lgbm: dict | None = None, scale: bool = False,
-             threads: int | None = None, valid: tuple[Any, np.ndarray] | None = None,
-             num_boost_round: int = 1000, early_stopping_rounds: int = 50,
-             key: str = "model.estimator") -> tuple[Head, list[dict]]:
+             threads: int | None = None, num_boost_round: int = 1000, early_stopping_rounds: int = 50,
+             inner_valid: float = 0.1, key: str = "model.estimator") -> tuple[Head, list[dict]]:
     """Fit ``estimator`` for ``task`` on ``X`` (n rows) and ``y``.
 
     Args:
@@ -100,15 +101,16 @@ def fit_head(estimator: str, task: str, X, y: np.ndarray, *, n_outputs: int, see
         n_outputs: k, the number of prediction columns (multiclass: the number of classes).
         seed: random seed (liblinear/ridge solvers, LightGBM).
         C, alpha: logistic / ridge regularisation.
-        lgbm: LightGBM parameters laid over the defaults; may hold ``num_boost_round`` and
-            ``early_stopping_rounds``.
+        lgbm: LightGBM parameters laid over the defaults; may hold ``num_boost_round``,
+            ``early_stopping_rounds`` and ``inner_valid``.
         scale: standardise dense features first (linear heads on embeddings).
         threads: LightGBM threads (None: one below ``SMALL_ROWS`` training rows, else every core).
-        valid: (X_valid, y_valid) for LightGBM early stopping and its learning curve.
+        inner_valid: share of the training rows LightGBM holds out for early stopping (and its
+            learning curve); never rows of the fold being predicted.
         key: the config key naming the estimator, for error messages.
 
     Returns:
-        The fitted head and, for lgbm, the learning curve on ``valid``
+        The fitted head and, for lgbm, the learning curve on the inner held-out rows
         (``[{"epoch": i, "val/loss": ...}, ...]``, at most ~50 points).
     """
     if estimator not in ESTIMATORS:
@@ -120,21 +122,24 @@ def fit_head(estimator: str, task: str, X, y: np.ndarray, *, n_outputs: int, see
     kind = _single_kind(task)
     per_column = task == "multilabel" or (task == "regression" and y.ndim == 2)
     targets = [y[:, j] for j in range(y.shape[1])] if per_column else [y]
-    valid_targets = ([valid[1][:, j] for j in range(valid[1].shape[1])] if per_column else [valid[1]]) \
-        if valid is not None else [None] * len(targets)
     params = dict(lgbm or {})
     rounds = int(params.pop("num_boost_round", params.pop("n_estimators", num_boost_round)))
     patience = int(params.pop("early_stopping_rounds", early_stopping_rounds))
+    inner = float(params.pop("inner_valid", inner_valid))
+    if estimator == "lgbm" and not 0 < inner < 0.5:
+        raise InputError(f"{key}: inner_valid={inner} must be in (0, 0.5): the share of the training rows "
+                         "held out for early stopping")
 
     models, curves, best = [], [], []
-    for target, valid_target in zip(targets, valid_targets):
+    for target in targets:
         if kind == "binary" and np.unique(target).size < 2:
             models.append(_Constant(float(np.mean(target))))
             continue
         if estimator == "lgbm":
             k = n_outputs if kind == "multiclass" else 1
-            booster, curve = _fit_lgbm(kind, X, target, k, params, rounds, patience, seed, threads,
-                                       None if valid is None else (valid[0], valid_target))
+            fit_rows, stop_rows = inner_split(target, kind, inner, seed)
+            booster, curve = _fit_lgbm(kind, _rows(X, fit_rows), target[fit_rows], k, params, rounds, patience,
+                                       seed, threads, (_rows(X, stop_rows), target[stop_rows]))
             models.append(booster)
             curves.append(curve)
             best.append(booster.best_iteration or booster.current_iteration())
@@ -142,6 +147,31 @@ def fit_head(estimator: str, task: str, X, y: np.ndarray, *, n_outputs: int, see
             models.append(_fit_linear(estimator, kind, X, target, n_outputs, C=C, alpha=alpha, seed=seed,
                                       scale=scale))
     return Head(estimator, task, n_outputs, models, best), _mean_curve(curves)
+
+
+def inner_split(y: np.ndarray, kind: str, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(fit rows, early-stopping rows) of the training rows: a seeded ``fraction`` held out,
+    stratified by class for classification when every class can give a row to both sides.
+
+    >>> fit, stop = inner_split(np.array([0] * 80 + [1] * 20), "binary", 0.1, 0)
+    >>> len(fit), len(stop), int(np.array([0] * 80 + [1] * 20)[stop].sum())
+    (90, 10, 2)
+    """
+    from sklearn.model_selection import train_test_split
+
+    rows = np.arange(len(y))
+    stratify = None
+    if kind in ("binary", "multiclass"):
+        _, counts = np.unique(y, return_counts=True)
+        if counts.min() >= 2 and round(fraction * len(y)) >= len(counts):
+            stratify = y
+    fit, stop = train_test_split(rows, test_size=fraction, random_state=seed, stratify=stratify)
+    return np.sort(fit), np.sort(stop)
+
+
+def _rows(X, rows: np.ndarray):
+    """Rows of a feature matrix: a frame (lgbm family), a sparse matrix or an array."""
+    return X.iloc[rows] if hasattr(X, "iloc") else X[rows]
 
 
 def _fit_linear(estimator: str, kind: str, X, y: np.ndarray, k: int, *, C: float, alpha: float,
@@ -179,18 +209,17 @@ def _lgbm_params(kind: str, k: int, params: dict, seed: int, threads: int | None
 
 
 def _fit_lgbm(kind: str, X, y: np.ndarray, k: int, params: dict, rounds: int, patience: int, seed: int,
-              threads: int | None, valid: tuple | None):
+              threads: int | None, stop: tuple):
+    """A booster whose rounds stop early on ``stop`` = (X, y) of held-out training rows."""
     import lightgbm as lgb
 
     train_set = lgb.Dataset(X, label=y, free_raw_data=True)
-    callbacks, valid_sets, record = [], [], {}
-    if valid is not None:
-        valid_sets = [lgb.Dataset(valid[0], label=valid[1], reference=train_set)]
-        callbacks = [lgb.early_stopping(patience, verbose=False), lgb.record_evaluation(record)]
+    record: dict = {}
     booster = lgb.train(_lgbm_params(kind, k, params, seed, threads, X.shape[0]), train_set, num_boost_round=rounds,
-                        valid_sets=valid_sets, valid_names=["valid"] * len(valid_sets), callbacks=callbacks)
-    curve = next(iter(record["valid"].values())) if record else []
-    return booster, list(curve)
+                        valid_sets=[lgb.Dataset(stop[0], label=stop[1], reference=train_set)],
+                        valid_names=["inner"],
+                        callbacks=[lgb.early_stopping(patience, verbose=False), lgb.record_evaluation(record)])
+    return booster, list(next(iter(record["inner"].values())))
 
 
 def _mean_curve(curves: list[list[float]], points: int = 50) -> list[dict]:

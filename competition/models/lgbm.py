@@ -8,8 +8,9 @@ codes; a value the training rows never held becomes missing. (LightGBM refuses
 pandas string columns outright, hence the cast.)
 
 Objective per task: binary, multiclass (``num_class``), one booster per label for
-multilabel, regression. Boosting stops early on the fold's valid rows
-(``model.early_stopping_rounds``); the fold's ``best_epoch`` is the best iteration.
+multilabel, regression. Boosting stops early (``model.early_stopping_rounds``) on an inner
+``model.inner_valid`` share of the fold's *training* rows, never on the rows it predicts as
+OOF; the fold's ``best_epoch`` is the best iteration.
 Seeded, ``deterministic=True``; ``num_threads`` from ``train.threads`` (default: one thread
 below 20k training rows, where more threads only add overhead, else every core). What a fold saves::
 
@@ -108,7 +109,8 @@ def encode(frame: pd.DataFrame, columns: list[str], categories: dict[str, list[s
 
 def fit_fold(prepared: Prepared, fold: int, train_idx: np.ndarray, valid_idx: np.ndarray,
              out_dir: Path, tracker=None) -> FoldResult:
-    """Fit with early stopping on ``valid_idx``; predict it (OOF) and the test set."""
+    """Fit on ``train_idx`` (early stopping on an inner split of those rows); predict ``valid_idx`` (OOF)
+    and the test set."""
     cfg, data = prepared.cfg, prepared.data
     m = cfg.model
     train_rows = data.train.iloc[train_idx]
@@ -117,8 +119,8 @@ def fit_fold(prepared: Prepared, fold: int, train_idx: np.ndarray, valid_idx: np
     X_valid = encode(data.train.iloc[valid_idx], prepared.columns, categories)
     head, curve = fit_head("lgbm", data.spec.task, X_train, data.y[train_idx],
                            n_outputs=n_outputs(data), seed=cfg.seed, lgbm=m.params,
-                           threads=cfg.train.threads, valid=(X_valid, data.y[valid_idx]),
-                           num_boost_round=m.num_boost_round, early_stopping_rounds=m.early_stopping_rounds,
+                           threads=cfg.train.threads, num_boost_round=m.num_boost_round,
+                           early_stopping_rounds=m.early_stopping_rounds, inner_valid=m.inner_valid,
                            key="model.params")
     oof = head.predict(X_valid)
     test = None

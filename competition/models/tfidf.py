@@ -90,7 +90,7 @@ def fit_fold(prepared: Prepared, fold: int, train_idx: np.ndarray, valid_idx: np
     X_valid = vectorizer.transform([texts[i] for i in valid_idx]).tocsr()
     head, curve = fit_head(m.estimator, data.spec.task, X_train, data.y[train_idx],
                            n_outputs=n_outputs(data), seed=cfg.seed, C=m.C, alpha=m.alpha,
-                           lgbm=m.lgbm, threads=cfg.train.threads, valid=(X_valid, data.y[valid_idx]))
+                           lgbm=m.lgbm, threads=cfg.train.threads)
     oof = head.predict(X_valid)
     test = None
     if prepared.test_texts is not None:
