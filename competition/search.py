@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from competition import metrics
+from competition import metrics, track
 from competition.config import load_config, parse_overrides
 from competition.errors import InputError
 from competition.workspace import Workspace
@@ -241,11 +241,13 @@ def wandb_sweep(ws: Workspace, exp: str, *, overrides: list[str] = (), sampler: 
     method = SWEEP_METHODS.get(sampler)
     if method is None:
         raise InputError(f"--sampler {sampler!r}: valid samplers are {', '.join(SWEEP_METHODS)}")
+    if all(p.type == "grid" for p in params):
+        method = "grid"               # a grid space is a grid sweep, whatever the default sampler
     parameters = {}
     for p in params:
         if p.when:
-            warnings.warn(f"W&B sweeps have no conditions: {p.key} is sampled in every run, whatever its "
-                          f"`when:` says", stacklevel=2)
+            warnings.warn(f"W&B sweeps have no conditions: {p.key} is sampled in every run; "
+                          f"`comp train --sweep` drops it where its `when:` does not hold", stacklevel=2)
         if p.type in ("categorical", "grid") or method == "grid":
             values = p.choices if p.choices else p.grid()
             parameters[p.key] = {"values": [_sweep_value(v) for v in values]}
@@ -263,15 +265,52 @@ def wandb_sweep(ws: Workspace, exp: str, *, overrides: list[str] = (), sampler: 
         "name": f"comp-{exp}",
         "program": "comp",
         "method": method,
-        "metric": {"name": "val/score", "goal": metrics.get(spec_metric).direction},
+        # the agent's run gets the mean score of the folds it trained
+        "metric": {"name": track.SCORE, "goal": metrics.get(spec_metric).direction},
         "parameters": parameters,
-        # each run retrains the experiment's folder with its overrides (hence --force)
-        "command": ["${env}", "comp", "train", f"exp={exp}", "--fold", folds, "--force", *overrides,
+        # each run writes its own run folder <exp>-sweep-<W&B run id>: the experiment's stays as it is
+        "command": ["${env}", "comp", "train", f"exp={exp}", "--fold", folds, "--sweep", *overrides,
                     "${args_no_hyphens}"],
     }
     if pruner == "hyperband":
         sweep["early_terminate"] = {"type": "hyperband", "min_iter": 1}
     return sweep
+
+
+def sweep_overrides(ws: Workspace, exp: str, overrides: list[str]) -> tuple[list[str], list[str]]:
+    """(kept, dropped): a W&B agent passes every key of the space, conditions or not; drop the
+    overrides of search keys whose ``when:`` does not hold under the others (or the experiment's
+    own values), as ``comp tune`` would not have sampled them.
+
+    Args:
+        overrides: ``key=value`` words, the fixed ones first, then the agent's.
+    """
+    base = load_config(ws, exp).to_dict()
+    params = {p.key: p for p in parse_space(base.get("search") or {}, ws.experiment_file(exp))}
+    values = {}
+    for item in overrides:
+        key = item.partition("=")[0].strip()
+        values[key] = _lookup(parse_overrides([item]), key)
+    kept, dropped = [], []
+    for item in overrides:
+        param = params.get(item.partition("=")[0].strip())
+        (dropped if param is not None and param.when and not _applies(param, values, base) else kept).append(item)
+    return kept, dropped
+
+
+def sweep_run_name(exp: str, overrides: list[str]) -> str:
+    """``<exp>-sweep-<id>``: the W&B agent's run id (``WANDB_RUN_ID``), else a hash of the overrides.
+
+    >>> import os; os.environ.pop("WANDB_RUN_ID", None) and None
+    >>> sweep_run_name("042", ["model.lr=3e-5"]) == sweep_run_name("042", ["model.lr=3e-5"])
+    True
+    """
+    import hashlib
+    import os
+    import re
+
+    run_id = os.environ.get("WANDB_RUN_ID") or hashlib.sha256(" ".join(overrides).encode()).hexdigest()[:8]
+    return f"{exp}-sweep-{re.sub(r'[^A-Za-z0-9_-]', '', run_id)}"
 
 
 def _metric_of(ws: Workspace) -> str:

@@ -14,6 +14,9 @@ from pathlib import Path
 from typing import Any
 
 
+SCORE = "fold/score"   # summary key: a fold run's score; a W&B sweep run's mean over the folds it trained
+
+
 class Tracker:
     """Logs metrics of one fold run. A no-op when tracking is off or wandb failed."""
 

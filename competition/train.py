@@ -270,7 +270,9 @@ def _train_fold(ws, cfg, spec, data, impl, prepared, fold_of, k, hashes, config_
             "n_train": len(train_idx), "n_valid": len(valid_idx),
             **hashes, "history": fit.history, "extra": fit.extra,
         })
-        tracker.summary({"val/score": score, "fold": k})
+        # not val/score: wandb's summary keeps the last logged value of a history key, the last
+        # validation, while the fold's score comes from the kept (best or averaged) weights
+        tracker.summary({track.SCORE: score, "fold": k})
         # the fold appears whole or not at all
         if fold_dir.exists():
             shutil.rmtree(fold_dir)

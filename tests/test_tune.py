@@ -282,7 +282,7 @@ search:
 
 def test_wandb_sweep_has_the_search_space_and_runs_comp_train(ws):
     sweep = wandb_sweep(ws, "001", overrides=["train.limit_rows=80"])
-    assert sweep["method"] == "bayes" and sweep["metric"] == {"name": "val/score", "goal": "maximize"}
+    assert sweep["method"] == "bayes" and sweep["metric"] == {"name": "fold/score", "goal": "maximize"}
     assert sweep["parameters"] == {
         "model.C": {"distribution": "log_uniform_values", "min": 0.1, "max": 30.0},
         "model.estimator": {"values": ["logistic", "ridge"]},
@@ -290,6 +290,8 @@ def test_wandb_sweep_has_the_search_space_and_runs_comp_train(ws):
     }
     assert sweep["command"][:4] == ["${env}", "comp", "train", "exp=001"]
     assert sweep["command"][-2:] == ["train.limit_rows=80", "${args_no_hyphens}"]
+    # runs write their own folders: never --force on the experiment itself
+    assert "--sweep" in sweep["command"] and "--force" not in sweep["command"]
     grid = wandb_sweep(ws, "001", sampler="random")
     assert grid["method"] == "random"
 
@@ -303,6 +305,7 @@ search:
 """})
     sweep = wandb_sweep(ws, "001", sampler="grid")
     assert sweep["method"] == "grid"
+    assert wandb_sweep(ws, "001")["method"] == "grid"     # a grid space exports as a grid, whatever the sampler
     values = sweep["parameters"]["model.char_ngrams"]["values"]
     # W&B passes key=str(value): each must parse to the choice it stands for
     assert [parse_overrides([f"x={v}"])["x"] for v in values] == [[2, 4], None]
@@ -329,6 +332,90 @@ def test_command_tunes_shows_and_exports_a_sweep(ws, tmp_path, monkeypatch):
     assert out.exit_code == 0 and yaml.safe_load(sweep_file.read_text())["method"] == "bayes"
     out = runner.invoke(app, ["exp=001", "--sampler", "annealing", "--storage", url, "-w", str(ws.root)])
     assert out.exit_code == 2 and "valid samplers are tpe, random, grid, cmaes" in out.output
+
+
+CONDITIONAL = """\
+template: tfidf
+search:
+  model.family: [tfidf, scratch]
+  model.d_model: {type: categorical, choices: [32], when: {model.family: scratch}}
+  model.min_df: {type: int, low: 1, high: 3, when: {model.family: tfidf}}
+"""
+
+
+def test_a_sweep_agent_run_of_a_conditional_space_trains_its_own_run(tmp_path, monkeypatch):
+    """What `wandb agent` runs: every key of the space, whatever the conditions, under its run id."""
+    from typer.testing import CliRunner
+
+    from competition.cli import app
+
+    ws = tweets_workspace(tmp_path / "ws", n_train=120, n_test=20, n_splits=2, experiments={"001": CONDITIONAL})
+    monkeypatch.setenv("WANDB_RUN_ID", "abc123")
+    with pytest.warns(UserWarning, match="`comp train --sweep` drops it where its `when:` does not hold"):
+        command = wandb_sweep(ws, "001")["command"]
+    assert command[1:3] == ["comp", "train"]
+    agent_args = ["model.family=tfidf", "model.d_model=32", "model.min_df=3"]   # ${args_no_hyphens}
+    words = [w for w in command[3:] if w not in ("${env}", "${args_no_hyphens}")] + agent_args
+    out = CliRunner().invoke(app, ["train", *words, "-w", str(ws.root)])
+    assert out.exit_code == 0, out.output
+    assert "dropped model.d_model=32" in out.output
+    run = ws.run_dir("001-sweep-abc123")
+    assert (run / "fold0" / "done.json").is_file() and not ws.run_dir("001").exists()
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["model"]["family"] == "tfidf" and saved["model"]["min_df"] == 3
+
+
+class _RecordedRuns:
+    """Stands in for ``wandb.init`` (wandb 0.31 keeps offline summaries in its binary .wandb log,
+    with no reader left in the package): records what comp sends to each run."""
+
+    def __init__(self):
+        self.runs = []
+
+    def init(self, **kwargs):
+        import types
+
+        run = types.SimpleNamespace(kwargs=kwargs, history=[], summary={}, finished=False)
+        run.log = lambda metrics, step=None: run.history.append(dict(metrics))
+        run.finish = lambda: setattr(run, "finished", True)
+        self.runs.append(run)
+        return run
+
+
+def test_fold_and_sweep_scores_reach_the_wandb_summary(tmp_path, monkeypatch):
+    """A fold run's summary holds the fold's score (done.json) under a key no history row uses, so
+    the last validation cannot stand in for it; a sweep run's holds the mean over its folds."""
+    import json
+
+    import wandb
+    from typer.testing import CliRunner
+
+    from competition.cli import app
+    from competition.config import load_config
+    from competition.train import train
+
+    ws = tweets_workspace(tmp_path / "ws", n_train=120, n_test=20, n_splits=2, experiments={"001": CONDITIONAL})
+    (ws.root / "experiments" / "base.yaml").write_text("track:\n  wandb: true\n")
+    recorded = _RecordedRuns()
+    monkeypatch.setattr(wandb, "init", recorded.init)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    scratch = ["model.family=scratch", "model.d_model=32", "model.heads=2", "model.layers=1", "model.vocab_size=300",
+               "model.max_length=32", "train.epochs=2", "train.val_per_epoch=2", "train.patience=1"]
+    train(ws, load_config(ws, "001", scratch), folds="0")
+    done = json.loads((ws.fold_dir("001", 0) / "done.json").read_text())
+    (fold_run,) = recorded.runs
+    assert fold_run.summary["fold/score"] == done["score"] and fold_run.finished
+    assert len(fold_run.history) >= 2 and all("fold/score" not in row for row in fold_run.history)
+
+    monkeypatch.setenv("WANDB_RUN_ID", "sweeprun1")
+    recorded.runs.clear()
+    out = CliRunner().invoke(app, ["train", "exp=001", "--fold", "all", "--sweep", "model.min_df=2", "-w", str(ws.root)])
+    assert out.exit_code == 0, out.output
+    run = ws.run_dir("001-sweep-sweeprun1")
+    scores = [json.loads((run / f"fold{k}" / "done.json").read_text())["score"] for k in (0, 1)]
+    (agent_run,) = recorded.runs          # fold runs stay off: the agent's run is the one W&B run
+    assert agent_run.kwargs["job_type"] == "sweep" and agent_run.kwargs["name"] == "001-sweep-sweeprun1"
+    assert agent_run.summary["fold/score"] == pytest.approx(sum(scores) / 2)
 
 
 # -- many workers on one PostgreSQL study ------------------------------------------------------

@@ -37,6 +37,9 @@ def command(
     args: Annotated[list[str], typer.Argument(help="exp=042 then key.sub=value overrides, e.g. model.lr=3e-5")],
     fold: Annotated[str, typer.Option("--fold", "-f", help="'all' or fold numbers, e.g. 0,2")] = "all",
     force: Annotated[bool, typer.Option("--force", help="retrain complete folds; accept a changed config")] = False,
+    sweep: Annotated[bool, typer.Option(
+        "--sweep", help="a W&B sweep agent's run: drop search keys whose `when:` does not hold, write run "
+                        "<exp>-sweep-<run id>, report the folds' mean score to the agent's run")] = False,
     ws_path: WorkspaceOpt = None,
 ) -> None:
     """Train an experiment on each fold: OOF predictions, test predictions, CV score."""
@@ -48,8 +51,18 @@ def command(
 
     ws = workspace(ws_path)
     exp, overrides = split_exp_args(args)
+    if sweep:
+        from competition.search import sweep_overrides, sweep_run_name
+
+        overrides, dropped = sweep_overrides(ws, exp, overrides)
+        if dropped:
+            console.print(f"sweep: dropped {escape(' '.join(dropped))} (their `when:` does not hold)", highlight=False)
     cfg = load_config(ws, exp, overrides)
-    console.print(f"[bold]experiment {exp}[/] · {cfg.model.family} · folds {fold}")
+    if sweep:
+        cfg = cfg.model_copy(update={"exp": sweep_run_name(exp, overrides),
+                                     "track": cfg.track.model_copy(update={"wandb": False})})
+    console.print(f"[bold]experiment {exp}[/] · {cfg.model.family} · folds {fold}"
+                  + (f" · run {cfg.exp}" if sweep else ""))
 
     def show(row):
         score = "-" if row.score is None else f"{row.score:.4f}"
@@ -57,6 +70,8 @@ def command(
                       + (f"  ({row.seconds:.1f}s)" if row.seconds is not None else ""))
 
     result = train(ws, cfg, folds=fold, force=force, on_fold=show)
+    if sweep:
+        _report_to_sweep(ws, exp, cfg, result, tracking=load_config(ws, exp, overrides).track)
     table = Table(title=f"{exp}: {result.metric} per fold")
     for col in ("fold", "status", "score", "best epoch", "seconds"):
         table.add_column(col, justify="right")
@@ -78,3 +93,19 @@ def command(
     else:
         console.print(f"[yellow]not every fold is complete yet[/]: train the rest with "
                       f"`comp train exp={exp} --fold all`")
+
+
+def _report_to_sweep(ws, exp: str, cfg, result, tracking) -> None:
+    """The agent's W&B run (``wandb.init`` picks its id up from the agent's environment) gets the
+    mean score of the folds this command trained or found done, under ``track.SCORE``."""
+    from competition import track
+    from competition.spec import load_spec
+
+    scores = {row.fold: row.score for row in result.folds if row.score is not None}
+    if not scores:
+        return
+    tracker = track.start(enabled=tracking.wandb, project=tracking.project or load_spec(ws.spec_file).name,
+                          group=exp, name=cfg.exp, config=cfg.to_dict(), run_dir=result.run_dir, job_type="sweep")
+    tracker.summary({track.SCORE: sum(scores.values()) / len(scores),
+                     **{f"fold{k}/score": v for k, v in scores.items()}})
+    tracker.finish()
