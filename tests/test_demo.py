@@ -43,3 +43,31 @@ def test_warnings_reach_the_user_once_each_in_one_line(capsys):
     err = capsys.readouterr().err
     assert err.count("warning: test.csv: 32 text(s) also appear in train") == 1
     assert "warning: another one" in err and "developers" not in err and ".py:" not in err
+
+
+def test_ctrl_c_in_the_demo_says_how_to_resume_and_exits_130(tmp_path, monkeypatch, capsys):
+    """Ctrl-C while the demo fine-tunes (Lightning would exit 1 with no word)."""
+    import pytest
+    import pytorch_lightning as pl
+
+    from competition.models import torch_common
+
+    scratch = ("model: {family: scratch, d_model: 32, heads: 2, layers: 1, vocab_size: 300, max_length: 32}\n"
+               "train: {epochs: 1, limit_rows: 100}\n")
+    monkeypatch.setattr(demo, "EXPERIMENTS", {"001": scratch})
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    real_run = demo.run
+    monkeypatch.setattr(demo, "run", lambda: real_run(tmp_path / "demo"))
+
+    class CtrlC(pl.Callback):
+        def on_train_batch_start(self, trainer, module, batch, batch_idx):
+            raise KeyboardInterrupt
+
+    token = torch_common.EXTRA_CALLBACKS.set((CtrlC(),))
+    try:
+        with pytest.raises(SystemExit) as exit_:
+            demo.main()
+    finally:
+        torch_common.EXTRA_CALLBACKS.reset(token)
+    assert exit_.value.code == 130
+    assert "interrupted: finished artifacts are kept; run the command again to resume" in capsys.readouterr().out
