@@ -8,6 +8,8 @@
         oof.parquet     id, fold, prediction column(s); fold k blended with weights fit on the other folds
         test.parquet    id, prediction column(s): the weights fit on every OOF row, applied to the
                         inputs' test predictions (no per-fold columns: there is one final blend)
+        blend.json      what replays it on new rows (:func:`replay`): method, inputs and the final
+                        parameters -- weights, vote thresholds, the gate's mu / sd / theta -- as JSON
 
 Methods (``P`` = the inputs' predictions, probabilities or values, one slice per input):
 
@@ -44,7 +46,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from competition import metrics, runs
+from competition import artifacts, metrics, runs
 from competition.errors import InputError
 from competition.stack import best_of, claim_name, feature_matrix, gain, load_inputs
 from competition.workspace import Workspace
@@ -54,6 +56,7 @@ STATELESS = ("mean", "vote-soft", "rank")      # nothing fit: applied once to th
 TASKS = {"vote-soft": ("binary", "multiclass", "multilabel"), "vote-hard": ("binary", "multiclass", "multilabel"),
          "rank": ("binary", "multilabel")}
 EPS = 1e-6
+PARAMS = "blend.json"
 
 
 # -- the combiners: fit(P, y, Z) -> params; apply(params, P, Z) -> (n, k) ------------------------
@@ -311,6 +314,8 @@ def blend(ws: Workspace, *, inputs: list[str] | None = None, method: str = "hill
     if src.test is not None:
         test = pd.DataFrame(_apply(method, final, src.test, Z_test), columns=cols)
         test.insert(0, "id", data.test[spec.id_column].to_numpy())
+    artifacts.write_json(ws.run_dir(name) / PARAMS, {"method": method, "inputs": src.names,
+                                                       "columns": cols, "params": _to_json(final)})
     warnings = list(src.notes)
     if method == "rank" and spec.metric in ("log_loss",):
         warnings.append("rank blend values are not probabilities: log_loss scores them poorly")
@@ -324,3 +329,36 @@ def blend(ws: Workspace, *, inputs: list[str] | None = None, method: str = "hill
     best = best_of(scores, spec.metric)
     return BlendResult(name, run.dir, spec.metric, method, run.score, run.threshold, fold_scores, in_sample,
                        weights, scores, best[0], best[1], warnings)
+
+
+# -- replaying a blend on new rows -------------------------------------------------------------
+
+def _to_json(params):
+    """The final parameters as JSON: arrays become nested lists (the gate's dict keeps its keys)."""
+    if isinstance(params, dict):
+        return {k: np.asarray(v).tolist() for k, v in params.items()}
+    return None if params is None else np.asarray(params).tolist()
+
+
+def _from_json(params):
+    if isinstance(params, dict):
+        return {k: np.asarray(v, dtype=np.float64) for k, v in params.items()}
+    return None if params is None else np.asarray(params, dtype=np.float64)
+
+
+def replay(run_dir: Path, preds: dict[str, np.ndarray], frame: pd.DataFrame, spec) -> np.ndarray:
+    """A saved blend applied to new rows: ``preds`` maps each input run to its (n, k) predictions of
+    ``frame``'s rows (the gate of ``moe`` also reads the rows' text). No refitting; ``rank`` ranks
+    within these rows, as the blend did within the test set."""
+    path = Path(run_dir) / PARAMS
+    if not path.is_file():
+        raise InputError(f"{path}: this blend keeps no parameters (made before `comp predict` existed); "
+                         f"rebuild it: `comp blend --exp <inputs> --name {Path(run_dir).name} --force`")
+    saved = artifacts.read_json(path)
+    missing = [r for r in saved["inputs"] if r not in preds]
+    if missing:
+        raise InputError(f"{path}: blend {Path(run_dir).name} needs predictions of {missing} too")
+    P = np.stack([np.asarray(preds[r], dtype=np.float32) for r in saved["inputs"]], axis=1)   # (n, m, k)
+    method = saved["method"]
+    Z = gate_features(P, frame, spec) if method == "moe" else None
+    return _apply(method, _from_json(saved["params"]), P, Z)

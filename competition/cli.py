@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import typer
 
-from competition.commands import blend, check, folds, init, leaderboard, new, report, score, stack, submit, train, tune
+from competition.commands import (blend, check, export, folds, init, leaderboard, new, predict, report, score, stack,
+                                  submit, train, tune)
 
 app = typer.Typer(
     name="comp",
@@ -29,6 +30,8 @@ app.command("leaderboard")(leaderboard.command)
 app.command("stack")(stack.command)
 app.command("blend")(blend.command)
 app.command("submit")(submit.command)
+app.command("predict")(predict.command)
+app.command("export")(export.command)
 app.command("score")(score.command)
 app.command("report")(report.command)
 

@@ -390,6 +390,28 @@ def _check_test_ids(test: pd.DataFrame, spec: Spec) -> None:
 
 # -- loading ---------------------------------------------------------------------------------
 
+def _read_inputs(spec: Spec, path: Path, role: str) -> tuple[pd.DataFrame, str, list[str]]:
+    """A file of rows to predict, read and checked as the test file is: the spec's read options,
+    the id column, every text and feature column. Returns the frame, its hash, the notes."""
+    frame, notes = _read(path, spec.read, role, spec.id, None)
+    frame = _with_id(frame, spec, path, role)
+    require_columns(frame, spec.text, path, role, "text")
+    require_columns(frame, spec.features, path, role, "features")
+    return frame, _hash(frame, [spec.id_column, *spec.text, *spec.features]), notes
+
+
+def read_inputs(spec: Spec, path: Path | str, role: str = "rows to predict") -> tuple[pd.DataFrame, str]:
+    """New rows to predict (``comp predict --test FILE``): checked like the training test file;
+    returns the frame and the hash a run's ``test_hash`` would have on them."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such file; give the CSV of the rows to predict (--test FILE)")
+    frame, digest, notes = _read_inputs(spec, path, role)
+    for note in notes:
+        warnings.warn(note, DataWarning, stacklevel=2)
+    return frame, digest
+
+
 def load(spec: Spec, *, with_test: bool = True) -> Dataset:
     """Read and validate the spec's train (and test) data.
 
@@ -411,15 +433,10 @@ def load(spec: Spec, *, with_test: bool = True) -> Dataset:
 
     test, test_hash = None, None
     if with_test and spec.test:
-        test_path = spec.file(spec.test)
-        test, test_notes = _read(test_path, spec.read, "test", spec.id, None)
-        test = _with_id(test, spec, test_path, "test")
+        test, test_hash, test_notes = _read_inputs(spec, spec.file(spec.test), "test")
         notes += test_notes
-        require_columns(test, spec.text, test_path, "test", "text")
-        require_columns(test, spec.features, test_path, "test", "features")
         if spec.sample_submission:
             _check_test_ids(test, spec)
-        test_hash = _hash(test, [spec.id_column, *spec.text, *spec.features])
 
     notes = tuple(notes + data_warnings(spec, train, test, y, labels))
     for note in notes:

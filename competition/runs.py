@@ -133,9 +133,15 @@ def write_run(ws: Workspace, name: str, *, spec, data, oof: pd.DataFrame, test: 
     }
     artifacts.write_json(run_dir / "metrics.json", run_metrics)
     full = {"name": name, "competition": spec.name, "task": spec.task, "metric": spec.metric,
-            "pred_columns": cols, "status": "complete", **manifest, **artifacts.environment()}
+            "pred_columns": cols, "labels": _plain(data.labels), "status": "complete", **manifest,
+            **artifacts.environment()}
     artifacts.write_json(run_dir / "manifest.json", full)
     return Run(name, run_dir, full, run_metrics)
+
+
+def _plain(values):
+    """Labels as JSON keeps them (numpy scalars become Python ones)."""
+    return None if values is None else [v.item() if isinstance(v, np.generic) else v for v in values]
 
 
 def remake_command(name: str, manifest: dict) -> str:

@@ -513,37 +513,33 @@ def stack(ws: Workspace, *, inputs: list[str] | None = None, features: list[str]
                        dict(zip(feature_names, shares.tolist())), warnings)
 
 
-def predict(ws: Workspace, name: str, preds: dict[str, pd.DataFrame], frame: pd.DataFrame | None = None
-            ) -> np.ndarray:
-    """Re-run a saved stack on new predictions of its inputs (a hidden test set), without refitting.
-
-    Args:
-        preds: input run name -> frame holding its prediction columns, rows in ``frame``'s order.
-        frame: the raw rows (needed when the stack used row features).
-
-    Returns:
-        (n, k) predictions: the mean over the fold meta-models.
-    """
+def replay(run_dir: Path, preds: dict[str, np.ndarray], frame: pd.DataFrame | None, spec) -> np.ndarray:
+    """A saved stack applied to new rows, without refitting: every fold's meta-model on the inputs'
+    predictions (``preds``: run name -> (n, k), rows in ``frame``'s order) and, when the stack used
+    row features, on ``frame``; returns the (n, k) mean over the fold meta-models."""
     import joblib
 
-    run = runs.load_run(ws, name)
-    if run.manifest.get("kind") != "stack":
-        raise InputError(f"{run.dir}: {name} is a {run.manifest.get('kind')}, not a stack")
+    run_dir = Path(run_dir)
+    manifest = artifacts.read_json(run_dir / "manifest.json")
+    if manifest.get("kind") != "stack":
+        raise InputError(f"{run_dir}: {run_dir.name} is a {manifest.get('kind')}, not a stack")
     out = []
-    for k in range(run.manifest["n_splits"]):
-        saved = joblib.load(ws.fold_dir(name, k) / "meta.joblib")
+    for k in range(manifest["n_splits"]):
+        path = run_dir / f"fold{k}" / "meta.joblib"
+        if not path.is_file():
+            raise InputError(f"{path}: fold {k}'s meta-model is missing; rebuild the stack "
+                             f"(`{runs.remake_command(run_dir.name, manifest)}`)")
+        saved = joblib.load(path)
         recipe = saved["recipe"]
         missing = [r for r in recipe["inputs"] if r not in preds]
         if missing:
-            raise InputError(f"stack {name} needs predictions of {missing} too")
-        p = np.stack([preds[r][recipe["columns"]].to_numpy(dtype=np.float32) for r in recipe["inputs"]], axis=1)
+            raise InputError(f"stack {run_dir.name} needs predictions of {missing} too")
+        p = np.stack([np.asarray(preds[r], dtype=np.float32) for r in recipe["inputs"]], axis=1)
         rows = None
         if recipe["features"]:
             if frame is None:
-                raise InputError(f"stack {name} uses row features {recipe['features']}: pass the raw rows")
-            from competition.spec import load_spec
-
-            rows = feature_matrix(frame, load_spec(ws.spec_file), recipe["features"], recipe["categories"])[0]
+                raise InputError(f"stack {run_dir.name} uses row features {recipe['features']}: pass the raw rows")
+            rows = feature_matrix(frame, spec, recipe["features"], recipe["categories"])[0]
         x, _ = level2(p, rows, recipe)
         out.append(_predict(saved["heads"], x, len(recipe["columns"])))
     return np.mean(out, axis=0)

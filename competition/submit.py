@@ -150,7 +150,7 @@ def line_terminator(path: Path | None) -> str:
     return "\r\n" if end > 0 and head[end - 1:end] == b"\r" else "\n"
 
 
-def _has_bom(path: Path | None) -> bool:
+def has_bom(path: Path | None) -> bool:
     if path is None or not Path(path).is_file():
         return False
     with open(path, "rb") as fh:
@@ -334,7 +334,7 @@ def check_sample_columns(sample: pd.DataFrame, spec, output: str, sample_name: s
                          "`targets:` (or `labels:`) in competition.yaml to the sample's columns.")
 
 
-def _check_output(frame: pd.DataFrame, sample: pd.DataFrame, output: str, task: str, labels,
+def check_output(frame: pd.DataFrame, sample: pd.DataFrame, output: str, task: str, labels,
                   sample_name: str) -> None:
     """The formatted frame, checked once more: columns, rows, no NaN, labels known."""
     if list(frame.columns) != list(sample.columns) or len(frame) != len(sample):
@@ -404,11 +404,11 @@ def submit(ws: Workspace, source: str | None = None, *, out: Path | None = None,
     check_sample_columns(sample, spec, output, str(sample_file or sample_name))
     frame = format_submission(sample, preds, task=spec.task, output=output, labels=data.labels,
                               threshold=run.threshold)
-    _check_output(frame, sample, output, spec.task, data.labels, sample_name)
+    check_output(frame, sample, output, spec.task, data.labels, sample_name)
 
     path = _target_path(ws, out, run.name, run.score)
     manifest_path = path.with_suffix(".json")
-    encoding = "utf-8-sig" if _has_bom(sample_file) else "utf-8"  # a BOM in the sample stays
+    encoding = "utf-8-sig" if has_bom(sample_file) else "utf-8"  # a BOM in the sample stays
     artifacts.write_csv(path, frame, lineterminator=line_terminator(sample_file), encoding=encoding)
     try:
         artifacts.write_json(manifest_path, {

@@ -17,7 +17,7 @@ from sklearn.metrics import roc_auc_score
 
 from competition import artifacts, metrics, runs
 from competition.errors import InputError
-from competition.stack import _fold_vector, predict, stack
+from competition.stack import _fold_vector, replay, stack
 
 SPEC = """\
 name: synth-{task}
@@ -167,7 +167,7 @@ def test_stack_writes_an_honest_reproducible_run(tmp_path):
     # test predictions = mean of the fold meta-models, and the saved models re-run to the same numbers
     test = pd.read_parquet(run / "test.parquet")
     assert np.allclose(test["target"], test[[f"target__fold{k}" for k in range(5)]].mean(axis=1), atol=1e-6)
-    again = predict(env.ws, result.name, {r: runs.load_run(env.ws, r).test() for r in "abc"})
+    again = replay(run, {r: runs.load_run(env.ws, r).test()[["target"]].to_numpy() for r in "abc"}, None, env.data.spec)
     assert np.allclose(again[:, 0], test["target"], atol=1e-5)
     assert roc_auc_score(env.y_test, test["target"]) > result.input_scores["a"] - 0.03
     # a stack is a run: the default inputs of a second stack leave it out; naming it uses it
@@ -219,7 +219,8 @@ def test_names_features_and_metas(binary):
     result = stack(binary.ws, data=binary.data, inputs=["good"], features=["text_len", "n_words", "kind"],
                    name="feat")
     assert set(result.importance) == {"good", "text_len", "n_words", "kind"}
-    again = predict(binary.ws, "feat", {"good": runs.load_run(binary.ws, "good").test()}, binary.data.test)
+    again = replay(binary.ws.run_dir("feat"), {"good": runs.load_run(binary.ws, "good").test()[["target"]].to_numpy()},
+                   binary.data.test, binary.data.spec)
     assert np.allclose(again[:, 0], runs.load_run(binary.ws, "feat").test()["target"], atol=1e-5)
     with pytest.raises(InputError, match="already holds a run"):
         stack(binary.ws, data=binary.data, inputs=["good"], name="feat")

@@ -10,8 +10,9 @@ any encoder. What a fold saves::
         embed.pkl       {"head": heads.Head, "encoder": {name, pooling, max_length}}
         embed.json      the same, human-readable, plus the embedding size
 
-:func:`predict` re-embeds the new frame with the encoder named in the fold
-(resolved again, so a hub id finds the offline copy in a notebook without internet).
+:func:`predict` re-embeds the new frame with the encoder named in the fold (resolved again,
+so a hub id finds the offline copy), or with the run's own copy in ``<run>/encoder/`` when
+there is one: ``comp export`` puts the frozen encoder there, so a bundle needs no hub.
 """
 
 from __future__ import annotations
@@ -143,7 +144,9 @@ def predict(fold_dir: Path, cfg: ExperimentConfig, data, frame) -> np.ndarray:
     """Re-embed ``frame`` with the fold's encoder and apply its head."""
     saved = heads.load(Path(fold_dir) / MODEL_FILE, "embed")
     enc = saved["encoder"]
+    bundled = Path(fold_dir).parent / "encoder"          # the frozen encoder, copied by comp export
+    name = str(bundled) if (bundled / "config.json").is_file() else enc["name"]
     settings = cfg.model_copy(update={"model": cfg.model.model_copy(
         update={"pooling": enc["pooling"], "max_length": enc["max_length"]})})
-    X = embeddings(settings, input_texts(cfg, data.spec, frame), name=enc["name"])
+    X = embeddings(settings, input_texts(cfg, data.spec, frame), name=name)
     return saved["head"].predict(X)

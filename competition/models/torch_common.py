@@ -269,14 +269,18 @@ def predict_variants(model: TextModel, variants: dict[str, list[torch.Tensor]], 
     return np.mean([predict_ids(model, ids, cfg, pad_id) for ids in variants.values()], axis=0)
 
 
-def predict(fold_dir, cfg: ExperimentConfig | None, data, frame) -> np.ndarray:
+def predict(fold_dir, cfg: ExperimentConfig | None, data, frame, cache: dict | None = None) -> np.ndarray:
     """Predict ``frame`` with a saved fold: every seed's model, every TTA variant, averaged.
 
     Needs no internet and no pretrained weights: the architecture comes from
     ``encoder/config.json``, the weights from the fold. ``cfg`` None uses the experiment
-    config saved inside the checkpoint.
+    config saved inside the checkpoint. ``cache`` (a dict the caller keeps for one frame)
+    shares the token ids between folds whose tokenizer and text settings are the same, so a
+    file is tokenised once per text variant, not once per fold.
     """
     from transformers import AutoTokenizer
+
+    from competition import artifacts
 
     fold_dir = Path(fold_dir)
     seed_dirs = sorted(p for p in fold_dir.glob("seed*") if (p / WEIGHTS).is_file())
@@ -290,6 +294,11 @@ def predict(fold_dir, cfg: ExperimentConfig | None, data, frame) -> np.ndarray:
         if variants is None:
             if cfg.train.threads:
                 torch.set_num_threads(cfg.train.threads)
-            variants = encode_frame(cfg, data.spec, tokenizer, frame)
+            key = (artifacts.file_hash(fold_dir / "tokenizer" / "tokenizer.json"), cfg.text.model_dump_json(),
+                   cfg.model.max_length, cfg.model.truncation, tuple(cfg.train.tta))
+            cache = {} if cache is None else cache
+            if key not in cache:
+                cache[key] = encode_frame(cfg, data.spec, tokenizer, frame)
+            variants = cache[key]
         preds.append(predict_variants(model, variants, cfg, tokenizer))
     return np.mean(preds, axis=0)

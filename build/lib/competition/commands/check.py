@@ -1,0 +1,79 @@
+"""``comp check``: validate the data against competition.yaml and summarise it."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from competition.commands._common import WorkspaceOpt, console, handle_errors, workspace
+
+
+def target_counts(ds) -> list[tuple[str, str]]:
+    """(label, 'count (share)') rows of the target distribution; regression: its statistics."""
+    import numpy as np
+
+    y = ds.y
+    if ds.spec.task == "regression":
+        values = y if y.ndim == 1 else y[:, 0]
+        return [(k, f"{v:.4g}") for k, v in (("min", values.min()), ("mean", values.mean()),
+                                            ("std", values.std()), ("max", values.max()))]
+    counts = y.sum(axis=0) if y.ndim == 2 else np.bincount(y, minlength=len(ds.labels))
+    return [(str(label), f"{int(c):,} ({c / len(y):.1%})") for label, c in zip(ds.labels, counts)]
+
+
+@handle_errors
+def command(
+    ws_path: WorkspaceOpt = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="only errors and warnings")] = False,
+) -> None:
+    """Check the data against competition.yaml: columns, ids, targets, encodings; print a summary."""
+    import warnings
+
+    from rich.table import Table
+
+    from competition import data
+    from competition.spec import load_spec
+
+    ws = workspace(ws_path)
+    spec = load_spec(ws.spec_file)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", data.DataWarning)  # shown below, once
+        ds = data.load(spec)
+    if not quiet:
+        frames = {spec.train: ds.train, **({spec.test: ds.test} if ds.test is not None else {})}
+        files = Table(title=f"{spec.name}: {spec.task}, metric {spec.metric}, id {spec.id_column!r}")
+        for col in ("file", "rows", "columns", "missing values"):
+            files.add_column(col, justify="right" if col == "rows" else "left")
+        for file, frame in frames.items():
+            missing = frame.isna().sum()
+            missing_txt = ", ".join(f"{c} {n:,}" for c, n in missing[missing > 0].items()) or "none"
+            files.add_row(file, f"{len(frame):,}", ", ".join(map(str, frame.columns)), missing_txt)
+        if spec.sample_submission:
+            sample = ds.sample_submission()
+            files.add_row(spec.sample_submission, f"{len(sample):,}", ", ".join(sample.columns), "-")
+        console.print(files)
+
+        dist = Table(title="target distribution")
+        dist.add_column("label" if spec.task != "regression" else "statistic")
+        dist.add_column("train", justify="right")
+        for row in target_counts(ds):
+            dist.add_row(*row)
+        console.print(dist)
+
+        if spec.text:
+            lengths = Table(title="text length (characters)")
+            for col in ("file", "column", "mean", "median", "p95", "max", "empty"):
+                lengths.add_column(col, justify="left" if col in ("file", "column") else "right")
+            for file, frame in frames.items():
+                for column in spec.text:
+                    n = data.strings(frame[column]).str.len()
+                    lengths.add_row(file, column, f"{n.mean():.0f}", f"{n.median():.0f}",
+                                    f"{n.quantile(0.95):.0f}", f"{n.max():,}", f"{int((n == 0).sum()):,}")
+            console.print(lengths)
+    for note in ds.warnings:
+        console.print(f"[yellow]warning:[/] {note}", highlight=False, soft_wrap=True)
+    parts = [f"{spec.train} ({len(ds.train):,} rows)"]
+    parts.append(f"{spec.test} ({len(ds.test):,} rows)" if ds.test is not None else "no test set")
+    console.print(f"[bold green]ok[/]: the data matches {ws.spec_file.name}: {', '.join(parts)}"
+                  + (f"; {len(ds.warnings)} warning(s)" if ds.warnings else ""))

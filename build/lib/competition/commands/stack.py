@@ -1,0 +1,64 @@
+"""``comp stack [--exp 042,043] [--with-features keyword,text_len] [--meta lgbm|logistic|ridge] [--name s01]``"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from competition.commands._common import (WorkspaceOpt, console, err_console, handle_errors, parse_csv_list,
+                                         workspace)
+
+
+def show_comparison(result, title: str, extra: dict[str, str] | None = None) -> None:
+    """Print each input's CV, the combined run's CV and its gain over the best single input
+    (a stack and a blend report alike)."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col in ("run", f"CV {result.metric}", "weight / importance"):
+        table.add_column(col, justify="left" if col == "run" else "right")
+    for run, score in result.input_scores.items():
+        mark = " (best single)" if run == result.best_input else ""
+        table.add_row(f"{run}{mark}", f"{score:.4f}", (extra or {}).get(run, ""))
+    folds = ", ".join(f"{s:.4f}" for s in result.fold_scores.values())
+    table.add_row(f"[bold]{result.name}[/]", f"[bold]{result.oof_score:.4f}[/]", f"folds {folds}")
+    console.print(table)
+    for warning in result.warnings:
+        err_console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    if result.gain > 0:
+        console.print(f"[bold green]{result.name} beats the best single input {result.best_input} "
+                      f"by {result.gain:.4f}[/] ({result.metric}) -> {result.run_dir}")
+    else:
+        console.print(f"[yellow]{result.name} does not beat the best single input {result.best_input}[/] "
+                      f"({result.oof_score:.4f} vs {result.best_input_score:.4f}); kept at {result.run_dir}")
+
+
+@handle_errors
+def command(
+    exp: Annotated[str | None, typer.Option("--exp", "-e", help="runs to stack, e.g. 042,043,s01 "
+                                            "(default: every complete experiment on the current folds)")] = None,
+    with_features: Annotated[str | None, typer.Option(
+        "--with-features", help="row features too: text_len, n_words or raw columns, e.g. keyword,text_len")] = None,
+    meta: Annotated[str, typer.Option("--meta", help="meta-model: lgbm, logistic or ridge")] = "lgbm",
+    name: Annotated[str | None, typer.Option(
+        "--name", help="name of the stack run (default: next free s01, s02, ...)")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="seed of the meta-model")] = 42,
+    force: Annotated[bool, typer.Option("--force", help="replace an existing stack of that name")] = False,
+    ws_path: WorkspaceOpt = None,
+) -> None:
+    """Fit a meta-model over the OOF predictions of experiments, on the same folds."""
+    from competition.stack import stack
+
+    ws = workspace(ws_path)
+    result = stack(ws, inputs=parse_csv_list(exp), features=parse_csv_list(with_features), meta=meta,
+                   name=name, seed=seed, force=force)
+    shares = {}
+    for feature, share in result.importance.items():  # multiclass inputs have one feature per class
+        run = feature.split(":")[0]
+        shares[run] = shares.get(run, 0.0) + share
+    extras = [f"{f} {s:.0%}" for f, s in result.importance.items() if f in result.features]
+    console.print(f"mean of the inputs: {result.mean_blend_score:.4f}"
+                  + (f"; features: {', '.join(extras)}" if extras else ""))
+    show_comparison(result, f"stack {result.name}: {result.meta} meta-model on {len(result.input_scores)} runs",
+                    {run: f"{share:.0%}" for run, share in shares.items()})

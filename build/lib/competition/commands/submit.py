@@ -1,0 +1,37 @@
+"""``comp submit [SOURCE] [--kaggle] [--message ...]``"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from competition.commands._common import WorkspaceOpt, console, handle_errors, workspace
+
+
+@handle_errors
+def command(
+    source: Annotated[str | None, typer.Argument(
+        help="Run to submit (experiment, stack or blend). Default: the best complete run by CV.")] = None,
+    kaggle: Annotated[bool, typer.Option(
+        "--kaggle", help="Also hand the file to `kaggle competitions submit` (when installed and configured).")] = False,
+    message: Annotated[str | None, typer.Option(
+        "--message", "-m", help="Kaggle submission message. Default: the source and its CV.")] = None,
+    competition: Annotated[str | None, typer.Option(
+        "--competition", "-c", help="Kaggle competition slug. Default: the spec's name.")] = None,
+    out: Annotated[Path | None, typer.Option(
+        "--out", "-o", help="File or folder to write to instead of submissions/.")] = None,
+    ws_path: WorkspaceOpt = None,
+) -> None:
+    """Write a run's test predictions as a validated submission CSV (sample submission's format) + manifest."""
+    from competition.submit import submit
+
+    ws = workspace(ws_path)
+    result = submit(ws, source, out=out, kaggle=kaggle, message=message, competition=competition)
+    cv = "-" if result.cv is None else f"{result.cv:.4f}"
+    thr = f", threshold {result.threshold:g}" if isinstance(result.threshold, float) else ""
+    console.print(f"[bold green]{result.path}[/] ({result.rows} rows, {result.output}{thr})")
+    console.print(f"  source {result.source} ({result.kind}) · CV {result.metric} {cv} · manifest {result.manifest_path.name}")
+    if result.kaggle:
+        console.print(f"  kaggle: {result.kaggle}", highlight=False, soft_wrap=True)

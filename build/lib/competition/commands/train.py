@@ -1,0 +1,111 @@
+"""``comp train exp=042 --fold all [key.sub=value ...]``"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from competition.commands._common import WorkspaceOpt, console, handle_errors, workspace
+
+
+def split_exp_args(args: list[str]) -> tuple[str, list[str]]:
+    """``['exp=042', 'model.lr=3e-5']`` -> ``('042', ['model.lr=3e-5'])``; a bare first word is the id too.
+
+    >>> split_exp_args(["exp=042", "model.lr=3e-5"])
+    ('042', ['model.lr=3e-5'])
+    >>> split_exp_args(["043"])
+    ('043', [])
+    """
+    from competition.errors import InputError
+
+    exp, overrides = None, []
+    for arg in args:
+        if arg.startswith("exp="):
+            exp = arg.split("=", 1)[1]
+        elif "=" not in arg and exp is None:
+            exp = arg
+        else:
+            overrides.append(arg)
+    if not exp:
+        raise InputError("name the experiment: `comp train exp=042` (its file is experiments/042.yaml)")
+    return exp, overrides
+
+
+@handle_errors
+def command(
+    args: Annotated[list[str], typer.Argument(help="exp=042 then key.sub=value overrides, e.g. model.lr=3e-5")],
+    fold: Annotated[str, typer.Option("--fold", "-f", help="'all' or fold numbers, e.g. 0,2")] = "all",
+    force: Annotated[bool, typer.Option("--force", help="retrain complete folds; accept a changed config")] = False,
+    sweep: Annotated[bool, typer.Option(
+        "--sweep", help="a W&B sweep agent's run: drop search keys whose `when:` does not hold, write run "
+                        "<exp>-sweep-<run id>, report the folds' mean score to the agent's run")] = False,
+    ws_path: WorkspaceOpt = None,
+) -> None:
+    """Train an experiment on each fold: OOF predictions, test predictions, CV score."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from competition.config import load_config
+    from competition.train import train
+
+    ws = workspace(ws_path)
+    exp, overrides = split_exp_args(args)
+    if sweep:
+        from competition.search import sweep_overrides, sweep_run_name
+
+        overrides, dropped = sweep_overrides(ws, exp, overrides)
+        if dropped:
+            console.print(f"sweep: dropped {escape(' '.join(dropped))} (their `when:` does not hold)", highlight=False)
+    cfg = load_config(ws, exp, overrides)
+    if sweep:
+        cfg = cfg.model_copy(update={"exp": sweep_run_name(exp, overrides),
+                                     "track": cfg.track.model_copy(update={"wandb": False})})
+    console.print(f"[bold]experiment {exp}[/] · {cfg.model.family} · folds {fold}"
+                  + (f" · run {cfg.exp}" if sweep else ""))
+
+    def show(row):
+        score = "-" if row.score is None else f"{row.score:.4f}"
+        console.print(f"  fold {row.fold}: {row.status:8s} score {score}"
+                      + (f"  ({row.seconds:.1f}s)" if row.seconds is not None else ""))
+
+    result = train(ws, cfg, folds=fold, force=force, on_fold=show)
+    if sweep:
+        _report_to_sweep(ws, exp, cfg, result, tracking=load_config(ws, exp, overrides).track)
+    table = Table(title=f"{exp}: {result.metric} per fold")
+    for col in ("fold", "status", "score", "best epoch", "seconds"):
+        table.add_column(col, justify="right")
+    for row in result.folds:
+        table.add_row(str(row.fold), row.status, "-" if row.score is None else f"{row.score:.4f}",
+                      "-" if row.best_epoch is None else str(row.best_epoch),
+                      "-" if row.seconds is None else f"{row.seconds:.1f}")
+    console.print(table)
+    if result.complete:
+        thr = f" (threshold {result.threshold})" if isinstance(result.threshold, float) else ""
+        console.print(f"[bold green]OOF {result.metric}: {result.oof_score:.4f}[/]{thr} -> {result.run_dir}")
+    elif result.other_config:
+        folds = ",".join(map(str, result.other_config))
+        keys = sorted({k for diff in result.other_config.values() for k in diff})
+        console.print(f"[yellow]partial run[/]: folds {folds} were trained with another config "
+                      f"(changed: {', '.join(keys[:8])}); no CV until every fold shares one. Train them "
+                      f"with this config: `{escape(' '.join(['comp train', f'exp={exp}', *overrides, '--fold', folds]))}`",
+                      highlight=False)
+    else:
+        console.print(f"[yellow]not every fold is complete yet[/]: train the rest with "
+                      f"`comp train exp={exp} --fold all`")
+
+
+def _report_to_sweep(ws, exp: str, cfg, result, tracking) -> None:
+    """The agent's W&B run (``wandb.init`` picks its id up from the agent's environment) gets the
+    mean score of the folds this command trained or found done, under ``track.SCORE``."""
+    from competition import track
+    from competition.spec import load_spec
+
+    scores = {row.fold: row.score for row in result.folds if row.score is not None}
+    if not scores:
+        return
+    tracker = track.start(enabled=tracking.wandb, project=tracking.project or load_spec(ws.spec_file).name,
+                          group=exp, name=cfg.exp, config=cfg.to_dict(), run_dir=result.run_dir, job_type="sweep")
+    tracker.summary({track.SCORE: sum(scores.values()) / len(scores),
+                     **{f"fold{k}/score": v for k, v in scores.items()}})
+    tracker.finish()

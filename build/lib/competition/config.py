@@ -1,0 +1,281 @@
+"""Experiment configs: ``base.yaml`` <- template <- ``042.yaml`` <- ``a.b=c`` overrides.
+
+Layers merge in that order (OmegaConf), then validate into a frozen, typed
+:class:`ExperimentConfig`. An unknown key or a wrong type is an error that lists
+what is valid. ``042.yaml`` may say ``template: minilm`` to start from a packaged
+template (``competition/templates/minilm.yaml``) instead of copying its YAML.
+
+When a layer switches ``model.family`` (base says encoder, 043 says tfidf), the
+model block restarts from that layer: keys of another family never leak across.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from competition.errors import InputError, explain
+
+TEMPLATES_DIR = Path(__file__).parent / "templates"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# -- model families ------------------------------------------------------------------------
+
+class _TorchModel(_Strict):
+    """Settings shared by the two transformer families."""
+
+    max_length: int = Field(128, ge=8, description="tokens per text (longer texts truncated)")
+    truncation: Literal["head", "tail"] = Field("head", description="keep the start or the end of long texts")
+    pooling: Literal["cls", "mean"] = Field("mean", description="sentence vector: [CLS] token or mean of tokens")
+    dropout: float = Field(0.1, ge=0, lt=1, description="dropout before the head (and in the encoder)")
+    lr: float = Field(5e-5, gt=0, description="peak learning rate of the encoder")
+    head_lr: float | None = Field(None, gt=0, description="learning rate of the head (None: lr)")
+    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay (not on bias/LayerNorm)")
+    layer_decay: float = Field(1.0, gt=0, le=1, description="layer-wise LR decay: layer l gets lr * decay**(L-l)")
+
+
+class EncoderModel(_TorchModel):
+    """A pretrained Hugging Face encoder (AutoModel) fine-tuned with a task head."""
+
+    family: Literal["encoder"] = "encoder"
+    name: str = Field("sentence-transformers/all-MiniLM-L6-v2", description="hub id or local folder")
+
+
+class ScratchModel(_TorchModel):
+    """A randomly initialised transformer encoder: the no-pretraining baseline."""
+
+    family: Literal["scratch"] = "scratch"
+    d_model: int = Field(128, ge=8, description="hidden size")
+    heads: int = Field(4, ge=1, description="attention heads")
+    layers: int = Field(2, ge=1, description="transformer layers")
+    ff: int | None = Field(None, ge=8, description="feed-forward size (None: 4 * d_model)")
+    vocab_size: int = Field(8000, ge=100, description="BPE vocabulary trained on the run's texts")
+    lr: float = Field(5e-4, gt=0, description="peak learning rate")
+
+
+class TfidfModel(_Strict):
+    """TF-IDF of word and char n-grams with a linear model or LightGBM."""
+
+    family: Literal["tfidf"] = "tfidf"
+    word_ngrams: tuple[int, int] | None = Field((1, 2), description="word n-gram range (None: no word features)")
+    char_ngrams: tuple[int, int] | None = Field((2, 5), description="char_wb n-gram range (None: none)")
+    max_features: int | None = Field(200_000, ge=1, description="vocabulary cap per analyzer")
+    min_df: int = Field(2, ge=1, description="ignore terms in fewer documents")
+    sublinear_tf: bool = True
+    estimator: Literal["logistic", "ridge", "lgbm"] = Field("logistic", description="model on the TF-IDF matrix")
+    C: float = Field(4.0, gt=0, description="inverse regularisation of logistic regression")
+    alpha: float = Field(1.0, gt=0, description="ridge regularisation")
+    lgbm: dict[str, Any] = Field(default_factory=dict, description="LightGBM parameters (estimator lgbm)")
+
+
+class LgbmModel(_Strict):
+    """LightGBM on tabular feature columns (the spec's ``features``)."""
+
+    family: Literal["lgbm"] = "lgbm"
+    features: list[str] | None = Field(None, description="columns to use (None: the spec's features)")
+    params: dict[str, Any] = Field(default_factory=dict, description="LightGBM parameters")
+    num_boost_round: int = Field(2000, ge=1, description="maximum boosting rounds")
+    early_stopping_rounds: int = Field(100, ge=1, description="stop when the inner held-out rows stop improving")
+    inner_valid: float = Field(0.1, gt=0, lt=0.5, description="share of the fold's training rows held out "
+                                                                "for early stopping (never the OOF rows)")
+
+
+class EmbedModel(_Strict):
+    """Frozen pretrained-encoder embeddings with a linear or GBDT head."""
+
+    family: Literal["embed"] = "embed"
+    name: str = Field("sentence-transformers/all-MiniLM-L6-v2", description="hub id or local folder")
+    max_length: int = Field(128, ge=8)
+    pooling: Literal["cls", "mean"] = "mean"
+    head: Literal["logistic", "ridge", "lgbm"] = Field("logistic", description="model on the embeddings")
+    C: float = Field(1.0, gt=0)
+    alpha: float = Field(1.0, gt=0)
+    lgbm: dict[str, Any] = Field(default_factory=dict, description="LightGBM parameters (head lgbm)")
+    batch_size: int = Field(64, ge=1, description="embedding batch size")
+
+
+ModelConfig = Annotated[
+    EncoderModel | ScratchModel | TfidfModel | LgbmModel | EmbedModel,
+    Field(discriminator="family"),
+]
+TORCH_FAMILIES = ("encoder", "scratch")
+
+
+# -- training --------------------------------------------------------------------------------
+
+class TrainConfig(_Strict):
+    """Optimisation settings of the torch families (classical models ignore most of them)."""
+
+    epochs: int = Field(3, ge=1, description="passes over the training folds")
+    batch_size: int = Field(16, ge=1)
+    eval_batch_size: int = Field(64, ge=1)
+    accumulate: int = Field(1, ge=1, description="gradient accumulation steps")
+    grad_clip: float | None = Field(1.0, gt=0, description="clip gradient norm (None: off)")
+    warmup: float = Field(0.1, ge=0, lt=1, description="fraction of steps with linear warmup")
+    schedule: Literal["linear", "cosine", "constant"] = "linear"
+    patience: int | None = Field(None, ge=1, description="early stopping patience in validations (None: off)")
+    val_per_epoch: int = Field(1, ge=1, description="validations per epoch")
+    swa: bool = Field(False, description="stochastic weight averaging: the fold's model is the mean of "
+                                         "swa_snapshots weights taken over the last part of training")
+    swa_start: float = Field(0.5, ge=0, lt=1, description="SWA averages the optimizer steps after this fraction")
+    swa_snapshots: int = Field(10, ge=1, description="SWA snapshots, evenly spaced; the last is the final step")
+    swa_lr: float | None = Field(None, gt=0, description="constant learning rate while SWA averages "
+                                                         "(None: the schedule goes on)")
+    seeds: list[int] = Field(default_factory=lambda: [42], min_length=1,
+                             description="one model per seed and fold, predictions averaged")
+    precision: Literal["auto", "32", "bf16-mixed", "16-mixed"] = Field(
+        "auto", description="auto: 16-mixed on a GPU, 32 on CPU")
+
+    @field_validator("precision", mode="before")
+    @classmethod
+    def _precision_as_text(cls, value):
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+    bucket: bool = Field(True, description="group training batches by text length")
+    tta: list[Literal["none", "no_keyword", "tail"]] = Field(
+        default_factory=list, description="extra text variants averaged at inference")
+    threads: int | None = Field(None, ge=1, description="CPU threads of torch and LightGBM (None: their default)")
+    limit_rows: int | None = Field(None, ge=10, description="train on a seeded subset (smoke runs)")
+
+
+class TextConfig(_Strict):
+    """How the model's input text is built from the spec's text columns."""
+
+    template: str | None = Field(None, description="e.g. '{keyword} | {text}' (None: text columns joined by sep)")
+    sep: str = Field(" | ", description="joins text columns when there is no template")
+
+
+class TrackConfig(_Strict):
+    wandb: bool = Field(True, description="log to Weights & Biases (offline unless set up online)")
+    project: str | None = Field(None, description="wandb project (None: the competition name)")
+
+
+class ExperimentConfig(_Strict):
+    """One experiment: the model, how it trains, its input text and its search space."""
+
+    exp: str = Field(description="experiment id: names the yaml, artifact folder and runs")
+    description: str = ""
+    template: str | None = Field(None, description="packaged template this experiment starts from")
+    model: ModelConfig = Field(default_factory=EncoderModel)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    text: TextConfig = Field(default_factory=TextConfig)
+    track: TrackConfig = Field(default_factory=TrackConfig)
+    seed: int = Field(42, description="global seed (data order, initialisation)")
+    search: dict[str, Any] = Field(default_factory=dict, description="Optuna search space (comp tune)")
+
+    @model_validator(mode="after")
+    def _cross_checks(self):
+        m = self.model
+        if m.family == "scratch" and m.d_model % m.heads:
+            raise ValueError(f"model.d_model ({m.d_model}) must be divisible by model.heads ({m.heads})")
+        return self
+
+    @property
+    def is_torch(self) -> bool:
+        return self.model.family in TORCH_FAMILIES
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+# -- loading ---------------------------------------------------------------------------------
+
+def templates() -> list[str]:
+    """Names of the packaged experiment templates."""
+    return sorted(p.stem for p in TEMPLATES_DIR.glob("*.yaml"))
+
+
+def _read_yaml(path: Path) -> dict:
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        data = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    except (OmegaConfBaseException, OSError, Exception) as err:  # yaml.YAMLError, etc.
+        raise InputError(f"{path}: cannot read this YAML file: {err}") from err
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: an experiment file must be a mapping of keys (model, train, ...)")
+    return data
+
+
+def _template(name: str, where: Path) -> dict:
+    path = TEMPLATES_DIR / f"{name}.yaml"
+    if not path.is_file():
+        raise InputError(f"{where}: unknown template {name!r}; valid: {', '.join(templates())}")
+    return _read_yaml(path)
+
+
+def _merge(layers: list[tuple[str, dict]]):
+    from omegaconf import OmegaConf
+
+    merged = OmegaConf.create({})
+    for _, layer in layers:
+        layer = dict(layer)
+        new_family = (layer.get("model") or {}).get("family")
+        old_family = OmegaConf.select(merged, "model.family")
+        if new_family and old_family and new_family != old_family:
+            merged.model = {}  # restart the model block: keys of another family don't leak
+        merged = OmegaConf.merge(merged, OmegaConf.create(layer))
+    return merged
+
+
+def parse_overrides(overrides: list[str]) -> dict:
+    """``['model.lr=3e-5', 'train.seeds=[1,2]']`` -> nested dict, values typed by OmegaConf's dotlist
+    grammar: a quoted value stays a string (``train.precision='32'``).
+
+    >>> parse_overrides(["model.lr=3e-5", "train.epochs=3", "model.name=prajjwal1/bert-mini"])
+    {'model': {'lr': 3e-05, 'name': 'prajjwal1/bert-mini'}, 'train': {'epochs': 3}}
+    >>> parse_overrides(["train.precision='32'", "train.tta=[tail]"])
+    {'train': {'precision': '32', 'tta': ['tail']}}
+    """
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    for item in overrides:
+        key, sep, _ = item.partition("=")
+        if not sep or not key.strip() or "" in key.strip().split("."):
+            raise InputError(f"override {item!r} is not key=value; write e.g. model.lr=3e-5")
+    try:
+        return OmegaConf.to_container(OmegaConf.from_dotlist(list(overrides)), resolve=False)
+    except (OmegaConfBaseException, ValueError) as err:
+        raise InputError(f"overrides {' '.join(overrides)}: cannot parse them: {err}") from err
+
+
+def load_config(ws, exp: str, overrides: list[str] | None = None) -> ExperimentConfig:
+    """Merge base.yaml, the experiment's template, ``<exp>.yaml`` and overrides; validate.
+
+    Args:
+        ws: the :class:`~competition.workspace.Workspace`.
+        exp: experiment id, e.g. ``"042"``.
+        overrides: ``key.sub=value`` strings, applied last.
+    """
+    from omegaconf import OmegaConf
+
+    exp_file = ws.experiment_file(exp)
+    if not exp_file.is_file():
+        known = ", ".join(ws.experiment_ids()) or "none yet"
+        raise InputError(f"{exp_file}: no such experiment file. Experiments here: {known}. "
+                         f"Create one, e.g. `comp new {exp} --template tfidf`.")
+    base = _read_yaml(ws.base_config) if ws.base_config.is_file() else {}
+    own = _read_yaml(exp_file)
+    layers = [("base.yaml", base)]
+    template = own.get("template") or base.get("template")
+    if template:
+        layers.append((f"template {template}", _template(str(template), exp_file)))
+    layers.append((exp_file.name, own))
+    if overrides:
+        layers.append(("overrides", parse_overrides(overrides)))
+    merged = OmegaConf.to_container(_merge(layers), resolve=True)
+    merged["exp"] = exp
+    try:
+        return ExperimentConfig.model_validate(merged)
+    except ValidationError as err:
+        source = f"{exp_file} (with base.yaml{', template' if template else ''}{', overrides' if overrides else ''})"
+        raise explain(err, source, ExperimentConfig) from None

@@ -1,0 +1,542 @@
+"""Loading a competition's data and checking it against its spec, before any stage uses it.
+
+:func:`load` reads train (and test) through :func:`read_table`, the one CSV
+reader, and returns a :class:`Dataset`: frames, the encoded target ``y``, the
+class labels and the hashes that folds and runs record. Everything that would
+make a later stage wrong -- a missing column, a NaN target, duplicate ids, test
+ids that differ from the sample submission, an unknown label, a file in another
+encoding -- is an :class:`~competition.errors.InputError` naming the file, the
+column, the bad value and the fix. Input that is usable but worth knowing
+about (texts repeated with conflicting labels, mojibake, ...) is a
+:class:`DataWarning` and is kept in ``Dataset.warnings``.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import string
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from competition.artifacts import text_hash
+from competition.errors import InputError
+from competition.spec import ReadOptions, Spec
+
+QUOTING = {"minimal": csv.QUOTE_MINIMAL, "none": csv.QUOTE_NONE, "all": csv.QUOTE_ALL,
+           "nonnumeric": csv.QUOTE_NONNUMERIC}
+ENCODINGS = ("utf-8", "cp1252", "latin-1")  # tried in this order to suggest a fix
+
+
+class DataWarning(UserWarning):
+    """Usable but degraded input (duplicates with conflicting labels, mojibake, rare classes)."""
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A competition's data, validated against its spec.
+
+    Attributes:
+        spec: the spec it was loaded with.
+        train: train rows, index 0..n-1, with the id column (numbered 0..n-1 as ``id`` when
+            ``spec.id`` is None) and the target column(s); a ``label_list`` column is expanded
+            into one 0/1 int column per name in ``spec.targets``.
+        test: test rows (index 0..m-1, id column) or None.
+        y: binary/multiclass (n,) int64 codes into ``labels``; multilabel (n, L) int64 0/1;
+            regression (n,) float64 for one target, else (n, T).
+        labels: class labels in code order (binary: positive class last); multilabel: the
+            targets; regression: None.
+        train_hash: hash of the train ids and targets (folds and runs record it).
+        test_hash: hash of the test ids and input columns, or None.
+        warnings: what :class:`DataWarning` said while loading.
+    """
+
+    spec: Spec
+    train: pd.DataFrame
+    test: pd.DataFrame | None
+    y: np.ndarray
+    labels: list | None
+    train_hash: str
+    test_hash: str | None
+    warnings: tuple[str, ...] = ()
+
+    def sample_submission(self) -> pd.DataFrame:
+        """The spec's sample submission as written (every cell a string, so it writes back the same);
+        without one, the test ids plus placeholder target column(s)."""
+        spec = self.spec
+        if spec.sample_submission:
+            return read_sample_submission(spec)
+        test = self.test
+        if test is None:
+            if not spec.test:
+                raise InputError(f"competition {spec.name!r} has no test file and no sample submission, "
+                                 "so there is nothing to submit; set `test:` in competition.yaml")
+            test = load(spec).test
+        frame = pd.DataFrame({spec.id_column: test[spec.id_column].to_numpy()})
+        for column, value in placeholder(spec, self.labels).items():
+            frame[column] = value
+        return frame
+
+
+def placeholder(spec: Spec, labels: list | None) -> dict:
+    """Submission column(s) and a neutral value, in the form the metric scores.
+
+    >>> from competition.spec import Spec
+    >>> s = Spec(name="x", train="t.csv", targets=["y"], task="regression", metric="rmse")
+    >>> placeholder(s, None)
+    {'y': 0.0}
+    """
+    from competition import metrics
+
+    wants_labels = metrics.METRICS[spec.metric].needs == "labels"
+    if spec.task == "regression":
+        return {t: 0.0 for t in spec.targets}
+    if spec.task == "multilabel":
+        return {t: (0 if wants_labels else 0.0) for t in spec.targets}
+    labels = labels or spec.labels or [0, 1]
+    if wants_labels:
+        return {spec.targets[0]: labels[0]}
+    if spec.task == "binary":
+        return {spec.targets[0]: 0.5}
+    return {f"{spec.targets[0]}_{label}": 1 / len(labels) for label in labels}
+
+
+# -- reading ---------------------------------------------------------------------------------
+
+def _decode(path: Path, encoding: str, role: str) -> str:
+    """The file's text; a wrong encoding is an error that names one that works."""
+    if not path.is_file():
+        raise InputError(f"{path} ({role}): file not found. Fix the path in competition.yaml "
+                         "(file names are relative to data_dir, data_dir to the spec's folder).")
+    raw = path.read_bytes()
+    if not raw.strip():
+        raise InputError(f"{path} ({role}): the file is empty; it needs a header line and rows.")
+    try:
+        codec = codecs.lookup(encoding).name
+    except LookupError:
+        raise InputError(f"{path} ({role}): unknown encoding read.encoding: {encoding!r}; "
+                         f"use one of {', '.join(ENCODINGS)}") from None
+    try:
+        return raw.decode("utf-8-sig" if codec == "utf-8" else codec)
+    except UnicodeDecodeError as err:
+        line = raw[:err.start].count(b"\n") + 1
+        works = next((e for e in ENCODINGS if codecs.lookup(e).name != codec and _decodes(raw, e)), None)
+        fix = (f"it decodes as {works}: set `read.encoding: {works}` in competition.yaml "
+               f"(comp init --encoding {works})") if works else "re-save it as UTF-8"
+        raise InputError(f"{path} ({role}): not valid {encoding}: byte {raw[err.start]:#04x} on line "
+                         f"{line} ({err.reason}); {fix}") from None
+
+
+def _decodes(raw: bytes, encoding: str) -> bool:
+    try:
+        raw.decode(encoding)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _sep(read: ReadOptions) -> str:
+    """'\\t' typed as two characters (YAML without quotes, a shell) means a tab."""
+    return "\t" if read.sep in ("\\t", "tab", "TAB") else read.sep
+
+
+def read_table(path: Path | str, read: ReadOptions, *, role: str, ids: str | None = None,
+               dtype: type | None = None) -> pd.DataFrame:
+    """Read one CSV/TSV file with the spec's read options; every problem is an InputError.
+
+    Empty fields are missing (NaN); strings such as ``NA`` or ``null`` stay text. The ``ids``
+    column is read as written: integers when every value is a plain integer, else strings
+    (so ``007`` keeps its zeros). ``dtype=str`` reads every cell as written. Rows that an
+    unescaped quote seems to have merged are a :class:`DataWarning`.
+    """
+    frame, notes = _read(Path(path), read, role, ids, dtype)
+    for note in notes:
+        warnings.warn(note, DataWarning, stacklevel=2)
+    return frame
+
+
+def _merged_rows(frame: pd.DataFrame, sep: str, path: Path) -> list[str]:
+    """TSV-like files: a field holding a newline and the separator swallowed whole rows, almost
+    always through an unescaped quote. (In comma CSVs, multi-line quoted texts are normal.)"""
+    if sep in (",", ";") or len(frame.columns) < 2:
+        return []
+    merged = sum(int((v.str.contains("\n", regex=False) & v.str.contains(sep, regex=False)).sum())
+                 for v in (strings(frame[c]) for c in frame.columns if frame[c].dtype.kind in "OUT"
+                           or pd.api.types.is_string_dtype(frame[c])))
+    if not merged:
+        return []
+    return [f"{path.name}: {merged} field(s) hold line breaks and the separator {sep!r}: an unescaped "
+            "quote probably merged rows. If texts hold bare quotes, set `read.quoting: none` "
+            "(comp init --quoting none)."]
+
+
+def _read(path: Path, read: ReadOptions, role: str, ids: str | None,
+          dtype: type | None) -> tuple[pd.DataFrame, list[str]]:
+    text = _decode(path, read.encoding, role)
+    sep = _sep(read)
+    kwargs = dict(sep=sep, quoting=QUOTING[read.quoting], header=0 if read.header else None,
+                  names=read.names, keep_default_na=False, na_values=[""], index_col=False)
+    if dtype is not None:
+        kwargs["dtype"] = dtype
+    elif ids is not None:
+        kwargs["dtype"] = {ids: str}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            frame = pd.read_csv(io.StringIO(text), **kwargs)
+    except pd.errors.ParserWarning:
+        raise InputError(f"{path} ({role}): some rows have more fields than the header "
+                         f"({read.names or 'first line'}); check read.sep ({sep!r}) or read.quoting "
+                         "(use `none` when texts hold unescaped quotes).") from None
+    except (pd.errors.ParserError, csv.Error, ValueError) as err:
+        raise InputError(f"{path} ({role}): cannot parse it with sep {sep!r} and quoting {read.quoting!r}: "
+                         f"{str(err).strip()}. Check read.sep; files whose texts hold unescaped quotes "
+                         "need `read.quoting: none`.") from None
+    if frame.empty:
+        raise InputError(f"{path} ({role}): the file has a header ({', '.join(map(str, frame.columns))}) "
+                         "but no rows.")
+    if ids is not None and ids in frame.columns and dtype is None:
+        frame[ids] = _ids_as_read(frame[ids])
+    notes = _merged_rows(frame, sep, path) if read.quoting != "none" and "\n" in text else []
+    return frame, notes
+
+
+def _ids_as_read(ids: pd.Series) -> pd.Series:
+    """Integers when every id is a canonical integer, else the strings as written.
+
+    >>> _ids_as_read(pd.Series(["3", "10"])).tolist(), _ids_as_read(pd.Series(["007", "8"])).tolist()
+    ([3, 10], ['007', '8'])
+    """
+    if ids.isna().any():
+        return ids
+    plain = ids.str.fullmatch(r"-?(0|[1-9]\d{0,17})")
+    return ids.astype(np.int64) if bool(plain.all()) else ids
+
+
+def read_sample_submission(spec: Spec) -> pd.DataFrame:
+    """The sample submission, every cell a string exactly as written."""
+    return read_table(spec.file(spec.sample_submission), ReadOptions(), role="sample submission", dtype=str)
+
+
+# -- checks ----------------------------------------------------------------------------------
+
+def _examples(values, k: int = 5) -> str:
+    shown = ", ".join(repr(v.item() if isinstance(v, np.generic) else v) for v in list(values)[:k])
+    return shown + (", ..." if len(values) > k else "")
+
+
+def require_columns(frame: pd.DataFrame, columns: list[str], path: Path, role: str, key: str) -> None:
+    """Every column of ``columns`` exists, else an error listing the ones that do."""
+    import difflib
+
+    for column in columns:
+        if column in frame.columns:
+            continue
+        have = [str(c) for c in frame.columns]
+        close = difflib.get_close_matches(column, have, n=1, cutoff=0.6)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        if len(have) == 1 and any(s in have[0] for s in ("\t", ";", "|", ",")):
+            hint += " The whole header is one column: check read.sep."
+        raise InputError(f"{path} ({role}): column {column!r} (named by `{key}` in competition.yaml) "
+                         f"is missing; the columns are: {', '.join(map(repr, have))}.{hint}")
+
+
+def _check_ids(frame: pd.DataFrame, column: str, path: Path, role: str) -> None:
+    ids = frame[column]
+    if ids.isna().any():
+        rows = np.flatnonzero(ids.isna().to_numpy())
+        raise InputError(f"{path} ({role}): column {column!r} (id) is empty in {len(rows)} row(s), "
+                         f"first at row(s) {_examples(rows + 1)}; every row needs an id.")
+    dup = ids[ids.duplicated(keep=False)]
+    if len(dup):
+        raise InputError(f"{path} ({role}): column {column!r} (id) has {dup.nunique()} duplicated id(s) "
+                         f"in {len(dup)} rows, e.g. {_examples(dup.unique())}. Ids must be unique; "
+                         "if the column is not an id, set `id: null` to number the rows.")
+
+
+def _with_id(frame: pd.DataFrame, spec: Spec, path: Path, role: str) -> pd.DataFrame:
+    if spec.id is None:
+        if "id" in frame.columns:
+            raise InputError(f"{path} ({role}): the spec says `id: null` (number the rows) but the file "
+                             "already has a column 'id'; set `id: id` in competition.yaml.")
+        frame.insert(0, "id", np.arange(len(frame), dtype=np.int64))
+    else:
+        require_columns(frame, [spec.id], path, role, "id")
+    _check_ids(frame, spec.id_column, path, role)
+    return frame
+
+
+def _first_ids(frame: pd.DataFrame, spec: Spec, mask) -> str:
+    return _examples(frame.loc[np.asarray(mask), spec.id_column].to_numpy())
+
+
+def expand_label_list(frame: pd.DataFrame, spec: Spec, path: Path) -> pd.DataFrame:
+    """``labels = "3,27"`` -> one 0/1 column per name in ``spec.targets`` (ids are positions)."""
+    ll = spec.label_list
+    require_columns(frame, [ll.column], path, "train", "label_list.column")
+    clash = [t for t in spec.targets if t in frame.columns]
+    if clash:
+        raise InputError(f"{path} (train): columns {clash} already exist, but label_list expands "
+                         f"{ll.column!r} into columns named by `targets`; rename the targets.")
+    raw = frame[ll.column]
+    if pd.api.types.is_float_dtype(raw) and np.all(np.mod(raw.dropna(), 1) == 0):
+        raw = raw.astype("Int64")  # one id per row and some rows empty: pandas read 27 as 27.0
+    parts = strings(raw).str.split(ll.sep).explode().str.strip()
+    parts = parts[parts != ""]
+    code_of = {name: i for i, name in enumerate(spec.targets)}
+    code_of.update({str(i): i for i in range(len(spec.targets))})
+    codes = parts.map(code_of)
+    bad = codes.isna()
+    if bad.any():
+        raise InputError(f"{path} (train): column {ll.column!r} (label_list) holds label(s) "
+                         f"{_examples(parts[bad].unique())} in {bad.sum()} row(s), first at id(s) "
+                         f"{_first_ids(frame, spec, frame.index.isin(parts.index[bad]))}; ids must be "
+                         f"0..{len(spec.targets) - 1} (positions in `targets`, {len(spec.targets)} "
+                         "names) or target names. Add the missing names to `targets`.")
+    onehot = np.zeros((len(frame), len(spec.targets)), dtype=np.int64)
+    onehot[parts.index.to_numpy(), codes.to_numpy(dtype=np.int64)] = 1
+    return pd.concat([frame, pd.DataFrame(onehot, columns=spec.targets, index=frame.index)], axis=1)
+
+
+def _finite(frame: pd.DataFrame, spec: Spec, column: str, values: pd.Series, path: Path) -> None:
+    bad = values.isna()
+    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+        bad |= np.isinf(values.astype(float))
+    if bad.any():
+        raise InputError(f"{path} (train): target column {column!r} is missing or infinite in "
+                         f"{int(bad.sum())} row(s), first at {spec.id_column} {_first_ids(frame, spec, bad)}. "
+                         "Fill or drop those rows.")
+
+
+def _key(value) -> str:
+    """Labels compare by their text, with 1.0 == 1 (YAML labels vs CSV values)."""
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    return str(value.item() if isinstance(value, np.generic) else value)
+
+
+def _targets(frame: pd.DataFrame, spec: Spec, path: Path) -> tuple[np.ndarray, list | None]:
+    """The encoded target ``y`` and the labels, with NaN/inf and unknown labels refused."""
+    if spec.task == "regression":
+        ys = []
+        for column in spec.targets:
+            values = pd.to_numeric(frame[column], errors="coerce")
+            text = frame[column].notna() & values.isna()
+            if text.any():
+                raise InputError(f"{path} (train): regression target {column!r} holds non-numbers "
+                                 f"{_examples(frame.loc[text, column].unique())}; fix them or set the task.")
+            _finite(frame, spec, column, values, path)
+            ys.append(values.to_numpy(dtype=np.float64))
+        return (ys[0] if len(ys) == 1 else np.stack(ys, axis=1)), None
+    if spec.task == "multilabel":
+        for column in spec.targets:
+            _finite(frame, spec, column, frame[column], path)
+            odd = ~pd.to_numeric(frame[column], errors="coerce").isin([0, 1])
+            if odd.any():
+                raise InputError(f"{path} (train): multilabel target {column!r} must be 0/1, got "
+                                 f"{_examples(frame.loc[odd, column].unique())}")
+        return frame[spec.targets].astype(float).to_numpy().astype(np.int64), list(spec.targets)
+    column = spec.targets[0]
+    values = frame[column]
+    _finite(frame, spec, column, values, path)
+    uniques = pd.unique(values)
+    labels = list(spec.labels) if spec.labels is not None else sorted(v.item() if isinstance(v, np.generic)
+                                                                     else v for v in uniques)
+    code_of = {_key(label): i for i, label in enumerate(labels)}
+    unknown = [u for u in uniques if _key(u) not in code_of]
+    if unknown:
+        raise InputError(f"{path} (train): target {column!r} holds value(s) {_examples(unknown)} that are "
+                         f"not in `labels: {labels}`; add them to labels in competition.yaml or fix the rows.")
+    present = {_key(u) for u in uniques}
+    if len(present) < 2:
+        raise InputError(f"{path} (train): target {column!r} has a single value {_examples(uniques)}; "
+                         "a classifier needs at least two classes.")
+    if spec.task == "binary" and len(labels) != 2:
+        raise InputError(f"{path} (train): task binary, but target {column!r} has {len(labels)} values "
+                         f"{_examples(labels)}; set `task: multiclass` or fix the target.")
+    lookup = np.array([code_of[_key(u)] for u in uniques], dtype=np.int64)
+    y = lookup[pd.Categorical(values, categories=uniques).codes]
+    return y, labels
+
+
+def strings(values: pd.Series, missing: str = "") -> pd.Series:
+    """The values as Python strings, missing ones as ``missing`` (pandas 3 keeps NaN in astype(str))."""
+    return values.astype(object).where(values.notna(), missing).astype(str)
+
+
+def _hash(frame: pd.DataFrame, columns: list[str]) -> str:
+    """Hash of the columns' CSV text: the same data always gives the same hash."""
+    return text_hash(frame[columns].to_csv(index=False, lineterminator="\n"))
+
+
+def _check_test_ids(test: pd.DataFrame, spec: Spec) -> None:
+    sample = read_sample_submission(spec)
+    path = spec.file(spec.sample_submission)
+    require_columns(sample, [spec.id_column], path, "sample submission", "id")
+    want = set(sample[spec.id_column])
+    have = set(test[spec.id_column].astype(str))
+    if want != have:
+        missing, extra = sorted(want - have), sorted(have - want)
+        raise InputError(f"{spec.file(spec.test)} (test): its ids differ from the sample submission "
+                         f"{path.name}: {len(missing)} sample id(s) missing from test "
+                         f"({_examples(missing)}), {len(extra)} test id(s) not in the sample "
+                         f"({_examples(extra)}). Use the test file and sample submission of one release.")
+
+
+# -- loading ---------------------------------------------------------------------------------
+
+def _read_inputs(spec: Spec, path: Path, role: str) -> tuple[pd.DataFrame, str, list[str]]:
+    """A file of rows to predict, read and checked as the test file is: the spec's read options,
+    the id column, every text and feature column. Returns the frame, its hash, the notes."""
+    frame, notes = _read(path, spec.read, role, spec.id, None)
+    frame = _with_id(frame, spec, path, role)
+    require_columns(frame, spec.text, path, role, "text")
+    require_columns(frame, spec.features, path, role, "features")
+    return frame, _hash(frame, [spec.id_column, *spec.text, *spec.features]), notes
+
+
+def read_inputs(spec: Spec, path: Path | str, role: str = "rows to predict") -> tuple[pd.DataFrame, str]:
+    """New rows to predict (``comp predict --test FILE``): checked like the training test file;
+    returns the frame and the hash a run's ``test_hash`` would have on them."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such file; give the CSV of the rows to predict (--test FILE)")
+    frame, digest, notes = _read_inputs(spec, path, role)
+    for note in notes:
+        warnings.warn(note, DataWarning, stacklevel=2)
+    return frame, digest
+
+
+def load(spec: Spec, *, with_test: bool = True) -> Dataset:
+    """Read and validate the spec's train (and test) data.
+
+    Raises:
+        InputError: naming the file, column and fix, for anything a later stage would get wrong.
+    """
+    train_path = spec.file(spec.train)
+    train, notes = _read(train_path, spec.read, "train", spec.id, None)
+    train = _with_id(train, spec, train_path, "train")
+    if spec.label_list is not None:
+        train = expand_label_list(train, spec, train_path)
+    require_columns(train, spec.targets, train_path, "train", "targets")
+    require_columns(train, spec.text, train_path, "train", "text")
+    require_columns(train, spec.features, train_path, "train", "features")
+    for key in ("group", "time"):
+        if getattr(spec.folds, key):
+            require_columns(train, [getattr(spec.folds, key)], train_path, "train", f"folds.{key}")
+    y, labels = _targets(train, spec, train_path)
+
+    test, test_hash = None, None
+    if with_test and spec.test:
+        test, test_hash, test_notes = _read_inputs(spec, spec.file(spec.test), "test")
+        notes += test_notes
+        if spec.sample_submission:
+            _check_test_ids(test, spec)
+
+    notes = tuple(notes + data_warnings(spec, train, test, y, labels))
+    for note in notes:
+        warnings.warn(note, DataWarning, stacklevel=2)
+    return Dataset(spec, train, test, y, labels, _hash(train, [spec.id_column, *spec.targets]),
+                   test_hash, notes)
+
+
+# -- warnings: usable but worth knowing ------------------------------------------------------
+
+_MOJIBAKE = r"[\x80-\x9f]|Ã[\x80-\xbf]|â€"  # C1 controls, UTF-8 read as cp1252/latin-1
+
+
+def _short(texts, k: int = 2, width: int = 50) -> str:
+    return ", ".join(repr(t if len(t) <= width else t[:width] + "...") for t in list(texts)[:k])
+
+
+def data_warnings(spec: Spec, train: pd.DataFrame, test: pd.DataFrame | None, y: np.ndarray,
+                  labels: list | None) -> list[str]:
+    """Sentences about degraded input: conflicting duplicates, mojibake, empty texts, rare classes."""
+    notes = []
+    if spec.text:
+        main = max(spec.text, key=lambda c: strings(train[c]).str.len().mean())  # the long text column
+        text = train[main]
+        if spec.task != "regression":
+            key = pd.Series([row.tobytes() for row in y] if y.ndim == 2 else y, index=train.index)
+            dup = text.notna() & text.duplicated(keep=False)
+            n_targets = key[dup].groupby(text[dup]).nunique()
+            conflict = n_targets.index[n_targets > 1]
+            if len(conflict):
+                notes.append(f"{spec.train}: {len(conflict)} text(s) in column {main!r} repeat with different "
+                             f"targets ({text[dup].nunique()} repeated texts in all), e.g. {_short(conflict)}; "
+                             "one input with two answers: fix or drop them if the labels are noise.")
+        for file, frame in ((spec.train, train), (spec.test, test)):
+            if frame is None:
+                continue
+            values = [strings(frame[column]) for column in spec.text]
+            blank = np.logical_and.reduce([(v.str.strip() == "").to_numpy() for v in values])
+            odd = np.logical_or.reduce([v.str.contains(_MOJIBAKE).to_numpy() for v in values])
+            if blank.any():
+                notes.append(f"{file}: {int(blank.sum())} row(s) have no text in {spec.text}, first at "
+                             f"{spec.id_column} {_first_ids(frame, spec, blank)}; their input is empty.")
+            if odd.any():
+                notes.append(f"{file}: {int(odd.sum())} row(s) hold mojibake such as '\\x89Û_', 'Ã©' or "
+                             "'\\x92' (text decoded with the wrong encoding upstream); ftfy can repair it.")
+        if test is not None and main in test.columns:
+            shared = int(strings(test[main]).isin(strings(text).unique()).sum())
+            if shared:
+                notes.append(f"{spec.test}: {shared} text(s) in column {main!r} also appear in train, "
+                             "where their labels are known.")
+    if spec.task in ("multiclass", "multilabel"):
+        counts = y.sum(axis=0) if y.ndim == 2 else np.bincount(y, minlength=len(labels))
+        rare = [(label, int(c)) for label, c in zip(labels, counts) if c < spec.folds.n_splits]
+        if rare:
+            notes.append(f"{spec.train}: {len(rare)} class(es) have fewer rows than the {spec.folds.n_splits} "
+                         f"folds ({_examples(rare)}); some validation folds will lack them.")
+    return notes
+
+
+# -- model input -----------------------------------------------------------------------------
+
+def build_texts(frame: pd.DataFrame, columns: list[str], template: str | None = None, sep: str = " | ",
+                drop: tuple[str, ...] = ()) -> list[str]:
+    """The input text of every row, from one or more columns.
+
+    With a ``template`` such as ``"{keyword} | {text}"`` each field takes the column's value;
+    without one, the non-empty values of ``columns`` are joined by ``sep``. Missing values
+    are empty. ``drop`` blanks columns (test-time augmentation: the text without its keyword).
+
+    >>> df = pd.DataFrame({"keyword": ["fire", None], "text": ["Forest fire", "All calm"]})
+    >>> build_texts(df, ["keyword", "text"])
+    ['fire | Forest fire', 'All calm']
+    >>> build_texts(df, ["keyword", "text"], template="{keyword}: {text}")
+    ['fire: Forest fire', ': All calm']
+    >>> build_texts(df, ["keyword", "text"], drop=("keyword",))
+    ['Forest fire', 'All calm']
+    """
+    def values(column: str) -> pd.Series:
+        if column in drop:
+            return pd.Series("", index=frame.index, dtype=object)
+        return strings(frame[column])
+
+    if template is not None:
+        pieces = list(string.Formatter().parse(template))
+        fields = [f for _, f, _, _ in pieces if f]
+        missing = [f for f in fields if f not in frame.columns]
+        if missing:
+            raise InputError(f"text template {template!r}: field(s) {missing} are not columns; "
+                             f"columns are {', '.join(map(str, frame.columns))}")
+        out = pd.Series("", index=frame.index, dtype=object)
+        for literal, field, _, _ in pieces:
+            out = out + literal
+            if field:
+                out = out + values(field)
+        return out.tolist()
+    if not columns:
+        raise InputError("no text columns: set `text:` in competition.yaml (e.g. text: [text])")
+    out = values(columns[0])
+    for column in columns[1:]:
+        nxt = values(column)
+        joined = out + sep + nxt
+        out = joined.where((out != "") & (nxt != ""), out + nxt)
+    return out.tolist()

@@ -1,0 +1,310 @@
+"""Competition metrics: one table of :class:`Metric` and the functions every stage scores with.
+
+Predictions travel through ``comp`` in one shape, ``spec.pred_columns``: a 2-D float
+array ``(n, k)`` -- binary ``(n, 1)`` P(positive), multiclass ``(n, K)`` class
+probabilities, multilabel ``(n, L)`` label probabilities, regression ``(n, T)`` values.
+:func:`score` turns that into what a metric needs (hard labels through a threshold or
+argmax, probabilities, values) and scores it against the encoded target.
+
+Label-taking metrics on binary and multilabel tasks depend on a decision threshold;
+:func:`best_threshold` finds the one that maximises the metric on out-of-fold
+predictions (one sort per label, so it runs on millions of rows), and
+:func:`evaluate` scores at it. The threshold is saved with the run and reused at
+submission time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from sklearn import metrics as skm
+
+from competition.errors import InputError
+
+Threshold = float | list[float] | None
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One metric.
+
+    Attributes:
+        name: the name used in ``competition.yaml`` (``metric: f1``).
+        direction: ``maximize`` or ``minimize``.
+        needs: what ``fn`` takes as predictions: hard ``labels``, ``probs`` or ``values``.
+        tasks: the tasks it can score.
+        fn: ``fn(y_true, y_pred) -> float`` with ``y_pred`` in the form ``needs`` says:
+            labels are ``(n,)`` codes (``(n, L)`` 0/1 for multilabel); probs are ``(n,)``
+            P(positive) for binary, ``(n, K)`` / ``(n, L)`` otherwise; values are ``(n, T)``.
+    """
+
+    name: str
+    direction: Literal["maximize", "minimize"]
+    needs: Literal["labels", "probs", "values"]
+    tasks: tuple[str, ...]
+    fn: Callable[[np.ndarray, np.ndarray], float]
+
+
+# -- metric functions ------------------------------------------------------------------------
+
+def _per_label(fn: Callable, y: np.ndarray, p: np.ndarray) -> float:
+    """Mean of ``fn`` over the columns of a 0/1 matrix ``y`` where it is defined (both classes
+    present); multiclass ``y`` (n,) is one-hot encoded first (one-vs-rest)."""
+    if y.ndim == 1:
+        y = np.eye(p.shape[1], dtype=np.int64)[y]
+    scores = [fn(y[:, j], p[:, j]) for j in range(y.shape[1]) if 0 < y[:, j].sum() < len(y)]
+    return float(np.mean(scores)) if scores else float("nan")
+
+
+def _f1(y: np.ndarray, labels: np.ndarray) -> float:
+    """Binary F1 of the positive class; multilabel: mean per-label F1."""
+    average = "binary" if y.ndim == 1 else "macro"
+    return float(skm.f1_score(y, labels, average=average, zero_division=0))
+
+
+def _macro_f1(y: np.ndarray, labels: np.ndarray) -> float:
+    """Unweighted mean of the per-class (multiclass, binary) or per-label (multilabel) F1."""
+    return float(skm.f1_score(y, labels, average="macro", zero_division=0))
+
+
+def _roc_auc(y: np.ndarray, p: np.ndarray) -> float:
+    if p.ndim == 1:
+        return float(skm.roc_auc_score(y, p))
+    return _per_label(skm.roc_auc_score, y, p)
+
+
+def _average_precision(y: np.ndarray, p: np.ndarray) -> float:
+    if p.ndim == 1:
+        return float(skm.average_precision_score(y, p))
+    return _per_label(skm.average_precision_score, y, p)
+
+
+def _log_loss(y: np.ndarray, p: np.ndarray) -> float:
+    if p.ndim == 1:
+        return float(skm.log_loss(y, p, labels=[0, 1]))
+    if y.ndim == 1:  # multiclass: rows rescaled to sum to 1, as Kaggle scores it (float32 rounding)
+        p = np.asarray(p, dtype=np.float64)
+        return float(skm.log_loss(y, p / p.sum(axis=1, keepdims=True), labels=list(range(p.shape[1]))))
+    return float(np.mean([skm.log_loss(y[:, j], p[:, j], labels=[0, 1]) for j in range(y.shape[1])]))
+
+
+def _rmse(y: np.ndarray, v: np.ndarray) -> float:
+    return float(skm.root_mean_squared_error(y, v))
+
+
+def _mae(y: np.ndarray, v: np.ndarray) -> float:
+    return float(skm.mean_absolute_error(y, v))
+
+
+_CLS = ("binary", "multiclass")
+METRICS: dict[str, Metric] = {m.name: m for m in (
+    Metric("accuracy", "maximize", "labels", _CLS, lambda y, p: float(skm.accuracy_score(y, p))),
+    Metric("f1", "maximize", "labels", ("binary", "multilabel"), _f1),
+    Metric("macro_f1", "maximize", "labels", ("binary", "multiclass", "multilabel"), _macro_f1),
+    Metric("mean_f1", "maximize", "labels", ("multilabel",), _macro_f1),
+    Metric("roc_auc", "maximize", "probs", ("binary", "multiclass", "multilabel"), _roc_auc),
+    Metric("mean_auc", "maximize", "probs", ("multilabel",), _roc_auc),
+    Metric("average_precision", "maximize", "probs", ("binary", "multiclass", "multilabel"),
+           _average_precision),
+    Metric("log_loss", "minimize", "probs", ("binary", "multiclass", "multilabel"), _log_loss),
+    Metric("rmse", "minimize", "values", ("regression",), _rmse),
+    Metric("mae", "minimize", "values", ("regression",), _mae),
+)}
+
+# Label metrics as functions of the confusion counts at every threshold (vectorised search).
+_FROM_COUNTS: dict[str, Callable] = {
+    "accuracy": lambda tp, fp, pos, neg: (tp + neg - fp) / (pos + neg),
+    "f1": lambda tp, fp, pos, neg: _safe(2 * tp, tp + fp + pos),
+    "macro_f1": lambda tp, fp, pos, neg: (_safe(2 * tp, tp + fp + pos)
+                                          + _safe(2 * (neg - fp), 2 * neg - fp + (pos - tp))) / 2,
+}
+# on one label of a multilabel task, every F1 flavour is that label's F1
+_FROM_COUNTS_PER_LABEL = {"f1": _FROM_COUNTS["f1"], "macro_f1": _FROM_COUNTS["f1"],
+                          "mean_f1": _FROM_COUNTS["f1"]}
+
+
+def _safe(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """num / den with 0 where den is 0 (sklearn's ``zero_division=0``)."""
+    return np.divide(num, den, out=np.zeros(np.shape(num), dtype=float), where=np.asarray(den) > 0)
+
+
+# -- public API ------------------------------------------------------------------------------
+
+def get(name: str) -> Metric:
+    """The metric called ``name``; an InputError listing the valid names otherwise.
+
+    >>> get("rmse").direction
+    'minimize'
+    """
+    try:
+        return METRICS[name]
+    except KeyError:
+        raise InputError(f"unknown metric {name!r}; valid metrics: {', '.join(sorted(METRICS))}") from None
+
+
+def greater_is_better(name: str) -> bool:
+    """True when a higher score is better.
+
+    >>> greater_is_better("f1"), greater_is_better("log_loss")
+    (True, False)
+    """
+    return get(name).direction == "maximize"
+
+
+def is_better(name: str, a: float, b: float) -> bool:
+    """True when score ``a`` is strictly better than ``b`` under metric ``name``.
+
+    >>> is_better("rmse", 0.45, 0.50), is_better("roc_auc", 0.80, 0.90)
+    (True, False)
+    """
+    return a > b if greater_is_better(name) else a < b
+
+
+def _check(metric: Metric, y_true, y_pred, task: str) -> tuple[np.ndarray, np.ndarray]:
+    if task not in metric.tasks:
+        raise InputError(f"metric {metric.name!r} does not score task {task!r}; it scores "
+                         f"{', '.join(metric.tasks)}")
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred, dtype=float)
+    if y_pred.ndim != 2 or len(y_pred) != len(y_true):
+        raise InputError(f"metric {metric.name!r}: predictions must be a 2-D array (rows, pred_columns) "
+                         f"with one row per target row ({len(y_true)}), got shape {y_pred.shape}")
+    if task == "binary" and y_pred.shape[1] != 1:
+        raise InputError(f"metric {metric.name!r}: binary predictions are one column P(positive), "
+                         f"got {y_pred.shape[1]} columns")
+    if task == "multilabel" and (y_true.ndim != 2 or y_true.shape[1] != y_pred.shape[1]):
+        raise InputError(f"metric {metric.name!r}: multilabel targets {y_true.shape} and predictions "
+                         f"{y_pred.shape} must have the same number of label columns")
+    return y_true, y_pred
+
+
+def _thresholds(threshold: Threshold, n_labels: int) -> np.ndarray:
+    if threshold is None:
+        return np.full(n_labels, 0.5)
+    values = np.atleast_1d(np.asarray(threshold, dtype=float))
+    if values.size == 1:
+        return np.full(n_labels, values.item())
+    if values.size != n_labels:
+        raise InputError(f"threshold: got {values.size} values for {n_labels} labels; "
+                         "give one float, or one per label")
+    return values
+
+
+def to_needed(name: str, y_pred, task: str, threshold: Threshold = None) -> np.ndarray:
+    """Predictions ``(n, k)`` in the form metric ``name`` takes: labels (``p >= threshold``,
+    argmax for multiclass), probabilities (binary: the one column) or values.
+
+    >>> to_needed("f1", np.array([[0.2], [0.7]]), "binary")
+    array([0, 1])
+    >>> to_needed("macro_f1", np.array([[0.2, 0.8], [0.5, 0.3]]), "multilabel", threshold=[0.25, 0.4])
+    array([[0, 1],
+           [1, 0]])
+    """
+    metric = get(name)
+    y_pred = np.asarray(y_pred, dtype=float)
+    if metric.needs == "values":
+        return y_pred
+    if metric.needs == "probs":
+        return y_pred[:, 0] if task == "binary" else y_pred
+    if task == "multiclass":
+        return y_pred.argmax(axis=1)
+    labels = (y_pred >= _thresholds(threshold, y_pred.shape[1])).astype(np.int64)
+    return labels[:, 0] if task == "binary" else labels
+
+
+def score(name: str, y_true, y_pred, task: str, threshold: Threshold = None) -> float:
+    """Score predictions ``y_pred`` (n, k) against the encoded target ``y_true``.
+
+    Args:
+        name: metric name (a key of :data:`METRICS`).
+        y_true: binary/multiclass (n,) int codes; multilabel (n, L) 0/1; regression (n,) or (n, T).
+        y_pred: (n, k) floats as in ``spec.pred_columns``.
+        task: binary, multiclass, multilabel or regression.
+        threshold: for label metrics on binary/multilabel: P >= threshold is positive
+            (default 0.5); a list gives one threshold per label.
+
+    >>> y = np.array([0, 1, 1, 0])
+    >>> p = np.array([[0.1], [0.4], [0.8], [0.3]])
+    >>> score("f1", y, p, "binary"), score("f1", y, p, "binary", threshold=0.2)
+    (0.6666666666666666, 0.8)
+    >>> score("accuracy", np.array([2, 0]), np.array([[0.1, 0.2, 0.7], [0.5, 0.4, 0.1]]), "multiclass")
+    1.0
+    >>> score("rmse", np.array([1.0, 3.0]), np.array([[1.0], [1.0]]), "regression")
+    1.4142135623730951
+    """
+    metric = get(name)
+    y_true, y_pred = _check(metric, y_true, y_pred, task)
+    if task == "regression" and y_true.ndim == 1:
+        y_true = y_true[:, None]
+    return metric.fn(y_true, to_needed(name, y_pred, task, threshold))
+
+
+def _best_cut(fn: Callable, y: np.ndarray, p: np.ndarray) -> tuple[float, float]:
+    """(threshold, score) maximising ``fn(tp, fp, pos, neg)`` over every cut ``p >= t`` of one column.
+
+    One sort: the cuts are the distinct scores plus "no positive at all"; the returned
+    threshold sits halfway to the next lower score, so it generalises to new rows.
+    """
+    order = np.argsort(-p, kind="stable")
+    p_sorted, y_sorted = p[order], y[order]
+    last = np.r_[np.flatnonzero(np.diff(p_sorted)), len(p) - 1]  # last row of each distinct score
+    tp = np.r_[0, np.cumsum(y_sorted)[last]].astype(float)
+    fp = np.r_[0, last + 1 - tp[1:]]
+    pos = float(y_sorted.sum())
+    values = fn(tp, fp, pos, len(p) - pos)
+    best = int(np.argmax(values))
+    distinct = p_sorted[last]
+    if best == 0:  # predict no positive
+        return float(np.nextafter(distinct[0], np.inf)), float(values[0])
+    here = distinct[best - 1]
+    below = distinct[best] if best < len(distinct) else here
+    mid = (here + below) / 2
+    return float(mid if below < mid <= here else here), float(values[best])
+
+
+def best_threshold(name: str, y_true, y_pred, task: str) -> Threshold:
+    """The threshold(s) maximising a label metric on these predictions, or None where the metric
+    takes no threshold (probability / value metrics, multiclass argmax).
+
+    Binary: one float; multilabel: one float per label (each label's F1 is maximised on
+    its own, which maximises their mean).
+
+    >>> y = np.array([0, 1, 1, 0, 1])
+    >>> p = np.array([[0.1], [0.5], [0.75], [0.25], [0.625]])
+    >>> best_threshold("f1", y, p, "binary")
+    0.375
+    >>> best_threshold("roc_auc", y, p, "binary") is None
+    True
+    """
+    metric = get(name)
+    y_true, y_pred = _check(metric, y_true, y_pred, task)
+    if metric.needs != "labels" or task not in ("binary", "multilabel"):
+        return None
+    if task == "binary":
+        return _best_cut(_FROM_COUNTS[name], y_true.astype(float), y_pred[:, 0])[0]
+    fn = _FROM_COUNTS_PER_LABEL[name]
+    return [_best_cut(fn, y_true[:, j].astype(float), y_pred[:, j])[0] for j in range(y_pred.shape[1])]
+
+
+def evaluate(name: str, y_true, y_pred, task: str) -> tuple[float, Threshold]:
+    """(score, threshold): the score at the best threshold where the metric takes one, else the
+    plain score and None. What a run reports as its CV.
+
+    >>> y = np.array([0, 1, 1, 0, 1])
+    >>> evaluate("f1", y, np.array([[0.1], [0.5], [0.75], [0.25], [0.625]]), "binary")
+    (1.0, 0.375)
+    """
+    threshold = best_threshold(name, y_true, y_pred, task)
+    return score(name, y_true, y_pred, task, threshold=threshold), threshold
+
+
+def describe(names: Sequence[str] | None = None) -> list[tuple[str, str, str, str]]:
+    """(name, direction, needs, tasks) rows, for help texts and docs.
+
+    >>> describe(["mae"])
+    [('mae', 'minimize', 'values', 'regression')]
+    """
+    return [(m.name, m.direction, m.needs, ", ".join(m.tasks))
+            for m in (get(n) for n in (names or sorted(METRICS)))]

@@ -1,0 +1,58 @@
+"""Model families. Each module (encoder, scratch, tfidf, lgbm, embed) exposes the same three verbs,
+so ``train`` treats every family alike and stacking sees the same artifacts from all of them:
+
+``prepare(cfg, data) -> prepared``
+    Work done once per run, not once per fold: tokenising every train and test text,
+    building input texts, choosing feature columns.
+``fit_fold(prepared, fold, train_idx, valid_idx, out_dir, tracker) -> FoldResult``
+    Fit on ``train_idx`` rows, predict the ``valid_idx`` rows (OOF) and the test set, and
+    save into ``out_dir`` everything needed to predict again later (weights or estimator,
+    tokenizer, label order), without retraining.
+``predict(fold_dir, cfg, data, frame) -> np.ndarray``
+    Reload a fold's saved model and predict a new frame (a hidden test set in a Kaggle
+    code competition).
+
+Predictions are always 2-D float arrays, one column per ``spec.pred_columns``:
+probabilities for classification (binary: P(positive)), values for regression.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+FAMILIES = ("encoder", "scratch", "tfidf", "lgbm", "embed")
+
+
+@dataclass
+class FoldResult:
+    """What one fold produced."""
+
+    oof: np.ndarray                      # (n_valid, k) predictions for the fold's own rows
+    test: np.ndarray | None              # (n_test, k) predictions for the test set, or None
+    best_epoch: int | None = None        # torch families: epoch of the chosen checkpoint
+    history: list[dict[str, Any]] = field(default_factory=list)  # per validation: epoch, step, val/loss, val/score
+    extra: dict[str, Any] = field(default_factory=dict)          # anything else worth recording
+
+
+def input_texts(cfg, spec, frame, drop: tuple[str, ...] = ()) -> list[str]:
+    """The model input text of every row of ``frame``: the spec's text columns through
+    ``cfg.text`` (template or separator); ``drop`` blanks columns (test-time augmentation)."""
+    from competition.data import build_texts
+    from competition.errors import InputError
+
+    if not spec.text and cfg.text.template is None:
+        raise InputError(f"model.family {cfg.model.family}: the competition has no text columns; "
+                         "list them under `text:` in competition.yaml or set text.template")
+    return build_texts(frame, spec.text, template=cfg.text.template, sep=cfg.text.sep, drop=drop)
+
+
+def family(name: str) -> ModuleType:
+    """The module implementing a model family."""
+    if name not in FAMILIES:
+        raise ValueError(f"unknown model family {name!r}; valid: {', '.join(FAMILIES)}")
+    return importlib.import_module(f"competition.models.{name}")

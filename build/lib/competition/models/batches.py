@@ -1,0 +1,134 @@
+"""Token ids in, padded batches out: the data path of the torch families (encoder, scratch).
+
+Texts are tokenised once per run (:func:`encode`): one 1-D id tensor per row, no
+padding. A batch is padded only to its own longest row (:class:`TokenDataset`), so
+short tweets cost short sequences. Training batches come from :class:`BucketSampler`
+(rows of similar length together, still random); inference batches from
+:func:`sorted_batches` (longest first), and predictions are written back to the rows'
+original positions.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.nn.utils.rnn import pad_sequence
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+MEGA_BATCH = 50  # batches per sorted chunk of the bucket sampler
+
+
+def encode(tokenizer, texts: list[str], max_length: int, truncation: str = "head") -> list[torch.Tensor]:
+    """Token ids of every text, truncated to ``max_length`` keeping the head or the tail.
+
+    Special tokens ([CLS] ... [SEP]) are kept either way: the tokenizer truncates the text
+    first, then adds them.
+    """
+    side = tokenizer.truncation_side
+    tokenizer.truncation_side = "left" if truncation == "tail" else "right"
+    try:
+        ids = tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
+    finally:
+        tokenizer.truncation_side = side
+    return [torch.tensor(row, dtype=torch.long) for row in ids]
+
+
+def lengths_of(ids: list[torch.Tensor]) -> np.ndarray:
+    return np.fromiter((len(row) for row in ids), dtype=np.int64, count=len(ids))
+
+
+class TokenDataset(Dataset):
+    """Rows of token ids (and targets); a whole batch is built in one call (``__getitems__``).
+
+    A batch is a dict: ``input_ids`` (B, T) padded with ``pad_id`` to the batch's longest
+    row T, ``attention_mask`` (B, T) 1 on real tokens, ``index`` (B,) the rows' positions
+    in this dataset, and ``labels`` (B,) or (B, k) when targets are given.
+    """
+
+    def __init__(self, ids: list[torch.Tensor], targets: torch.Tensor | None = None, pad_id: int = 0):
+        self.ids, self.targets, self.pad_id = ids, targets, pad_id
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, row: int) -> dict:
+        return self.__getitems__([row])
+
+    def __getitems__(self, rows: list[int]) -> dict:
+        seqs = [self.ids[r] for r in rows]
+        lengths = torch.tensor([len(s) for s in seqs])                              # (B,)
+        input_ids = pad_sequence(seqs, batch_first=True, padding_value=self.pad_id)  # (B, T)
+        positions = torch.arange(input_ids.shape[1])                               # (T,)
+        batch = {
+            "input_ids": input_ids,
+            "attention_mask": (positions[None, :] < lengths[:, None]).long(),      # (B, T)
+            "index": torch.tensor(rows),
+        }
+        if self.targets is not None:
+            batch["labels"] = self.targets[rows]
+        return batch
+
+
+def _as_is(batch: dict) -> dict:
+    """collate_fn: the dataset already returns whole padded batches."""
+    return batch
+
+
+class BucketSampler(Sampler[list[int]]):
+    """Training batches of rows with similar lengths, in random order, seeded.
+
+    Each epoch: shuffle the rows, cut them into mega-batches of ``MEGA_BATCH`` batches,
+    sort each mega-batch by length, cut it into batches and shuffle the batches (so a
+    long batch does not always follow a short one). Padding shrinks to a few tokens per
+    row, yet every batch is still a random draw from its mega-batch. ``bucket=False``
+    gives plain shuffled batches. The order depends only on (seed, epoch).
+    """
+
+    def __init__(self, lengths: np.ndarray, batch_size: int, seed: int, bucket: bool = True):
+        self.lengths, self.batch_size, self.seed, self.bucket = np.asarray(lengths), batch_size, seed, bucket
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:  # Lightning calls this at the start of each epoch
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return -(-len(self.lengths) // self.batch_size)
+
+    def __iter__(self):
+        rng = np.random.default_rng([self.seed, self.epoch])
+        self.epoch += 1
+        n, size = len(self.lengths), self.batch_size
+        order = rng.permutation(n)
+        if self.bucket:
+            mega = MEGA_BATCH * size
+            chunks = [order[i:i + mega] for i in range(0, n, mega)]
+            order = np.concatenate([c[np.argsort(-self.lengths[c], kind="stable")] for c in chunks])
+        batches = [order[i:i + size] for i in range(0, n, size)]
+        if self.bucket:
+            batches = [batches[i] for i in rng.permutation(len(batches))]
+        for batch in batches:
+            yield batch.tolist()
+
+
+def sorted_batches(lengths: np.ndarray, batch_size: int) -> list[list[int]]:
+    """Inference batches, longest rows first (so an out-of-memory error shows at once)."""
+    order = np.argsort(-np.asarray(lengths), kind="stable")
+    return [order[i:i + batch_size].tolist() for i in range(0, len(order), batch_size)]
+
+
+def train_loader(ids, targets, pad_id: int, batch_size: int, seed: int, bucket: bool) -> DataLoader:
+    sampler = BucketSampler(lengths_of(ids), batch_size, seed, bucket)
+    return DataLoader(TokenDataset(ids, targets, pad_id), batch_sampler=sampler, collate_fn=_as_is)
+
+
+def eval_loader(ids, targets, pad_id: int, batch_size: int) -> DataLoader:
+    batches = sorted_batches(lengths_of(ids), batch_size)
+    return DataLoader(TokenDataset(ids, targets, pad_id), batch_sampler=batches, collate_fn=_as_is)
+
+
+def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
+    """Sentence vectors (B, H) from hidden states (B, T, H): the [CLS] token or the mean of real tokens."""
+    if pooling == "cls":
+        return hidden[:, 0]
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)                      # (B, T, 1)
+    return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)

@@ -1,0 +1,152 @@
+"""Family ``embed``: frozen pretrained-encoder sentence embeddings with a logistic / ridge / LightGBM head.
+
+Every train and test text is embedded once per run in :func:`prepare` (the encoder
+never trains, so the folds share one embedding matrix); each fold then fits only
+the head on its training rows. Linear heads standardise the embedding dimensions
+first (fitted on the fold's training rows), so ``C`` / ``alpha`` mean the same for
+any encoder. What a fold saves::
+
+    fold0/
+        embed.pkl       {"head": heads.Head, "encoder": {name, pooling, max_length}}
+        embed.json      the same, human-readable, plus the embedding size
+
+:func:`predict` re-embeds the new frame with the encoder named in the fold (resolved again,
+so a hub id finds the offline copy), or with the run's own copy in ``<run>/encoder/`` when
+there is one: ``comp export`` puts the frozen encoder there, so a bundle needs no hub.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from competition import artifacts
+from competition.config import ExperimentConfig
+from competition.errors import InputError
+from competition.models import FoldResult, heads
+from competition.models.heads import fit_head, n_outputs
+from competition.models import input_texts
+
+MODEL_FILE = "embed.pkl"
+
+
+@dataclass
+class Prepared:
+    cfg: ExperimentConfig
+    data: object                      # competition.data.Dataset
+    train: np.ndarray                 # (n_train, d) float32 embeddings
+    test: np.ndarray | None           # (n_test, d) or None
+
+
+def load_encoder(name: str):
+    """(tokenizer, model) of a hub id or local folder, in eval mode, on the CPU."""
+    from transformers import AutoModel, AutoTokenizer
+
+    from competition.models.pretrained import resolve_pretrained
+
+    path = resolve_pretrained(name)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = AutoModel.from_pretrained(path)
+    model.eval()
+    return tokenizer, model
+
+
+def embed_texts(texts: list[str], tokenizer, model, *, pooling: str, max_length: int,
+                batch_size: int) -> np.ndarray:
+    """(n, d) float32 sentence vectors: [CLS] or masked mean of the last hidden states.
+
+    Texts are tokenised once and batched by length, each batch padded only to its own
+    longest row (``batches.eval_loader``); rows come back in input order.
+    """
+    import torch
+    from rich.progress import track
+
+    from competition.models.batches import encode, eval_loader, pool
+
+    ids = encode(tokenizer, texts, max_length)
+    out = np.zeros((len(texts), model.config.hidden_size), dtype=np.float32)
+    with torch.inference_mode():
+        loader = eval_loader(ids, None, tokenizer.pad_token_id or 0, batch_size)
+        for batch in track(loader, description=f"embedding {len(texts)} texts", total=len(loader),
+                           transient=True, disable=not sys.stderr.isatty()):
+            mask = batch["attention_mask"]                                       # (b, t)
+            hidden = model(input_ids=batch["input_ids"], attention_mask=mask).last_hidden_state  # (b, t, d)
+            out[batch["index"].numpy()] = pool(hidden, mask, pooling).float().numpy()
+    return out
+
+
+_CACHE: dict[tuple, np.ndarray] = {}   # one entry: predicting several folds embeds the frame once
+
+
+def embeddings(cfg: ExperimentConfig, texts: list[str], name: str | None = None) -> np.ndarray:
+    """Embeddings of ``texts`` with the config's encoder (or ``name``), remembered for the next call."""
+    import torch
+
+    m = cfg.model
+    name = name or m.name
+    digest = hashlib.sha256("\x00".join(texts).encode("utf-8", "surrogatepass")).hexdigest()
+    key = (name, m.pooling, m.max_length, digest)
+    if key not in _CACHE:
+        if cfg.train.threads:
+            torch.set_num_threads(cfg.train.threads)
+        tokenizer, model = load_encoder(name)
+        _CACHE.clear()
+        _CACHE[key] = embed_texts(texts, tokenizer, model, pooling=m.pooling, max_length=m.max_length,
+                                  batch_size=m.batch_size)
+    return _CACHE[key]
+
+
+def prepare(cfg: ExperimentConfig, data) -> Prepared:
+    """Embed every train and test text once (in one pass, so the encoder loads once)."""
+    if cfg.model.head == "logistic" and data.spec.task == "regression":
+        raise InputError("model.head: logistic regression cannot fit the regression target "
+                         f"{data.spec.targets}; set model.head=ridge (or lgbm)")
+    texts = input_texts(cfg, data.spec, data.train)
+    test_texts = input_texts(cfg, data.spec, data.test) if data.test is not None else []
+    both = embeddings(cfg, texts + test_texts)
+    n = len(texts)
+    return Prepared(cfg, data, both[:n], both[n:] if data.test is not None else None)
+
+
+def fit_fold(prepared: Prepared, fold: int, train_idx: np.ndarray, valid_idx: np.ndarray,
+             out_dir: Path, tracker=None) -> FoldResult:
+    """Fit the head on the ``train_idx`` embeddings; predict ``valid_idx`` and the test set."""
+    cfg, data = prepared.cfg, prepared.data
+    m = cfg.model
+    X_valid = prepared.train[valid_idx]
+    head, curve = fit_head(m.head, data.spec.task, prepared.train[train_idx], data.y[train_idx],
+                           n_outputs=n_outputs(data), seed=cfg.seed, C=m.C, alpha=m.alpha,
+                           lgbm=m.lgbm, scale=True, threads=cfg.train.threads, key="model.head")
+    oof = head.predict(X_valid)
+    test = head.predict(prepared.test) if prepared.test is not None else None
+    encoder = {"name": m.name, "pooling": m.pooling, "max_length": m.max_length}
+    _save(out_dir, head, encoder, int(prepared.train.shape[1]))
+    if tracker is not None:
+        for point in curve:
+            tracker.log({"val/loss": point["val/loss"]}, step=point["epoch"])
+    return FoldResult(oof=oof, test=test, best_epoch=max(head.best_iterations, default=None),
+                      history=curve, extra={"dim": int(prepared.train.shape[1]), **encoder})
+
+
+def _save(out_dir: Path, head, encoder: dict, dim: int) -> None:
+    out_dir = Path(out_dir)
+    heads.save(out_dir / MODEL_FILE, {"head": head, "encoder": encoder})
+    artifacts.write_json(out_dir / "embed.json", {"family": "embed", "head": head.estimator,
+                                                  "task": head.task, "dim": dim, **encoder})
+
+
+def predict(fold_dir: Path, cfg: ExperimentConfig, data, frame) -> np.ndarray:
+    """Re-embed ``frame`` with the fold's encoder and apply its head."""
+    saved = heads.load(Path(fold_dir) / MODEL_FILE, "embed")
+    enc = saved["encoder"]
+    bundled = Path(fold_dir).parent / "encoder"          # the frozen encoder, copied by comp export
+    name = str(bundled) if (bundled / "config.json").is_file() else enc["name"]
+    settings = cfg.model_copy(update={"model": cfg.model.model_copy(
+        update={"pooling": enc["pooling"], "max_length": enc["max_length"]})})
+    X = embeddings(settings, input_texts(cfg, data.spec, frame), name=name)
+    return saved["head"].predict(X)

@@ -1,0 +1,53 @@
+"""Family ``encoder``: a pretrained Hugging Face encoder fine-tuned with a task head.
+
+``model.name`` is a hub id or a local folder; without internet a hub id resolves to an
+installed offline copy (see :mod:`competition.models.pretrained`). The training itself
+(pooling, head and loss per task, AdamW with layer-wise LR decay, warmup schedule, early
+stopping on the competition metric, SWA, seeds, TTA) lives in
+:mod:`competition.models.torch_common`, shared with the ``scratch`` family.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+from competition.config import ExperimentConfig
+from competition.errors import InputError
+from competition.models.pretrained import resolve_pretrained
+from competition.models.torch_common import Prepared, build_prepared, fit_fold, predict  # noqa: F401
+
+# the names different architectures give their dropout probabilities
+DROPOUT_ATTRS = ("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout", "attention_dropout",
+                 "hidden_dropout", "attention_probs_dropout")
+
+
+def load_encoder(source: str, dropout: float):
+    """The pretrained encoder with ``model.dropout`` in place of the dropout it was trained with."""
+    from transformers import AutoConfig, AutoModel
+
+    from transformers.utils import logging as hf_logging
+
+    config = AutoConfig.from_pretrained(source)
+    for attr in DROPOUT_ATTRS:
+        if isinstance(getattr(config, attr, None), float):
+            setattr(config, attr, dropout)
+    bar = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # a "Loading weights" bar per fold and seed is noise
+    try:
+        return AutoModel.from_pretrained(source, config=config)
+    finally:
+        if bar:
+            hf_logging.enable_progress_bar()
+
+
+def prepare(cfg: ExperimentConfig, data) -> Prepared:
+    """Resolve the encoder (local folder, hub or installed copy) and tokenise every text once."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    source = resolve_pretrained(cfg.model.name)
+    positions = getattr(AutoConfig.from_pretrained(source), "max_position_embeddings", None)
+    if positions is not None and cfg.model.max_length > positions:
+        raise InputError(f"model.max_length {cfg.model.max_length}: {cfg.model.name} reads at most "
+                         f"{positions} tokens; set model.max_length={positions} or less")
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    return build_prepared(cfg, data, tokenizer, partial(load_encoder, source, cfg.model.dropout))

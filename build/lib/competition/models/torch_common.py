@@ -1,0 +1,304 @@
+"""What the two torch families share: tokenising once, fitting a fold, saving it, predicting.
+
+``encoder`` and ``scratch`` differ only in where the tokenizer and the encoder come from;
+each builds a :class:`Prepared` and hands it to :func:`fit_fold` / :func:`predict` here.
+What a fold folder holds::
+
+    fold0/
+        tokenizer/               tokenizer.json, tokenizer_config.json, ... (save_pretrained)
+        encoder/config.json      the encoder's architecture (AutoConfig), no download needed
+        seed42/model.safetensors best weights of the seed's model (encoder + head); its metadata
+                                 holds the module's hyperparameters and the resolved experiment config
+        seed7/...                one folder per seed of ``train.seeds``; predictions are averaged
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import warnings
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+
+from competition.config import ExperimentConfig
+from competition.errors import InputError
+from competition.models import FoldResult, input_texts
+from competition.models.batches import encode, eval_loader, train_loader
+from competition.models.pretrained import resolve_pretrained  # noqa: F401 - re-exported for other families
+from competition.models.textmodel import FoldMonitor, TextModel, WeightAverage
+
+WEIGHTS = "model.safetensors"
+
+# Extra Lightning callbacks added to every fit run inside the context that sets them
+# (comp tune: the per-epoch pruning callback). Set with EXTRA_CALLBACKS.set(...), reset after.
+EXTRA_CALLBACKS: ContextVar[tuple[pl.Callback, ...]] = ContextVar("extra_callbacks", default=())
+
+
+@dataclass
+class Prepared:
+    """One run's tokenised inputs: every train and test row, every text variant, done once."""
+
+    cfg: ExperimentConfig
+    data: Any                                 # competition.data.Dataset
+    tokenizer: Any                            # a fast Hugging Face tokenizer
+    new_encoder: Callable[[], torch.nn.Module]  # a fresh encoder: pretrained weights or random init
+    train: dict[str, list[torch.Tensor]]      # variant ("plain", "no_keyword", "tail") -> ids per row
+    test: dict[str, list[torch.Tensor]] | None
+    targets: torch.Tensor                     # (n,) long for multiclass, else (n, k) float32
+    n_out: int
+
+
+# -- inputs --------------------------------------------------------------------------------
+
+def encode_frame(cfg: ExperimentConfig, spec, tokenizer, frame) -> dict[str, list[torch.Tensor]]:
+    """Token ids of every row: the plain text, plus each test-time augmentation in ``train.tta``.
+
+    ``no_keyword`` blanks the first text column (the keyword of keyword + text);
+    ``tail`` keeps the end of long texts instead of the start.
+    """
+    m = cfg.model
+    plain = input_texts(cfg, spec, frame)
+    out = {"plain": encode(tokenizer, plain, m.max_length, m.truncation)}
+    for variant in dict.fromkeys(cfg.train.tta):
+        if variant == "no_keyword":
+            if len(spec.text) < 2:
+                raise InputError(f"train.tta: 'no_keyword' blanks the first text column, but the "
+                                 f"competition has text columns {spec.text}; it needs two or more "
+                                 "(e.g. text: [keyword, text]). Remove it from train.tta.")
+            out[variant] = encode(tokenizer, input_texts(cfg, spec, frame, drop=(spec.text[0],)),
+                                  m.max_length, m.truncation)
+        elif variant == "tail":
+            out[variant] = encode(tokenizer, plain, m.max_length, "tail")
+    return out  # "none" adds nothing: the plain prediction is always part of the average
+
+
+def targets_of(data) -> tuple[torch.Tensor, int]:
+    """The loss's targets and the head's output count: (n,) codes for multiclass, else (n, k)."""
+    task, y = data.spec.task, np.asarray(data.y)
+    if task == "multiclass":
+        return torch.tensor(y, dtype=torch.long), len(data.labels)
+    y = y.reshape(len(y), -1)
+    return torch.tensor(y, dtype=torch.float32), y.shape[1]
+
+
+def build_prepared(cfg: ExperimentConfig, data, tokenizer, new_encoder) -> Prepared:
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    train = encode_frame(cfg, data.spec, tokenizer, data.train)
+    test = encode_frame(cfg, data.spec, tokenizer, data.test) if data.test is not None else None
+    targets, n_out = targets_of(data)
+    return Prepared(cfg, data, tokenizer, new_encoder, train, test, targets, n_out)
+
+
+# -- training --------------------------------------------------------------------------------
+
+def precision_of(precision: str) -> str:
+    """``auto``: 16-bit mixed precision on a GPU, full 32-bit on the CPU."""
+    if precision == "auto":
+        return "16-mixed" if torch.cuda.is_available() else "32"
+    return precision
+
+
+@contextmanager
+def _quiet_lightning():
+    """Lightning's banner lines ("GPU available", tips) and its 'few workers' hint repeat per
+    fold and seed; pre-tokenised tensors need no workers."""
+    logger = logging.getLogger("pytorch_lightning")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+            warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
+            warnings.filterwarnings("ignore", message=".*LeafSpec.*")  # Lightning's own deprecation
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+def make_trainer(cfg: ExperimentConfig, callbacks: list[pl.Callback]) -> pl.Trainer:
+    """One device; tracking goes through the fold's Tracker (no Lightning logger), best weights
+    stay in memory (no checkpoint files). With ``val_per_epoch`` > 1 Lightning validates every
+    ``int(batches / val_per_epoch)`` batches, so when the batch count is not divisible the last
+    validation of an epoch comes a few batches before its end."""
+    t = cfg.train
+    return pl.Trainer(
+        max_epochs=t.epochs, accelerator="auto", devices=1, precision=precision_of(t.precision),
+        accumulate_grad_batches=t.accumulate, gradient_clip_val=t.grad_clip,
+        val_check_interval=1.0 / t.val_per_epoch, num_sanity_val_steps=0, callbacks=callbacks,
+        logger=False, enable_checkpointing=False, enable_model_summary=False,
+        enable_progress_bar=sys.stderr.isatty(),
+    )
+
+
+def new_model(prepared: Prepared, encoder: torch.nn.Module) -> TextModel:
+    m = prepared.cfg.model
+    return TextModel(encoder, prepared.data.spec.task, prepared.n_out, pooling=m.pooling, dropout=m.dropout,
+                     lr=m.lr, head_lr=m.head_lr, weight_decay=m.weight_decay, layer_decay=m.layer_decay,
+                     warmup=prepared.cfg.train.warmup, schedule=prepared.cfg.train.schedule)
+
+
+def fit_seed(prepared: Prepared, seed: int, train_idx: np.ndarray, valid_idx: np.ndarray, tracker,
+             step_offset: int = 0) -> tuple[TextModel, FoldMonitor]:
+    """Train one model; returns it holding its best weights (SWA: the averaged ones)."""
+    cfg, t = prepared.cfg, prepared.cfg.train
+    pad_id = prepared.tokenizer.pad_token_id or 0
+    ids = prepared.train["plain"]
+    pl.seed_everything(seed, workers=True, verbose=False)   # head init, dropout, batch order
+    model = new_model(prepared, prepared.new_encoder())
+    train_dl = train_loader([ids[i] for i in train_idx], prepared.targets[train_idx], pad_id,
+                            t.batch_size, seed, t.bucket)
+    valid_dl = eval_loader([ids[i] for i in valid_idx], prepared.targets[valid_idx], pad_id, t.eval_batch_size)
+    spec = prepared.data.spec
+    monitor = FoldMonitor(spec.metric, spec.task, np.asarray(prepared.data.y)[valid_idx], tracker,
+                          t.patience, keep_best=not t.swa, seed=seed, step_offset=step_offset)
+    swa = WeightAverage(t.swa_start, t.swa_snapshots, t.swa_lr) if t.swa else None
+    callbacks: list[pl.Callback] = [monitor, *EXTRA_CALLBACKS.get(), *([swa] if swa else [])]
+    with _quiet_lightning():
+        trainer = make_trainer(cfg, callbacks)
+        try:
+            trainer.fit(model, train_dl, valid_dl)
+        except SystemExit:
+            # Lightning turns Ctrl-C into sys.exit(1); callers (train, tune, the CLI) handle a
+            # KeyboardInterrupt: finished folds are kept, the message says how to resume.
+            if trainer.interrupted:
+                raise KeyboardInterrupt from None
+            raise
+    if monitor.best_state is not None:
+        model.load_state_dict(monitor.best_state)
+    if swa is not None:
+        model.load_state_dict(swa.averaged_state(model.state_dict()))
+        monitor.best_epoch = trainer.current_epoch
+        monitor.swa_steps = swa.taken
+    monitor.steps = trainer.global_step
+    return model, monitor
+
+
+def fit_fold(prepared: Prepared, fold: int, train_idx, valid_idx, out_dir, tracker) -> FoldResult:
+    """Fit one model per seed on ``train_idx``; predict ``valid_idx`` (OOF) and the test set.
+
+    Predictions average the seeds and, with ``train.tta``, the text variants.
+    """
+    cfg, t = prepared.cfg, prepared.cfg.train
+    train_idx, valid_idx = np.asarray(train_idx), np.asarray(valid_idx)
+    out_dir = Path(out_dir)
+    prepared.tokenizer.save_pretrained(out_dir / "tokenizer")
+    oof, test, history, best_epochs, steps, train_seconds, swa_steps = [], [], [], [], 0, 0.0, []
+    for seed in t.seeds:
+        model, monitor = fit_seed(prepared, seed, train_idx, valid_idx, tracker, step_offset=steps)
+        steps += monitor.steps
+        train_seconds += monitor.train_seconds
+        history += monitor.history
+        best_epochs.append(monitor.best_epoch)
+        swa_steps.append(monitor.swa_steps)
+        model.encoder.config.save_pretrained(out_dir / "encoder")
+        save_model(model, out_dir / f"seed{seed}", cfg, monitor.best_epoch)
+        valid_variants = {k: [v[i] for i in valid_idx] for k, v in prepared.train.items()}
+        oof.append(predict_variants(model, valid_variants, cfg, prepared.tokenizer))
+        if prepared.test is not None:
+            test.append(predict_variants(model, prepared.test, cfg, prepared.tokenizer))
+        model.cpu()
+    return FoldResult(
+        oof=np.mean(oof, axis=0), test=np.mean(test, axis=0) if test else None,
+        best_epoch=best_epochs[0], history=history,
+        extra={"seeds": list(t.seeds), "best_epoch_per_seed": best_epochs,
+               "train_seconds": round(train_seconds, 2),   # optimisation only: no validation, no inference
+               **({"swa_steps_per_seed": swa_steps} if t.swa else {})},
+    )
+
+
+# -- saving and predicting -----------------------------------------------------------------
+
+def save_model(model: TextModel, folder: Path, cfg: ExperimentConfig, best_epoch: int | None) -> None:
+    """The weights with what is needed to rebuild the module (nanoGPT keeps its config inside the
+    checkpoint the same way)."""
+    from safetensors.torch import save_model as save_safetensors
+
+    folder.mkdir(parents=True, exist_ok=True)
+    metadata = {"hparams": json.dumps(dict(model.hparams)), "config": json.dumps(cfg.to_dict()),
+                "best_epoch": json.dumps(best_epoch)}
+    save_safetensors(model.cpu(), str(folder / WEIGHTS), metadata=metadata)
+
+
+def load_model(fold_dir: Path, seed_dir: Path) -> tuple[TextModel, dict]:
+    """A saved seed model (on the CPU, eval mode) and the experiment config it was trained with."""
+    from safetensors import safe_open
+    from safetensors.torch import load_model as load_safetensors
+    from transformers import AutoConfig, AutoModel
+
+    with safe_open(str(seed_dir / WEIGHTS), framework="pt") as f:
+        metadata = f.metadata()
+    encoder = AutoModel.from_config(AutoConfig.from_pretrained(fold_dir / "encoder"))
+    model = TextModel(encoder, **json.loads(metadata["hparams"]))
+    load_safetensors(model, str(seed_dir / WEIGHTS))
+    return model.eval(), json.loads(metadata["config"])
+
+
+def _autocast(cfg: ExperimentConfig, device: torch.device):
+    precision = precision_of(cfg.train.precision)
+    if device.type != "cuda" or precision not in ("16-mixed", "bf16-mixed"):
+        return torch.autocast(device.type, enabled=False)
+    return torch.autocast("cuda", dtype=torch.float16 if precision == "16-mixed" else torch.bfloat16)
+
+
+@torch.inference_mode()
+def predict_ids(model: TextModel, ids: list[torch.Tensor], cfg: ExperimentConfig, pad_id: int) -> np.ndarray:
+    """(n, k) predictions of rows of token ids, batched longest first, returned in input order."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model.to(device).eval()
+    out = np.empty((len(ids), model.hparams.n_out), dtype=np.float32)
+    with _autocast(cfg, device):
+        for batch in eval_loader(ids, None, pad_id, cfg.train.eval_batch_size):
+            logits = model(batch["input_ids"].to(device), batch["attention_mask"].to(device))  # (B, k)
+            out[batch["index"].numpy()] = model.probabilities(logits).cpu().numpy()
+    return out
+
+
+def predict_variants(model: TextModel, variants: dict[str, list[torch.Tensor]], cfg: ExperimentConfig,
+                     tokenizer) -> np.ndarray:
+    """The mean prediction over the text variants (just the plain text without TTA)."""
+    pad_id = tokenizer.pad_token_id or 0
+    return np.mean([predict_ids(model, ids, cfg, pad_id) for ids in variants.values()], axis=0)
+
+
+def predict(fold_dir, cfg: ExperimentConfig | None, data, frame, cache: dict | None = None) -> np.ndarray:
+    """Predict ``frame`` with a saved fold: every seed's model, every TTA variant, averaged.
+
+    Needs no internet and no pretrained weights: the architecture comes from
+    ``encoder/config.json``, the weights from the fold. ``cfg`` None uses the experiment
+    config saved inside the checkpoint. ``cache`` (a dict the caller keeps for one frame)
+    shares the token ids between folds whose tokenizer and text settings are the same, so a
+    file is tokenised once per text variant, not once per fold.
+    """
+    from transformers import AutoTokenizer
+
+    from competition import artifacts
+
+    fold_dir = Path(fold_dir)
+    seed_dirs = sorted(p for p in fold_dir.glob("seed*") if (p / WEIGHTS).is_file())
+    if not seed_dirs:
+        raise InputError(f"{fold_dir}: no saved model (seed*/{WEIGHTS}); train this fold first")
+    tokenizer = AutoTokenizer.from_pretrained(fold_dir / "tokenizer")
+    preds, variants = [], None
+    for seed_dir in seed_dirs:
+        model, saved = load_model(fold_dir, seed_dir)
+        cfg = cfg or ExperimentConfig.model_validate(saved)
+        if variants is None:
+            if cfg.train.threads:
+                torch.set_num_threads(cfg.train.threads)
+            key = (artifacts.file_hash(fold_dir / "tokenizer" / "tokenizer.json"), cfg.text.model_dump_json(),
+                   cfg.model.max_length, cfg.model.truncation, tuple(cfg.train.tta))
+            cache = {} if cache is None else cache
+            if key not in cache:
+                cache[key] = encode_frame(cfg, data.spec, tokenizer, frame)
+            variants = cache[key]
+        preds.append(predict_variants(model, variants, cfg, tokenizer))
+    return np.mean(preds, axis=0)

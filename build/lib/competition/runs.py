@@ -1,0 +1,176 @@
+"""Run artifacts as every later stage sees them: an experiment, a stack or a blend alike.
+
+A *run* is a folder ``experiments/<name>/`` with::
+
+    manifest.json   kind (experiment | stack | blend), family, task, metric, pred_columns,
+                    folds_hash, data_hash, test_hash, n_splits, status (complete | partial),
+                    inputs (stacks and blends), package versions, git commit
+    metrics.json    metric, direction, oof_score, threshold, folds {k: score}, fold_mean, fold_std
+    oof.parquet     id, fold, prediction columns: every train row once, train-file order
+    test.parquet    id, prediction columns (fold average), <col>__fold<k> (when there is a test set)
+
+:func:`write_run` is the one writer (train, stack and blend call it), so whatever
+reads a run never needs to know what produced it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from competition import artifacts, metrics
+from competition.errors import InputError
+from competition.workspace import Workspace
+
+
+RUN_FILES = ("oof.parquet", "test.parquet", "metrics.json")   # a complete run's predictions and scores
+
+
+@dataclass(frozen=True)
+class Run:
+    name: str
+    dir: Path
+    manifest: dict[str, Any]
+    metrics: dict[str, Any]
+
+    @property
+    def complete(self) -> bool:
+        return self.manifest.get("status") == "complete"
+
+    @property
+    def score(self) -> float | None:
+        return self.metrics.get("oof_score")
+
+    @property
+    def threshold(self):
+        return self.metrics.get("threshold")
+
+    @property
+    def pred_columns(self) -> list[str]:
+        return list(self.manifest["pred_columns"])
+
+    def oof(self) -> pd.DataFrame:
+        return pd.read_parquet(self.dir / "oof.parquet")
+
+    def test(self) -> pd.DataFrame | None:
+        path = self.dir / "test.parquet"
+        return pd.read_parquet(path) if path.is_file() else None
+
+
+def load_run(ws: Workspace, name: str, *, complete: bool = True) -> Run:
+    """Read one run; InputError when it does not exist or (with ``complete``) is unfinished."""
+    run_dir = ws.run_dir(name)
+    manifest_file = run_dir / "manifest.json"
+    if not manifest_file.is_file():
+        known = ", ".join(ws.run_ids()) or "none yet"
+        raise InputError(f"{run_dir}: no run named {name!r} (no manifest.json). Runs here: {known}. "
+                         f"Train it first: `comp train exp={name} --fold all`.")
+    manifest = artifacts.read_json(manifest_file)
+    metrics_file = run_dir / "metrics.json"
+    run = Run(name, run_dir, manifest, artifacts.read_json(metrics_file) if metrics_file.is_file() else {})
+    if complete and not run.complete:
+        missing = sorted(set(range(manifest.get("n_splits", 0))) - set(manifest.get("folds_done", [])))
+        raise InputError(f"{run_dir}: run {name!r} is not complete (folds {missing} missing). "
+                         f"Finish it: `comp train exp={name} --fold all`.")
+    return run
+
+
+def all_runs(ws: Workspace) -> list[Run]:
+    """Every run folder of the workspace, complete or not."""
+    return [load_run(ws, name, complete=False) for name in ws.run_ids()]
+
+
+def check_compatible(runs: list[Run], folds_hash: str, data_hash: str) -> None:
+    """Refuse to combine runs made on other folds or other data than the current ones."""
+    problems = []
+    for run in runs:
+        if run.manifest.get("folds_hash") != folds_hash:
+            problems.append(f"{run.name} was trained on other folds (folds_hash "
+                            f"{run.manifest.get('folds_hash')} != current {folds_hash})")
+        if run.manifest.get("data_hash") != data_hash:
+            problems.append(f"{run.name} was trained on other train data (data_hash "
+                            f"{run.manifest.get('data_hash')} != current {data_hash})")
+    if problems:
+        raise InputError("cannot combine these runs:\n  - " + "\n  - ".join(problems)
+                         + "\nRetrain them on the current folds (`comp train exp=<id> --force`) or leave them out.")
+
+
+def fold_stats(folds: dict[int, float]) -> dict[str, float]:
+    scores = np.array(list(folds.values()), dtype=float)
+    return {"fold_mean": float(scores.mean()), "fold_std": float(scores.std())}
+
+
+def write_run(ws: Workspace, name: str, *, spec, data, oof: pd.DataFrame, test: pd.DataFrame | None,
+              fold_scores: dict[int, float], manifest: dict[str, Any]) -> Run:
+    """Score the OOF and write a complete run (metrics, oof, test, then manifest last).
+
+    ``oof`` must hold id, fold and ``spec.pred_columns`` for every train row; it is put in
+    train-file order. The manifest is written last, so a run with a manifest saying
+    ``complete`` has all its files.
+    """
+    cols = spec.pred_columns
+    ids = data.train[spec.id_column].astype(str).to_numpy()
+    if len(oof) != len(ids) or set(oof["id"].astype(str)) != set(ids):
+        raise RuntimeError(f"run {name}: OOF predictions do not cover every train row exactly once")
+    position = pd.Series(np.arange(len(ids)), index=ids)
+    oof = oof.iloc[np.argsort(position.loc[oof["id"].astype(str)].to_numpy())].reset_index(drop=True)
+    pred = oof[cols].to_numpy(dtype=float)
+    if not np.isfinite(pred).all():
+        raise RuntimeError(f"run {name}: OOF predictions hold NaN or inf")
+    score, threshold = metrics.evaluate(spec.metric, data.y, pred, spec.task)
+    run_dir = ws.run_dir(name)
+    artifacts.write_parquet(run_dir / "oof.parquet", oof)
+    if test is not None:
+        artifacts.write_parquet(run_dir / "test.parquet", test)
+    run_metrics = {
+        "metric": spec.metric, "direction": metrics.METRICS[spec.metric].direction,
+        "oof_score": score, "threshold": threshold,
+        "folds": {int(k): v for k, v in fold_scores.items()}, **fold_stats(fold_scores),
+    }
+    artifacts.write_json(run_dir / "metrics.json", run_metrics)
+    full = {"name": name, "competition": spec.name, "task": spec.task, "metric": spec.metric,
+            "pred_columns": cols, "labels": _plain(data.labels), "status": "complete", **manifest,
+            **artifacts.environment()}
+    artifacts.write_json(run_dir / "manifest.json", full)
+    return Run(name, run_dir, full, run_metrics)
+
+
+def _plain(values):
+    """Labels as JSON keeps them (numpy scalars become Python ones)."""
+    return None if values is None else [v.item() if isinstance(v, np.generic) else v for v in values]
+
+
+def remake_command(name: str, manifest: dict) -> str:
+    """The command that makes this run again as it was: same inputs, meta-model, features, method, seed.
+
+    >>> remake_command("b01", {"kind": "blend", "inputs": ["001", "042"], "method": "mean"})
+    'comp blend --exp 001,042 --method mean --name b01 --force'
+    >>> remake_command("s01", {"kind": "stack", "inputs": ["001"], "meta": "ridge", "features": ["text_len"], "seed": 7})
+    'comp stack --exp 001 --meta ridge --with-features text_len --seed 7 --name s01 --force'
+    """
+    kind = manifest.get("kind", "experiment")
+    if kind == "experiment":
+        return f"comp train exp={name} --fold all --force"
+    words = [f"comp {kind}", f"--exp {','.join(manifest.get('inputs', []))}"]
+    if kind == "stack":
+        words.append(f"--meta {manifest.get('meta', 'lgbm')}")
+        if manifest.get("features"):
+            words.append(f"--with-features {','.join(manifest['features'])}")
+        if manifest.get("seed", 42) != 42:
+            words.append(f"--seed {manifest['seed']}")
+    elif manifest.get("method"):
+        words.append(f"--method {manifest['method']}")
+    return " ".join([*words, f"--name {name} --force"])
+
+
+def average_folds(parts: list[pd.DataFrame], cols: list[str]) -> pd.DataFrame:
+    """Mean of per-fold test predictions (same id order), per-fold columns kept as ``<col>__fold<k>``."""
+    stacked = np.stack([p[cols].to_numpy(dtype=float) for p in parts])  # (folds, n_test, k)
+    per_fold = {f"{c}__fold{k}": stacked[k, :, j] for k in range(len(parts)) for j, c in enumerate(cols)}
+    return pd.concat([parts[0][["id"]].reset_index(drop=True),
+                      pd.DataFrame(stacked.mean(axis=0), columns=cols),
+                      pd.DataFrame(per_fold)], axis=1)

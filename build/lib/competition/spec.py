@@ -1,0 +1,189 @@
+"""The competition spec (``competition.yaml``): what the data is and how it is scored.
+
+Example (the disaster-tweets workspace at the repository root)::
+
+    name: disaster-tweets
+    data_dir: ${oc.env:COMP_DATA,../shared/data}/disaster-tweets   # relative to this file
+    train: train.csv
+    test: test.csv
+    sample_submission: sample_submission.csv
+    id: id
+    targets: [target]
+    text: [keyword, text]
+    task: binary
+    metric: f1
+    folds: {scheme: stratified, n_splits: 5, seed: 42}
+
+Paths are relative to ``data_dir``, which is relative to the spec file, so a
+workspace may keep its data anywhere. ``${oc.env:VAR,default}`` reads an
+environment variable (OmegaConf interpolation).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from competition.errors import InputError, explain
+
+Task = Literal["binary", "multiclass", "multilabel", "regression"]
+TASKS: tuple[str, ...] = Task.__args__
+Scheme = Literal[
+    "kfold", "stratified", "group", "stratified-group",
+    "multilabel-stratified", "binned-stratified", "time-ordered",
+]
+SCHEMES: tuple[str, ...] = Scheme.__args__
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ReadOptions(_Strict):
+    """How to parse a data file (passed on to ``pandas.read_csv``)."""
+
+    sep: str = Field(",", description="field separator; '\\t' for TSV")
+    encoding: str = Field("utf-8", description="text encoding, e.g. utf-8, latin-1, cp1252")
+    header: bool = Field(True, description="first line holds column names")
+    names: list[str] | None = Field(None, description="column names when header is false")
+    quoting: Literal["minimal", "none", "all", "nonnumeric"] = Field(
+        "minimal", description="CSV quoting; 'none' for files with unescaped quotes")
+
+    @model_validator(mode="after")
+    def _names_without_header(self):
+        if not self.header and not self.names:
+            raise ValueError("read.header is false, so read.names must list the column names")
+        return self
+
+
+class LabelList(_Strict):
+    """A multilabel target stored as one column of separated label ids, e.g. ``"3,27"``."""
+
+    column: str = Field(description="column holding the separated label ids")
+    sep: str = Field(",", description="separator between label ids")
+    # ids are positions in the spec's ``targets`` list (goemotions: 0..27); names match themselves
+
+
+class FoldSpec(_Strict):
+    """How train rows are assigned to folds."""
+
+    scheme: Scheme | None = Field(None, description="None: stratified for classification, "
+                                  "binned-stratified for regression, multilabel-stratified for multilabel")
+    n_splits: int = Field(5, ge=2, description="number of folds")
+    seed: int = Field(42, description="random seed of the splitter")
+    group: str | None = Field(None, description="column whose equal values never straddle folds")
+    time: str | None = Field(None, description="column ordering rows in time (time-ordered scheme)")
+    bins: int = Field(10, ge=2, description="target bins for binned-stratified")
+
+
+class Spec(_Strict):
+    """A competition: files, columns, task, metric and fold scheme."""
+
+    name: str = Field(description="competition name")
+    data_dir: str = Field(".", description="folder of the data files, relative to the spec file")
+    train: str = Field(description="training file")
+    test: str | None = Field(None, description="test file (None: no test set)")
+    sample_submission: str | None = Field(
+        None, description="sample submission (None: built from test ids and target columns)")
+    solution: str | None = Field(None, description="hidden test labels for `comp score`")
+    read: ReadOptions = Field(default_factory=ReadOptions, description="how to parse train/test")
+    id: str | None = Field("id", description="id column; None numbers the rows 0..n-1 as 'id'")
+    targets: list[str] = Field(min_length=1, description="target column(s)")
+    labels: list[Any] | None = Field(
+        None, description="class labels in order (binary: the last one is the positive class)")
+    label_list: LabelList | None = Field(None, description="multilabel target as one column of ids")
+    text: list[str] = Field(default_factory=list, description="text column(s)")
+    features: list[str] = Field(default_factory=list, description="other feature columns")
+    task: Task = Field(description="binary, multiclass, multilabel or regression")
+    metric: str = Field(description="competition metric, e.g. f1, roc_auc, rmse")
+    folds: FoldSpec = Field(default_factory=FoldSpec, description="fold scheme")
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        from competition import metrics
+
+        if self.metric not in metrics.METRICS:
+            raise ValueError(f"unknown metric {self.metric!r}; valid: {', '.join(sorted(metrics.METRICS))}")
+        allowed = metrics.METRICS[self.metric].tasks
+        if self.task not in allowed:
+            raise ValueError(f"metric {self.metric!r} does not fit task {self.task!r}; "
+                             f"it scores {', '.join(allowed)}")
+        if self.task in ("binary", "multiclass") and len(self.targets) != 1:
+            raise ValueError(f"task {self.task} takes one target column, got {self.targets}")
+        if self.task == "multiclass" and not self.labels:
+            raise ValueError("task multiclass needs 'labels': list the classes in order, e.g. "
+                             "labels: [business, sport, tech] (comp init writes them)")
+        if self.task == "binary" and self.labels is not None and len(self.labels) != 2:
+            raise ValueError(f"binary task needs exactly 2 labels, got {self.labels}")
+        if self.label_list is not None and self.task != "multilabel":
+            raise ValueError("label_list only makes sense for task multilabel")
+        return self
+
+    # -- derived --------------------------------------------------------------------------
+    _root: Path = Path(".")  # folder of the spec file, set by load_spec
+
+    @property
+    def root(self) -> Path:
+        return self._root
+
+    @property
+    def data_path(self) -> Path:
+        return (self._root / self.data_dir).resolve()
+
+    def file(self, name: str | None) -> Path | None:
+        """A data file's absolute path (relative names are under ``data_dir``)."""
+        return None if name is None else (self.data_path / name)
+
+    @property
+    def id_column(self) -> str:
+        return self.id or "id"
+
+    @property
+    def scheme(self) -> str:
+        """The fold scheme, defaulted from the task when the spec names none."""
+        if self.folds.scheme:
+            return self.folds.scheme
+        if self.folds.group:
+            return "group" if self.task in ("regression", "multilabel") else "stratified-group"
+        return {"binary": "stratified", "multiclass": "stratified",
+                "multilabel": "multilabel-stratified", "regression": "binned-stratified"}[self.task]
+
+    @property
+    def pred_columns(self) -> list[str]:
+        """Prediction columns of oof/test parquet files.
+
+        binary: P(positive) under the target's name; multiclass: one probability per
+        class, ``<target>_<label>``; multilabel: P(label) per target; regression: the value.
+        """
+        if self.task == "multiclass":
+            return [f"{self.targets[0]}_{label}" for label in (self.labels or [])]
+        return list(self.targets)
+
+    def to_yaml(self) -> str:
+        data = self.model_dump(mode="json", exclude_defaults=False)
+        return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+
+
+def load_spec(path: Path | str) -> Spec:
+    """Read and validate a spec file; every problem becomes an InputError naming key and fix."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: spec file not found. Create it with `comp init --train ...`.")
+    try:
+        raw = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+    except (OmegaConfBaseException, yaml.YAMLError) as err:
+        raise InputError(f"{path}: cannot read the spec: {err}") from err
+    if not isinstance(raw, dict):
+        raise InputError(f"{path}: the spec must be a YAML mapping of keys (name, train, targets, ...)")
+    try:
+        spec = Spec.model_validate(raw)
+    except ValidationError as err:
+        raise explain(err, path, Spec) from None
+    object.__setattr__(spec, "_root", path.resolve().parent)
+    return spec

@@ -1,0 +1,334 @@
+"""The train stage: fit one experiment on each fold, predict its own rows (OOF) and the test set.
+
+``comp train exp=042 --fold all`` calls :func:`train`. What it writes::
+
+    experiments/042/
+        config.yaml          the resolved config (refused if a re-run's config differs)
+        manifest.json        family, folds/data/test hashes, status, wall time per fold, versions
+        oof.parquet          id, fold, prediction column(s): every train row once, no NaN
+        test.parquet         id, prediction column(s) averaged over folds, plus <col>__fold<k>
+        metrics.json         score per fold, overall OOF score, decision threshold
+        fold0/               one folder per fold, written whole (temp folder, then rename):
+            done.json        score, threshold, best epoch, seconds, hashes, learning curve
+            oof.parquet      this fold's own rows
+            test.parquet     this fold's test predictions
+            config.yaml      the config again, beside the model it produced
+            ...              the fitted model: weights + tokenizer, or the estimator
+        fold0.lock           held while a process trains fold 0
+
+Resume: a fold whose ``done.json`` matches the current folds and data, and whose
+``config.yaml`` matches the current config, is skipped; ``force`` retrains it. A run is
+complete only when every fold is done under one config: after ``--force --fold 0`` with a
+changed config the run is partial, its manifest names the folds trained with another config
+(``folds_other_config``) and the run-level predictions of the old model are removed. Nothing
+of a run changes until a fold finishes: a run that fails before (a refused setting, a model
+that cannot load) leaves ``config.yaml`` and every other file as they were. Two processes may train different folds of one
+experiment at once: each fold has its own lock, and the run-level files are
+assembled under another lock once every fold is complete.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+from filelock import FileLock, Timeout
+
+from competition import artifacts, metrics, runs, track
+from competition.config import ExperimentConfig
+from competition.errors import InputError
+from competition.models import FoldResult, family
+from competition.workspace import Workspace
+
+
+@dataclass
+class FoldRow:
+    fold: int
+    status: str                      # trained | skipped (done before) | busy (another process holds it)
+    score: float | None = None
+    best_epoch: int | None = None
+    seconds: float | None = None
+
+
+@dataclass
+class TrainResult:
+    exp: str
+    run_dir: Path
+    metric: str
+    folds: list[FoldRow] = field(default_factory=list)
+    oof_score: float | None = None   # None until every fold is complete
+    threshold: float | list[float] | None = None
+    other_config: dict[int, list[str]] = field(default_factory=dict)  # fold -> keys that differ from cfg
+
+    @property
+    def complete(self) -> bool:
+        return self.oof_score is not None
+
+
+def parse_folds(text: str, n_splits: int) -> list[int]:
+    """``'all'`` -> every fold; ``'0,2'`` -> [0, 2]; validated against ``n_splits``.
+
+    >>> parse_folds("all", 3), parse_folds("2,0", 5)
+    ([0, 1, 2], [0, 2])
+    """
+    if text.strip().lower() == "all":
+        return list(range(n_splits))
+    try:
+        chosen = sorted({int(part) for part in text.split(",") if part.strip()})
+    except ValueError:
+        raise InputError(f"--fold {text!r}: write 'all' or fold numbers like 0,2") from None
+    bad = [f for f in chosen if not 0 <= f < n_splits]
+    if bad or not chosen:
+        raise InputError(f"--fold {text!r}: folds are 0..{n_splits - 1} (the folds file has {n_splits})")
+    return chosen
+
+
+def _fold_done(fold_dir: Path, hashes: dict, config: dict) -> dict | None:
+    """The fold's ``done.json`` when it was trained on these folds and data with this config, else None."""
+    done = fold_dir / "done.json"
+    if not done.is_file():
+        return None
+    info = artifacts.read_json(done)
+    if not all(info.get(k) == v for k, v in hashes.items()):
+        return None
+    return info if not _fold_config_diff(fold_dir, config) else None
+
+
+def _predictive(config: dict) -> dict:
+    """The part of a resolved config that shapes predictions: tracking settings are left out."""
+    return {k: v for k, v in config.items() if k != "track"}
+
+
+def _fold_config_diff(fold_dir: Path, config: dict) -> list[str]:
+    """Keys whose value in the fold's saved ``config.yaml`` differs from ``config`` (tracking aside)."""
+    saved = fold_dir / "config.yaml"
+    if not saved.is_file():
+        return ["(no config.yaml)"]
+    return sorted(_diff_keys(_predictive(yaml.safe_load(saved.read_text()) or {}), _predictive(config)))
+
+
+def _check_previous_run(run_dir: Path, cfg: ExperimentConfig, hashes: dict, force: bool) -> None:
+    """Refuse to mix folds trained under other folds, other data or another config."""
+    saved_cfg = run_dir / "config.yaml"
+    if force or not saved_cfg.is_file():
+        return
+    # Tracking settings change where the logs go, not the predictions: they may differ between folds.
+    old, new = _predictive(yaml.safe_load(saved_cfg.read_text()) or {}), _predictive(cfg.to_dict())
+    if old != new:
+        changed = sorted(_diff_keys(old, new))
+        raise InputError(
+            f"{saved_cfg}: experiment {cfg.exp} was trained with a different config "
+            f"(changed: {', '.join(changed[:8])}). Use --force to retrain every fold with the new one, "
+            f"or give the change a new experiment id.")
+    for fold_dir in sorted(run_dir.glob("fold[0-9]*")):
+        done = fold_dir / "done.json"
+        if fold_dir.is_dir() and done.is_file():
+            info = artifacts.read_json(done)
+            stale = [k for k, v in hashes.items() if info.get(k) != v]
+            if stale:
+                what = " and ".join({"folds_hash": "the folds", "data_hash": "the train data",
+                                     "test_hash": "the test data"}[k] for k in stale)
+                raise InputError(
+                    f"{fold_dir}: {what} changed since this fold was trained. "
+                    f"Run again with --force to retrain experiment {cfg.exp} on the current ones.")
+
+
+def _diff_keys(old, new, prefix="") -> set[str]:
+    if not (isinstance(old, dict) and isinstance(new, dict)):
+        return {prefix.rstrip(".") or "(all)"} if old != new else set()
+    keys = set(old) | set(new)
+    return set().union(*(_diff_keys(old.get(k), new.get(k), f"{prefix}{k}.") for k in keys)) if keys else set()
+
+
+def _limit(train_idx: np.ndarray, limit: int | None, seed: int) -> np.ndarray:
+    """Smoke runs: fit on a seeded subset of the fold's training rows (OOF still covers every row)."""
+    if limit is None or len(train_idx) <= limit:
+        return train_idx
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(train_idx, size=limit, replace=False))
+
+
+def train(ws: Workspace, cfg: ExperimentConfig, *, folds: list[int] | str = "all", force: bool = False,
+          data=None, on_fold=None) -> TrainResult:
+    """Train ``cfg`` on the chosen folds; assemble the run's files once every fold is complete.
+
+    Args:
+        ws: the workspace.
+        cfg: the validated experiment config.
+        folds: fold numbers or ``"all"``.
+        force: retrain folds that are already complete (and accept a changed config).
+        data: a loaded :class:`~competition.data.Dataset` (loaded from the spec when None).
+        on_fold: called with each :class:`FoldRow` as it finishes (progress printing).
+    """
+    from competition import data as data_mod
+    from competition import folds as folds_mod
+    from competition.spec import load_spec
+
+    spec = load_spec(ws.spec_file) if data is None else data.spec
+    data = data if data is not None else data_mod.load(spec)
+    fold_table = folds_mod.read_folds(ws, data)
+    fold_of = _fold_vector(fold_table, data)
+    n_splits = int(fold_of.max()) + 1
+    chosen = parse_folds(folds, n_splits) if isinstance(folds, str) else parse_folds(
+        ",".join(map(str, folds)), n_splits)
+    hashes = {"folds_hash": artifacts.file_hash(ws.folds_file), "data_hash": data.train_hash,
+              "test_hash": data.test_hash}
+
+    run_dir = ws.run_dir(cfg.exp)
+    _check_previous_run(run_dir, cfg, hashes, force)
+    new_run = not run_dir.exists()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config = cfg.to_dict()
+    config_text = yaml.safe_dump(config, sort_keys=False)
+
+    result = TrainResult(cfg.exp, run_dir, spec.metric)
+    impl = family(cfg.model.family)
+    prepared, prepare_seconds = None, 0.0
+    try:
+        for k in chosen:
+            fold_dir = ws.fold_dir(cfg.exp, k)
+            lock = FileLock(str(run_dir / f"fold{k}.lock"))
+            try:
+                lock.acquire(timeout=0)
+            except Timeout:
+                row = FoldRow(k, "busy")
+            else:
+                try:
+                    info = None if force else _fold_done(fold_dir, hashes, config)
+                    if info is not None:
+                        row = FoldRow(k, "skipped", info["score"], info.get("best_epoch"), info["seconds"])
+                    else:
+                        if prepared is None:  # tokenise / build inputs once per run, only if a fold needs it
+                            started = time.perf_counter()
+                            prepared = impl.prepare(cfg, data)
+                            prepare_seconds = time.perf_counter() - started
+                        row = _train_fold(ws, cfg, spec, data, impl, prepared, fold_of, k, hashes, config_text,
+                                          prepare_seconds)
+                        prepare_seconds = 0.0   # charged to the first fold this process trains
+                        # the run's config is the one its newest fold was trained with
+                        artifacts.write_text(run_dir / "config.yaml", config_text)
+                finally:
+                    lock.release()
+            result.folds.append(row)
+            if on_fold is not None:
+                on_fold(row)
+    except BaseException:
+        # a new run that never finished a fold leaves nothing behind (only its lock files are there)
+        if new_run and all(p.suffix == ".lock" for p in run_dir.iterdir()):
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    if not (run_dir / "config.yaml").is_file():
+        return result          # no fold finished yet: the others are busy in another process
+    _assemble(ws, cfg, spec, data, fold_of, hashes, config, result)
+    return result
+
+
+def _fold_vector(fold_table: pd.DataFrame, data) -> np.ndarray:
+    """Fold number of every train row, in the train file's order."""
+    ids = data.train[data.spec.id_column].astype(str)
+    fold_by_id = dict(zip(fold_table["id"].astype(str), fold_table["fold"].astype(int)))
+    return np.array([fold_by_id[i] for i in ids], dtype=np.int64)
+
+
+def _train_fold(ws, cfg, spec, data, impl, prepared, fold_of, k, hashes, config_text,
+                prepare_seconds: float) -> FoldRow:
+    run_dir = ws.run_dir(cfg.exp)
+    fold_dir = ws.fold_dir(cfg.exp, k)
+    for stale in run_dir.glob(f"fold{k}.tmp-*"):  # left by a killed process; we hold the lock
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp_dir = run_dir / f"fold{k}.tmp-{os.getpid()}"
+    tmp_dir.mkdir(parents=True)
+    train_idx = _limit(np.flatnonzero(fold_of != k), cfg.train.limit_rows, cfg.seed + k)
+    valid_idx = np.flatnonzero(fold_of == k)
+    tracker = track.start(enabled=cfg.track.wandb, project=cfg.track.project or spec.name,
+                          group=cfg.exp, name=f"{cfg.exp}-fold{k}", config=cfg.to_dict(), run_dir=run_dir)
+    started = time.perf_counter()
+    try:
+        fit: FoldResult = impl.fit_fold(prepared, k, train_idx, valid_idx, tmp_dir, tracker)
+        seconds = time.perf_counter() - started
+        _check_predictions(fit, len(valid_idx), data, spec, cfg.exp, k)
+        score, threshold = metrics.evaluate(spec.metric, data.y[valid_idx], fit.oof, spec.task)
+        ids = data.train[spec.id_column].iloc[valid_idx].to_numpy()
+        oof = pd.DataFrame(fit.oof, columns=spec.pred_columns)
+        oof.insert(0, "fold", k)
+        oof.insert(0, "id", ids)
+        artifacts.write_parquet(tmp_dir / "oof.parquet", oof)
+        if fit.test is not None:
+            test = pd.DataFrame(fit.test, columns=spec.pred_columns)
+            test.insert(0, "id", data.test[spec.id_column].to_numpy())
+            artifacts.write_parquet(tmp_dir / "test.parquet", test)
+        artifacts.write_text(tmp_dir / "config.yaml", config_text)
+        artifacts.write_json(tmp_dir / "done.json", {
+            "fold": k, "score": score, "threshold": threshold, "best_epoch": fit.best_epoch,
+            "seconds": round(seconds, 2), "prepare_seconds": round(prepare_seconds, 2),
+            "n_train": len(train_idx), "n_valid": len(valid_idx),
+            **hashes, "history": fit.history, "extra": fit.extra,
+        })
+        # not val/score: wandb's summary keeps the last logged value of a history key, the last
+        # validation, while the fold's score comes from the kept (best or averaged) weights
+        tracker.summary({track.SCORE: score, "fold": k})
+        # the fold appears whole or not at all
+        if fold_dir.exists():
+            shutil.rmtree(fold_dir)
+        os.replace(tmp_dir, fold_dir)
+    except BaseException:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        raise
+    finally:
+        tracker.finish()
+    return FoldRow(k, "trained", score, fit.best_epoch, round(seconds, 2))
+
+
+def _total(seconds: list[float | None]) -> float | None:
+    """Sum of the folds' preparation seconds; unknown (None) when a fold did not record it."""
+    return None if None in seconds else round(sum(seconds), 2)
+
+
+def _check_predictions(fit: FoldResult, n_valid: int, data, spec, exp: str, k: int) -> None:
+    k_cols = len(spec.pred_columns)
+    if fit.oof.shape != (n_valid, k_cols) or not np.isfinite(fit.oof).all():
+        raise RuntimeError(f"experiment {exp} fold {k}: OOF predictions have shape {fit.oof.shape} "
+                           f"(expected {(n_valid, k_cols)}) or hold NaN/inf")
+    if data.test is not None and (fit.test is None or fit.test.shape != (len(data.test), k_cols)):
+        raise RuntimeError(f"experiment {exp} fold {k}: test predictions missing or of the wrong shape")
+
+
+def _assemble(ws, cfg, spec, data, fold_of, hashes, config: dict, result: TrainResult) -> None:
+    """Write the run-level files: the full run once every fold is complete under ``config``, else a
+    partial manifest (naming the folds trained with another config) and no run-level predictions."""
+    run_dir = ws.run_dir(cfg.exp)
+    n_splits = int(fold_of.max()) + 1
+    with FileLock(str(run_dir / "assemble.lock")):
+        done = {k: _fold_done(ws.fold_dir(cfg.exp, k), hashes, config) for k in range(n_splits)}
+        result.other_config = {
+            k: _fold_config_diff(ws.fold_dir(cfg.exp, k), config) for k in range(n_splits)
+            if not done[k] and (ws.fold_dir(cfg.exp, k) / "done.json").is_file()
+            and _fold_config_diff(ws.fold_dir(cfg.exp, k), config)}
+        manifest = {
+            "exp": cfg.exp, "kind": "experiment", "family": cfg.model.family, **hashes,
+            "n_splits": n_splits, "folds_done": [k for k, v in done.items() if v],
+            "seconds_per_fold": {k: v["seconds"] for k, v in done.items() if v},
+            # inputs built once per process (tokenising, embedding), charged to its first fold
+            "prepare_seconds": _total([v.get("prepare_seconds") for v in done.values() if v]),
+        }
+        if not all(done.values()):
+            artifacts.write_json(run_dir / "manifest.json", {
+                "name": cfg.exp, "competition": spec.name, "task": spec.task, "metric": spec.metric,
+                "pred_columns": spec.pred_columns, "status": "partial", **manifest,
+                "folds_other_config": {str(k): v for k, v in result.other_config.items()}})
+            for name in runs.RUN_FILES:    # predictions of a model that no longer exists as a whole
+                (run_dir / name).unlink(missing_ok=True)
+            return
+        folds = [ws.fold_dir(cfg.exp, k) for k in range(n_splits)]
+        oof = pd.concat([pd.read_parquet(d / "oof.parquet") for d in folds])
+        test = (runs.average_folds([pd.read_parquet(d / "test.parquet") for d in folds], spec.pred_columns)
+                if data.test is not None else None)
+        run = runs.write_run(ws, cfg.exp, spec=spec, data=data, oof=oof, test=test,
+                             fold_scores={k: v["score"] for k, v in done.items()}, manifest=manifest)
+        result.oof_score, result.threshold = run.score, run.threshold

@@ -1,0 +1,122 @@
+"""Where things live. The one module that owns every path.
+
+A *workspace* is a folder holding a competition spec (``competition.yaml``)
+plus its own ``folds/``, ``experiments/`` and ``submissions/``::
+
+    <workspace>/
+        competition.yaml          the spec: data paths, id, targets, task, metric, folds
+        folds/folds.csv           id, fold           (written by ``comp folds``)
+        folds/manifest.json       scheme, seed, hashes
+        experiments/base.yaml     defaults for every experiment
+        experiments/042.yaml      what experiment 042 changes
+        experiments/042/          run artifacts of 042 (git-ignored)
+        submissions/              submission CSVs, each with a .json manifest
+        tuning.db                 Optuna storage (SQLite)
+
+``comp`` finds the workspace the way git finds a repository: walk up from the
+current directory until a folder holds ``competition.yaml``. ``--workspace`` or
+the ``COMP_WORKSPACE`` environment variable point at one explicitly.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+SPEC_FILE = "competition.yaml"
+ENV_VAR = "COMP_WORKSPACE"
+
+
+class WorkspaceError(ValueError):
+    """No workspace could be found or the one named is not a workspace."""
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """Every path of one workspace, derived from its root."""
+
+    root: Path
+
+    @property
+    def spec_file(self) -> Path:
+        return self.root / SPEC_FILE
+
+    @property
+    def folds_dir(self) -> Path:
+        return self.root / "folds"
+
+    @property
+    def folds_file(self) -> Path:
+        return self.folds_dir / "folds.csv"
+
+    @property
+    def folds_manifest(self) -> Path:
+        return self.folds_dir / "manifest.json"
+
+    @property
+    def experiments_dir(self) -> Path:
+        return self.root / "experiments"
+
+    @property
+    def base_config(self) -> Path:
+        return self.experiments_dir / "base.yaml"
+
+    def experiment_file(self, exp: str) -> Path:
+        return self.experiments_dir / f"{exp}.yaml"
+
+    def run_dir(self, exp: str) -> Path:
+        """Artifact folder of one experiment (or stack / blend)."""
+        return self.experiments_dir / exp
+
+    def fold_dir(self, exp: str, fold: int) -> Path:
+        return self.run_dir(exp) / f"fold{fold}"
+
+    @property
+    def submissions_dir(self) -> Path:
+        return self.root / "submissions"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.root / "reports"
+
+    @property
+    def tuning_db(self) -> Path:
+        return self.root / "tuning.db"
+
+    def experiment_ids(self) -> list[str]:
+        """Ids of every experiment file (``base.yaml`` excluded), sorted."""
+        if not self.experiments_dir.is_dir():
+            return []
+        return sorted(p.stem for p in self.experiments_dir.glob("*.yaml") if p.stem != "base")
+
+    def run_ids(self) -> list[str]:
+        """Ids of every folder of run artifacts (experiments, stacks, blends), sorted."""
+        if not self.experiments_dir.is_dir():
+            return []
+        return sorted(p.parent.name for p in self.experiments_dir.glob("*/manifest.json"))
+
+
+def find_workspace(start: Path | str | None = None, explicit: Path | str | None = None) -> Workspace:
+    """Locate the workspace: ``explicit``, else ``$COMP_WORKSPACE``, else walk up from ``start``.
+
+    Raises:
+        WorkspaceError: naming where it looked and how to create one.
+    """
+    named = explicit or os.environ.get(ENV_VAR)
+    if named:
+        root = Path(named).expanduser().resolve()
+        if not (root / SPEC_FILE).is_file():
+            raise WorkspaceError(
+                f"{root} is not a comp workspace: it has no {SPEC_FILE}. "
+                f"Create one with `comp init --workspace {root} --train ...`."
+            )
+        return Workspace(root)
+    here = Path(start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / SPEC_FILE).is_file():
+            return Workspace(folder)
+    raise WorkspaceError(
+        f"no {SPEC_FILE} in {here} or any folder above it. Run `comp init --train train.csv ...` "
+        f"to create a workspace, or point at one with --workspace / ${ENV_VAR}."
+    )

@@ -1,0 +1,36 @@
+"""``comp export RUN DIR [--kaggle-dataset OWNER/SLUG]``"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from competition.commands._common import WorkspaceOpt, console, handle_errors, workspace
+
+
+@handle_errors
+def command(
+    run: Annotated[str, typer.Argument(help="A complete run: an experiment, a stack or a blend.")],
+    out: Annotated[Path, typer.Argument(help="The bundle folder to write (new or empty).")],
+    kaggle_dataset: Annotated[str | None, typer.Option(
+        "--kaggle-dataset", help="OWNER/SLUG: also write the dataset-metadata.json `kaggle datasets create` reads")] = None,
+    wheel: Annotated[bool, typer.Option("--wheel/--no-wheel", help="put comp's own wheel in wheels/")] = True,
+    ws_path: WorkspaceOpt = None,
+) -> None:
+    """Write a run and everything it needs to predict, offline, as one folder (a Kaggle dataset)."""
+    from rich.table import Table
+
+    from competition.export import export
+
+    ws = workspace(ws_path)
+    result = export(ws, run, out, kaggle_dataset=kaggle_dataset, wheel=wheel)
+    table = Table(title=f"bundle {result.out_dir} ({len(result.runs)} runs: {', '.join(result.runs)})")
+    table.add_column("part")
+    table.add_column("MiB", justify="right")
+    for part, size in sorted(result.sizes.items(), key=lambda kv: -kv[1]):
+        table.add_row(part, f"{size / 2**20:.2f}")
+    table.add_row("[bold]total[/]", f"[bold]{sum(result.sizes.values()) / 2**20:.2f}[/]")
+    console.print(table)
+    console.print(f"predict with it: python {result.out_dir / 'predict.py'} --test FILE", highlight=False)

@@ -1,0 +1,32 @@
+"""``comp predict RUN --test FILE [--out DIR] [--sample-submission FILE]``"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from competition.commands._common import WorkspaceOpt, console, handle_errors, workspace
+
+
+@handle_errors
+def command(
+    run: Annotated[str, typer.Argument(help="A complete run: an experiment, a stack or a blend.")],
+    test: Annotated[Path, typer.Option("--test", "-t", help="CSV of the rows to predict (the test file's columns).")],
+    out: Annotated[Path | None, typer.Option(
+        "--out", "-o", help="Folder to write (new or empty). Default: submissions/<time>_<run>_predict/.")] = None,
+    sample_submission: Annotated[Path | None, typer.Option(
+        "--sample-submission", help="The sample submission of these rows (default: the spec's, when its ids "
+                                    "match; else one built from the rows' ids).")] = None,
+    ws_path: WorkspaceOpt = None,
+) -> None:
+    """Replay a trained run (its saved fold models, meta-models, blend weights) on a new file, offline."""
+    from competition.predict import predict
+
+    ws = workspace(ws_path)
+    result = predict(ws, run, test, out=out, sample_submission=sample_submission)
+    steps = ", ".join(f"{name} {seconds:.1f}s" for name, seconds in result.seconds.items())
+    console.print(f"[bold green]{result.out_dir}[/] ({result.rows} rows): predictions.parquet, submission.csv, "
+                  f"manifest.json", highlight=False)
+    console.print(f"  {run}: {steps}", highlight=False)

@@ -1,0 +1,213 @@
+"""The export stage: a run and everything it needs to predict, as one self-contained folder.
+
+``comp export RUN DIR`` calls :func:`export`. The bundle is itself a (minimal) workspace, so
+``comp predict`` runs on it unchanged; it needs no training data, no folds and no network::
+
+    DIR/
+        competition.yaml     the spec (its data paths are not needed to predict)
+        experiments/<run>/   RUN and every run it reads, recursively: manifest, metrics (threshold),
+                             config.yaml, blend.json, and per fold the model files (encoder weights
+                             as safetensors, tokenizer, classical models, meta-models) and done.json;
+                             no OOF/test predictions, no logs
+        bundle.json          the run, its kind and inputs, labels, every file with its sha256 and
+                             size, the package versions it was exported with
+        predict.py           the entry point: python predict.py --test FILE [--out DIR]
+        wheels/              comp's own wheel, to install in an offline notebook (when exported
+                             from a source checkout)
+        dataset-metadata.json    with --kaggle-dataset OWNER/SLUG: what `kaggle datasets create` reads
+
+Before ``comp predict`` loads anything from a bundle it checks every file against
+``bundle.json`` (:func:`verify`): a damaged or altered model file is refused, not loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from competition import artifacts, runs
+from competition.errors import InputError
+from competition.workspace import Workspace
+
+MANIFEST = "bundle.json"
+SKIPPED = {"oof.parquet", "test.parquet", "importance.json"}        # predictions, not models
+ENTRY_POINT = '''"""Predict with this bundle, offline: python predict.py --test FILE [--out DIR] [--sample-submission FILE]
+
+Exported by `comp export {run}`; needs the comp package (its wheel is in wheels/) and no network.
+"""
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("WANDB_MODE", "disabled")
+
+from competition.cli import app  # noqa: E402
+
+if __name__ == "__main__":
+    app(["predict", {run!r}, "--workspace", str(Path(__file__).resolve().parent), *sys.argv[1:]])
+'''
+
+
+@dataclass
+class ExportResult:
+    run: str
+    out_dir: Path
+    runs: list[str]
+    sizes: dict[str, int]          # part -> bytes
+    wheel: Path | None
+
+
+def needed_runs(ws: Workspace, name: str) -> list[str]:
+    """``name`` and every run it reads, inputs first (each once)."""
+    order: list[str] = []
+
+    def visit(run_name: str) -> None:
+        if run_name in order:
+            return
+        run = runs.load_run(ws, run_name)
+        for source in run.manifest.get("inputs", []) if run.manifest.get("kind") != "experiment" else []:
+            visit(source)
+        order.append(run_name)
+
+    visit(name)
+    return order
+
+
+def part_of(path: Path) -> str:
+    """What a bundle file is, for the size table."""
+    if path.suffix == ".safetensors":
+        return "encoder weights"
+    if "tokenizer" in path.parts:
+        return "tokenizers"
+    if path.parent.name == "encoder":
+        return "encoder configs"
+    if path.name == "meta.joblib":
+        return "meta-models"
+    if path.name == "blend.json":
+        return "blend parameters"
+    if path.suffix in (".pkl", ".skops", ".txt"):
+        return "classical models"
+    if path.suffix == ".whl":
+        return "comp wheel"
+    return "configs and manifests"
+
+
+def _labels(ws: Workspace, run: runs.Run) -> list | None:
+    from competition.predict import run_labels
+    from competition.spec import load_spec
+
+    return run_labels(ws, load_spec(ws.spec_file), run)
+
+
+def _copy_run(ws: Workspace, name: str, target: Path, labels: list | None) -> None:
+    """A run's model files (no predictions, logs or locks); an embed run also gets its frozen
+    encoder (``encoder/``), and every manifest the class labels, so the bundle needs no hub and no
+    training data."""
+    source = ws.run_dir(name)
+    manifest = artifacts.read_json(source / "manifest.json")
+    for path in sorted(source.rglob("*")):
+        rel = path.relative_to(source)
+        if (path.is_dir() or path.name in SKIPPED or path.suffix == ".lock" or ".tmp-" in str(rel)
+                or rel.parts[0].startswith((".", "wandb")) or rel.parts[0].startswith(".wandb")):
+            continue
+        if len(rel.parts) > 1 and not rel.parts[0].startswith("fold"):
+            continue
+        dest = target / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, dest)
+    if manifest.get("labels") is None and labels is not None:
+        artifacts.write_json(target / "manifest.json", {**manifest, "labels": labels})
+    if manifest.get("family") == "embed":
+        import yaml
+
+        from competition.models.embed import load_encoder
+
+        tokenizer, model = load_encoder(yaml.safe_load((source / "config.yaml").read_text())["model"]["name"])
+        model.save_pretrained(target / "encoder")
+        tokenizer.save_pretrained(target / "encoder")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _build_wheel(target: Path) -> Path | None:
+    """comp's wheel, built from the source checkout this package runs from (None when installed
+    from a wheel: then install that same wheel in the notebook)."""
+    root = Path(__file__).resolve().parents[1]
+    if not (root / "pyproject.toml").is_file():
+        return None
+    target.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
+                           "--wheel-dir", str(target), str(root)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise InputError(f"building comp's wheel from {root} failed: {proc.stderr.strip()[-500:]}; "
+                         "export with --no-wheel and install comp in the notebook another way")
+    return next(target.glob("competition-*.whl"))
+
+
+def export(ws: Workspace, name: str, out: Path | str, *, kaggle_dataset: str | None = None,
+           wheel: bool = True) -> ExportResult:
+    """Write run ``name`` and every run it needs into ``out`` (new or empty), whole or not at all."""
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise InputError(f"{out}: exists and is not empty; export into a new folder")
+    if kaggle_dataset is not None and (kaggle_dataset.count("/") != 1 or not all(kaggle_dataset.split("/"))):
+        raise InputError(f"--kaggle-dataset {kaggle_dataset!r}: write OWNER/SLUG, e.g. alice/comp-042-bundle")
+    top = runs.load_run(ws, name)
+    chosen = needed_runs(ws, name)
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        shutil.copy2(ws.spec_file, tmp / "competition.yaml")
+        labels = _labels(ws, top)
+        for run_name in chosen:
+            _copy_run(ws, run_name, tmp / "experiments" / run_name, labels)
+        artifacts.write_text(tmp / "predict.py", ENTRY_POINT.format(run=name))
+        built = _build_wheel(tmp / "wheels") if wheel else None
+        if kaggle_dataset:
+            artifacts.write_json(tmp / "dataset-metadata.json", {
+                "title": f"comp bundle {name}", "id": kaggle_dataset, "licenses": [{"name": "CC0-1.0"}]})
+        files = {str(p.relative_to(tmp)): {"sha256": _sha256(p), "bytes": p.stat().st_size}
+                 for p in sorted(tmp.rglob("*")) if p.is_file()}
+        artifacts.write_json(tmp / MANIFEST, {
+            "run": name, "kind": top.manifest.get("kind", "experiment"), "runs": chosen,
+            "labels": top.manifest.get("labels"), "cv": top.score, "metric": top.manifest.get("metric"),
+            "files": files, **artifacts.environment()})
+        if out.exists():
+            out.rmdir()
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    sizes: dict[str, int] = {}
+    for rel, info in files.items():
+        part = part_of(Path(rel))
+        sizes[part] = sizes.get(part, 0) + info["bytes"]
+    return ExportResult(name, out, chosen, sizes, None if built is None else out / "wheels" / built.name)
+
+
+def verify(root: Path) -> None:
+    """Every file ``bundle.json`` lists is there with its sha256, before anything is loaded from it."""
+    manifest = artifacts.read_json(Path(root) / MANIFEST)
+    bad = []
+    for rel, info in manifest.get("files", {}).items():
+        path = Path(root) / rel
+        if not path.is_file():
+            bad.append(f"{rel} is missing")
+        elif path.stat().st_size != info["bytes"] or _sha256(path) != info["sha256"]:
+            bad.append(f"{rel} differs from what was exported")
+    if bad:
+        raise InputError(f"{Path(root) / MANIFEST}: the bundle is damaged or altered ({'; '.join(bad[:5])}"
+                         f"{'; ...' if len(bad) > 5 else ''}); nothing was loaded. Export it again.")

@@ -1,0 +1,233 @@
+"""The predict stage: replay a finished run on new rows, offline, without retraining.
+
+``comp predict RUN --test FILE`` calls :func:`predict`. RUN is any complete run: an experiment
+of any family, a stack (also over stacks) or a blend. Its inputs are walked recursively; every
+base experiment predicts FILE once with each saved fold model (the same text building,
+tokenisation, sorted dynamic padding, seeds and TTA as training), its folds averaged as training
+averaged them; then each stack applies its fold meta-models and each blend its saved parameters.
+On the workspace's own test file this reproduces the run's ``test.parquet``. What it writes::
+
+    submissions/<UTC time>_<run>_predict/     (or --out DIR), whole or not at all
+        predictions.parquet   id + prediction column(s) of RUN (probabilities or values)
+        submission.csv        in the sample submission's format, with RUN's decision threshold,
+                              validated as ``comp submit`` validates (when a sample is known)
+        manifest.json         run, its kind and inputs, FILE and its hash, rows, package versions
+
+Needs no training data, folds or network: a workspace exported by ``comp export`` predicts too.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+import types
+import warnings
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from competition import artifacts, runs
+from competition.errors import InputError
+from competition.workspace import Workspace
+
+CHECKED_PACKAGES = ("torch", "transformers", "tokenizers", "scikit-learn", "lightgbm", "numpy")
+
+
+@dataclass
+class PredictResult:
+    run: str
+    out_dir: Path
+    predictions: pd.DataFrame                 # id + prediction columns
+    submission: Path | None
+    rows: int
+    seconds: dict[str, float] = field(default_factory=dict)   # run -> wall seconds of its own step
+
+
+class _Replay:
+    """Predicts runs on one frame, each run once (a base experiment shared by two stacks too)."""
+
+    def __init__(self, ws: Workspace, spec, frame: pd.DataFrame):
+        self.ws, self.spec, self.frame = ws, spec, frame
+        self.done: dict[str, np.ndarray] = {}
+        self.seconds: dict[str, float] = {}
+        self.tokens: dict = {}                # token ids per tokenizer and text settings, shared by folds
+
+    def run(self, name: str) -> np.ndarray:
+        if name not in self.done:
+            run = runs.load_run(self.ws, name)
+            _warn_versions(run)
+            kind = run.manifest.get("kind", "experiment")
+            inputs = {r: self.run(r) for r in run.manifest.get("inputs", [])} if kind != "experiment" else {}
+            started = time.perf_counter()
+            if kind == "experiment":
+                out = self._experiment(run)
+            elif kind == "stack":
+                from competition.stack import replay
+
+                out = replay(run.dir, inputs, self.frame, self.spec)
+            else:
+                from competition.blend import replay
+
+                out = replay(run.dir, inputs, self.frame, self.spec)
+            self.seconds[name] = round(time.perf_counter() - started, 2)
+            self.done[name] = np.asarray(out, dtype=np.float64)
+        return self.done[name]
+
+    def _experiment(self, run: runs.Run) -> np.ndarray:
+        import yaml
+
+        from competition.config import ExperimentConfig
+        from competition.models import family
+
+        config = run.dir / "config.yaml"
+        if not config.is_file():
+            raise InputError(f"{config}: missing; experiment {run.name} cannot be rebuilt without its "
+                             f"resolved config. Retrain it: `comp train exp={run.name} --fold all --force`")
+        cfg = ExperimentConfig.model_validate(yaml.safe_load(config.read_text()))
+        impl = family(cfg.model.family)
+        data = types.SimpleNamespace(spec=self.spec)    # predicting needs the spec, never the train rows
+        parts = []
+        for k in range(int(run.manifest["n_splits"])):
+            fold_dir = self.ws.fold_dir(run.name, k)
+            if not (fold_dir / "done.json").is_file():
+                raise InputError(f"{fold_dir}: fold {k} of {run.name} is missing (no done.json); retrain it: "
+                                 f"`comp train exp={run.name} --fold {k} --force`")
+            kwargs = {"cache": self.tokens} if cfg.is_torch else {}
+            parts.append(np.asarray(impl.predict(fold_dir, cfg, data, self.frame, **kwargs), dtype=np.float64))
+        return np.mean(parts, axis=0)
+
+
+def _warn_versions(run: runs.Run) -> None:
+    """Models saved under other versions of the libraries that load them: a warning naming them."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    saved = run.manifest.get("packages") or {}
+    differ = []
+    for package in CHECKED_PACKAGES:
+        try:
+            now = version(package)
+        except PackageNotFoundError:
+            continue
+        if saved.get(package) and saved[package] != now:
+            differ.append(f"{package} {saved[package]} (now {now})")
+    if differ:
+        warnings.warn(f"run {run.name} was saved with {', '.join(differ)}: its models load, but check "
+                      "that the predictions match", UserWarning, stacklevel=3)
+
+
+def run_labels(ws: Workspace, spec, run: runs.Run) -> list | None:
+    """Class labels in code order: from the run (recorded since comp predict), else the spec, else
+    the training data (only in a workspace that has it)."""
+    if run.manifest.get("labels") is not None or spec.task in ("regression", "multilabel"):
+        return run.manifest.get("labels")
+    if spec.labels:
+        return list(spec.labels)
+    from competition import data as data_mod
+
+    return data_mod.load(spec, with_test=False).labels
+
+
+def _sample(spec, frame: pd.DataFrame, given: Path | None, labels) -> tuple[pd.DataFrame, Path | None]:
+    """The submission's format: the given sample, else the spec's when it lists these rows' ids,
+    else one built from the rows' ids in the spec's format."""
+    from competition import data as data_mod
+    from competition.submit import id_keys
+
+    ids = frame[spec.id_column]
+    if given is not None:
+        return data_mod.read_table(given, data_mod.ReadOptions(), role="sample submission", dtype=str), Path(given)
+    path = spec.file(spec.sample_submission) if spec.sample_submission else None
+    if path is not None and path.is_file():
+        sample = data_mod.read_sample_submission(spec)
+        if set(id_keys(sample[sample.columns[0]])) == set(id_keys(ids)):
+            return sample, path
+    built = pd.DataFrame({spec.id_column: ids.astype(str).to_numpy()})
+    for column, value in data_mod.placeholder(spec, labels).items():
+        built[column] = str(value)
+    return built, None
+
+
+def _out_dir(ws: Workspace, out: Path | None, name: str) -> Path:
+    if out is not None:
+        out = Path(out)
+        if out.exists() and any(out.iterdir()):
+            raise InputError(f"{out}: exists and is not empty; choose another --out (predictions are never "
+                             "overwritten)")
+        return out
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    path, n = ws.submissions_dir / f"{stamp}_{name}_predict", 1
+    while path.exists():
+        path, n = ws.submissions_dir / f"{stamp}_{name}_predict-{n}", n + 1
+    return path
+
+
+def predict(ws: Workspace, name: str, test_file: Path | str, *, out: Path | None = None,
+            sample_submission: Path | None = None) -> PredictResult:
+    """Predict ``test_file`` with run ``name`` and write predictions, a submission and a manifest.
+
+    Raises:
+        InputError: a bad file (missing columns, ids, encoding, empty), an incomplete or damaged
+            run; nothing is written then.
+    """
+    from competition import data as data_mod
+    from competition import submit
+    from competition.spec import load_spec
+
+    from competition import export
+
+    if (ws.root / export.MANIFEST).is_file():      # a bundle: check every file before loading any
+        export.verify(ws.root)
+    spec = load_spec(ws.spec_file)
+    run = runs.load_run(ws, name)
+    test_file = Path(test_file)
+    frame, frame_hash = data_mod.read_inputs(spec, test_file)
+    if run.pred_columns != spec.pred_columns:
+        raise InputError(f"{run.dir / 'manifest.json'}: run {name} predicts {run.pred_columns}, "
+                         f"competition.yaml expects {spec.pred_columns}; remake it: `{runs.remake_command(name, run.manifest)}`")
+    replay = _Replay(ws, spec, frame)
+    values = replay.run(name)
+    cols = spec.pred_columns
+    preds = pd.DataFrame(values, columns=cols)
+    preds.insert(0, "id", frame[spec.id_column].to_numpy())
+    submit.check_values(preds, cols, where=f"predictions of {name}", fix="the run's models are damaged; retrain it",
+                        probabilities=spec.task != "regression", ids=preds["id"])
+
+    output = submit.output_kind(spec.task, spec.metric)
+    labels = run_labels(ws, spec, run)
+    sample, sample_path = _sample(spec, frame, sample_submission, labels)
+    sample_name = str(sample_path) if sample_path else "(built from the rows' ids)"
+    submit.check_sample_columns(sample, spec, output, sample_name)
+    submit.check_ids(preds["id"], sample[sample.columns[0]], where=str(test_file),
+                     reference=f"the sample submission {sample_name}",
+                     fix="give the sample submission that belongs to this file (--sample-submission)")
+    table = submit.format_submission(sample, preds, task=spec.task, output=output, labels=labels,
+                                     threshold=run.threshold)
+    submit.check_output(table, sample, output, spec.task, labels, sample_name)
+
+    target = _out_dir(ws, out, name)
+    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        artifacts.write_parquet(tmp / "predictions.parquet", preds)
+        artifacts.write_csv(tmp / "submission.csv", table, lineterminator=submit.line_terminator(sample_path),
+                            encoding="utf-8-sig" if submit.has_bom(sample_path) else "utf-8")
+        artifacts.write_json(tmp / "manifest.json", {
+            "run": name, "kind": run.manifest.get("kind", "experiment"), "inputs": run.manifest.get("inputs"),
+            "file": str(test_file.resolve()), "file_hash": artifacts.file_hash(test_file), "rows_hash": frame_hash,
+            "rows": len(preds), "columns": cols, "output": output,
+            "threshold": run.threshold if output == "labels" else None,
+            "same_rows_as_training_test": frame_hash == run.manifest.get("test_hash"),
+            "sample_submission": str(sample_path) if sample_path else None,
+            "seconds": replay.seconds, **artifacts.environment()})
+        if target.exists():
+            target.rmdir()          # an empty --out folder
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return PredictResult(name, target, preds, target / "submission.csv", len(preds), replay.seconds)

@@ -1,0 +1,303 @@
+"""comp predict: any run replayed on a file reproduces its own test predictions and submission.
+
+One small disaster-tweets workspace with every text family (tfidf with a linear and a LightGBM
+estimator, a tiny random encoder with two seeds and TTA, scratch, frozen embeddings), stacks
+(one with row features, one over stacks) and a blend of every method; titanic for the tabular
+lgbm family. Identity: ``comp predict RUN --test <the workspace's test.csv>`` equals the run's
+``test.parquet`` to 1e-6 and writes ``comp submit``'s CSV byte for byte.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from competition import runs
+from competition.cli import app
+from competition.config import load_config
+from competition.errors import InputError
+from competition.predict import predict
+from competition.submit import submit
+from competition.train import train
+from tests.tiny import tiny_bert
+from tests.workspaces import tweets_workspace
+
+BLENDS = ("hill-climb", "mean", "weighted", "rank", "vote-hard", "vote-soft", "moe")
+
+
+@pytest.fixture(scope="module")
+def tweets(tmp_path_factory):
+    root = tmp_path_factory.mktemp("predict")
+    ws = tweets_workspace(root / "ws", n_train=240, n_test=60, n_splits=3, experiments={})
+    texts = pd.read_csv(ws.root / "train.csv")["text"].astype(str).tolist()
+    tiny = tiny_bert(root, texts, vocab_size=400)
+    torch_train = "train: {epochs: 1, batch_size: 32, eval_batch_size: 16}\n"
+    experiments = {
+        "001": "template: tfidf\n",
+        "002": "template: tfidf\nmodel: {estimator: lgbm, max_features: 2000, lgbm: {num_boost_round: 40}}\n",
+        "003": f"model: {{family: encoder, name: {tiny}, max_length: 40}}\n"
+               "train: {epochs: 1, batch_size: 32, eval_batch_size: 16, seeds: [1, 2], tta: [tail, no_keyword]}\n",
+        "004": "model: {family: scratch, d_model: 32, heads: 2, layers: 1, vocab_size: 300, max_length: 40}\n"
+               + torch_train,
+        "005": f"model: {{family: embed, name: {tiny}, max_length: 40, head: logistic}}\n",
+    }
+    for exp, text in experiments.items():
+        (ws.root / "experiments" / f"{exp}.yaml").write_text(text)
+        assert train(ws, load_config(ws, exp)).complete
+    from competition.blend import blend
+    from competition.stack import stack
+
+    stack(ws, inputs=["001", "003", "004"], name="s01")
+    stack(ws, inputs=["002", "005"], features=["text_len", "n_words"], meta="logistic", name="s02")
+    stack(ws, inputs=["s01", "s02"], meta="ridge", name="s03")
+    for i, method in enumerate(BLENDS):
+        blend(ws, inputs=["001", "003", "005"], method=method, name=f"b{i}")
+    return ws
+
+
+def _identical(ws, name: str, tmp_path: Path) -> None:
+    result = predict(ws, name, ws.root / "test.csv", out=tmp_path / f"pred-{name}")
+    test = runs.load_run(ws, name).test()
+    cols = runs.load_run(ws, name).pred_columns
+    assert list(result.predictions["id"]) == list(test["id"])
+    assert np.abs(result.predictions[cols].to_numpy() - test[cols].to_numpy()).max() <= 1e-6, name
+    submitted = submit(ws, name, out=tmp_path / f"submit-{name}.csv")
+    assert (result.out_dir / "submission.csv").read_bytes() == submitted.path.read_bytes(), name
+    manifest = json.loads((result.out_dir / "manifest.json").read_text())
+    assert manifest["run"] == name and manifest["same_rows_as_training_test"] is True
+    assert manifest["rows"] == len(test) and manifest["packages"]["torch"]
+
+
+@pytest.mark.parametrize("name", ["001", "002", "003", "004", "005"])
+def test_every_text_family_replays_its_test_predictions(tweets, tmp_path, name):
+    _identical(tweets, name, tmp_path)
+
+
+@pytest.mark.parametrize("name", ["s01", "s02", "s03"])
+def test_stacks_and_a_stack_over_stacks_replay(tweets, tmp_path, name):
+    _identical(tweets, name, tmp_path)
+
+
+@pytest.mark.parametrize("i", range(len(BLENDS)))
+def test_every_blend_method_replays_from_its_saved_parameters(tweets, tmp_path, i):
+    assert json.loads((tweets.run_dir(f"b{i}") / "blend.json").read_text())["method"] == BLENDS[i]
+    _identical(tweets, f"b{i}", tmp_path)
+
+
+def test_each_base_experiment_is_predicted_once_and_tokenised_once_per_variant(tweets, tmp_path, monkeypatch):
+    from competition.models import encoder, torch_common
+
+    calls, encodes = [], []
+    real_predict, real_encode = encoder.predict, torch_common.encode_frame
+    monkeypatch.setattr(encoder, "predict", lambda *a, **k: calls.append(a[0]) or real_predict(*a, **k))
+    monkeypatch.setattr(torch_common, "encode_frame", lambda *a, **k: encodes.append(1) or real_encode(*a, **k))
+    result = predict(tweets, "s03", tweets.root / "test.csv", out=tmp_path / "p")   # s01 and s02 over 5 runs
+    assert len(calls) == 3                       # 003: three folds, once although s03 reaches it via s01
+    assert len(encodes) == 2                     # once per tokenizer (003's three folds share one; 004 has its own)
+    assert set(result.seconds) == {"001", "002", "003", "004", "005", "s01", "s02", "s03"}
+
+
+def test_new_rows_get_predictions_and_a_submission_in_the_sample_format(tweets, tmp_path):
+    rows = pd.read_csv(tweets.root / "test.csv").iloc[::-1].head(25).assign(id=lambda f: f["id"] + 100_000)
+    rows.to_csv(tmp_path / "hidden.csv", index=False)
+    out = CliRunner().invoke(app, ["predict", "s01", "--test", str(tmp_path / "hidden.csv"), "--out",
+                                   str(tmp_path / "out"), "-w", str(tweets.root)])
+    assert out.exit_code == 0, out.output
+    sub = pd.read_csv(tmp_path / "out" / "submission.csv")
+    assert list(sub.columns) == ["id", "target"] and list(sub["id"]) == list(rows["id"])
+    assert set(sub["target"]) <= {0, 1}
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["same_rows_as_training_test"] is False and manifest["rows"] == 25
+
+
+def test_titanic_lgbm_replays(tmp_path):
+    from tests.datasets import shared_data
+
+    root = tmp_path / "titanic"
+    (root / "experiments").mkdir(parents=True)
+    spec = (Path(__file__).parents[1] / "examples" / "titanic" / "competition.yaml").read_text()
+    (root / "competition.yaml").write_text(spec.replace("${oc.env:COMP_DATA,../../../shared/data}", str(shared_data())))
+    (root / "experiments" / "001.yaml").write_text("template: lgbm\n")
+    from competition import data, folds
+    from competition.spec import load_spec
+    from competition.workspace import Workspace
+
+    ws = Workspace(root)
+    folds.write_folds(ws, data.load(load_spec(ws.spec_file)))
+    train(ws, load_config(ws, "001"))
+    test_file = shared_data() / "titanic" / "test.csv"
+    result = predict(ws, "001", test_file, out=tmp_path / "p")
+    test = runs.load_run(ws, "001").test()
+    assert np.abs(result.predictions["Survived"].to_numpy() - test["Survived"].to_numpy()).max() <= 1e-6
+    assert (result.out_dir / "submission.csv").read_bytes() == submit(ws, "001", out=tmp_path / "s.csv").path.read_bytes()
+
+
+# -- bad input: a clear error, exit 2, nothing written -------------------------------------------
+
+def _bad_rows(kind: str, ws, tmp_path: Path) -> Path:
+    rows = pd.read_csv(ws.root / "test.csv").head(10)
+    path = tmp_path / f"{kind}.csv"
+    if kind == "no-text-column":
+        rows.drop(columns=["text"]).to_csv(path, index=False)
+    elif kind == "duplicate-ids":
+        rows.assign(id=1).to_csv(path, index=False)
+    elif kind == "empty-ids":
+        rows.astype({"id": object}).assign(id=[None] + list(rows["id"][1:])).to_csv(path, index=False)
+    elif kind == "header-only":
+        rows.head(0).to_csv(path, index=False)
+    elif kind == "wrong-encoding":
+        path.write_bytes(rows.to_csv(index=False).encode() + "9999,fire,,caf\xe9 burning\n".encode("latin-1"))
+    elif kind == "wrong-separator":
+        rows.to_csv(path, index=False, sep=";")
+    return path
+
+
+BAD = [
+    # (what, setup -> (run, args), message fragment)
+    ("no such file", lambda ws, t: ("001", ["--test", str(t / "nope.csv")]), "no such file"),
+    ("text column missing", lambda ws, t: ("001", ["--test", str(_bad_rows("no-text-column", ws, t))]), "column 'text'"),
+    ("duplicated ids", lambda ws, t: ("001", ["--test", str(_bad_rows("duplicate-ids", ws, t))]), "duplicated id"),
+    ("empty ids", lambda ws, t: ("001", ["--test", str(_bad_rows("empty-ids", ws, t))]), "is empty in 1 row"),
+    ("header but no rows", lambda ws, t: ("001", ["--test", str(_bad_rows("header-only", ws, t))]), "no rows"),
+    ("not utf-8", lambda ws, t: ("001", ["--test", str(_bad_rows("wrong-encoding", ws, t))]), "encoding"),
+    ("other separator", lambda ws, t: ("001", ["--test", str(_bad_rows("wrong-separator", ws, t))]), "read.sep"),
+    ("unknown run", lambda ws, t: ("zz9", ["--test", str(ws.root / "test.csv")]), "no run named 'zz9'"),
+    ("sample of other rows", lambda ws, t: ("001", ["--test", str(ws.root / "test.csv"), "--sample-submission",
+                                                   str(_sample_of_other_rows(ws, t))]), "sample submission"),
+    ("fold folder deleted", lambda ws, t: (_damage(ws, "001", "fold1"), ["--test", str(ws.root / "test.csv")]),
+     "fold 1 of 001 is missing"),
+    ("config.yaml deleted", lambda ws, t: (_damage(ws, "002", "config.yaml"), ["--test", str(ws.root / "test.csv")]),
+     "config.yaml: missing"),
+    ("encoder weights deleted", lambda ws, t: (_damage(ws, "003", "fold2/seed1/model.safetensors", "fold2/seed2/model.safetensors"),
+                                               ["--test", str(ws.root / "test.csv")]), "no saved model"),
+    ("blend parameters deleted", lambda ws, t: (_damage(ws, "b2", "blend.json"), ["--test", str(ws.root / "test.csv")]),
+     "keeps no parameters"),
+    ("stack meta-model deleted", lambda ws, t: (_damage(ws, "s01", "fold0/meta.joblib"), ["--test", str(ws.root / "test.csv")]),
+     "meta-model is missing"),
+    ("partial run", lambda ws, t: (_partial(ws, "005"), ["--test", str(ws.root / "test.csv")]), "is not complete"),
+]
+
+
+def _sample_of_other_rows(ws, tmp_path: Path) -> Path:
+    path = tmp_path / "other_sample.csv"
+    pd.read_csv(ws.root / "sample_submission.csv").head(5).to_csv(path, index=False)
+    return path
+
+
+def _damage(ws, run: str, *parts: str) -> str:
+    for part in parts:
+        target = ws.run_dir(run) / part
+        shutil.rmtree(target) if target.is_dir() else target.unlink()
+    return run
+
+
+def _partial(ws, run: str) -> str:
+    manifest = ws.run_dir(run) / "manifest.json"
+    manifest.write_text(manifest.read_text().replace('"status": "complete"', '"status": "partial"'))
+    return run
+
+
+@pytest.fixture
+def damaged(tweets, tmp_path):
+    """A copy of the trained workspace that a test may break."""
+    from competition.workspace import Workspace
+
+    shutil.copytree(tweets.root, tmp_path / "ws")
+    return Workspace(tmp_path / "ws")
+
+
+@pytest.mark.parametrize("what,setup,message", BAD, ids=[b[0] for b in BAD])
+def test_bad_files_and_damaged_runs_are_refused_with_the_fix(damaged, tmp_path, what, setup, message):
+    run, args = setup(damaged, tmp_path)
+    out_dir = tmp_path / "out"
+    result = CliRunner().invoke(app, ["predict", run, *args, "--out", str(out_dir), "-w", str(damaged.root)])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2, result.output
+    assert message in text, text
+    assert not out_dir.exists() and not list(tmp_path.glob(".out.tmp-*"))
+
+
+# -- comp export: a bundle that predicts with no workspace, no training data, no network -----------
+
+def _venv_with_wheel(wheel: Path, where: Path) -> Path:
+    """A new virtualenv with comp installed from ``wheel`` (not editable); its dependencies are
+    borrowed from this test environment through a path entry, so nothing is downloaded."""
+    import subprocess
+    import sys
+    import sysconfig
+
+    subprocess.run([sys.executable, "-m", "venv", str(where)], check=True)
+    python = where / "bin" / "python"
+    subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--no-deps", "--no-index", str(wheel)], check=True)
+    site = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                               capture_output=True, text=True, check=True).stdout.strip())
+    (site / "zz_borrowed_dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    return python
+
+
+def test_exported_bundle_predicts_offline_from_a_wheel_install(tweets, tmp_path):
+    import os
+    import subprocess
+
+    bundle = tmp_path / "bundle"
+    out = CliRunner().invoke(app, ["export", "s03", str(bundle), "--kaggle-dataset", "me/comp-s03", "-w",
+                                   str(tweets.root)])
+    assert out.exit_code == 0, out.output
+    text = " ".join(out.output.split())
+    for part in ("encoder weights", "tokenizers", "classical models", "meta-models", "total"):
+        assert part in text, part
+    manifest = json.loads((bundle / "bundle.json").read_text())
+    assert manifest["runs"] == ["001", "003", "004", "s01", "002", "005", "s02", "s03"]
+    assert not list(bundle.rglob("*.parquet")) and (bundle / "experiments" / "005" / "encoder" / "config.json").is_file()
+    assert json.loads((bundle / "dataset-metadata.json").read_text())["id"] == "me/comp-s03"
+    (wheel,) = bundle.glob("wheels/competition-*.whl")
+
+    python = _venv_with_wheel(wheel, tmp_path / "venv")
+    elsewhere = tmp_path / "elsewhere"            # no workspace above, no repository on the path
+    elsewhere.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("COMP_", "HF_", "TRANSFORMERS_"))}
+    env.update(HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "empty-hf-home"), WANDB_MODE="disabled")
+    where = subprocess.run([str(python), "-c", "import competition; print(competition.__file__)"], cwd=elsewhere,
+                           env=env, capture_output=True, text=True, check=True).stdout
+    assert str(tmp_path / "venv") in where                           # the wheel, not the checkout
+    tiny = tweets.root.parent / "tiny-bert"                           # where the fixture saved the encoder
+    hidden = tiny.with_name("tiny-bert-hidden")
+    tiny.rename(hidden)                                               # the encoder's origin is gone
+    try:
+        proc = subprocess.run([str(python), str(bundle / "predict.py"), "--test", str(tweets.root / "test.csv"),
+                               "--out", str(tmp_path / "preds")], cwd=elsewhere, env=env, capture_output=True,
+                              text=True, timeout=600)
+    finally:
+        hidden.rename(tiny)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    got = pd.read_parquet(tmp_path / "preds" / "predictions.parquet")
+    want = runs.load_run(tweets, "s03").test()
+    assert np.abs(got["target"].to_numpy() - want["target"].to_numpy()).max() <= 1e-6
+    assert (tmp_path / "preds" / "submission.csv").read_bytes() == \
+        submit(tweets, "s03", out=tmp_path / "s03.csv").path.read_bytes()
+
+
+@pytest.mark.parametrize("damage,message", [
+    ("truncate-weights", "differs from what was exported"),
+    ("delete-meta", "is missing"),
+])
+def test_a_damaged_bundle_is_refused_before_anything_loads(tweets, tmp_path, damage, message):
+    from competition.export import export
+    from competition.workspace import Workspace
+
+    bundle = tmp_path / "bundle"
+    export(tweets, "s01", bundle, wheel=False)
+    if damage == "truncate-weights":
+        weights = next(bundle.rglob("model.safetensors"))
+        weights.write_bytes(weights.read_bytes()[:100])
+    else:
+        next(bundle.rglob("meta.joblib")).unlink()
+    with pytest.raises(InputError, match=message):
+        predict(Workspace(bundle), "s01", tweets.root / "test.csv", out=tmp_path / "p")
+    assert not (tmp_path / "p").exists()
