@@ -207,7 +207,7 @@ def _read_yaml(path: Path) -> dict:
 
 def _template(name: str, where: Path) -> dict:
     path = TEMPLATES_DIR / f"{name}.yaml"
-    if not path.is_file():
+    if name not in templates() or not path.is_file():   # a name, never a path: no YAML from elsewhere
         raise InputError(f"{where}: unknown template {name!r}; valid: {', '.join(templates())}")
     return _read_yaml(path)
 

@@ -7,7 +7,8 @@
         competition.yaml     the spec (its data paths are not needed to predict)
         experiments/<run>/   RUN and every run it reads, recursively: manifest, metrics (threshold),
                              config.yaml, blend.json, and per fold the model files (encoder weights
-                             as safetensors, tokenizer, classical models, meta-models) and done.json;
+                             as safetensors, tokenizer, classical models as LightGBM text / skops /
+                             JSON, meta-models) and done.json;
                              no OOF/test predictions, no logs
         bundle.json          the run, its kind and inputs, labels, every file with its sha256 and
                              size, the package versions it was exported with
@@ -16,8 +17,9 @@
                              from a source checkout)
         dataset-metadata.json    with --kaggle-dataset OWNER/SLUG: what `kaggle datasets create` reads
 
-Before ``comp predict`` loads anything from a bundle it checks every file against
-``bundle.json`` (:func:`verify`): a damaged or altered model file is refused, not loaded.
+No file of a bundle can run code when it loads (safetensors, JSON, LightGBM's text model, skops
+with its trusted-types check). Before ``comp predict`` loads anything from a bundle it also
+checks every file against ``bundle.json`` (:func:`verify`): a damaged or altered file is refused.
 """
 
 from __future__ import annotations
@@ -87,11 +89,11 @@ def part_of(path: Path) -> str:
         return "tokenizers"
     if path.parent.name == "encoder":
         return "encoder configs"
-    if path.name == "meta.joblib":
+    if "meta" in path.parts:
         return "meta-models"
     if path.name == "blend.json":
         return "blend parameters"
-    if path.suffix in (".pkl", ".skops", ".txt"):
+    if path.suffix in (".skops", ".txt") or path.name in ("head.json", "vocabulary.json"):
         return "classical models"
     if path.suffix == ".whl":
         return "comp wheel"
@@ -147,9 +149,20 @@ def _build_wheel(target: Path) -> Path | None:
     root = Path(__file__).resolve().parents[1]
     if not (root / "pyproject.toml").is_file():
         return None
+    import tempfile
+
     target.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-                           "--wheel-dir", str(target), str(root)], capture_output=True, text=True)
+    with tempfile.TemporaryDirectory() as tmp:     # setuptools builds in the tree: a copy, not the checkout
+        source = Path(tmp) / "src"
+        shutil.copytree(root / "competition", source / "competition",
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        for name in ("pyproject.toml", "README.md"):
+            shutil.copy2(root / name, source / name)
+        command = [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(target),
+                   str(source)]
+        proc = subprocess.run([*command, "--no-build-isolation"], capture_output=True, text=True)
+        if proc.returncode != 0:      # no setuptools here: let pip fetch the build backend
+            proc = subprocess.run(command, capture_output=True, text=True)
     if proc.returncode != 0:
         raise InputError(f"building comp's wheel from {root} failed: {proc.stderr.strip()[-500:]}; "
                          "export with --no-wheel and install comp in the notebook another way")

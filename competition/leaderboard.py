@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 from competition.workspace import Workspace
 
-STATUS_ORDER = {"complete": 0, "stale": 1, "partial": 2}
+STATUS_ORDER = {"complete": 0, "stale": 1, "partial": 2, "damaged": 3}
 
 
 @dataclass(frozen=True)
@@ -153,6 +153,9 @@ def leaderboard(ws: Workspace, *, data=None) -> list[Entry]:
         if m.get("metric") and m["metric"] != spec.metric:
             notes.append(f"scored with {m['metric']}, not {spec.metric}")
         status = "partial" if not run.complete else "stale" if notes else "complete"
+        if run.complete and not run.readable():
+            status = "damaged"
+            notes.insert(0, f"its predictions cannot be read: remake it: `{runs.remake_command(run.name, m)}`")
         if status == "partial":
             notes.insert(0, f"{done}/{n_splits} folds done")
             other = m.get("folds_other_config") or {}
@@ -160,7 +163,8 @@ def leaderboard(ws: Workspace, *, data=None) -> list[Entry]:
                 notes.insert(1, f"folds {','.join(other)} trained with another config")
         entries.append(Entry(
             name=run.name, kind=m.get("kind", "experiment"), family=m.get("family"),
-            metric=run.metrics.get("metric") or m.get("metric"), cv=run.score if run.complete else None,
+            metric=run.metrics.get("metric") or m.get("metric"),
+            cv=run.score if status in ("complete", "stale") else None,
             fold_mean=run.metrics.get("fold_mean"), fold_std=run.metrics.get("fold_std"),
             folds_done=done, n_splits=n_splits, seconds=train_seconds(m), status=status,
             notes=tuple(notes + [f"{n}: retrain before submitting" for n in test_note]
@@ -186,6 +190,7 @@ def _num(value: float | None, fmt: str = ".4f") -> str:
 
 def render(entries: list[Entry], metric: str, direction: str):
     """A rich Table of the leaderboard (the caller prints it)."""
+    from rich.markup import escape
     from rich.table import Table
 
     arrow = "higher" if direction == "maximize" else "lower"
@@ -194,11 +199,11 @@ def render(entries: list[Entry], metric: str, direction: str):
                             ("fold mean ± std", "right"), ("folds", "right"), ("train time", "right"),
                             ("status", "left")):
         table.add_column(column, justify=justify)
-    colour = {"complete": "green", "stale": "yellow", "partial": "dim"}
+    colour = {"complete": "green", "stale": "yellow", "partial": "dim", "damaged": "red"}
     for e in entries:
         spread = "-" if e.fold_mean is None else f"{e.fold_mean:.4f} ± {_num(e.fold_std)}"
         kind = e.kind + (f" ({e.family})" if e.family else "")
-        status = f"[{colour[e.status]}]{e.status}[/]" + (f": {'; '.join(e.notes)}" if e.notes else "")
+        status = f"[{colour[e.status]}]{e.status}[/]" + (f": {escape('; '.join(e.notes))}" if e.notes else "")
         table.add_row("-" if e.rank is None else str(e.rank), e.name, kind, _num(e.cv), spread,
                       f"{e.folds_done}/{e.n_splits}", "-" if e.seconds is None else f"{e.seconds:.1f}s",
                       status)

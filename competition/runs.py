@@ -54,11 +54,35 @@ class Run:
         return list(self.manifest["pred_columns"])
 
     def oof(self) -> pd.DataFrame:
-        return pd.read_parquet(self.dir / "oof.parquet")
+        return read_predictions(self.dir / "oof.parquet", remake_command(self.name, self.manifest))
 
     def test(self) -> pd.DataFrame | None:
         path = self.dir / "test.parquet"
-        return pd.read_parquet(path) if path.is_file() else None
+        return read_predictions(path, remake_command(self.name, self.manifest)) if path.is_file() else None
+
+    def readable(self) -> bool:
+        """Its predictions files open (a deleted or truncated oof.parquet makes a complete run damaged)."""
+        import pyarrow.parquet as pq
+
+        try:
+            for name in ("oof.parquet", "test.parquet"):
+                if name == "oof.parquet" or (self.dir / name).exists():
+                    pq.read_metadata(self.dir / name)
+        except (OSError, ValueError):
+            return False
+        return True
+
+
+def read_predictions(path: Path, remake: str, columns: list[str] | None = None) -> pd.DataFrame:
+    """A predictions parquet; a missing, truncated or unreadable one is an InputError naming the
+    file and the command that remakes it (not pyarrow's traceback)."""
+    try:
+        return pd.read_parquet(path, columns=columns)
+    except FileNotFoundError:
+        raise InputError(f"{path}: missing; remake it: `{remake}`") from None
+    except (OSError, ValueError) as err:   # pyarrow's ArrowInvalid is a ValueError
+        raise InputError(f"{path}: cannot be read ({str(err).splitlines()[0][:120]}); the file is damaged. "
+                         f"Remake it: `{remake}`") from None
 
 
 def load_run(ws: Workspace, name: str, *, complete: bool = True) -> Run:

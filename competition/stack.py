@@ -10,7 +10,8 @@ be blended, stacked again, leaderboarded and submitted)::
         oof.parquet        id, fold, prediction column(s); fold k predicted by the meta-model fit on the others
         test.parquet       id, prediction column(s) = mean of the fold meta-models, <col>__fold<k>
         importance.json    feature -> share of importance (gain for lgbm, |coef| for linear metas), per fold
-        fold0/meta.joblib  fold 0's meta-model plus the recipe of its level-2 matrix (see :func:`predict`)
+        fold0/meta/        fold 0's meta-model: meta.json (the recipe of its level-2 matrix, see
+                           :func:`replay`, and its heads) + LightGBM text / skops model files
 
 Why its CV is honest: the level-2 matrix holds OOF predictions only, and the meta-model for fold k
 is fit on the other folds' rows of that matrix -- the folds every input was trained on -- so no
@@ -52,6 +53,7 @@ LGBM_DEFAULTS: dict[str, Any] = {
     "num_threads": 1,
 }
 LINEAR_DEFAULTS = {"logistic": {"C": 0.1, "max_iter": 1000}, "ridge": {"alpha": 10.0}}
+META = "meta"
 
 
 # -- the level-2 inputs (shared with blend) --------------------------------------------------
@@ -172,7 +174,8 @@ def load_inputs(ws: Workspace, names: list[str] | None = None, *, data=None, exc
         if run.pred_columns != cols:
             raise InputError(f"{run.dir}: run {run.name} predicts {run.pred_columns}, this competition "
                              f"needs {cols}; it belongs to another competition or task.")
-        frame = pd.read_parquet(run.dir / "oof.parquet", columns=["id", *cols])
+        remake = runs.remake_command(run.name, run.manifest)
+        frame = runs.read_predictions(run.dir / "oof.parquet", remake, ["id", *cols])
         pos = _aligned(frame, train_ids, f"{run.dir / 'oof.parquet'}")
         values = frame[cols].to_numpy(dtype=np.float32)
         oof[:, j] = values if pos is None else values[pos]
@@ -185,7 +188,7 @@ def load_inputs(ws: Workspace, names: list[str] | None = None, *, data=None, exc
         path = run.dir / "test.parquet"
         if not path.is_file():
             raise InputError(f"{path}: run {run.name} has no test predictions; retrain it with the test set.")
-        frame = pd.read_parquet(path, columns=["id", *cols])
+        frame = runs.read_predictions(path, remake, ["id", *cols])
         pos = _aligned(frame, data.test[spec.id_column], str(path))
         values = frame[cols].to_numpy(dtype=np.float32)
         test[:, j] = values if pos is None else values[pos]
@@ -486,10 +489,7 @@ def stack(ws: Workspace, *, inputs: list[str] | None = None, features: list[str]
             part = pd.DataFrame(_predict(heads, x_test, n_class), columns=cols)
             part.insert(0, "id", data.test[spec.id_column].to_numpy())
             test_parts.append(part)
-        with artifacts.atomic_path(ws.fold_dir(name, k) / "meta.joblib") as tmp:
-            import joblib
-
-            joblib.dump({"heads": heads, "recipe": recipe}, tmp)
+        _save_meta(ws.fold_dir(name, k) / META, heads, recipe)
 
     shares = np.mean(importance, axis=0)
     artifacts.write_json(ws.run_dir(name) / "importance.json", {
@@ -513,24 +513,38 @@ def stack(ws: Workspace, *, inputs: list[str] | None = None, features: list[str]
                        dict(zip(feature_names, shares.tolist())), warnings)
 
 
+def _save_meta(folder: Path, heads: list[tuple[str, Any]], recipe: dict) -> None:
+    """A fold's meta-model in formats that cannot run code when loaded (heads.save_model)."""
+    from competition.models.heads import save_model
+
+    entries = [{"objective": objective, **save_model(folder, f"head{i}", model)}
+               for i, (objective, model) in enumerate(heads)]
+    artifacts.write_json(folder / "meta.json", {"recipe": recipe, "heads": entries})
+
+
+def _load_meta(folder: Path, manifest: dict) -> tuple[list[tuple[str, Any]], dict]:
+    from competition.models.heads import load_model
+
+    path = folder / "meta.json"
+    if not path.is_file():
+        old = " (it holds meta.joblib, a pickle comp no longer loads)" if (folder.parent / "meta.joblib").is_file() else ""
+        raise InputError(f"{path}: fold {folder.parent.name[4:]}'s meta-model is missing{old}; rebuild the stack "
+                         f"(`{runs.remake_command(folder.parent.parent.name, manifest)}`)")
+    saved = artifacts.read_json(path)
+    return [(e["objective"], load_model(folder, e)) for e in saved["heads"]], saved["recipe"]
+
+
 def replay(run_dir: Path, preds: dict[str, np.ndarray], frame: pd.DataFrame | None, spec) -> np.ndarray:
     """A saved stack applied to new rows, without refitting: every fold's meta-model on the inputs'
     predictions (``preds``: run name -> (n, k), rows in ``frame``'s order) and, when the stack used
     row features, on ``frame``; returns the (n, k) mean over the fold meta-models."""
-    import joblib
-
     run_dir = Path(run_dir)
     manifest = artifacts.read_json(run_dir / "manifest.json")
     if manifest.get("kind") != "stack":
         raise InputError(f"{run_dir}: {run_dir.name} is a {manifest.get('kind')}, not a stack")
     out = []
     for k in range(manifest["n_splits"]):
-        path = run_dir / f"fold{k}" / "meta.joblib"
-        if not path.is_file():
-            raise InputError(f"{path}: fold {k}'s meta-model is missing; rebuild the stack "
-                             f"(`{runs.remake_command(run_dir.name, manifest)}`)")
-        saved = joblib.load(path)
-        recipe = saved["recipe"]
+        heads, recipe = _load_meta(run_dir / f"fold{k}" / META, manifest)
         missing = [r for r in recipe["inputs"] if r not in preds]
         if missing:
             raise InputError(f"stack {run_dir.name} needs predictions of {missing} too")
@@ -541,5 +555,5 @@ def replay(run_dir: Path, preds: dict[str, np.ndarray], frame: pd.DataFrame | No
                 raise InputError(f"stack {run_dir.name} uses row features {recipe['features']}: pass the raw rows")
             rows = feature_matrix(frame, spec, recipe["features"], recipe["categories"])[0]
         x, _ = level2(p, rows, recipe)
-        out.append(_predict(saved["heads"], x, len(recipe["columns"])))
+        out.append(_predict(heads, x, len(recipe["columns"])))
     return np.mean(out, axis=0)

@@ -280,6 +280,18 @@ def _retrain(run) -> str:
         f"{command} once its inputs are current"
 
 
+def _check_fresh(ws: Workspace, run, data, allow_stale: bool) -> None:
+    """A run trained on other folds or other train data: its CV no longer describes this data."""
+    from competition.leaderboard import stale_reasons
+
+    current = {"folds_hash": artifacts.file_hash(ws.folds_file) if ws.folds_file.is_file() else None,
+               "data_hash": data.train_hash}
+    stale = stale_reasons(run.manifest, current)
+    if stale and not allow_stale:
+        raise InputError(f"{run.dir / 'manifest.json'}: run {run.name!r} is stale: {'; '.join(stale)}; its CV "
+                         f"describes other data. Remake it: {_retrain(run)}, or submit it anyway with --allow-stale.")
+
+
 def _check_run(run, spec, data) -> pd.DataFrame:
     """The run's test predictions, after checking they belong to this competition's test data."""
     where = run.dir / "manifest.json"
@@ -369,7 +381,8 @@ def _target_path(ws: Workspace, out: Path | None, source: str, cv: float | None)
 
 
 def submit(ws: Workspace, source: str | None = None, *, out: Path | None = None, kaggle: bool = False,
-           message: str | None = None, competition: str | None = None, data=None) -> SubmitResult:
+           message: str | None = None, competition: str | None = None, data=None,
+           allow_stale: bool = False) -> SubmitResult:
     """Write a run's test predictions as a validated submission CSV plus its ``.json`` manifest.
 
     Args:
@@ -381,6 +394,8 @@ def submit(ws: Workspace, source: str | None = None, *, out: Path | None = None,
         message: the Kaggle submission message (default: source and CV).
         competition: the Kaggle competition slug (default: the spec's name).
         data: a loaded :class:`~competition.data.Dataset` (loaded from the spec when None).
+        allow_stale: submit a named run although its folds or train data changed since it was
+            trained (its CV then describes other data); refused otherwise, as the default source is.
 
     Raises:
         InputError: naming the file, column and fix; nothing is written then.
@@ -395,6 +410,7 @@ def submit(ws: Workspace, source: str | None = None, *, out: Path | None = None,
                          "is nothing to submit; score on CV, or carve one with `comp init --holdout 0.2`.")
     data = data if data is not None else data_mod.load(spec)
     run = runs.load_run(ws, source or best_run(ws, data))
+    _check_fresh(ws, run, data, allow_stale)
     preds = _check_run(run, spec, data)
     sample = data.sample_submission()
     sample_file = spec.file(spec.sample_submission)

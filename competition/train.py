@@ -326,8 +326,11 @@ def _assemble(ws, cfg, spec, data, fold_of, hashes, config: dict, result: TrainR
                 (run_dir / name).unlink(missing_ok=True)
             return
         folds = [ws.fold_dir(cfg.exp, k) for k in range(n_splits)]
-        oof = pd.concat([pd.read_parquet(d / "oof.parquet") for d in folds])
-        test = (runs.average_folds([pd.read_parquet(d / "test.parquet") for d in folds], spec.pred_columns)
+        def fold_file(k: int, name: str) -> pd.DataFrame:
+            return runs.read_predictions(folds[k] / name, f"comp train exp={cfg.exp} --fold {k} --force")
+
+        oof = pd.concat([fold_file(k, "oof.parquet") for k in range(n_splits)])
+        test = (runs.average_folds([fold_file(k, "test.parquet") for k in range(n_splits)], spec.pred_columns)
                 if data.test is not None else None)
         run = runs.write_run(ws, cfg.exp, spec=spec, data=data, oof=oof, test=test,
                              fold_scores={k: v["score"] for k, v in done.items()}, manifest=manifest)

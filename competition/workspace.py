@@ -21,11 +21,28 @@ the ``COMP_WORKSPACE`` environment variable point at one explicitly.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 SPEC_FILE = "competition.yaml"
 ENV_VAR = "COMP_WORKSPACE"
+PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def plain_name(name: str, what: str = "experiment id") -> str:
+    """``name`` when it is a plain file name (letters, digits, ``_ . -``, no ``..``), else an error:
+    ids become paths, and ``../x`` or ``/abs`` would read and write outside the workspace.
+
+    >>> plain_name("042-sweep-abc")
+    '042-sweep-abc'
+    """
+    from competition.errors import InputError
+
+    if not isinstance(name, str) or not PLAIN_NAME.fullmatch(name) or ".." in name:
+        raise InputError(f"{what} {name!r}: use letters, digits, '_', '.', '-' only (it names a file "
+                         "inside the workspace), e.g. 042")
+    return name
 
 
 class WorkspaceError(ValueError):
@@ -63,11 +80,11 @@ class Workspace:
         return self.experiments_dir / "base.yaml"
 
     def experiment_file(self, exp: str) -> Path:
-        return self.experiments_dir / f"{exp}.yaml"
+        return self.experiments_dir / f"{plain_name(exp)}.yaml"
 
     def run_dir(self, exp: str) -> Path:
         """Artifact folder of one experiment (or stack / blend)."""
-        return self.experiments_dir / exp
+        return self.experiments_dir / plain_name(exp, "run name")
 
     def fold_dir(self, exp: str, fold: int) -> Path:
         return self.run_dir(exp) / f"fold{fold}"

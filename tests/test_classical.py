@@ -88,7 +88,7 @@ def test_tfidf_vocabulary_sees_training_rows_only(tmp_path):
     cfg = config(family="tfidf", min_df=1)
     prepared = tfidf.prepare(cfg, data)
     tfidf.fit_fold(prepared, 0, np.arange(38), np.array([38, 39]), tmp_path / "f", None)
-    union = tfidf.load_fold(tmp_path / "f")["vectorizer"]
+    union = tfidf.load_vectorizer(tmp_path / "f", cfg)
     word = dict(union.transformer_list)["word"]
     char = dict(union.transformer_list)["char"]
     assert "onlyinvalid" not in word.vocabulary_ and "common" in word.vocabulary_
@@ -318,3 +318,11 @@ def test_inner_split_holds_out_training_rows_stratified():
     assert len(stop) == 30 and np.abs(np.bincount(y[stop]) - np.array([22.5, 2.5, 5])).max() <= 1
     again, _ = inner_split(y, "multiclass", 0.25, seed=3)
     assert np.array_equal(fit, again)
+
+
+def test_a_fold_saved_as_pickle_by_an_older_version_is_refused_not_loaded(tmp_path):
+    fold = tmp_path / "fold0"
+    fold.mkdir()
+    (fold / "tfidf.pkl").write_bytes(b"\x80\x04 anything: it must never be unpickled")
+    with pytest.raises(InputError, match="pickle format comp used before.*Retrain this tfidf fold"):
+        tfidf.predict(fold, config(family="tfidf"), None, pd.DataFrame({"text": ["a"]}))

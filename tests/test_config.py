@@ -185,3 +185,26 @@ def test_error_messages_keep_yaml_lists_that_look_like_markup(capsys):
     err = " ".join(capsys.readouterr().err.split())
     assert exit_.value.exit_code == 2
     assert "(e.g. text: [keyword, text]); [bold]not markup[/bold]" in err
+
+
+@pytest.mark.parametrize("bad", ["../../outside/x", "/abs/path", "a/../../b", "..", "x/y"])
+def test_ids_that_are_paths_are_refused_before_anything_is_read_or_written(tmp_path, bad):
+    from typer.testing import CliRunner
+
+    from competition.cli import app
+
+    root = _titanic_ws(tmp_path)
+    (root / "experiments" / "001.yaml").write_text("template: lgbm\n")
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    for args in (["new", bad], ["train", f"exp={bad}"], ["new", "x", "--template", f"../{bad}"]):
+        out = CliRunner().invoke(app, [*args, "-w", str(root)])
+        assert out.exit_code == 2 and ("use letters, digits" in out.output or "valid templates" in out.output), out.output
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+
+
+def test_a_template_is_a_packaged_name_not_a_path(tmp_path):
+    (tmp_path / "evil.yaml").write_text("model: {family: tfidf}\n")
+    (tmp_path / "ws").mkdir()
+    ws = make_ws(tmp_path / "ws", e001=f"template: ../../{tmp_path.name}/evil\n")
+    with pytest.raises(InputError, match="unknown template"):
+        load_config(ws, "001")

@@ -178,7 +178,7 @@ BAD = [
                                                ["--test", str(ws.root / "test.csv")]), "no saved model"),
     ("blend parameters deleted", lambda ws, t: (_damage(ws, "b2", "blend.json"), ["--test", str(ws.root / "test.csv")]),
      "keeps no parameters"),
-    ("stack meta-model deleted", lambda ws, t: (_damage(ws, "s01", "fold0/meta.joblib"), ["--test", str(ws.root / "test.csv")]),
+    ("stack meta-model deleted", lambda ws, t: (_damage(ws, "s01", "fold0/meta/meta.json"), ["--test", str(ws.root / "test.csv")]),
      "meta-model is missing"),
     ("partial run", lambda ws, t: (_partial(ws, "005"), ["--test", str(ws.root / "test.csv")]), "is not complete"),
 ]
@@ -297,7 +297,56 @@ def test_a_damaged_bundle_is_refused_before_anything_loads(tweets, tmp_path, dam
         weights = next(bundle.rglob("model.safetensors"))
         weights.write_bytes(weights.read_bytes()[:100])
     else:
-        next(bundle.rglob("meta.joblib")).unlink()
+        next(bundle.rglob("meta.json")).unlink()
     with pytest.raises(InputError, match=message):
         predict(Workspace(bundle), "s01", tweets.root / "test.csv", out=tmp_path / "p")
     assert not (tmp_path / "p").exists()
+
+
+def test_no_saved_model_can_run_code_when_it_loads(tweets, tmp_path):
+    """Every family and meta-model saves safetensors, JSON, LightGBM text or skops: no pickle. A
+    skops file holding a type outside the trusted list (here a transformer calling os.system) is
+    refused, not loaded."""
+    import os
+
+    import skops.io as sio
+    from sklearn.preprocessing import FunctionTransformer
+
+    from competition.models.heads import load_model
+
+    suffixes = {p.suffix for p in tweets.experiments_dir.rglob("*") if p.is_file()}
+    assert not suffixes & {".pkl", ".joblib", ".pickle", ".pt", ".bin"}, suffixes
+    assert {".safetensors", ".skops", ".txt", ".json"} <= suffixes
+    sio.dump(FunctionTransformer(os.system), tmp_path / "model0.skops")
+    with pytest.raises(InputError, match="holds types comp does not load"):
+        load_model(tmp_path, {"kind": "sklearn", "file": "model0.skops"})
+
+
+@pytest.mark.slow
+def test_the_real_minilm_replays_and_exports(tmp_path):
+    """The 22M-parameter all-MiniLM-L6-v2 (installed offline copy), briefly fine-tuned with two seeds
+    and TTA, then stacked with TF-IDF: predict and the exported bundle reproduce the test predictions."""
+    import os
+    import subprocess
+    import sys
+
+    from competition.stack import stack
+
+    ws = tweets_workspace(tmp_path / "ws", n_train=300, n_test=80, n_splits=2, experiments={
+        "001": "template: tfidf\n",
+        "042": "template: minilm\ntrain: {epochs: 1, limit_rows: 120, seeds: [1, 2], tta: [tail]}\n"})
+    for exp in ("001", "042"):
+        train(ws, load_config(ws, exp))
+    stack(ws, inputs=["001", "042"], name="s01")
+    for name in ("042", "s01"):
+        _identical(ws, name, tmp_path)
+    bundle = tmp_path / "bundle"
+    assert CliRunner().invoke(app, ["export", "s01", str(bundle), "--no-wheel", "-w", str(ws.root)]).exit_code == 0
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("COMP_", "HF_"))}
+    env.update(HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "empty-hf"), WANDB_MODE="disabled")
+    (tmp_path / "elsewhere").mkdir()
+    proc = subprocess.run([sys.executable, str(bundle / "predict.py"), "--test", str(ws.root / "test.csv"), "--out",
+                           str(tmp_path / "p")], cwd=tmp_path / "elsewhere", env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    got = pd.read_parquet(tmp_path / "p" / "predictions.parquet")["target"].to_numpy()
+    assert np.abs(got - runs.load_run(ws, "s01").test()["target"].to_numpy()).max() <= 1e-6

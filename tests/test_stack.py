@@ -153,7 +153,7 @@ def test_stack_writes_an_honest_reproducible_run(tmp_path):
     result = stack(env.ws, data=env.data)
     run = env.ws.run_dir(result.name)
     for f in ("manifest.json", "metrics.json", "oof.parquet", "test.parquet", "importance.json",
-              "fold0/meta.joblib", "fold4/meta.joblib"):
+              "fold0/meta/meta.json", "fold4/meta/meta.json"):
         assert (run / f).is_file(), f
     # the reported CV is what the saved OOF gives
     saved = json.loads((run / "metrics.json").read_text())

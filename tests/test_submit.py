@@ -173,7 +173,9 @@ def test_default_source_is_the_best_cv_and_incomplete_runs_are_skipped(tmp_path)
     assert out["target"].dtype == float
     with pytest.raises(InputError, match=r"not complete \(folds \[1, 2\] missing\)"):
         submit(ws, "zzz")
-    assert submit(ws, "stale").source == "stale"  # named explicitly: its test data is current
+    with pytest.raises(InputError, match="run 'stale' is stale: folds changed"):
+        submit(ws, "stale")           # named explicitly: still refused, its CV is for other folds
+    assert submit(ws, "stale", allow_stale=True).source == "stale"   # unless the user says so
     for name in ("good", "bad"):
         artifacts.write_json(ws.run_dir(name) / "manifest.json",
                              runs.load_run(ws, name).manifest | {"data_hash": "1" * 16})
@@ -244,6 +246,16 @@ def test_stale_test_data_is_refused(binary_ws):
     with pytest.raises(InputError, match="test data changed since 001 was trained"):
         submit(ws, "001")
     assert written(ws) == []
+
+
+@pytest.mark.parametrize("key,what", [("data_hash", "train data changed"), ("folds_hash", "folds changed")])
+def test_a_named_run_on_other_train_data_or_folds_is_refused_unless_allowed(binary_ws, key, what):
+    ws, _, run = binary_ws
+    artifacts.write_json(run.dir / "manifest.json", run.manifest | {key: "0123456789abcdef"})
+    with pytest.raises(InputError, match=f"run '001' is stale: {what}.*--allow-stale"):
+        submit(ws, "001")
+    assert written(ws) == []
+    assert submit(ws, "001", allow_stale=True).path.is_file()
 
 
 def test_sample_columns_that_do_not_match_the_spec_are_refused(binary_ws):

@@ -276,3 +276,29 @@ def test_ctrl_c_in_a_torch_fold_keeps_finished_folds_says_so_and_exits_130(tmp_p
     assert not list(run.glob("fold1.tmp-*"))
     resumed = train(ws, load_config(ws, "010"))
     assert [r.status for r in resumed.folds] == ["skipped", "trained", "trained"] and resumed.complete
+
+
+@pytest.mark.parametrize("damage", ["delete", "truncate"])
+def test_damaged_prediction_files_are_named_with_the_fix_not_a_traceback(ws, damage):
+    """A deleted or truncated oof.parquet: the leaderboard says damaged, stack and submit name the
+    file and the command that remakes it (exit 2), train --fold all names the fold to retrain."""
+    from typer.testing import CliRunner
+
+    from competition.cli import app
+    from competition.leaderboard import leaderboard
+
+    train(ws, load_config(ws, "001"))
+    (ws.root / "experiments" / "002.yaml").write_text("template: tfidf\nmodel: {C: 1.0}\n")
+    train(ws, load_config(ws, "002"))
+    path = ws.run_dir("001") / "oof.parquet"
+    path.unlink() if damage == "delete" else path.write_bytes(path.read_bytes()[:50])
+    entry = next(e for e in leaderboard(ws) if e.name == "001")
+    assert entry.status == "damaged" and entry.cv is None and "comp train exp=001 --fold all --force" in entry.notes[0]
+    runner = CliRunner()
+    out = runner.invoke(app, ["stack", "--exp", "001,002", "-w", str(ws.root)])
+    assert out.exit_code == 2 and "oof.parquet" in out.output and "comp train exp=001" in out.output, out.output
+    fold_file = ws.fold_dir("001", 1) / "oof.parquet"
+    fold_file.unlink() if damage == "delete" else fold_file.write_bytes(b"PAR1 broken")
+    out = runner.invoke(app, ["train", "exp=001", "-w", str(ws.root)])
+    text = " ".join(out.output.split())
+    assert out.exit_code == 2 and "comp train exp=001 --fold 1 --force" in text, out.output

@@ -22,13 +22,16 @@ def command(
         "--competition", "-c", help="Kaggle competition slug. Default: the spec's name.")] = None,
     out: Annotated[Path | None, typer.Option(
         "--out", "-o", help="File or folder to write to instead of submissions/.")] = None,
+    allow_stale: Annotated[bool, typer.Option(
+        "--allow-stale", help="Submit a named run although its folds or train data changed since training.")] = False,
     ws_path: WorkspaceOpt = None,
 ) -> None:
     """Write a run's test predictions as a validated submission CSV (sample submission's format) + manifest."""
     from competition.submit import submit
 
     ws = workspace(ws_path)
-    result = submit(ws, source, out=out, kaggle=kaggle, message=message, competition=competition)
+    result = submit(ws, source, out=out, kaggle=kaggle, message=message, competition=competition,
+                    allow_stale=allow_stale)
     cv = "-" if result.cv is None else f"{result.cv:.4f}"
     thr = f", threshold {result.threshold:g}" if isinstance(result.threshold, float) else ""
     console.print(f"[bold green]{result.path}[/] ({result.rows} rows, {result.output}{thr})")

@@ -7,8 +7,8 @@ first (fitted on the fold's training rows), so ``C`` / ``alpha`` mean the same f
 any encoder. What a fold saves::
 
     fold0/
-        embed.pkl       {"head": heads.Head, "encoder": {name, pooling, max_length}}
-        embed.json      the same, human-readable, plus the embedding size
+        head/           the head (heads.save_head: head.json + LightGBM text / skops files)
+        embed.json      the encoder {name, pooling, max_length}, the head, the embedding size
 
 :func:`predict` re-embeds the new frame with the encoder named in the fold (resolved again,
 so a hub id finds the offline copy), or with the run's own copy in ``<run>/encoder/`` when
@@ -32,7 +32,7 @@ from competition.models import FoldResult, heads
 from competition.models.heads import fit_head, n_outputs
 from competition.models import input_texts
 
-MODEL_FILE = "embed.pkl"
+HEAD_DIR = "head"
 
 
 @dataclass
@@ -135,18 +135,18 @@ def fit_fold(prepared: Prepared, fold: int, train_idx: np.ndarray, valid_idx: np
 
 def _save(out_dir: Path, head, encoder: dict, dim: int) -> None:
     out_dir = Path(out_dir)
-    heads.save(out_dir / MODEL_FILE, {"head": head, "encoder": encoder})
+    heads.save_head(out_dir / HEAD_DIR, head)
     artifacts.write_json(out_dir / "embed.json", {"family": "embed", "head": head.estimator,
-                                                  "task": head.task, "dim": dim, **encoder})
+                                                  "task": head.task, "dim": dim, "encoder": encoder, **encoder})
 
 
 def predict(fold_dir: Path, cfg: ExperimentConfig, data, frame) -> np.ndarray:
     """Re-embed ``frame`` with the fold's encoder and apply its head."""
-    saved = heads.load(Path(fold_dir) / MODEL_FILE, "embed")
-    enc = saved["encoder"]
+    head = heads.load_head(Path(fold_dir) / HEAD_DIR, "embed")
+    enc = artifacts.read_json(Path(fold_dir) / "embed.json")["encoder"]
     bundled = Path(fold_dir).parent / "encoder"          # the frozen encoder, copied by comp export
     name = str(bundled) if (bundled / "config.json").is_file() else enc["name"]
     settings = cfg.model_copy(update={"model": cfg.model.model_copy(
         update={"pooling": enc["pooling"], "max_length": enc["max_length"]})})
     X = embeddings(settings, input_texts(cfg, data.spec, frame), name=name)
-    return saved["head"].predict(X)
+    return head.predict(X)

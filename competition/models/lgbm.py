@@ -15,8 +15,8 @@ Seeded, ``deterministic=True``; ``num_threads`` from ``train.threads`` (default:
 below 20k training rows, where more threads only add overhead, else every core). What a fold saves::
 
     fold0/
-        lgbm.pkl       {"head": heads.Head (boosters), "columns": [...], "categories": {col: [...]}}
-        lgbm.json      columns, categories, best iterations, gain importance (human-readable)
+        head/          the boosters as LightGBM text models (heads.save_head)
+        lgbm.json      columns, categories (the code book), best iterations, gain importance
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from competition.errors import InputError
 from competition.models import FoldResult, heads
 from competition.models.heads import fit_head, n_outputs
 
-MODEL_FILE = "lgbm.pkl"
+HEAD_DIR = "head"
 
 
 @dataclass
@@ -149,7 +149,7 @@ def _importance(head, columns: list[str]) -> dict[str, float]:
 
 def _save(out_dir: Path, head, columns: list[str], categories: dict, importance: dict) -> None:
     out_dir = Path(out_dir)
-    heads.save(out_dir / MODEL_FILE, {"head": head, "columns": columns, "categories": categories})
+    heads.save_head(out_dir / HEAD_DIR, head)
     artifacts.write_json(out_dir / "lgbm.json", {
         "family": "lgbm", "task": head.task, "columns": columns, "categories": categories,
         "best_iterations": head.best_iterations, "importance": importance,
@@ -158,9 +158,10 @@ def _save(out_dir: Path, head, columns: list[str], categories: dict, importance:
 
 def predict(fold_dir: Path, cfg: ExperimentConfig, data, frame: pd.DataFrame) -> np.ndarray:
     """Predict ``frame`` with fold ``fold_dir``'s boosters and code book."""
-    saved = heads.load(Path(fold_dir) / MODEL_FILE, "lgbm")
+    head = heads.load_head(Path(fold_dir) / HEAD_DIR, "lgbm")
+    saved = artifacts.read_json(Path(fold_dir) / "lgbm.json")
     missing = [c for c in saved["columns"] if c not in frame.columns]
     if missing:
         raise InputError(f"the frame to predict lacks feature column(s) {missing} that fold "
                          f"{Path(fold_dir).name} was trained on; columns are: {', '.join(map(str, frame.columns))}")
-    return saved["head"].predict(encode(frame, saved["columns"], saved["categories"]))
+    return head.predict(encode(frame, saved["columns"], saved["categories"]))

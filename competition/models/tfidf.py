@@ -5,7 +5,9 @@ vectoriser on its training rows only, so neither the vocabulary nor the idf
 weights see the fold's valid rows (honest CV). What a fold saves::
 
     fold0/
-        tfidf.pkl       {"vectorizer": FeatureUnion(word, char), "head": heads.Head}
+        vocabulary.json each analyzer's terms (in column order) and idf weights: with the config,
+                        all a fitted vectoriser is (:func:`load_vectorizer`)
+        head/           the estimator (heads.save_head: head.json + LightGBM text / skops files)
         tfidf.json      estimator, n-gram ranges, vocabulary sizes, labels (human-readable)
 
 Example experiment (``comp new 043 --template tfidf``)::
@@ -26,7 +28,8 @@ from competition.errors import InputError
 from competition.models import FoldResult, heads, input_texts
 from competition.models.heads import Head, fit_head, n_outputs
 
-MODEL_FILE = "tfidf.pkl"
+HEAD_DIR = "head"
+VOCABULARY = "vocabulary.json"
 
 
 @dataclass
@@ -109,7 +112,10 @@ def fit_fold(prepared: Prepared, fold: int, train_idx: np.ndarray, valid_idx: np
 
 def _save(out_dir: Path, vectorizer, head: Head, cfg: ExperimentConfig, data, sizes: dict) -> None:
     out_dir = Path(out_dir)
-    heads.save(out_dir / MODEL_FILE, {"vectorizer": vectorizer, "head": head})
+    artifacts.write_json(out_dir / VOCABULARY, {
+        name: {"terms": sorted(v.vocabulary_, key=v.vocabulary_.get), "idf": v.idf_.tolist()}
+        for name, v in vectorizer.transformer_list})
+    heads.save_head(out_dir / HEAD_DIR, head)
     artifacts.write_json(out_dir / "tfidf.json", {
         "family": "tfidf", "estimator": cfg.model.estimator, "task": data.spec.task,
         "word_ngrams": cfg.model.word_ngrams, "char_ngrams": cfg.model.char_ngrams,
@@ -117,13 +123,23 @@ def _save(out_dir: Path, vectorizer, head: Head, cfg: ExperimentConfig, data, si
     })
 
 
-def load_fold(fold_dir: Path) -> dict:
-    """The saved vectoriser and head of one fold."""
-    return heads.load(Path(fold_dir) / MODEL_FILE, "tfidf")
+def load_vectorizer(fold_dir: Path, cfg: ExperimentConfig):
+    """The fold's fitted vectoriser: the config's analyzers with the saved vocabulary and idf."""
+    path = Path(fold_dir) / VOCABULARY
+    if not path.is_file():
+        heads.load_head(Path(fold_dir) / HEAD_DIR, "tfidf")    # names an old pickled fold, if it is one
+        raise InputError(f"{path}: missing; retrain this fold (`comp train exp=<id> --fold <k> --force`)")
+    saved = artifacts.read_json(path)
+    vectorizer = make_vectorizer(cfg)
+    for name, part in vectorizer.transformer_list:
+        terms = saved[name]["terms"]
+        part.vocabulary_ = {term: i for i, term in enumerate(terms)}
+        part.idf_ = np.asarray(saved[name]["idf"], dtype=np.float64)
+    return vectorizer
 
 
 def predict(fold_dir: Path, cfg: ExperimentConfig, data, frame) -> np.ndarray:
     """Predict ``frame`` (e.g. a hidden test set) with fold ``fold_dir``'s vectoriser and estimator."""
-    saved = load_fold(fold_dir)
-    X = saved["vectorizer"].transform(input_texts(cfg, data.spec, frame)).tocsr()
-    return saved["head"].predict(X)
+    head = heads.load_head(Path(fold_dir) / HEAD_DIR, "tfidf")
+    X = load_vectorizer(fold_dir, cfg).transform(input_texts(cfg, data.spec, frame)).tocsr()
+    return head.predict(X)
