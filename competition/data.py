@@ -116,6 +116,10 @@ def _decode(path: Path, encoding: str, role: str) -> str:
     raw = path.read_bytes()
     if not raw.strip():
         raise InputError(f"{path} ({role}): the file is empty; it needs a header line and rows.")
+    for magic, kind, fix in ((b"\x1f\x8b", "gzip-compressed", "gunzip it"), (b"PK\x03\x04", "a zip archive", "unzip it"),
+                             (b"PAR1", "a parquet file", "write it as CSV")):
+        if raw.startswith(magic):
+            raise InputError(f"{path} ({role}): this is {kind}, not a CSV; {fix} and point at the .csv")
     try:
         codec = codecs.lookup(encoding).name
     except LookupError:
@@ -240,8 +244,12 @@ def require_columns(frame: pd.DataFrame, columns: list[str], path: Path, role: s
         have = [str(c) for c in frame.columns]
         close = difflib.get_close_matches(column, have, n=1, cutoff=0.6)
         hint = f" Did you mean {close[0]!r}?" if close else ""
-        if len(have) == 1 and any(s in have[0] for s in ("\t", ";", "|", ",")):
-            hint += " The whole header is one column: check read.sep."
+        if len(have) == 1:
+            seps = [s for s in ("\t", ";", "|", ",") if s in have[0]]
+            if seps:
+                shown = "\\t" if seps[0] == "\t" else seps[0]
+                hint += (f" The whole header is one column: the file looks '{shown}'-separated; check "
+                         f"read.sep: set `read.sep: '{shown}'` in competition.yaml (comp init --sep '{shown}').")
         raise InputError(f"{path} ({role}): column {column!r} (named by `{key}` in competition.yaml) "
                          f"is missing; the columns are: {', '.join(map(repr, have))}.{hint}")
 
@@ -378,6 +386,13 @@ def _check_test_ids(test: pd.DataFrame, spec: Spec) -> None:
     sample = read_sample_submission(spec)
     path = spec.file(spec.sample_submission)
     require_columns(sample, [spec.id_column], path, "sample submission", "id")
+    values = [str(c) for c in sample.columns if c != spec.id_column]
+    per_class = spec.task == "multiclass" and spec.targets[0] not in values and len(values) >= 2
+    if not per_class and set(values) != set(spec.targets):
+        raise InputError(f"{path} (sample submission): its columns {[str(c) for c in sample.columns]} do not "
+                         f"hold the targets {spec.targets} after the id {spec.id_column!r}; a submission "
+                         "copies this layout. Fix `targets:` in competition.yaml or use the competition's "
+                         "own sample submission.")
     want = set(sample[spec.id_column])
     have = set(test[spec.id_column].astype(str))
     if want != have:
@@ -487,6 +502,12 @@ def data_warnings(spec: Spec, train: pd.DataFrame, test: pd.DataFrame | None, y:
             if shared:
                 notes.append(f"{spec.test}: {shared} text(s) in column {main!r} also appear in train, "
                              "where their labels are known.")
+    if test is not None and spec.id is not None:
+        same = test[spec.id_column].astype(str).isin(set(train[spec.id_column].astype(str)))
+        if same.any():
+            notes.append(f"{spec.test}: {int(same.sum())} of {len(test)} test id(s) are also train ids "
+                         f"(e.g. {_first_ids(test, spec, same)}): the test file may be the train file, or "
+                         "the ids are row numbers; check `test:` in competition.yaml.")
     if spec.task in ("multiclass", "multilabel"):
         counts = y.sum(axis=0) if y.ndim == 2 else np.bincount(y, minlength=len(labels))
         rare = [(label, int(c)) for label, c in zip(labels, counts) if c < spec.folds.n_splits]

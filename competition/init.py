@@ -143,6 +143,12 @@ def _columns(train, test, exclude, fields, notes) -> tuple[list[str], list[str]]
     text = fields.get("text")
     if text is None:
         text = [c for c in usable if _is_text(train[c])]
+        train_only = [c for c in unused if _is_text(train[c])]
+        if not text and train_only:
+            raise InputError(f"the free-text column(s) {train_only} of train are missing from the test file "
+                             f"(its columns: {[str(c) for c in test.columns]}): a model could not read them "
+                             "at test time. Use the test file that has them, or name the inputs with --text / "
+                             "--features if the competition really has no text at test time.")
         notes.append(f"text: {text or 'none'} (free text: 30+ characters on average, or spill-over)")
     features = fields.get("features")
     if features is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 import warnings
 from pathlib import Path
@@ -371,3 +372,19 @@ task: multilabel
 metric: macro_f1
 """))
     assert quiet_load(spec).y.tolist() == [[0, 0, 1], [0, 0, 0], [1, 0, 0]]
+
+
+@pytest.mark.parametrize("kind,content,message", [
+    ("gzip", lambda: __import__("gzip").compress(b"id,text\n1,a\n"), "gzip-compressed, not a CSV; gunzip it"),
+    ("zip", lambda: b"PK\x03\x04rest", "a zip archive, not a CSV; unzip it"),
+    ("semicolons", lambda: b"id;text\n1;a\n", "looks ';'-separated; check read.sep: set `read.sep: ';'`"),
+])
+def test_compressed_or_misseparated_files_say_what_they_are(tmp_path, kind, content, message):
+    from competition.data import read_inputs
+    from competition.spec import Spec
+
+    (tmp_path / "rows.csv").write_bytes(content())
+    spec = Spec(name="x", train="t.csv", targets=["y"], text=["text"], task="binary", metric="f1",
+                data_dir=str(tmp_path))
+    with pytest.raises(InputError, match=re.escape(message)):
+        read_inputs(spec, tmp_path / "rows.csv")

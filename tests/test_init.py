@@ -186,3 +186,23 @@ def test_failed_holdout_leaves_no_files(real, tmp_path):
     with pytest.raises(InputError, match="fraction"):
         init_workspace(tmp_path, train=real / "titanic/train.csv", holdout=1.5)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_init_refuses_a_text_column_that_test_lacks_and_writes_nothing(real, tmp_path):
+    src = real / "disaster-tweets"
+    pd.read_csv(src / "test.csv").drop(columns=["text"]).to_csv(tmp_path / "test.csv", index=False)
+    with pytest.raises(InputError, match=r"free-text column\(s\) \['text'\] of train are missing from the test file"):
+        init_workspace(tmp_path / "ws", train=src / "train.csv", test=tmp_path / "test.csv")
+    assert not (tmp_path / "ws" / "competition.yaml").exists()
+
+
+def test_test_ids_that_are_train_ids_are_a_warning(real, tmp_path):
+    src = real / "disaster-tweets"
+    train = pd.read_csv(src / "train.csv").head(300)
+    train.to_csv(tmp_path / "train.csv", index=False)
+    train.drop(columns=["target"]).to_csv(tmp_path / "test.csv", index=False)   # the train file again
+    init_workspace(tmp_path / "ws", train=tmp_path / "train.csv", test=tmp_path / "test.csv")
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        load(load_spec(tmp_path / "ws" / "competition.yaml"))
+    assert any("300 of 300 test id(s) are also train ids" in str(w.message) for w in seen)

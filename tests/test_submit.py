@@ -262,9 +262,11 @@ def test_sample_columns_that_do_not_match_the_spec_are_refused(binary_ws):
     ws, data, _ = binary_ws
     sample = ws.root / "sample_submission.csv"
     pd.read_csv(sample).rename(columns={"target": "label"}).to_csv(sample, index=False)
-    with pytest.raises(InputError, match=r"sample_submission.csv: the sample submission's columns \['id', "
-                                         r"'label'\] do not match competition.yaml"):
-        submit(ws)
+    # caught where the data is first read (check, train, submit alike), not only at submit
+    for step in (lambda: load_data(ws), lambda: submit(ws)):
+        with pytest.raises(InputError, match=r"sample_submission.csv \(sample submission\): its columns "
+                                             r"\['id', 'label'\] do not hold the targets \['target'\]"):
+            step()
     assert written(ws) == []
 
 
