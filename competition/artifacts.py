@@ -7,6 +7,7 @@ either the old file or the new one, never half of one.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -38,17 +39,38 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
     'whole'
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as err:
+        raise _unwritable(path, err) from None
     os.close(fd)
     tmp_path = Path(tmp)
     os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600; artifacts get the usual permissions
     try:
         yield tmp_path
         os.replace(tmp_path, path)
+    except OSError as err:
+        tmp_path.unlink(missing_ok=True)
+        if err.errno in _NO_ROOM:
+            raise _unwritable(path, err) from None
+        raise
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+
+
+_NO_ROOM = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT}
+
+
+def _unwritable(path: Path, err: OSError):
+    """A folder that cannot be written (permissions, read-only, full disk): the user's to fix."""
+    from competition.errors import InputError
+
+    fix = {errno.ENOSPC: "free some disk space", errno.EDQUOT: "free some disk space (quota)"}.get(
+        err.errno, "make the folder writable or write elsewhere")
+    return InputError(f"{path}: cannot write it ({err.strerror}); {fix} and run the command again "
+                      "(nothing was half-written)")
 
 
 def _jsonable(value: Any) -> Any:

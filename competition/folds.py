@@ -162,9 +162,9 @@ def _check_columns(scheme: str, n_splits: int, groups, time) -> None:
             raise InputError(f"folds.group {_column(groups, 'groups')} is empty in {missing:,} row(s); "
                              "every row needs a group: fill them (e.g. with the row id) or pick another column")
         if (n_groups := values.nunique()) < n_splits:
+            lower = f"lower n_splits to at most {n_groups} or " if n_groups >= 2 else ""
             raise InputError(f"folds.n_splits={n_splits} is more than the {n_groups} distinct groups in "
-                             f"folds.group {_column(groups, 'groups')}; lower n_splits to at most "
-                             f"{n_groups} or group by a finer column")
+                             f"folds.group {_column(groups, 'groups')}; {lower}group by a finer column")
     elif groups is not None:
         warnings.warn(f"folds.group {_column(groups, 'groups')} is ignored by scheme {scheme!r}; "
                       "use scheme group or stratified-group to keep groups together", FoldWarning, stacklevel=3)
@@ -183,9 +183,11 @@ def _check_balance(y: np.ndarray, scheme: str, n_splits: int, labels) -> None:
         rarest = int(np.argmin(np.where(counts > 0, counts, np.inf)))
         if counts[rarest] < n_splits:
             name = labels[rarest] if labels is not None else rarest
+            fix = (f"lower n_splits to at most {counts[rarest]}, merge or drop that class, or use scheme kfold"
+                   if counts[rarest] >= 2 else "merge or drop that class (k-fold needs n_splits >= 2), or "
+                   "use scheme kfold")
             raise InputError(f"folds.n_splits={n_splits} is more than the {counts[rarest]} row(s) of class "
-                             f"{name!r}, so some folds could not hold it; lower n_splits to at most "
-                             f"{counts[rarest]}, merge or drop that class, or use scheme kfold")
+                             f"{name!r}, so some folds could not hold it; {fix}")
     if scheme == "multilabel-stratified":
         counts = y.sum(axis=0)
         rare = [(labels[j] if labels is not None else j, int(c)) for j, c in enumerate(counts) if c < n_splits]

@@ -435,3 +435,18 @@ def test_minilm_loads_offline_and_learns(tmp_path, monkeypatch):
 
     auc = metrics.score("roc_auc", data.y[:100], result.oof, "binary")
     assert auc > 0.75, result.history
+
+
+@pytest.mark.parametrize("damage", ["weights", "config"])
+def test_a_damaged_model_folder_is_one_line_naming_the_fix(tiny, tmp_path, damage):
+    import shutil
+
+    broken = tmp_path / "broken-bert"
+    shutil.copytree(tiny, broken)
+    target = broken / ("model.safetensors" if damage == "weights" else "config.json")
+    target.write_bytes(target.read_bytes()[:40])
+    cfg = make_cfg(str(broken))
+    data = tweets("binary", N)
+    with pytest.raises(InputError, match="cannot load the model in .*save_pretrained"):
+        prepared = encoder.prepare(cfg, data)
+        fit(cfg, data, tmp_path / "out", prepared=prepared)

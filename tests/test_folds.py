@@ -162,6 +162,14 @@ def test_n_splits_above_the_smallest_class(tweets):
         folds.make_folds(tweets["id"], y, task="binary", scheme="stratified", labels=["calm", "disaster"])
 
 
+def test_a_class_of_one_row_never_suggests_n_splits_1(tweets):
+    y = tweets["target"].to_numpy().copy()
+    y[np.flatnonzero(y == 1)[1:]] = 0  # one positive left
+    with pytest.raises(InputError, match=r"1 row\(s\) of class 'disaster'.*merge or drop that class") as err:
+        folds.make_folds(tweets["id"], y, task="binary", scheme="stratified", labels=["calm", "disaster"])
+    assert "at most 1" not in str(err.value)
+
+
 def test_n_splits_above_the_number_of_groups(tweets):
     groups = pd.Series(np.arange(len(tweets)) % 3, name="batch")
     with pytest.raises(InputError, match=r"n_splits=5 is more than the 3 distinct groups in folds.group "

@@ -484,3 +484,29 @@ def test_multilabel_labels_use_one_threshold_per_label_and_score_back(tmp_path):
     assert score_file(ws, result.path).score == pytest.approx(
         metrics.score("f1", truth, out.set_index("id").loc[frame.iloc[60:]["id"], ["a", "b", "c"]].to_numpy(),
                       "multilabel"))
+
+
+def test_a_read_only_or_full_folder_is_a_message_not_a_traceback(binary_ws, monkeypatch):
+    import errno
+    import os
+
+    from typer.testing import CliRunner
+
+    from competition.cli import app
+
+    ws, _, _ = binary_ws
+    ws.submissions_dir.mkdir(exist_ok=True)
+    if os.geteuid() != 0:       # root writes anywhere: then the permission case is simulated below
+        ws.submissions_dir.chmod(0o500)
+    real_replace = os.replace
+
+    def full_disk(src, dst):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", full_disk)
+    out = CliRunner().invoke(app, ["submit", "001", "-w", str(ws.root)])
+    monkeypatch.setattr(os, "replace", real_replace)
+    ws.submissions_dir.chmod(0o700)
+    text = " ".join(out.output.split())
+    assert out.exit_code == 2 and "cannot write it" in text and ("free some disk space" in text or "writable" in text)
+    assert written(ws) == []

@@ -47,11 +47,12 @@ def load_encoder(name: str):
     """(tokenizer, model) of a hub id or local folder, in eval mode, on the CPU."""
     from transformers import AutoModel, AutoTokenizer
 
-    from competition.models.pretrained import resolve_pretrained
+    from competition.models.pretrained import loading, resolve_pretrained
 
     path = resolve_pretrained(name)
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    model = AutoModel.from_pretrained(path)
+    with loading(name, path):
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = AutoModel.from_pretrained(path)
     model.eval()
     return tokenizer, model
 

@@ -13,7 +13,7 @@ from functools import partial
 
 from competition.config import ExperimentConfig
 from competition.errors import InputError
-from competition.models.pretrained import resolve_pretrained
+from competition.models.pretrained import loading, resolve_pretrained
 from competition.models.torch_common import Prepared, build_prepared, fit_fold, predict  # noqa: F401
 
 # the names different architectures give their dropout probabilities
@@ -27,14 +27,16 @@ def load_encoder(source: str, dropout: float):
 
     from transformers.utils import logging as hf_logging
 
-    config = AutoConfig.from_pretrained(source)
+    with loading(source, source):
+        config = AutoConfig.from_pretrained(source)
     for attr in DROPOUT_ATTRS:
         if isinstance(getattr(config, attr, None), float):
             setattr(config, attr, dropout)
     bar = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()  # a "Loading weights" bar per fold and seed is noise
     try:
-        return AutoModel.from_pretrained(source, config=config)
+        with loading(source, source):
+            return AutoModel.from_pretrained(source, config=config)
     finally:
         if bar:
             hf_logging.enable_progress_bar()
@@ -45,9 +47,10 @@ def prepare(cfg: ExperimentConfig, data) -> Prepared:
     from transformers import AutoConfig, AutoTokenizer
 
     source = resolve_pretrained(cfg.model.name)
-    positions = getattr(AutoConfig.from_pretrained(source), "max_position_embeddings", None)
+    with loading(cfg.model.name, source):
+        positions = getattr(AutoConfig.from_pretrained(source), "max_position_embeddings", None)
+        tokenizer = AutoTokenizer.from_pretrained(source)
     if positions is not None and cfg.model.max_length > positions:
         raise InputError(f"model.max_length {cfg.model.max_length}: {cfg.model.name} reads at most "
                          f"{positions} tokens; set model.max_length={positions} or less")
-    tokenizer = AutoTokenizer.from_pretrained(source)
     return build_prepared(cfg, data, tokenizer, partial(load_encoder, source, cfg.model.dropout))

@@ -21,6 +21,8 @@ Only the local folder is passed on after a failed probe, so nothing else goes on
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import functools
 import importlib
 import logging
@@ -138,3 +140,17 @@ def resolve_pretrained(name: str) -> str:
         return cached
     raise InputError(f"model.name {name!r}: cannot load it: {reason} and no local copy is installed. "
                      + _what_to_do(name))
+
+
+@contextmanager
+def loading(name: str, source: str):
+    """Errors of ``from_pretrained`` on a damaged or foreign folder, as one line naming the fix."""
+    from safetensors import SafetensorError
+
+    try:
+        yield
+    except (OSError, ValueError, KeyError, SafetensorError) as err:
+        first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+        raise InputError(f"model.name {name!r}: cannot load the model in {source} ({first}). The folder needs "
+                         "what save_pretrained writes: config.json, the weights (model.safetensors) and the "
+                         "tokenizer files; save it again or point model.name at a good copy.") from None
