@@ -302,3 +302,17 @@ def test_damaged_prediction_files_are_named_with_the_fix_not_a_traceback(ws, dam
     out = runner.invoke(app, ["train", "exp=001", "-w", str(ws.root)])
     text = " ".join(out.output.split())
     assert out.exit_code == 2 and "comp train exp=001 --fold 1 --force" in text, out.output
+
+
+def test_data_warnings_in_full_at_check_and_one_line_elsewhere(ws):
+    from typer.testing import CliRunner
+
+    from competition.cli import app
+
+    runner = CliRunner()
+    check = " ".join(runner.invoke(app, ["check", "-w", str(ws.root)]).output.split())
+    assert "mojibake" in check and "comp check` lists them" not in check
+    out = runner.invoke(app, ["train", "exp=001", "--fold", "0", "-w", str(ws.root)])
+    text = " ".join(out.output.split())
+    assert out.exit_code == 0 and "mojibake" not in text
+    assert text.count("data warnings about the files (`comp check` lists them)") == 1

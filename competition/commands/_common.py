@@ -23,26 +23,43 @@ WorkspaceOpt = Annotated[
 
 
 @contextlib.contextmanager
-def user_warnings():
+def user_warnings(data_in_full: bool = True):
     """Warnings are for the user: one yellow line each, no source location, each text once
-    (stages that load the data again do not repeat its warnings)."""
+    (stages that load the data again do not repeat its warnings). With ``data_in_full`` False,
+    warnings about the data files (:class:`~competition.data.DataWarning`) are counted, not shown:
+    one line at the end says how many there were and that ``comp check`` lists them."""
+    from competition.data import DataWarning
+
     shown: set[str] = set()
+    about_data: set[str] = set()
 
     def show(message, category, filename, lineno, file=None, line=None) -> None:
-        if str(message) not in shown:
+        if not data_in_full and issubclass(category, DataWarning):
+            about_data.add(str(message))
+        elif str(message) not in shown:
             shown.add(str(message))
             err_console.print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("always")
-        for developer_only in (DeprecationWarning, PendingDeprecationWarning):   # as Python's default
-            warnings.simplefilter("ignore", developer_only)
-        warnings.showwarning = show
-        yield
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            for developer_only in (DeprecationWarning, PendingDeprecationWarning):   # as Python's default
+                warnings.simplefilter("ignore", developer_only)
+            warnings.showwarning = show
+            yield
+    finally:
+        if about_data:
+            n = len(about_data)
+            err_console.print(f"[yellow]note:[/] {n} data warning{'s' if n > 1 else ''} about the files "
+                              "(`comp check` lists them)", highlight=False, soft_wrap=True)
 
 
-def handle_errors(fn):
-    """Bad-input errors become a red message and exit code 2 (not a traceback); warnings one line each."""
+def handle_errors(fn=None, *, data_warnings: str = "summary"):
+    """Bad-input errors become a red message and exit code 2 (not a traceback); warnings one line
+    each. ``data_warnings="full"`` (comp init, comp check) shows every warning about the data files;
+    other commands end with one line counting them."""
+    if fn is None:
+        return functools.partial(handle_errors, data_warnings=data_warnings)
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -50,7 +67,7 @@ def handle_errors(fn):
         from competition.workspace import WorkspaceError
 
         try:
-            with user_warnings():
+            with user_warnings(data_in_full=data_warnings == "full"):
                 return fn(*args, **kwargs)
         except (InputError, WorkspaceError) as err:
             # escaped: messages quote YAML lists such as [keyword, text], which are not markup

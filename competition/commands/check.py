@@ -22,7 +22,7 @@ def target_counts(ds) -> list[tuple[str, str]]:
     return [(str(label), f"{int(c):,} ({c / len(y):.1%})") for label, c in zip(ds.labels, counts)]
 
 
-@handle_errors
+@handle_errors(data_warnings="full")
 def command(
     ws_path: WorkspaceOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="only errors and warnings")] = False,

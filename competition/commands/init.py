@@ -10,7 +10,7 @@ import typer
 from competition.commands._common import console, err_console, handle_errors, parse_csv_list
 
 
-@handle_errors
+@handle_errors(data_warnings="full")
 def command(
     train: Annotated[Path, typer.Option("--train", help="training file (CSV / TSV)")],
     test: Annotated[Path | None, typer.Option("--test", help="test file")] = None,
