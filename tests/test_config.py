@@ -208,3 +208,13 @@ def test_a_template_is_a_packaged_name_not_a_path(tmp_path):
     ws = make_ws(tmp_path / "ws", e001=f"template: ../../{tmp_path.name}/evil\n")
     with pytest.raises(InputError, match="unknown template"):
         load_config(ws, "001")
+
+
+@pytest.mark.parametrize("verb", ["train", "tune"])
+def test_a_command_without_the_experiment_says_how_to_name_it(tmp_path, verb):
+    from typer.testing import CliRunner
+
+    from competition.cli import app
+
+    out = CliRunner().invoke(app, [verb, "-w", str(_titanic_ws(tmp_path))])
+    assert out.exit_code == 2 and f"name the experiment: `comp {verb} exp=042`" in out.output, out.output

@@ -9,7 +9,7 @@ import typer
 from competition.commands._common import WorkspaceOpt, console, handle_errors, workspace
 
 
-def split_exp_args(args: list[str]) -> tuple[str, list[str]]:
+def split_exp_args(args: list[str], verb: str = "train") -> tuple[str, list[str]]:
     """``['exp=042', 'model.lr=3e-5']`` -> ``('042', ['model.lr=3e-5'])``; a bare first word is the id too.
 
     >>> split_exp_args(["exp=042", "model.lr=3e-5"])
@@ -28,13 +28,14 @@ def split_exp_args(args: list[str]) -> tuple[str, list[str]]:
         else:
             overrides.append(arg)
     if not exp:
-        raise InputError("name the experiment: `comp train exp=042` (its file is experiments/042.yaml)")
+        raise InputError(f"name the experiment: `comp {verb} exp=042` (its file is experiments/042.yaml)")
     return exp, overrides
 
 
 @handle_errors
 def command(
-    args: Annotated[list[str], typer.Argument(help="exp=042 then key.sub=value overrides, e.g. model.lr=3e-5")],
+    args: Annotated[list[str] | None, typer.Argument(
+        help="exp=042 then key.sub=value overrides, e.g. model.lr=3e-5", show_default=False)] = None,
     fold: Annotated[str, typer.Option("--fold", "-f", help="'all' or fold numbers, e.g. 0,2")] = "all",
     force: Annotated[bool, typer.Option("--force", help="retrain complete folds; accept a changed config")] = False,
     sweep: Annotated[bool, typer.Option(
@@ -50,7 +51,7 @@ def command(
     from competition.train import train
 
     ws = workspace(ws_path)
-    exp, overrides = split_exp_args(args)
+    exp, overrides = split_exp_args(args or [])
     if sweep:
         from competition.search import sweep_overrides, sweep_run_name
 

@@ -13,7 +13,8 @@ from competition.commands._common import WorkspaceOpt, console, handle_errors, w
 
 @handle_errors
 def command(
-    args: Annotated[list[str], typer.Argument(help="exp=042 then key.sub=value overrides for every trial")],
+    args: Annotated[list[str] | None, typer.Argument(
+        help="exp=042 then key.sub=value overrides for every trial", show_default=False)] = None,
     trials: Annotated[int | None, typer.Option(
         "--trials", "-n", min=1,
         help="The study's total of finished (complete + pruned) trials; every worker stops there. "
@@ -44,7 +45,7 @@ def command(
     from competition.tune import summarize, tune
 
     ws = workspace(ws_path)
-    exp, overrides = split_exp_args(args)
+    exp, overrides = split_exp_args(args or [], "tune")
     if sweep_file is not None:
         sweep = wandb_sweep(ws, exp, overrides=overrides, sampler=sampler, pruner=pruner, folds=folds)
         path = write_wandb_sweep(sweep_file, sweep)
