@@ -65,8 +65,12 @@ def _utf8(raw: bytes) -> bool:
     return True
 
 
-def run(root: Path = Path("demo-workspace"), fresh: bool = True) -> dict:
-    """Build the demo workspace and run every stage; returns the summary figures."""
+def run(root: Path = Path("demo-workspace"), fresh: bool = False) -> dict:
+    """Build the demo workspace and run every stage; returns the summary figures.
+
+    A re-run resumes: the workspace is rebuilt identically (same data, same seed), so finished
+    folds are kept and only the rest trains; ``fresh`` deletes it first and starts over.
+    """
     from competition import folds, stack, submit
     from competition.config import load_config
     from competition.data import load
@@ -118,7 +122,7 @@ def run(root: Path = Path("demo-workspace"), fresh: bool = True) -> dict:
         done(f"train {exp}")
 
     step("stack")
-    stacked = stack.stack(ws, inputs=list(EXPERIMENTS))
+    stacked = stack.stack(ws, inputs=list(EXPERIMENTS), name="s01", force=True)
     console.print(f"[green]stack {stacked.name}: CV accuracy {stacked.oof_score:.4f}")
     done("stack")
 
@@ -149,9 +153,10 @@ def main() -> None:
 
     from competition.errors import INTERRUPTED
 
+    fresh = "--fresh" in sys.argv[1:]
     try:
         with user_warnings():      # as the CLI shows them: one line each, each once
-            run()
+            run(fresh=fresh)
     except KeyboardInterrupt:
         console.print(f"[yellow]{INTERRUPTED}[/]")
         sys.exit(130)

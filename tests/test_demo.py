@@ -22,6 +22,11 @@ def test_demo_runs_every_stage_and_scores_the_holdout(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "disabled")
     summary = demo.run(tmp_path / "demo")
     assert set(summary["cv"]) == {"001", "002", "003"} and min(summary["cv"].values()) > 0.9
+    # a re-run resumes: every fold is kept, the same stack and CVs come back
+    done = {p: p.stat().st_mtime_ns for p in (tmp_path / "demo" / "experiments").glob("00*/fold*/done.json")}
+    again = demo.run(tmp_path / "demo")
+    assert again["cv"] == summary["cv"] and again["stack"] == summary["stack"]
+    assert {p: p.stat().st_mtime_ns for p in done} == done and len(done) == 15
     assert summary["holdout"] > 0.9 and 0.9 < summary["stack"] <= 1.0
     submission = pd.read_csv(summary["submission"])
     solution = pd.read_csv(tmp_path / "demo" / "data" / "solution.csv")
@@ -57,7 +62,7 @@ def test_ctrl_c_in_the_demo_says_how_to_resume_and_exits_130(tmp_path, monkeypat
     monkeypatch.setattr(demo, "EXPERIMENTS", {"001": scratch})
     monkeypatch.setenv("WANDB_MODE", "disabled")
     real_run = demo.run
-    monkeypatch.setattr(demo, "run", lambda: real_run(tmp_path / "demo"))
+    monkeypatch.setattr(demo, "run", lambda fresh=False: real_run(tmp_path / "demo", fresh=fresh))
 
     class CtrlC(pl.Callback):
         def on_train_batch_start(self, trainer, module, batch, batch_idx):
