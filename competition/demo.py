@@ -153,7 +153,10 @@ def main() -> None:
 
     from competition.errors import INTERRUPTED
 
+    from competition.models import PROGRESS
+
     fresh = "--fresh" in sys.argv[1:]
+    PROGRESS.set(lambda line: console.print(line, highlight=False))   # fine-tunes show a line per validation
     try:
         with user_warnings():      # as the CLI shows them: one line each, each once
             run(fresh=fresh)

@@ -316,3 +316,17 @@ def test_data_warnings_in_full_at_check_and_one_line_elsewhere(ws):
     text = " ".join(out.output.split())
     assert out.exit_code == 0 and "mojibake" not in text
     assert text.count("data warnings about the files (`comp check` lists them)") == 1
+
+
+def test_a_torch_fold_shows_a_line_per_validation_when_output_is_not_a_terminal(tmp_path):
+    from typer.testing import CliRunner
+
+    from competition.cli import app
+
+    scratch = ("model: {family: scratch, d_model: 32, heads: 2, layers: 1, vocab_size: 300, max_length: 32}\n"
+               "train: {epochs: 2, batch_size: 32, val_per_epoch: 2}\n")
+    ws = tweets_workspace(tmp_path / "ws", n_train=200, n_test=20, n_splits=2, experiments={"010": scratch})
+    out = CliRunner().invoke(app, ["train", "exp=010", "--fold", "0", "-w", str(ws.root)])
+    assert out.exit_code == 0, out.output
+    lines = [line for line in out.output.splitlines() if "val f1" in line and "left in this fit" in line]
+    assert len(lines) == 4 and "epoch 2/2" in lines[-1] and "~0s left" in lines[-1]

@@ -70,7 +70,13 @@ def command(
         console.print(f"  fold {row.fold}: {row.status:8s} score {score}"
                       + (f"  ({row.seconds:.1f}s)" if row.seconds is not None else ""))
 
-    result = train(ws, cfg, folds=fold, force=force, on_fold=show)
+    from competition.models import PROGRESS
+
+    token = PROGRESS.set(lambda line: console.print(line, highlight=False))   # a line per validation
+    try:
+        result = train(ws, cfg, folds=fold, force=force, on_fold=show)
+    finally:
+        PROGRESS.reset(token)
     if sweep:
         _report_to_sweep(ws, exp, cfg, result, tracking=load_config(ws, exp, overrides).track)
     table = Table(title=f"{exp}: {result.metric} per fold")

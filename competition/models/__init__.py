@@ -19,6 +19,7 @@ probabilities for classification (binary: P(positive)), values for regression.
 from __future__ import annotations
 
 import importlib
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
@@ -26,6 +27,9 @@ from typing import Any
 import numpy as np
 
 FAMILIES = ("encoder", "scratch", "tfidf", "lgbm", "embed")
+# Where the torch families send a line per validation (epoch, score, elapsed, time left): the CLI
+# and the demo set it, so a long fine-tune shows progress also when output is not a terminal.
+PROGRESS: ContextVar = ContextVar("progress", default=None)
 
 
 @dataclass

@@ -218,8 +218,9 @@ class FoldMonitor(pl.Callback):
     """
 
     def __init__(self, metric: str, task: str, y_valid: np.ndarray, tracker, patience: int | None,
-                 keep_best: bool = True, seed: int | None = None, step_offset: int = 0):
+                 keep_best: bool = True, seed: int | None = None, step_offset: int = 0, progress=None):
         self.metric, self.task, self.y_valid, self.tracker = metric, task, y_valid, tracker
+        self.progress = progress         # called with one line per validation (None: silent)
         self.patience, self.keep_best, self.seed, self.step_offset = patience, keep_best, seed, step_offset
         self.history: list[dict] = []
         self.best_score: float | None = None
@@ -258,6 +259,13 @@ class FoldMonitor(pl.Callback):
         self.history.append(row)
         self.tracker.log({k: v for k, v in row.items() if v is not None and k != "step"},
                          step=self.step_offset + trainer.global_step)
+        if self.progress is not None:
+            done = trainer.global_step / max(trainer.estimated_stepping_batches, 1)
+            elapsed = time.perf_counter() - self._fit_started
+            left = elapsed * (1 - done) / done if done > 0 else float("nan")
+            seed = f"seed {self.seed} " if self.seed is not None else ""
+            self.progress(f"    {seed}epoch {epoch:g}/{trainer.max_epochs}: val {self.metric} {score:.4f}, "
+                          f"val loss {val_loss:.4f} · {elapsed:.0f}s, ~{left:.0f}s left in this fit")
         if self.best_score is None or metrics.is_better(self.metric, score, self.best_score):
             self.best_score, self.best_epoch, self._bad = float(score), int(np.ceil(epoch)), 0
             if self.keep_best:

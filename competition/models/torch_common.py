@@ -30,7 +30,7 @@ import torch
 
 from competition.config import ExperimentConfig
 from competition.errors import InputError
-from competition.models import FoldResult, input_texts
+from competition.models import PROGRESS, FoldResult, input_texts
 from competition.models.batches import encode, eval_loader, train_loader
 from competition.models.pretrained import resolve_pretrained  # noqa: F401 - re-exported for other families
 from competition.models.textmodel import FoldMonitor, TextModel, WeightAverage
@@ -159,7 +159,8 @@ def fit_seed(prepared: Prepared, seed: int, train_idx: np.ndarray, valid_idx: np
     valid_dl = eval_loader([ids[i] for i in valid_idx], prepared.targets[valid_idx], pad_id, t.eval_batch_size)
     spec = prepared.data.spec
     monitor = FoldMonitor(spec.metric, spec.task, np.asarray(prepared.data.y)[valid_idx], tracker,
-                          t.patience, keep_best=not t.swa, seed=seed, step_offset=step_offset)
+                          t.patience, keep_best=not t.swa, seed=seed, step_offset=step_offset,
+                          progress=PROGRESS.get())
     swa = WeightAverage(t.swa_start, t.swa_snapshots, t.swa_lr) if t.swa else None
     callbacks: list[pl.Callback] = [monitor, *EXTRA_CALLBACKS.get(), *([swa] if swa else [])]
     with _quiet_lightning():
