@@ -76,8 +76,18 @@ class Run:
 def read_predictions(path: Path, remake: str, columns: list[str] | None = None) -> pd.DataFrame:
     """A predictions parquet; a missing, truncated or unreadable one is an InputError naming the
     file and the command that remakes it (not pyarrow's traceback)."""
+    return read_hashed(path, remake, columns)[0]
+
+
+def read_hashed(path: Path, remake: str, columns: list[str] | None = None) -> tuple[pd.DataFrame, str]:
+    """:func:`read_predictions` plus the hash (as :func:`artifacts.file_hash`) of the very bytes read,
+    so a stack records what it used even if a concurrent ``--force`` rewrites the file meanwhile."""
+    import hashlib
+    import io
+
     try:
-        return pd.read_parquet(path, columns=columns)
+        raw = Path(path).read_bytes()
+        return pd.read_parquet(io.BytesIO(raw), columns=columns), hashlib.sha256(raw).hexdigest()[:16]
     except FileNotFoundError:
         raise InputError(f"{path}: missing; remake it: `{remake}`") from None
     except (OSError, ValueError) as err:   # pyarrow's ArrowInvalid is a ValueError

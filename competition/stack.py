@@ -79,11 +79,9 @@ class Inputs:
     def names(self) -> list[str]:
         return [r.name for r in self.runs]
 
-    @property
-    def versions(self) -> dict[str, str]:
-        """Each input's oof.parquet hash, kept in the manifest: the leaderboard names inputs
-        retrained since."""
-        return {r.name: artifacts.file_hash(r.dir / "oof.parquet") for r in self.runs}
+    versions: dict[str, str] = field(default_factory=dict)   # each input's oof.parquet hash, of the bytes read:
+    #                                                           kept in the manifest, the leaderboard names
+    #                                                           inputs retrained since
 
     def scores(self) -> dict[str, float]:
         """Each input's own CV (from its metrics.json, recomputed when missing)."""
@@ -170,12 +168,13 @@ def load_inputs(ws: Workspace, names: list[str] | None = None, *, data=None, exc
     oof = np.empty((n, m, k), dtype=np.float32)
     test = None if data.test is None else np.empty((len(data.test), m, k), dtype=np.float32)
     train_ids = data.train[spec.id_column]
+    versions: dict[str, str] = {}
     for j, run in enumerate(chosen):
         if run.pred_columns != cols:
             raise InputError(f"{run.dir}: run {run.name} predicts {run.pred_columns}, this competition "
                              f"needs {cols}; it belongs to another competition or task.")
         remake = runs.remake_command(run.name, run.manifest)
-        frame = runs.read_predictions(run.dir / "oof.parquet", remake, ["id", *cols])
+        frame, versions[run.name] = runs.read_hashed(run.dir / "oof.parquet", remake, ["id", *cols])
         pos = _aligned(frame, train_ids, f"{run.dir / 'oof.parquet'}")
         values = frame[cols].to_numpy(dtype=np.float32)
         oof[:, j] = values if pos is None else values[pos]
@@ -192,7 +191,7 @@ def load_inputs(ws: Workspace, names: list[str] | None = None, *, data=None, exc
         pos = _aligned(frame, data.test[spec.id_column], str(path))
         values = frame[cols].to_numpy(dtype=np.float32)
         test[:, j] = values if pos is None else values[pos]
-    inputs = Inputs(spec, data, fold, hashes, chosen, oof, test, notes)
+    inputs = Inputs(spec, data, fold, hashes, chosen, oof, test, notes, versions)
     inputs.notes += drift_warnings(inputs)
     return inputs
 

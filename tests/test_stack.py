@@ -305,3 +305,33 @@ def test_leaderboard_names_inputs_retrained_or_removed_since_the_stack(binary):
     shutil.rmtree(binary.ws.run_dir("b"))
     assert "input b is gone" in " ".join(next(e for e in leaderboard(binary.ws, data=binary.data)
                                               if e.name == "s01").notes)
+
+
+def test_a_stack_records_the_hash_of_the_predictions_it_read(tmp_path, monkeypatch):
+    """A retrain that rewrites an input between the stack's read and its manifest: the stack still
+    names what it used, so the leaderboard sees the input changed since."""
+    from competition.leaderboard import leaderboard
+
+    env = synth_workspace(tmp_path / "ws")
+    add_runs(env, {"a": 1.0, "b": 0.5})
+    oof_a = env.ws.run_dir("a") / "oof.parquet"
+    read = oof_a.read_bytes()
+    real_read_bytes = Path.read_bytes
+
+    def read_then_retrained(self):
+        raw = real_read_bytes(self)
+        if self == oof_a:                       # a concurrent --force retrain lands right after the read
+            frame = pd.read_parquet(oof_a)
+            frame["target"] = 1.0 - frame["target"]
+            artifacts.write_parquet(oof_a, frame)
+        return raw
+
+    monkeypatch.setattr(Path, "read_bytes", read_then_retrained)
+    stack(env.ws, data=env.data, inputs=["a", "b"], name="s01")
+    monkeypatch.setattr(Path, "read_bytes", real_read_bytes)
+    import hashlib
+
+    manifest = json.loads((env.ws.run_dir("s01") / "manifest.json").read_text())
+    assert manifest["input_hashes"]["a"] == hashlib.sha256(read).hexdigest()[:16]
+    s01 = next(e for e in leaderboard(env.ws, data=env.data) if e.name == "s01")
+    assert s01.notes and s01.notes[0].startswith("input a changed since")
