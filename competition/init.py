@@ -93,6 +93,24 @@ def infer_task(values: pd.DataFrame) -> tuple[str, str]:
                      "pass --task (binary, multiclass, multilabel or regression)")
 
 
+def _stray_labels(train: pd.DataFrame, column: str, id_column: str | None) -> None:
+    """Two common labels and a few rows of others: almost always a typo or a shifted row that
+    made a binary task multiclass. Refused, naming the rows, before a wrong task is written."""
+    counts = train[column].value_counts()
+    if len(counts) < 3:
+        return
+    stray = counts.index[2:].tolist()
+    rows = train.index[train[column].isin(stray)]
+    if len(rows) > max(3, 0.001 * len(train)):      # real classes, however rare
+        return
+    where = (f"{id_column} {train.loc[rows[:5], id_column].tolist()}" if id_column else
+             f"line(s) {[int(r) + 2 for r in rows[:5]]}")
+    raise InputError(f"target {column!r}: {counts.index[0]!r} and {counts.index[1]!r} fill "
+                     f"{counts.iloc[:2].sum()} rows but {stray[:5]} appear in only {len(rows)} ({where}), which "
+                     "would make the task multiclass. Fix or drop those rows, or pass --task multiclass if "
+                     "they are real classes.")
+
+
 def _is_text(values: pd.Series) -> bool:
     """Free text: strings averaging 30+ characters and 4+ words (not keywords, codes or URLs), or
     the nameless columns a text spills into when its commas went unquoted (``Unnamed: 2``)."""
@@ -283,6 +301,8 @@ def infer_fields(train: pd.DataFrame, test: pd.DataFrame | None, sample: pd.Data
                              f"{', '.join(map(str, train.columns))}")
         task, why = infer_task(train[targets])
         notes.append(f"task: {task} ({why})")
+        if task == "multiclass":
+            _stray_labels(train, targets[0], id_column)
     labels = fields.get("labels")
     if labels is None and task in ("binary", "multiclass") and targets[0] in train.columns:
         values = train[targets[0]].dropna().unique()

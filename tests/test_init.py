@@ -206,3 +206,12 @@ def test_test_ids_that_are_train_ids_are_a_warning(real, tmp_path):
         warnings.simplefilter("always")
         load(load_spec(tmp_path / "ws" / "competition.yaml"))
     assert any("300 of 300 test id(s) are also train ids" in str(w.message) for w in seen)
+
+
+def test_a_stray_label_that_would_make_binary_multiclass_names_its_rows(real, tmp_path):
+    train = pd.read_csv(real / "disaster-tweets" / "train.csv").head(2000)
+    train.loc[[10, 700], "target"] = 11                 # two shifted rows
+    train.to_csv(tmp_path / "train.csv", index=False)
+    with pytest.raises(InputError, match=r"\[11\] appear in only 2 \(id \[.*\]\).*--task multiclass"):
+        init_workspace(tmp_path / "ws", train=tmp_path / "train.csv")
+    assert not (tmp_path / "ws" / "competition.yaml").exists()
