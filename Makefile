@@ -10,11 +10,15 @@ export WANDB_SILENT := true
 .PHONY: setup test test-all folds train stack submit demo bench clean
 
 $(STAMP): pyproject.toml
-	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	# torch==2.13.0 is pinned in pyproject: pip takes the CPU build from this machine's disk
-	$(PY) -m pip install --quiet -e '.[test]'
-	touch $(STAMP)
+	@echo "[setup 1/3] virtualenv $(VENV)"
+	@test -x $(PY) || python3 -m venv $(VENV)
+	@echo "[setup 2/3] pip"
+	@$(PY) -m pip install --quiet --upgrade pip
+	@echo "[setup 3/3] comp and its dependencies (torch, transformers, lightning, ...): the first time takes several minutes"
+	@# torch==2.13.0 is pinned in pyproject: pip takes the CPU build from this machine's disk
+	@$(PY) -m pip install --quiet --progress-bar on -e '.[test]'
+	@touch $(STAMP)
+	@echo "[setup] done: source $(VENV)/bin/activate puts comp on your PATH"
 
 setup: $(STAMP)
 

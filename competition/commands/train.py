@@ -88,7 +88,7 @@ def command(
                       "-" if row.seconds is None else f"{row.seconds:.1f}")
     console.print(table)
     if result.complete:
-        thr = f" (threshold {result.threshold})" if isinstance(result.threshold, float) else ""
+        thr = f" (threshold {result.threshold:.4f})" if isinstance(result.threshold, float) else ""
         console.print(f"[bold green]OOF {result.metric}: {result.oof_score:.4f}[/]{thr} -> {result.run_dir}")
     elif result.other_config:
         folds = ",".join(map(str, result.other_config))
