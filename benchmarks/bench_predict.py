@@ -148,7 +148,7 @@ def render(r: dict) -> str:
          f"{f['wall_s']} s, {f['peak_rss_mib']} MiB"],
         [f"bundle of {', '.join(b['runs'])}: size (MiB)", f"{b['total_mib']} ("
          + ", ".join(f"{k} {v}" for k, v in sorted(b["mib_by_part"].items(), key=lambda kv: -kv[1])) + ")"],
-        ["bundle's predict.py offline (HF_HUB_OFFLINE=1, empty HF home, no workspace): wall s, max |diff| "
+        ["bundle's predict.py offline (HF_HUB_OFFLINE=1, empty HF home, no workspace): wall s, max abs difference "
          "to the stack's test.parquet", f"{b['wall_s']} s, {b['max_abs_diff']:.2e}"],
     ]
     return (f"{title}\n\n{r['rows']} rows. Measured alternately in one process (median of 2); the fresh-"
