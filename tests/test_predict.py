@@ -350,3 +350,15 @@ def test_the_real_minilm_replays_and_exports(tmp_path):
     assert proc.returncode == 0, proc.stderr
     got = pd.read_parquet(tmp_path / "p" / "predictions.parquet")["target"].to_numpy()
     assert np.abs(got - runs.load_run(ws, "s01").test()["target"].to_numpy()).max() <= 1e-6
+
+
+def test_models_saved_under_other_versions_load_with_a_warning_naming_them(damaged, tmp_path):
+    from competition.workspace import Workspace
+
+    manifest = damaged.run_dir("003") / "manifest.json"
+    saved = json.loads(manifest.read_text())
+    saved["packages"] = {**saved["packages"], "torch": "1.0.0", "transformers": "3.0.0"}
+    manifest.write_text(json.dumps(saved))
+    with pytest.warns(UserWarning, match=r"run 003 was saved with torch 1.0.0 \(now .*\), transformers 3.0.0"):
+        result = predict(Workspace(damaged.root), "003", damaged.root / "test.csv", out=tmp_path / "p")
+    assert result.rows == 60
