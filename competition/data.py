@@ -108,11 +108,14 @@ def placeholder(spec: Spec, labels: list | None) -> dict:
 
 # -- reading ---------------------------------------------------------------------------------
 
-def _decode(path: Path, encoding: str, role: str) -> str:
-    """The file's text; a wrong encoding is an error that names one that works."""
+def _decode(path: Path, encoding: str, role: str, given: bool = False) -> str:
+    """The file's text; a wrong encoding is an error that names one that works. ``given``: the path
+    came from the command line, not from competition.yaml (the not-found message says which)."""
     if not path.is_file():
-        raise InputError(f"{path} ({role}): file not found. Fix the path in competition.yaml "
-                         "(file names are relative to data_dir, data_dir to the spec's folder).")
+        fix = ("Check the path you gave on the command line." if given else
+               "Fix the path in competition.yaml (file names are relative to data_dir, data_dir to the "
+               "spec's folder).")
+        raise InputError(f"{path} ({role}): file not found. {fix}")
     raw = path.read_bytes()
     if not raw.strip():
         raise InputError(f"{path} ({role}): the file is empty; it needs a header line and rows.")
@@ -150,7 +153,7 @@ def _sep(read: ReadOptions) -> str:
 
 
 def read_table(path: Path | str, read: ReadOptions, *, role: str, ids: str | None = None,
-               dtype: type | None = None) -> pd.DataFrame:
+               dtype: type | None = None, given: bool = False) -> pd.DataFrame:
     """Read one CSV/TSV file with the spec's read options; every problem is an InputError.
 
     Empty fields are missing (NaN); strings such as ``NA`` or ``null`` stay text. The ``ids``
@@ -158,7 +161,7 @@ def read_table(path: Path | str, read: ReadOptions, *, role: str, ids: str | Non
     (so ``007`` keeps its zeros). ``dtype=str`` reads every cell as written. Rows that an
     unescaped quote seems to have merged are a :class:`DataWarning`.
     """
-    frame, notes = _read(Path(path), read, role, ids, dtype)
+    frame, notes = _read(Path(path), read, role, ids, dtype, given)
     for note in notes:
         warnings.warn(note, DataWarning, stacklevel=2)
     return frame
@@ -180,8 +183,8 @@ def _merged_rows(frame: pd.DataFrame, sep: str, path: Path) -> list[str]:
 
 
 def _read(path: Path, read: ReadOptions, role: str, ids: str | None,
-          dtype: type | None) -> tuple[pd.DataFrame, list[str]]:
-    text = _decode(path, read.encoding, role)
+          dtype: type | None, given: bool = False) -> tuple[pd.DataFrame, list[str]]:
+    text = _decode(path, read.encoding, role, given)
     sep = _sep(read)
     kwargs = dict(sep=sep, quoting=QUOTING[read.quoting], header=0 if read.header else None,
                   names=read.names, keep_default_na=False, na_values=[""], index_col=False)
@@ -408,7 +411,7 @@ def _check_test_ids(test: pd.DataFrame, spec: Spec) -> None:
 def _read_inputs(spec: Spec, path: Path, role: str) -> tuple[pd.DataFrame, str, list[str]]:
     """A file of rows to predict, read and checked as the test file is: the spec's read options,
     the id column, every text and feature column. Returns the frame, its hash, the notes."""
-    frame, notes = _read(path, spec.read, role, spec.id, None)
+    frame, notes = _read(path, spec.read, role, spec.id, None, given=role != "test")
     frame = _with_id(frame, spec, path, role)
     require_columns(frame, spec.text, path, role, "text")
     require_columns(frame, spec.features, path, role, "features")

@@ -359,9 +359,10 @@ def init_workspace(root: Path | str, *, train: Path | str, test: Path | str | No
 
     paths = {"train": Path(train).resolve(), "test": test and Path(test).resolve(),
              "sample_submission": sample_submission and Path(sample_submission).resolve()}
-    train_frame = read_table(paths["train"], read, role="train")
-    test_frame = read_table(paths["test"], read, role="test") if paths["test"] else None
-    sample = (read_table(paths["sample_submission"], ReadOptions(), role="sample submission", dtype=str)
+    train_frame = read_table(paths["train"], read, role="train", given=True)
+    test_frame = read_table(paths["test"], read, role="test", given=True) if paths["test"] else None
+    sample = (read_table(paths["sample_submission"], ReadOptions(), role="sample submission", dtype=str,
+                         given=True)
               if paths["sample_submission"] else None)
 
     notes: list[str] = []

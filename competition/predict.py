@@ -139,7 +139,8 @@ def _sample(spec, frame: pd.DataFrame, given: Path | None, labels) -> tuple[pd.D
 
     ids = frame[spec.id_column]
     if given is not None:
-        return data_mod.read_table(given, data_mod.ReadOptions(), role="sample submission", dtype=str), Path(given)
+        return data_mod.read_table(given, data_mod.ReadOptions(), role="sample submission", dtype=str,
+                                given=True), Path(given)
     path = spec.file(spec.sample_submission) if spec.sample_submission else None
     if path is not None and path.is_file():
         sample = data_mod.read_sample_submission(spec)

@@ -171,7 +171,7 @@ def score_file(ws: Workspace, path: Path | str, *, data=None) -> ScoreResult:
     where = str(path)
     solution_file = spec.file(spec.solution)
     solution = data_mod.read_table(solution_file, ReadOptions(), role="solution", dtype=str)
-    sub = data_mod.read_table(path, ReadOptions(), role="submission", dtype=str)
+    sub = data_mod.read_table(path, ReadOptions(), role="submission", dtype=str, given=True)
     sample = data.sample_submission()
     check_sample_columns(sample, spec, output_kind(spec.task, spec.metric),
                           str(spec.file(spec.sample_submission) or "the sample submission"))

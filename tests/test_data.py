@@ -388,3 +388,14 @@ def test_compressed_or_misseparated_files_say_what_they_are(tmp_path, kind, cont
                 data_dir=str(tmp_path))
     with pytest.raises(InputError, match=re.escape(message)):
         read_inputs(spec, tmp_path / "rows.csv")
+
+
+def test_a_missing_file_says_where_its_path_came_from(tmp_path):
+    from competition.spec import Spec
+
+    spec = Spec(name="x", train="nope.csv", targets=["y"], text=["text"], task="binary", metric="f1",
+                data_dir=str(tmp_path))
+    with pytest.raises(InputError, match="file not found. Check the path you gave on the command line"):
+        read_table(tmp_path / "given.csv", ReadOptions(), role="submission", given=True)
+    with pytest.raises(InputError, match="file not found. Fix the path in competition.yaml"):
+        data.load(spec)
