@@ -330,3 +330,14 @@ def test_a_torch_fold_shows_a_line_per_validation_when_output_is_not_a_terminal(
     assert out.exit_code == 0, out.output
     lines = [line for line in out.output.splitlines() if "val f1" in line and "left in this fit" in line]
     assert len(lines) == 4 and "epoch 2/2" in lines[-1] and "~0s left" in lines[-1]
+
+
+def test_the_cli_prints_the_oof_threshold_to_four_decimals(ws):
+    import re
+
+    from typer.testing import CliRunner
+
+    from competition.cli import app
+
+    out = CliRunner().invoke(app, ["train", "exp=001", "-w", str(ws.root)])
+    assert out.exit_code == 0 and re.search(r"OOF f1: 0\.\d{4} \(threshold 0\.\d{4}\)", out.output), out.output
