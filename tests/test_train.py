@@ -328,7 +328,7 @@ def test_a_torch_fold_shows_a_line_per_validation_when_output_is_not_a_terminal(
     ws = tweets_workspace(tmp_path / "ws", n_train=200, n_test=20, n_splits=2, experiments={"010": scratch})
     out = CliRunner().invoke(app, ["train", "exp=010", "--fold", "0", "-w", str(ws.root)])
     assert out.exit_code == 0, out.output
-    lines = [line for line in out.output.splitlines() if "val f1" in line and "left in this fit" in line]
+    lines = [line for line in out.output.splitlines() if "val f1" in line and "s left" in line]
     assert len(lines) == 4 and "epoch 2/2" in lines[-1] and "~0s left" in lines[-1]
 
 

@@ -265,7 +265,7 @@ class FoldMonitor(pl.Callback):
             left = elapsed * (1 - done) / done if done > 0 else float("nan")
             seed = f"seed {self.seed} " if self.seed is not None else ""
             self.progress(f"    {seed}epoch {epoch:g}/{trainer.max_epochs}: val {self.metric} {score:.4f}, "
-                          f"val loss {val_loss:.4f} · {elapsed:.0f}s, ~{left:.0f}s left in this fit")
+                          f"loss {val_loss:.4f} · {elapsed:.0f}s, ~{left:.0f}s left")
         if self.best_score is None or metrics.is_better(self.metric, score, self.best_score):
             self.best_score, self.best_epoch, self._bad = float(score), int(np.ceil(epoch)), 0
             if self.keep_best:
