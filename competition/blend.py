@@ -295,8 +295,6 @@ def blend(ws: Workspace, *, inputs: list[str] | None = None, method: str = "hill
             tr, va = np.flatnonzero(fold != k), np.flatnonzero(fold == k)
             params = _fit(method, P[tr], y[tr], None if Z is None else Z[tr], spec)
             oof[va] = _apply(method, params, P[va], None if Z is None else Z[va])
-    fold_scores = {k: float(metrics.evaluate(spec.metric, y[fold == k], oof[fold == k], spec.task)[0])
-                   for k in range(n_splits)}
     in_sample = float(metrics.evaluate(spec.metric, y, _apply(method, final, P, Z), spec.task)[0])
     if method == "moe":  # the mean of the per-row weights
         weights = _gate_weights(final, Z).mean(axis=0)
@@ -319,7 +317,7 @@ def blend(ws: Workspace, *, inputs: list[str] | None = None, method: str = "hill
     warnings = list(src.notes)
     if method == "rank" and spec.metric in ("log_loss",):
         warnings.append("rank blend values are not probabilities: log_loss scores them poorly")
-    run = runs.write_run(ws, name, spec=spec, data=data, oof=frame, test=test, fold_scores=fold_scores,
+    run = runs.write_run(ws, name, spec=spec, data=data, oof=frame, test=test,
                          manifest={"kind": "blend", "family": f"{method}-blend", "method": method,
                                    "inputs": src.names, "input_hashes": src.versions, "weights": weights,
                                    "seed": seed, **src.hashes,
@@ -327,7 +325,7 @@ def blend(ws: Workspace, *, inputs: list[str] | None = None, method: str = "hill
                                    "in_sample_score": in_sample, "warnings": warnings})
     scores = src.scores()
     best = best_of(scores, spec.metric)
-    return BlendResult(name, run.dir, spec.metric, method, run.score, run.threshold, fold_scores, in_sample,
+    return BlendResult(name, run.dir, spec.metric, method, run.score, run.threshold, run.metrics["folds"], in_sample,
                        weights, scores, best[0], best[1], warnings)
 
 

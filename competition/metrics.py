@@ -11,6 +11,11 @@ Label-taking metrics on binary and multilabel tasks depend on a decision thresho
 predictions (one sort per label, so it runs on millions of rows), and
 :func:`evaluate` scores at it. The threshold is saved with the run and reused at
 submission time.
+
+A threshold chosen on the rows it scores flatters them. :func:`cv` is what a run reports:
+fold k is cut at the threshold chosen on the *other* folds' OOF (nested), and the CV is the
+score of those nested decisions over every row; the in-sample figure is kept beside it, marked
+optimistic, and the threshold chosen on all OOF is the one submissions use.
 """
 
 from __future__ import annotations
@@ -264,6 +269,15 @@ def _best_cut(fn: Callable, y: np.ndarray, p: np.ndarray) -> tuple[float, float]
     return float(mid if below < mid <= here else here), float(values[best])
 
 
+def takes_threshold(name: str, task: str) -> bool:
+    """True when metric ``name`` on ``task`` scores labels cut at a decision threshold.
+
+    >>> takes_threshold("f1", "binary"), takes_threshold("accuracy", "multiclass"), takes_threshold("roc_auc", "binary")
+    (True, False, False)
+    """
+    return get(name).needs == "labels" and task in ("binary", "multilabel")
+
+
 def best_threshold(name: str, y_true, y_pred, task: str) -> Threshold:
     """The threshold(s) maximising a label metric on these predictions, or None where the metric
     takes no threshold (probability / value metrics, multiclass argmax).
@@ -278,9 +292,8 @@ def best_threshold(name: str, y_true, y_pred, task: str) -> Threshold:
     >>> best_threshold("roc_auc", y, p, "binary") is None
     True
     """
-    metric = get(name)
-    y_true, y_pred = _check(metric, y_true, y_pred, task)
-    if metric.needs != "labels" or task not in ("binary", "multilabel"):
+    y_true, y_pred = _check(get(name), y_true, y_pred, task)
+    if not takes_threshold(name, task):
         return None
     if task == "binary":
         return _best_cut(_FROM_COUNTS[name], y_true.astype(float), y_pred[:, 0])[0]
@@ -298,6 +311,73 @@ def evaluate(name: str, y_true, y_pred, task: str) -> tuple[float, Threshold]:
     """
     threshold = best_threshold(name, y_true, y_pred, task)
     return score(name, y_true, y_pred, task, threshold=threshold), threshold
+
+
+@dataclass(frozen=True)
+class CV:
+    """What a run reports (:func:`cv`).
+
+    Attributes:
+        score: the OOF score; for threshold metrics each fold cut at a threshold chosen on the
+            other folds (nested), so no fold's decisions saw its own labels.
+        folds: each fold's score, the same way.
+        threshold: chosen on all OOF rows: what a submission uses (None without one).
+        in_sample: the OOF score at ``threshold``, chosen on the rows it scores (optimistic);
+            None where the metric takes no threshold (it would equal ``score``).
+        fold_thresholds: the threshold each fold was cut at (None without one).
+    """
+
+    score: float
+    folds: dict[int, float]
+    threshold: Threshold
+    in_sample: float | None = None
+    fold_thresholds: dict[int, Threshold] | None = None
+
+
+def decisions(name: str, y_true, y_pred, task: str, folds) -> tuple[np.ndarray, dict[int, Threshold] | None]:
+    """OOF predictions in the form metric ``name`` takes, each fold's rows cut at the threshold
+    chosen on the other folds' rows (nested), and those thresholds (None: no threshold).
+
+    >>> y = np.array([0, 1, 0, 1])
+    >>> p = np.array([[0.2], [0.6], [0.3], [0.4]])
+    >>> decisions("f1", y, p, "binary", np.array([0, 0, 1, 1]))
+    (array([0, 1, 0, 1]), {0: 0.35, 1: 0.4})
+    """
+    y_true, y_pred = _check(get(name), y_true, y_pred, task)
+    folds = np.asarray(folds)
+    if not takes_threshold(name, task):
+        return to_needed(name, y_pred, task), None
+    out = to_needed(name, y_pred, task, best_threshold(name, y_true, y_pred, task))
+    chosen: dict[int, Threshold] = {}
+    for k in np.unique(folds):
+        rest, here = folds != k, folds == k
+        chosen[int(k)] = best_threshold(name, y_true[rest], y_pred[rest], task)
+        out[here] = to_needed(name, y_pred[here], task, chosen[int(k)])
+    return out, chosen
+
+
+def cv(name: str, y_true, y_pred, task: str, folds) -> CV:
+    """A run's CV from its OOF predictions and their folds (see :class:`CV`).
+
+    >>> y = np.array([0, 1, 0, 1, 1, 0])
+    >>> p = np.array([[0.2], [0.6], [0.3], [0.4], [0.7], [0.45]])
+    >>> r = cv("accuracy", y, p, "binary", np.array([0, 0, 1, 1, 2, 2]))
+    >>> round(r.score, 4), round(r.in_sample, 4)        # nested vs chosen on the rows it scores
+    (0.6667, 0.8333)
+    >>> cv("rmse", np.array([1.0, 3.0]), np.array([[1.0], [1.0]]), "regression", np.array([0, 1])).folds
+    {0: 0.0, 1: 2.0}
+    """
+    metric = get(name)
+    y_true, y_pred = _check(metric, y_true, y_pred, task)
+    folds = np.asarray(folds)
+    if task == "regression" and y_true.ndim == 1:
+        y_true = y_true[:, None]
+    needed, chosen = decisions(name, y_true, y_pred, task, folds)
+    fold_scores = {int(k): metric.fn(y_true[folds == k], needed[folds == k]) for k in np.unique(folds)}
+    if chosen is None:
+        return CV(metric.fn(y_true, needed), fold_scores, None)
+    in_sample, threshold = evaluate(name, y_true, y_pred, task)
+    return CV(metric.fn(y_true, needed), fold_scores, threshold, in_sample, chosen)
 
 
 def describe(names: Sequence[str] | None = None) -> list[tuple[str, str, str, str]]:

@@ -5,7 +5,8 @@ A *run* is a folder ``experiments/<name>/`` with::
     manifest.json   kind (experiment | stack | blend), family, task, metric, pred_columns,
                     folds_hash, data_hash, test_hash, n_splits, status (complete | partial),
                     inputs (stacks and blends), package versions, git commit
-    metrics.json    metric, direction, oof_score, threshold, folds {k: score}, fold_mean, fold_std
+    metrics.json    metric, direction, oof_score, threshold, folds {k: score}, fold_mean, fold_std;
+                    threshold metrics also in_sample_score and fold_thresholds (see metrics.cv)
     oof.parquet     id, fold, prediction columns: every train row once, train-file order
     test.parquet    id, prediction columns (fold average), <col>__fold<k> (when there is a test set)
 
@@ -44,6 +45,11 @@ class Run:
     @property
     def score(self) -> float | None:
         return self.metrics.get("oof_score")
+
+    @property
+    def in_sample_score(self) -> float | None:
+        """The OOF score at the threshold chosen on all OOF (optimistic); None without a threshold."""
+        return self.metrics.get("in_sample_score")
 
     @property
     def threshold(self):
@@ -139,8 +145,9 @@ def fold_stats(folds: dict[int, float]) -> dict[str, float]:
 
 
 def write_run(ws: Workspace, name: str, *, spec, data, oof: pd.DataFrame, test: pd.DataFrame | None,
-              fold_scores: dict[int, float], manifest: dict[str, Any]) -> Run:
-    """Score the OOF and write a complete run (metrics, oof, test, then manifest last).
+              manifest: dict[str, Any]) -> Run:
+    """Score the OOF (:func:`metrics.cv`: nested thresholds, per fold and overall) and write a
+    complete run (metrics, oof, test, then manifest last).
 
     ``oof`` must hold id, fold and ``spec.pred_columns`` for every train row; it is put in
     train-file order. The manifest is written last, so a run with a manifest saying
@@ -155,16 +162,19 @@ def write_run(ws: Workspace, name: str, *, spec, data, oof: pd.DataFrame, test: 
     pred = oof[cols].to_numpy(dtype=float)
     if not np.isfinite(pred).all():
         raise RuntimeError(f"run {name}: OOF predictions hold NaN or inf")
-    score, threshold = metrics.evaluate(spec.metric, data.y, pred, spec.task)
+    result = metrics.cv(spec.metric, data.y, pred, spec.task, oof["fold"].to_numpy())
     run_dir = ws.run_dir(name)
     artifacts.write_parquet(run_dir / "oof.parquet", oof)
     if test is not None:
         artifacts.write_parquet(run_dir / "test.parquet", test)
     run_metrics = {
         "metric": spec.metric, "direction": metrics.METRICS[spec.metric].direction,
-        "oof_score": score, "threshold": threshold,
-        "folds": {int(k): v for k, v in fold_scores.items()}, **fold_stats(fold_scores),
+        "oof_score": result.score, "threshold": result.threshold,
+        "folds": result.folds, **fold_stats(result.folds),
     }
+    if result.in_sample is not None:
+        run_metrics.update(in_sample_score=result.in_sample,
+                           fold_thresholds={k: v for k, v in result.fold_thresholds.items()})
     artifacts.write_json(run_dir / "metrics.json", run_metrics)
     full = {"name": name, "competition": spec.name, "task": spec.task, "metric": spec.metric,
             "pred_columns": cols, "labels": _plain(data.labels), "status": "complete", **manifest,

@@ -84,14 +84,12 @@ class Inputs:
     #                                                           inputs retrained since
 
     def scores(self) -> dict[str, float]:
-        """Each input's own CV (from its metrics.json, recomputed when missing)."""
-        spec, out = self.spec, {}
-        for j, run in enumerate(self.runs):
-            score = run.score
-            if score is None:
-                score = metrics.evaluate(spec.metric, self.data.y, self.oof[:, j].astype(float), spec.task)[0]
-            out[run.name] = float(score)
-        return out
+        """Each input's CV, recomputed from its OOF as :func:`metrics.cv` scores a run (nested
+        thresholds), so a run written before that rule compares on the same terms."""
+        spec = self.spec
+        return {run.name: float(metrics.cv(spec.metric, self.data.y, self.oof[:, j].astype(float), spec.task,
+                                           self.fold).score)
+                for j, run in enumerate(self.runs)}
 
 
 def _fold_vector(ws: Workspace, data) -> np.ndarray:
@@ -472,7 +470,7 @@ def stack(ws: Workspace, *, inputs: list[str] | None = None, features: list[str]
 
     y, n_splits = data.y, int(src.fold.max()) + 1
     oof = np.zeros((len(x), n_class), dtype=np.float32)
-    test_parts, fold_scores, importance = [], {}, []
+    test_parts, importance = [], []
     for k in range(n_splits):
         tr, va = np.flatnonzero(src.fold != k), np.flatnonzero(src.fold == k)
         x_tr = x[tr]
@@ -481,7 +479,6 @@ def stack(ws: Workspace, *, inputs: list[str] | None = None, features: list[str]
                  for objective, target in _heads(task, y[tr])]
         del x_tr
         oof[va] = _predict(heads, x[va], n_class)
-        fold_scores[k] = float(metrics.evaluate(spec.metric, y[va], oof[va].astype(float), task)[0])
         gains = sum(_importance(model) for _, model in heads)
         importance.append(gains / gains.sum() if gains.sum() > 0 else gains)
         if x_test is not None:
@@ -500,14 +497,14 @@ def stack(ws: Workspace, *, inputs: list[str] | None = None, features: list[str]
     warnings = src.notes
     run = runs.write_run(
         ws, name, spec=spec, data=data, oof=frame,
-        test=runs.average_folds(test_parts, cols) if test_parts else None, fold_scores=fold_scores,
+        test=runs.average_folds(test_parts, cols) if test_parts else None,
         manifest={"kind": "stack", "family": f"{meta}-stack", "inputs": src.names, "input_hashes": src.versions,
                   "features": features, "meta": meta, "params": params, "seed": seed, **src.hashes, "n_splits": n_splits,
                   "folds_done": list(range(n_splits)), "warnings": warnings})
     scores = src.scores()
     best = best_of(scores, spec.metric)
-    mean_score = metrics.evaluate(spec.metric, y, src.oof.mean(axis=1, dtype=np.float64), task)[0]
-    return StackResult(name, run.dir, spec.metric, meta, run.score, run.threshold, fold_scores, scores,
+    mean_score = metrics.cv(spec.metric, y, src.oof.mean(axis=1, dtype=np.float64), task, src.fold).score
+    return StackResult(name, run.dir, spec.metric, meta, run.score, run.threshold, run.metrics["folds"], scores,
                        best[0], best[1], float(mean_score), features,
                        dict(zip(feature_names, shares.tolist())), warnings)
 

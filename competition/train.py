@@ -64,6 +64,7 @@ class TrainResult:
     folds: list[FoldRow] = field(default_factory=list)
     oof_score: float | None = None   # None until every fold is complete
     threshold: float | list[float] | None = None
+    in_sample: float | None = None   # threshold metrics: the OOF score at a threshold chosen on all OOF
     other_config: dict[int, list[str]] = field(default_factory=dict)  # fold -> keys that differ from cfg
 
     @property
@@ -332,6 +333,7 @@ def _assemble(ws, cfg, spec, data, fold_of, hashes, config: dict, result: TrainR
         oof = pd.concat([fold_file(k, "oof.parquet") for k in range(n_splits)])
         test = (runs.average_folds([fold_file(k, "test.parquet") for k in range(n_splits)], spec.pred_columns)
                 if data.test is not None else None)
-        run = runs.write_run(ws, cfg.exp, spec=spec, data=data, oof=oof, test=test,
-                             fold_scores={k: v["score"] for k, v in done.items()}, manifest=manifest)
-        result.oof_score, result.threshold = run.score, run.threshold
+        run = runs.write_run(ws, cfg.exp, spec=spec, data=data, oof=oof, test=test, manifest=manifest)
+        result.oof_score, result.threshold, result.in_sample = run.score, run.threshold, run.in_sample_score
+        for row in result.folds:   # as the run reports them: thresholds chosen on the other folds
+            row.score = run.metrics["folds"][row.fold]

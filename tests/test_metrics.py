@@ -184,3 +184,65 @@ def test_spec_validates_metric_against_task():
         Spec(name="x", train="t.csv", targets=["y"], task="multiclass", metric="f1")
     with pytest.raises(ValueError, match="unknown metric"):
         Spec(name="x", train="t.csv", targets=["y"], task="binary", metric="f_one")
+
+
+# -- nested thresholds: a fold's decisions never see its own labels ---------------------------
+
+@pytest.mark.parametrize("name, prevalence", [("accuracy", 0.5), ("f1", 0.15), ("macro_f1", 0.5)])
+def test_in_sample_thresholds_flatter_pure_noise_and_nested_ones_do_not(name, prevalence):
+    """Predictions independent of the labels: no rule can score more on new rows than the best
+    threshold fixed in advance. The in-sample CV beats that by choosing on the rows it scores; the
+    nested CV does not."""
+    grid = np.linspace(0, 1, 21)
+    nested, in_sample, fixed = [], [], []
+    for seed in range(40):
+        rng = np.random.default_rng(seed)
+        y, p = (rng.random(200) < prevalence).astype(int), rng.random((200, 1))
+        r = metrics.cv(name, y, p, "binary", np.arange(200) % 5)
+        nested.append(r.score)
+        in_sample.append(r.in_sample)
+        fixed.append([metrics.score(name, y, p, "binary", threshold=t) for t in grid])
+    best_fixed = np.mean(fixed, axis=0).max()       # the best rule chosen knowing the truth
+    assert np.mean(in_sample) > best_fixed + 0.015, (np.mean(in_sample), best_fixed)
+    assert np.mean(nested) < best_fixed + 0.005, (np.mean(nested), best_fixed)
+
+
+def test_a_folds_threshold_and_score_use_nothing_of_that_fold_but_its_labels_for_scoring():
+    rng = np.random.default_rng(3)
+    y, folds = rng.integers(0, 2, 300), np.arange(300) % 3
+    p = np.clip(y * 0.3 + rng.random(300) * 0.7, 0, 1)[:, None]
+    before = metrics.cv("f1", y, p, "binary", folds)
+    shuffled = y.copy()
+    shuffled[folds == 0] = rng.permutation(y[folds == 0])[::-1]        # fold 0's labels changed
+    after = metrics.cv("f1", shuffled, p, "binary", folds)
+    assert after.fold_thresholds[0] == before.fold_thresholds[0]       # chosen without fold 0
+    assert after.fold_thresholds[1] != before.fold_thresholds[1] or after.fold_thresholds[2] != before.fold_thresholds[2]
+    # fold 0's score: its rows cut at its threshold, scored against its labels
+    cut = (p[folds == 0, 0] >= before.fold_thresholds[0]).astype(int)
+    assert before.folds[0] == pytest.approx(skm.f1_score(y[folds == 0], cut))
+    assert after.folds[0] == pytest.approx(skm.f1_score(shuffled[folds == 0], cut))
+    assert before.threshold == metrics.best_threshold("f1", y, p, "binary")   # submissions: all OOF
+
+
+def test_multilabel_thresholds_are_nested_per_label():
+    rng = np.random.default_rng(5)
+    y = rng.integers(0, 2, (240, 3))
+    p = np.clip(y * 0.25 + rng.random((240, 3)) * 0.75, 0, 1)
+    folds = np.arange(240) % 4
+    r = metrics.cv("mean_f1", y, p, "multilabel", folds)
+    for k in range(4):
+        rest = folds != k
+        expect = [metrics.best_threshold("mean_f1", y[rest][:, [j]], p[rest][:, [j]], "multilabel")[0] for j in range(3)]
+        assert r.fold_thresholds[k] == expect
+    labels = np.vstack([p[folds == k] >= r.fold_thresholds[k] for k in range(4)])
+    order = np.concatenate([np.flatnonzero(folds == k) for k in range(4)])
+    assert r.score == pytest.approx(skm.f1_score(y[order], labels, average="macro", zero_division=0))
+    assert r.in_sample >= r.score and len(r.threshold) == 3
+
+
+def test_metrics_without_a_threshold_report_one_cv():
+    rng = np.random.default_rng(0)
+    y, p, folds = rng.integers(0, 2, 100), rng.random((100, 1)), np.arange(100) % 4
+    r = metrics.cv("roc_auc", y, p, "binary", folds)
+    assert r.in_sample is None and r.threshold is None and r.fold_thresholds is None
+    assert r.score == pytest.approx(metrics.score("roc_auc", y, p, "binary"))

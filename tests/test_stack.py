@@ -18,6 +18,7 @@ from sklearn.metrics import roc_auc_score
 from competition import artifacts, metrics, runs
 from competition.errors import InputError
 from competition.stack import _fold_vector, replay, stack
+from tests.scoring import nested_cv
 
 SPEC = """\
 name: synth-{task}
@@ -108,12 +109,11 @@ def fake_run(env: Synth, name: str, oof: np.ndarray, test: np.ndarray, **manifes
     frame.insert(0, "id", data.train[spec.id_column].to_numpy())
     test_frame = pd.DataFrame(np.asarray(test, dtype=float).reshape(len(test), -1), columns=cols)
     test_frame.insert(0, "id", data.test[spec.id_column].to_numpy())
-    folds = {k: metrics.evaluate(spec.metric, data.y[env.fold == k], frame[cols].to_numpy()[env.fold == k],
-                                 spec.task)[0] for k in range(int(env.fold.max()) + 1)}
+    folds = list(range(int(env.fold.max()) + 1))
     info = {"kind": "experiment", "family": "synthetic", "folds_hash": artifacts.file_hash(env.ws.folds_file),
             "data_hash": data.train_hash, "test_hash": data.test_hash, "n_splits": len(folds),
             "folds_done": list(folds), **manifest}
-    return runs.write_run(env.ws, name, spec=spec, data=data, oof=frame, test=test_frame, fold_scores=folds,
+    return runs.write_run(env.ws, name, spec=spec, data=data, oof=frame, test=test_frame,
                           manifest=info)
 
 
@@ -125,12 +125,12 @@ def add_runs(env: Synth, strengths: dict[str, float], seed: int = 1) -> None:
 
 
 def rescore(run_dir: Path, env: Synth) -> float:
-    """The metric recomputed from the saved oof.parquet, in its own row order."""
+    """The CV recomputed from the saved oof.parquet, in its own row order (nested thresholds)."""
     oof = pd.read_parquet(run_dir / "oof.parquet")
     spec = env.data.spec
     y = pd.Series(np.arange(len(env.data.y)), index=env.data.train[spec.id_column].astype(str))
-    return metrics.evaluate(spec.metric, env.data.y[y.loc[oof["id"].astype(str)].to_numpy()],
-                            oof[spec.pred_columns].to_numpy(), spec.task)[0]
+    return nested_cv(spec.metric, env.data.y[y.loc[oof["id"].astype(str)].to_numpy()],
+                     oof[spec.pred_columns].to_numpy(), spec.task, oof["fold"])
 
 
 @pytest.fixture(scope="module")

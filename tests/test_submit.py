@@ -106,12 +106,10 @@ def make_run(ws: Workspace, data, name: str, *, noise: float = 0.3, seed: int = 
         part.insert(0, "id", data.test[spec.id_column].to_numpy())
         parts.append(part)
     test = runs.average_folds(parts, cols)
-    fold_scores = {k: metrics.evaluate(spec.metric, data.y[fold == k], oof[cols].to_numpy()[fold == k],
-                                       spec.task)[0] for k in range(n_splits)}
     base = {"kind": kind, "family": "tfidf", "folds_hash": artifacts.file_hash(ws.folds_file),
             "data_hash": data.train_hash, "test_hash": data.test_hash, "n_splits": n_splits,
             "folds_done": list(range(n_splits)), "seconds_per_fold": {str(k): 1.5 for k in range(n_splits)}}
-    return runs.write_run(ws, name, spec=spec, data=data, oof=oof, test=test, fold_scores=fold_scores,
+    return runs.write_run(ws, name, spec=spec, data=data, oof=oof, test=test,
                           manifest={**base, **manifest})
 
 

@@ -15,6 +15,7 @@ from competition import metrics
 from competition.config import load_config
 from competition.errors import InputError
 from competition.train import train
+from tests.scoring import nested_cv
 from tests.workspaces import tweets_workspace
 
 
@@ -36,12 +37,16 @@ def test_full_run_writes_every_artifact(ws):
     test = pd.read_parquet(run / "test.parquet")
     assert list(test.columns) == ["id", "target", "target__fold0", "target__fold1", "target__fold2"]
     assert np.allclose(test["target"], test[[f"target__fold{k}" for k in range(3)]].mean(axis=1))
-    # the reported CV is what the saved OOF gives
+    # the reported CV is what the saved OOF gives, each fold cut at a threshold from the other folds
     saved = json.loads((run / "metrics.json").read_text())
     y = pd.read_csv(ws.root / "train.csv").set_index("id").loc[oof["id"], "target"].to_numpy()
-    again, _ = metrics.evaluate("f1", y, oof[["target"]].to_numpy(), "binary")
+    again = nested_cv("f1", y, oof[["target"]].to_numpy(), "binary", oof["fold"])
     assert saved["oof_score"] == pytest.approx(again) == pytest.approx(result.oof_score)
     assert 0.55 < saved["oof_score"] <= 1.0
+    in_sample, threshold = metrics.evaluate("f1", y, oof[["target"]].to_numpy(), "binary")
+    assert saved["in_sample_score"] == pytest.approx(in_sample) and in_sample >= saved["oof_score"]
+    assert saved["threshold"] == threshold == result.threshold          # what submissions use
+    assert [r.score for r in result.folds] == [saved["folds"][str(k)] for k in range(3)]
 
 
 def test_resume_skips_complete_folds_and_force_retrains(ws):
@@ -332,7 +337,7 @@ def test_a_torch_fold_shows_a_line_per_validation_when_output_is_not_a_terminal(
     assert len(lines) == 4 and "epoch 2/2" in lines[-1] and "~0s left" in lines[-1]
 
 
-def test_the_cli_prints_the_oof_threshold_to_four_decimals(ws):
+def test_the_cli_prints_the_nested_cv_and_the_submission_threshold_to_four_decimals(ws):
     import re
 
     from typer.testing import CliRunner
@@ -340,4 +345,9 @@ def test_the_cli_prints_the_oof_threshold_to_four_decimals(ws):
     from competition.cli import app
 
     out = CliRunner().invoke(app, ["train", "exp=001", "-w", str(ws.root)])
-    assert out.exit_code == 0 and re.search(r"OOF f1: 0\.\d{4} \(threshold 0\.\d{4}\)", out.output), out.output
+    found = re.search(r"OOF f1: (0\.\d{4}) \(thresholds chosen on the other folds; (0\.\d{4}) in-sample, "
+                      r"optimistic; submissions use (0\.\d{4})\)", out.output)
+    assert out.exit_code == 0 and found, out.output
+    saved = json.loads((ws.run_dir("001") / "metrics.json").read_text())
+    assert found.groups() == tuple(f"{saved[k]:.4f}" for k in ("oof_score", "in_sample_score", "threshold"))
+    assert "fold 0: trained  score 0." in out.output and "at its own threshold" in out.output

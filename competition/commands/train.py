@@ -32,6 +32,23 @@ def split_exp_args(args: list[str], verb: str = "train") -> tuple[str, list[str]
     return exp, overrides
 
 
+def cv_note(result) -> str:
+    """What a threshold metric's CV means, beside it: nested, the optimistic in-sample figure, the
+    threshold submissions use.
+
+    >>> from types import SimpleNamespace as NS
+    >>> cv_note(NS(in_sample=0.81234, threshold=0.4321))
+    ' (thresholds chosen on the other folds; 0.8123 in-sample, optimistic; submissions use 0.4321)'
+    >>> cv_note(NS(in_sample=None, threshold=None))
+    ''
+    """
+    if result.in_sample is None:
+        return ""
+    thr = f"{result.threshold:.4f}" if isinstance(result.threshold, float) else "per-label thresholds"
+    return (f" (thresholds chosen on the other folds; {result.in_sample:.4f} in-sample, optimistic; "
+            f"submissions use {thr})")
+
+
 @handle_errors
 def command(
     args: Annotated[list[str] | None, typer.Argument(
@@ -65,9 +82,16 @@ def command(
     console.print(f"[bold]experiment {exp}[/] · {cfg.model.family} · folds {fold}"
                   + (f" · run {cfg.exp}" if sweep else ""))
 
+    from competition import metrics
+    from competition.spec import load_spec
+
+    spec = load_spec(ws.spec_file)
+    # a fold's own threshold while it trains: the other folds' OOF, which the CV uses, comes later
+    own = " at its own threshold" if metrics.takes_threshold(spec.metric, spec.task) else ""
+
     def show(row):
         score = "-" if row.score is None else f"{row.score:.4f}"
-        console.print(f"  fold {row.fold}: {row.status:8s} score {score}"
+        console.print(f"  fold {row.fold}: {row.status:8s} score {score}{own if row.score is not None else ''}"
                       + (f"  ({row.seconds:.1f}s)" if row.seconds is not None else ""))
 
     from competition.models import PROGRESS
@@ -79,7 +103,8 @@ def command(
         PROGRESS.reset(token)
     if sweep:
         _report_to_sweep(ws, exp, cfg, result, tracking=load_config(ws, exp, overrides).track)
-    table = Table(title=f"{exp}: {result.metric} per fold")
+    table = Table(title=f"{exp}: {result.metric} per fold"
+                  + (" (thresholds chosen on the other folds)" if result.in_sample is not None else ""))
     for col in ("fold", "status", "score", "best epoch", "seconds"):
         table.add_column(col, justify="right")
     for row in result.folds:
@@ -88,8 +113,7 @@ def command(
                       "-" if row.seconds is None else f"{row.seconds:.1f}")
     console.print(table)
     if result.complete:
-        thr = f" (threshold {result.threshold:.4f})" if isinstance(result.threshold, float) else ""
-        console.print(f"[bold green]OOF {result.metric}: {result.oof_score:.4f}[/]{thr} -> {result.run_dir}")
+        console.print(f"[bold green]OOF {result.metric}: {result.oof_score:.4f}[/]{cv_note(result)} -> {result.run_dir}")
     elif result.other_config:
         folds = ",".join(map(str, result.other_config))
         keys = sorted({k for diff in result.other_config.values() for k in diff})
