@@ -1,4 +1,5 @@
-"""``comp check``: validate the data against competition.yaml and summarise it."""
+"""``comp check [--adversarial [--folds K]]``: validate the data against competition.yaml and summarise
+it; with ``--adversarial``, also say whether a model can tell train from test (:mod:`competition.adversarial`)."""
 
 from __future__ import annotations
 
@@ -26,8 +27,16 @@ def target_counts(ds) -> list[tuple[str, str]]:
 def command(
     ws_path: WorkspaceOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="only errors and warnings")] = False,
+    adversarial: Annotated[bool, typer.Option(
+        "--adversarial", help="train a train-vs-test classifier: its OOF AUC, the tokens/features that tell "
+                              "them apart, and folds/adversarial.csv (per-row test-likeness)")] = False,
+    n_folds: Annotated[int | None, typer.Option("--folds", min=2,
+                                                help="folds of --adversarial (default 5)")] = None,
 ) -> None:
     """Check the data against competition.yaml: columns, ids, targets, encodings; print a summary."""
+    if n_folds is not None and not adversarial:
+        raise typer.BadParameter("only applies with --adversarial; add --adversarial or drop --folds",
+                                 param_hint="--folds")
     import warnings
 
     from rich.table import Table
@@ -37,6 +46,10 @@ def command(
 
     ws = workspace(ws_path)
     spec = load_spec(ws.spec_file)
+    if adversarial:
+        from competition.adversarial import require_test
+
+        require_test(spec)  # before the summary: refuse up front, not after "ok"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", data.DataWarning)  # shown below, once
         ds = data.load(spec)
@@ -77,3 +90,43 @@ def command(
     parts.append(f"{spec.test} ({len(ds.test):,} rows)" if ds.test is not None else "no test set")
     console.print(f"[bold green]ok[/]: the data matches {ws.spec_file.name}: {', '.join(parts)}"
                   + (f"; {len(ds.warnings)} warning(s)" if ds.warnings else ""))
+    if adversarial:
+        show_adversarial(ws, ds, n_folds or 5)
+
+
+def show_adversarial(ws, ds, n_splits: int) -> None:
+    """Run :func:`competition.adversarial.validate` and print its AUC, verdict, top tokens or
+    features and the train rows most like test; write folds/adversarial.csv."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from competition import adversarial
+
+    result = adversarial.validate(ds, n_splits=n_splits, seed=ds.spec.folds.seed)
+    console.print(f"[bold]adversarial validation[/]: train vs test ROC AUC {result.auc:.3f} "
+                  f"(95% interval {result.low:.3f}-{result.high:.3f}; {n_splits} stratified folds, "
+                  f"seed {result.seed})", highlight=False)
+    console.print(adversarial.verdict(result.auc), highlight=False)
+    noise = " -- at this AUC, mostly noise" if result.auc < adversarial.ALIKE else ""
+    if result.kind == "tokens":
+        table = Table(title=f"tokens that tell test from train (logistic coefficients){noise}")
+        for col in ("toward test", "weight", "toward train", "weight"):
+            table.add_column(col, justify="right" if col == "weight" else "left")
+        test_side, train_side = result.toward_test(10), result.toward_train(10)
+        for i in range(max(len(test_side), len(train_side))):
+            cells = []
+            for side in (test_side, train_side):
+                cells += [escape(str(side.index[i])), f"{side.iloc[i]:+.2f}"] if i < len(side) else ["", ""]
+            table.add_row(*cells)
+    else:
+        table = Table(title=f"features that tell test from train (LightGBM gain){noise}")
+        table.add_column("feature")
+        table.add_column("share of gain", justify="right")
+        for name, share in result.toward_test(10).items():
+            table.add_row(escape(str(name)), f"{share:.1%}")
+    console.print(table)
+    path = adversarial.write_scores(result, ws)
+    console.print(f"wrote {path} (id, set, test_likeness: the OOF P(test) of every train and test row)")
+    like = result.train_most_like_test(5)
+    console.print("train ids most like test (test_likeness): " + ", ".join(
+        f"{row_id} ({p:.3f})" for row_id, p in zip(like["id"], like["test_likeness"])), highlight=False)
