@@ -35,6 +35,8 @@ class Entry:
     status: str
     notes: tuple[str, ...] = field(default_factory=tuple)
     rank: int | None = None
+    in_sample: float | None = None      # threshold metrics: the CV at a threshold chosen on all OOF
+    vs_best: dict | None = None         # diff, low, high (95% paired bootstrap), tied: vs rank 1
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -116,15 +118,11 @@ def sort_entries(entries: list[Entry], direction: str) -> list[Entry]:
 def current_hashes(ws: Workspace, data=None) -> dict:
     """The hashes a fresh run would record now (None where unknown: no folds yet, unreadable data)."""
     from competition import artifacts
-    from competition import data as data_mod
-    from competition.errors import InputError
-    from competition.spec import load_spec
 
     hashes = {"folds_hash": artifacts.file_hash(ws.folds_file) if ws.folds_file.is_file() else None,
               "data_hash": None, "test_hash": None}
-    try:
-        data = data if data is not None else data_mod.load(load_spec(ws.spec_file))
-    except InputError:
+    data = _load(ws, data)
+    if data is None:
         return hashes
     hashes.update(data_hash=data.train_hash, test_hash=data.test_hash)
     return hashes
@@ -141,8 +139,9 @@ def leaderboard(ws: Workspace, *, data=None) -> list[Entry]:
     spec = load_spec(ws.spec_file) if data is None else data.spec
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # data warnings belong to `comp check`, not here
+        data = _load(ws, data)
         current = current_hashes(ws, data)
-    entries = []
+    entries, scored = [], {}
     file_hash = functools.cache(artifacts.file_hash)
     for run in runs.all_runs(ws):
         m = run.manifest
@@ -161,16 +160,54 @@ def leaderboard(ws: Workspace, *, data=None) -> list[Entry]:
             other = m.get("folds_other_config") or {}
             if other:
                 notes.insert(1, f"folds {','.join(other)} trained with another config")
+        cv, in_sample = run.score if status in ("complete", "stale") else None, run.in_sample_score
+        if status == "complete" and data is not None:   # rescored by today's rule, kept for comparing
+            result, scored[run.name] = run.cv(data)
+            cv, in_sample = result.score, result.in_sample
         entries.append(Entry(
             name=run.name, kind=m.get("kind", "experiment"), family=m.get("family"),
             metric=run.metrics.get("metric") or m.get("metric"),
-            cv=run.score if status in ("complete", "stale") else None,
+            cv=cv, in_sample=in_sample,
             fold_mean=run.metrics.get("fold_mean"), fold_std=run.metrics.get("fold_std"),
             folds_done=done, n_splits=n_splits, seconds=train_seconds(m), status=status,
             notes=tuple(notes + [f"{n}: retrain before submitting" for n in test_note]
                         + changed_inputs(ws, run.name, m, file_hash)),
         ))
-    return sort_entries(entries, metrics.METRICS[spec.metric].direction)
+    entries = sort_entries(entries, metrics.METRICS[spec.metric].direction)
+    return with_comparisons(entries, scored, data) if scored else entries
+
+
+def with_comparisons(entries: list[Entry], decisions: dict, data) -> list[Entry]:
+    """Each ranked run's CV minus the best run's, with a 95% paired-bootstrap interval over the
+    OOF rows (seeded); ``tied``: the interval holds 0, the gap may be noise."""
+    from competition import bootstrap
+
+    spec = data.spec
+    best = next((e for e in entries if e.rank == 1), None)
+    if best is None or best.name not in decisions:
+        return entries
+    out = []
+    for e in entries:
+        if e.rank is not None and e.name in decisions:
+            c = bootstrap.compare(spec.metric, data.y, decisions[e.name], decisions[best.name], spec.task)
+            e = replace(e, vs_best={"diff": c.diff, "low": c.low, "high": c.high,
+                                    "tied": e.rank > 1 and not c.significant})
+        out.append(e)
+    return out
+
+
+def _load(ws: Workspace, data=None):
+    """The competition's data, or None when it cannot be read now (the leaderboard still lists runs)."""
+    from competition import data as data_mod
+    from competition.errors import InputError
+    from competition.spec import load_spec
+
+    if data is not None:
+        return data
+    try:
+        return data_mod.load(load_spec(ws.spec_file))
+    except InputError:
+        return None
 
 
 def to_json(entries: list[Entry], metric: str, direction: str) -> str:
@@ -188,23 +225,70 @@ def _num(value: float | None, fmt: str = ".4f") -> str:
     return "-" if value is None else format(value, fmt)
 
 
+def _cv_text(e: Entry) -> str:
+    """The CV, and for threshold metrics the optimistic in-sample figure beside it, dimmed."""
+    return _num(e.cv) + ("" if e.in_sample is None or e.cv is None else f" [dim]({e.in_sample:.4f})[/]")
+
+
+def _vs_best_text(e: Entry) -> str:
+    """``best`` for rank 1; else the gap and its interval, ``tied`` when the interval holds 0.
+
+    >>> _vs_best_text(Entry("a", "experiment", None, "f1", 0.8, None, None, 5, 5, None, "complete", rank=2,
+    ...                     vs_best={"diff": -0.003, "low": -0.009, "high": 0.002, "tied": True}))
+    '-0.0030 [-0.009, +0.002] tied'
+    """
+    if e.vs_best is None:
+        return "-"
+    if e.rank == 1:
+        return "best"
+    v = e.vs_best
+    return f"{v['diff']:+.4f} [{v['low']:+.3f}, {v['high']:+.3f}]" + (" tied" if v["tied"] else "")
+
+
 def render(entries: list[Entry], metric: str, direction: str):
-    """A rich Table of the leaderboard (the caller prints it)."""
+    """The leaderboard as rich renderables (the caller prints them, :func:`show`): a table of
+    figures, and lines under it: one per run that has notes (why it is stale, partial, damaged;
+    what to run), then what the columns mean."""
+    from rich import box
     from rich.markup import escape
     from rich.table import Table
+    from rich.text import Text
 
     arrow = "higher" if direction == "maximize" else "lower"
-    table = Table(title=f"leaderboard: {metric} ({arrow} is better)")
-    for column, justify in (("#", "right"), ("run", "left"), ("kind", "left"), ("CV", "right"),
-                            ("fold mean ± std", "right"), ("folds", "right"), ("train time", "right"),
-                            ("status", "left")):
-        table.add_column(column, justify=justify)
+    table = Table(title=f"leaderboard: {metric} ({arrow} is better)", box=box.SIMPLE_HEAD, pad_edge=False)
+    for column, justify in (("#", "right"), ("run", "left"), ("family", "left"), ("CV", "right"),
+                            ("vs best [95%]", "right"), ("folds mean ± sd", "right"),
+                            ("train", "right"), ("status", "left")):
+        # names and figures never wrap (a user copies them); the family does
+        table.add_column(column, justify=justify, no_wrap=column != "family", overflow="fold")
     colour = {"complete": "green", "stale": "yellow", "partial": "dim", "damaged": "red"}
+    notes = []
     for e in entries:
         spread = "-" if e.fold_mean is None else f"{e.fold_mean:.4f} ± {_num(e.fold_std)}"
-        kind = e.kind + (f" ({e.family})" if e.family else "")
-        status = f"[{colour[e.status]}]{e.status}[/]" + (f": {escape('; '.join(e.notes))}" if e.notes else "")
-        table.add_row("-" if e.rank is None else str(e.rank), e.name, kind, _num(e.cv), spread,
-                      f"{e.folds_done}/{e.n_splits}", "-" if e.seconds is None else f"{e.seconds:.1f}s",
-                      status)
-    return table
+        status = f"[{colour[e.status]}]{e.status}[/]" + (f" {e.folds_done}/{e.n_splits}" if e.status == "partial" else "")
+        table.add_row("-" if e.rank is None else str(e.rank), e.name, e.family or e.kind, _cv_text(e),
+                      _vs_best_text(e), spread, "-" if e.seconds is None else f"{e.seconds:.0f}s", status)
+        if e.notes:
+            notes.append(f"[bold]{escape(e.name)}[/]: {escape('; '.join(e.notes))}")
+    legend = []
+    if any(e.in_sample is not None for e in entries):
+        legend.append("CV: each fold cut at the threshold chosen on the other folds; (in-sample, optimistic)")
+    if any(e.vs_best is not None and e.rank and e.rank > 1 for e in entries):
+        legend.append("vs best: CV minus the best run's, 95% paired bootstrap over the OOF rows; "
+                      "tied: the gap may be noise")
+    return table, [Text.from_markup(line) for line in notes] + [Text(line, style="dim") for line in legend]
+
+
+def show(console, entries: list[Entry], metric: str, direction: str) -> None:
+    """Print the leaderboard: the table at its natural width even on a narrow terminal (a figure
+    cut to fit is worse than a line the terminal wraps), the notes wrapped to the terminal."""
+    from rich.console import Console
+    from rich.measure import Measurement
+
+    table, lines = render(entries, metric, direction)
+    natural = Measurement.get(console, console.options.update(width=400), table).maximum
+    wide = console if natural <= console.width else Console(
+        width=natural, color_system=console.color_system, force_terminal=console.is_terminal)
+    wide.print(table)
+    for line in lines:
+        console.print(line)

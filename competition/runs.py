@@ -66,6 +66,15 @@ class Run:
         path = self.dir / "test.parquet"
         return read_predictions(path, remake_command(self.name, self.manifest)) if path.is_file() else None
 
+    def cv(self, data) -> tuple[metrics.CV, np.ndarray]:
+        """The run's CV recomputed from its OOF (:func:`metrics.cv`, the rule every run is scored
+        by, also for runs written before it) and its nested decisions, for paired comparisons."""
+        oof = self.oof()
+        metric, task = self.manifest["metric"], self.manifest["task"]
+        pred, fold = oof[self.pred_columns].to_numpy(dtype=float), oof["fold"].to_numpy()
+        return (metrics.cv(metric, data.y, pred, task, fold),
+                metrics.decisions(metric, data.y, pred, task, fold)[0])
+
     def readable(self) -> bool:
         """Its predictions files open (a deleted or truncated oof.parquet makes a complete run damaged)."""
         import pyarrow.parquet as pq

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 import typer
 from typer.testing import CliRunner
 
-from competition import artifacts
+from competition import artifacts, runs
 from competition.commands import leaderboard as leaderboard_cmd
 from competition.commands import score as score_cmd
 from competition.commands import submit as submit_cmd
@@ -79,8 +80,34 @@ def test_json_and_table(tmp_path):
     doc = json.loads(to_json(entries, "f1", "maximize"))
     assert doc["metric"] == "f1" and [r["name"] for r in doc["runs"]] == ["001", "002"]
     assert doc["runs"][1]["status"] == "partial" and doc["runs"][1]["notes"] == ["1/3 folds done"]
-    assert render(entries, "f1", "maximize").row_count == 2
+    table, lines = render(entries, "f1", "maximize")
+    assert table.row_count == 2 and any("002" in line.plain and "1/3 folds done" in line.plain for line in lines)
     assert leaderboard(synth_workspace(tmp_path / "empty")) == []
+
+
+def test_each_run_is_compared_with_the_best_by_a_paired_interval(tmp_path):
+    from tests.scoring import nested_cv
+
+    ws = synth_workspace(tmp_path / "ws", n_train=600)
+    data = load_data(ws)
+    make_run(ws, data, "good", noise=0.3, seed=1)
+    make_run(ws, data, "twin", noise=0.3, seed=1)          # the same predictions: a tie by construction
+    make_run(ws, data, "poor", noise=1.5, seed=2)
+    entries = {e.name: e for e in leaderboard(ws)}
+    best = min(entries.values(), key=lambda e: e.rank)
+    assert best.rank == 1 and best.vs_best["diff"] == 0
+    fold = np.arange(len(data.y)) % 3
+    for e in entries.values():
+        oof = runs.load_run(ws, e.name).oof()
+        assert e.cv == pytest.approx(nested_cv("f1", data.y, oof[["target"]].to_numpy(), "binary", fold))
+    poor = entries["poor"]
+    assert poor.vs_best["diff"] == pytest.approx(poor.cv - best.cv)
+    assert poor.vs_best["low"] < poor.vs_best["diff"] < poor.vs_best["high"] < 0 and not poor.vs_best["tied"]
+    other = entries["twin" if best.name == "good" else "good"]
+    assert other.vs_best["tied"] and other.vs_best["low"] <= 0 <= other.vs_best["high"]
+    assert entries["good"].in_sample >= entries["good"].cv        # the in-sample figure, beside it
+    _, lines = render(list(entries.values()), "f1", "maximize")
+    assert any("paired bootstrap" in line.plain for line in lines)
 
 
 # -- CLI wiring ------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ def command(
 ) -> None:
     """Every run with its CV, per-fold mean ± std, train time and status (complete / partial / stale)."""
     from competition import metrics
-    from competition.leaderboard import leaderboard, render, to_json
+    from competition.leaderboard import leaderboard, show, to_json
     from competition.spec import load_spec
 
     ws = workspace(ws_path)
@@ -29,4 +29,4 @@ def command(
     if not entries:
         console.print("no runs yet: train one with `comp train exp=001 --fold all`")
         return
-    console.print(render(entries, spec.metric, direction))
+    show(console, entries, spec.metric, direction)
