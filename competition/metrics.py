@@ -12,6 +12,13 @@ predictions (one sort per label, so it runs on millions of rows), and
 :func:`evaluate` scores at it. The threshold is saved with the run and reused at
 submission time.
 
+Multilabel F1 comes in three flavours. ``f1``, ``macro_f1`` and ``mean_f1`` are one metric
+there, the mean of the per-label F1 (macro over labels; three names because workspaces use
+all three), with each label's threshold chosen on its own. ``micro_f1`` pools every (row,
+label) pair into one F1, and ``jaccard`` is the sample-wise Jaccard of SemEval-2018 Task 1
+E-c (per row |true & predicted| / |true | predicted|, averaged over rows); both get one
+threshold shared by every label, chosen exactly in one sort of the flattened predictions.
+
 A threshold chosen on the rows it scores flatters them. :func:`cv` is what a run reports:
 fold k is cut at the threshold chosen on the *other* folds' OOF (nested), and the CV is the
 score of those nested decisions over every row; the in-sample figure is kept beside it, marked
@@ -75,6 +82,24 @@ def _macro_f1(y: np.ndarray, labels: np.ndarray) -> float:
     return float(skm.f1_score(y, labels, average="macro", zero_division=0))
 
 
+def _micro_f1(y: np.ndarray, labels: np.ndarray) -> float:
+    """F1 of every (row, label) pair pooled into one confusion count (multilabel)."""
+    return float(skm.f1_score(y, labels, average="micro", zero_division=0))
+
+
+def _jaccard(y: np.ndarray, labels: np.ndarray) -> float:
+    """Sample-wise Jaccard (multilabel): per row |true & predicted| / |true | predicted|,
+    averaged over rows. A row with no true and no predicted label scores 1 (it is right),
+    as sklearn's ``jaccard_score(average="samples", zero_division=1.0)``.
+
+    >>> _jaccard(np.array([[1, 1, 0], [0, 0, 0], [1, 0, 0]]), np.array([[1, 0, 1], [0, 0, 0], [0, 1, 0]]))
+    0.4444444444444444
+    """
+    truth, predicted = np.asarray(y) > 0, np.asarray(labels) > 0
+    inter, union = (truth & predicted).sum(axis=1), (truth | predicted).sum(axis=1)
+    return float(np.mean(np.divide(inter, union, out=np.ones(len(truth)), where=union > 0)))
+
+
 def _roc_auc(y: np.ndarray, p: np.ndarray) -> float:
     if p.ndim == 1:
         return float(skm.roc_auc_score(y, p))
@@ -110,6 +135,8 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
     Metric("f1", "maximize", "labels", ("binary", "multilabel"), _f1),
     Metric("macro_f1", "maximize", "labels", ("binary", "multiclass", "multilabel"), _macro_f1),
     Metric("mean_f1", "maximize", "labels", ("multilabel",), _macro_f1),
+    Metric("micro_f1", "maximize", "labels", ("multilabel",), _micro_f1),
+    Metric("jaccard", "maximize", "labels", ("multilabel",), _jaccard),
     Metric("roc_auc", "maximize", "probs", ("binary", "multiclass", "multilabel"), _roc_auc),
     Metric("mean_auc", "maximize", "probs", ("multilabel",), _roc_auc),
     Metric("average_precision", "maximize", "probs", ("binary", "multiclass", "multilabel"),
@@ -258,15 +285,50 @@ def _best_cut(fn: Callable, y: np.ndarray, p: np.ndarray) -> tuple[float, float]
     tp = np.r_[0, np.cumsum(y_sorted)[last]].astype(float)
     fp = np.r_[0, last + 1 - tp[1:]]
     pos = float(y_sorted.sum())
-    values = fn(tp, fp, pos, len(p) - pos)
+    return _pick(p_sorted[last], fn(tp, fp, pos, len(p) - pos))
+
+
+def _pick(distinct: np.ndarray, values: np.ndarray) -> tuple[float, float]:
+    """(threshold, score) of the best cut: ``distinct`` are the scores in descending order,
+    ``values[0]`` the metric predicting no positive, ``values[g]`` the metric at ``p >= distinct[g - 1]``."""
     best = int(np.argmax(values))
-    distinct = p_sorted[last]
     if best == 0:  # predict no positive
         return float(np.nextafter(distinct[0], np.inf)), float(values[0])
     here = distinct[best - 1]
     below = distinct[best] if best < len(distinct) else here
     mid = (here + below) / 2
     return float(mid if below < mid <= here else here), float(values[best])
+
+
+def _best_jaccard_cut(y: np.ndarray, p: np.ndarray) -> tuple[float, float]:
+    """(threshold, score) maximising the sample-wise Jaccard over every cut ``p >= t`` shared by
+    all labels of ``p`` (n, L). Exact, in one sort of the n * L scores.
+
+    Lowering the cut adds entries one at a time; an entry changes only its own row's Jaccard,
+    and by an amount fixed by the entries of that row above it. So each entry's gain is found
+    within its row (rows sorted once), and the score at every cut is a running sum of gains in
+    the global order. Tied scores in a row enter at the same cut, so their gains telescope.
+    """
+    n = len(p)
+    within = np.argsort(-p, axis=1, kind="stable")               # (n, L) each row, highest first
+    ys = np.take_along_axis(y.astype(float), within, axis=1)
+    inter = np.cumsum(ys, axis=1)                                # true among the row's top k + 1
+    union = ys.sum(axis=1, keepdims=True) + np.cumsum(1 - ys, axis=1)   # >= 1: one is predicted
+    empty = np.where(ys.sum(axis=1) > 0, 0.0, 1.0)                # each row's score predicting none
+    gains = np.diff(np.c_[empty, inter / union], axis=1).ravel()
+    ps = np.take_along_axis(p, within, axis=1).ravel()
+    order = np.argsort(-ps, kind="stable")
+    p_sorted = ps[order]
+    last = np.r_[np.flatnonzero(np.diff(p_sorted)), len(p_sorted) - 1]
+    values = (empty.sum() + np.r_[0.0, np.cumsum(gains[order])[last]]) / n
+    return _pick(p_sorted[last], values)
+
+
+# Multilabel metrics of every (row, label) entry at once: one threshold shared by every label.
+_SHARED_CUT: dict[str, Callable] = {
+    "micro_f1": lambda y, p: _best_cut(_FROM_COUNTS["f1"], y.ravel().astype(float), p.ravel()),
+    "jaccard": _best_jaccard_cut,
+}
 
 
 def takes_threshold(name: str, task: str) -> bool:
@@ -282,8 +344,10 @@ def best_threshold(name: str, y_true, y_pred, task: str) -> Threshold:
     """The threshold(s) maximising a label metric on these predictions, or None where the metric
     takes no threshold (probability / value metrics, multiclass argmax).
 
-    Binary: one float; multilabel: one float per label (each label's F1 is maximised on
-    its own, which maximises their mean).
+    Binary: one float; multilabel: one float per label. Per-label F1 means (``f1``,
+    ``macro_f1``, ``mean_f1``): each label's F1 maximised on its own, which maximises their
+    mean. ``micro_f1`` and ``jaccard``: the one threshold, shared by every label (repeated per
+    label), that maximises the metric over all entries; exact, not a grid.
 
     >>> y = np.array([0, 1, 1, 0, 1])
     >>> p = np.array([[0.1], [0.5], [0.75], [0.25], [0.625]])
@@ -291,12 +355,17 @@ def best_threshold(name: str, y_true, y_pred, task: str) -> Threshold:
     0.375
     >>> best_threshold("roc_auc", y, p, "binary") is None
     True
+    >>> y2, p2 = np.array([[1, 0], [0, 1]]), np.array([[0.6, 0.3], [0.2, 0.4]])
+    >>> best_threshold("jaccard", y2, p2, "multilabel")      # one cut for every label
+    [0.35, 0.35]
     """
     y_true, y_pred = _check(get(name), y_true, y_pred, task)
     if not takes_threshold(name, task):
         return None
     if task == "binary":
         return _best_cut(_FROM_COUNTS[name], y_true.astype(float), y_pred[:, 0])[0]
+    if name in _SHARED_CUT:
+        return [_SHARED_CUT[name](y_true, y_pred)[0]] * y_pred.shape[1]
     fn = _FROM_COUNTS_PER_LABEL[name]
     return [_best_cut(fn, y_true[:, j].astype(float), y_pred[:, j])[0] for j in range(y_pred.shape[1])]
 
@@ -378,6 +447,28 @@ def cv(name: str, y_true, y_pred, task: str, folds) -> CV:
         return CV(metric.fn(y_true, needed), fold_scores, None)
     in_sample, threshold = evaluate(name, y_true, y_pred, task)
     return CV(metric.fn(y_true, needed), fold_scores, threshold, in_sample, chosen)
+
+
+def baseline(name: str, y_true, task: str, folds) -> float:
+    """The CV of the trivial model -- each fold predicts the other folds' class shares (the
+    majority class, where the metric takes labels) or mean -- scored as :func:`cv` scores a run.
+    A run at or below it has learnt nothing usable.
+
+    >>> baseline("rmse", np.array([1.0, 3.0, 3.0, 1.0]), "regression", np.array([0, 0, 1, 1]))
+    1.0
+    >>> baseline("roc_auc", np.array([0, 1, 0, 1]), "binary", np.array([0, 0, 1, 1]))
+    0.5
+    """
+    y_true, folds = np.asarray(y_true), np.asarray(folds)
+    if task in ("binary", "multiclass"):
+        k = int(y_true.max()) + 1
+        target = np.eye(max(k, 2))[y_true][:, -1:] if task == "binary" else np.eye(k)[y_true]
+    else:
+        target = y_true.reshape(len(y_true), -1).astype(float)
+    pred = np.zeros(target.shape)
+    for f in np.unique(folds):
+        pred[folds == f] = target[folds != f].mean(axis=0)
+    return cv(name, y_true, pred, task, folds).score
 
 
 def describe(names: Sequence[str] | None = None) -> list[tuple[str, str, str, str]]:

@@ -15,6 +15,7 @@ CASES = [  # (metric, task)
     ("average_precision", "multiclass"), ("log_loss", "multiclass"),
     ("f1", "multilabel"), ("macro_f1", "multilabel"), ("mean_f1", "multilabel"), ("roc_auc", "multilabel"),
     ("mean_auc", "multilabel"), ("average_precision", "multilabel"), ("log_loss", "multilabel"),
+    ("micro_f1", "multilabel"), ("jaccard", "multilabel"),
     ("rmse", "regression"), ("mae", "regression"),
 ]
 

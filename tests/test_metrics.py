@@ -40,7 +40,7 @@ def _multilabel(n=N, k=5, seed=2, step=None):
 
 def test_every_metric_names_its_tasks_and_direction():
     assert set(metrics.METRICS) >= {"accuracy", "f1", "macro_f1", "roc_auc", "average_precision", "log_loss",
-                                    "rmse", "mae", "mean_f1", "mean_auc"}
+                                    "rmse", "mae", "mean_f1", "mean_auc", "micro_f1", "jaccard"}
     for m in metrics.METRICS.values():
         assert m.direction in ("maximize", "minimize") and m.needs in ("labels", "probs", "values")
         assert set(m.tasks) <= {"binary", "multiclass", "multilabel", "regression"} and m.tasks
@@ -179,11 +179,17 @@ def test_direction_helpers():
 
 def test_spec_validates_metric_against_task():
     from competition.spec import Spec
+    from competition.submit import output_kind
 
     with pytest.raises(ValueError, match="does not fit task 'multiclass'"):
         Spec(name="x", train="t.csv", targets=["y"], task="multiclass", metric="f1")
     with pytest.raises(ValueError, match="unknown metric"):
         Spec(name="x", train="t.csv", targets=["y"], task="binary", metric="f_one")
+    for name in ("jaccard", "micro_f1"):       # multilabel only; a submission of 0/1 labels
+        Spec(name="x", train="t.csv", targets=["a", "b"], task="multilabel", metric=name)
+        with pytest.raises(ValueError, match="does not fit task 'binary'"):
+            Spec(name="x", train="t.csv", targets=["y"], task="binary", metric=name)
+        assert output_kind("multilabel", name) == "labels"
 
 
 # -- nested thresholds: a fold's decisions never see its own labels ---------------------------
@@ -246,3 +252,110 @@ def test_metrics_without_a_threshold_report_one_cv():
     r = metrics.cv("roc_auc", y, p, "binary", folds)
     assert r.in_sample is None and r.threshold is None and r.fold_thresholds is None
     assert r.score == pytest.approx(metrics.score("roc_auc", y, p, "binary"))
+
+
+# -- pooled multilabel metrics: micro_f1 and sample-wise jaccard, one shared threshold --------
+
+def _jaccard_by_hand(y, labels) -> float:
+    """Per row |true & predicted| / |true | predicted|, a row with neither counting 1."""
+    rows = []
+    for t, l in zip(y, labels):
+        truth, pred = set(np.flatnonzero(t)), set(np.flatnonzero(l))
+        rows.append(len(truth & pred) / len(truth | pred) if truth | pred else 1.0)
+    return float(np.mean(rows))
+
+
+def _with_an_empty_row(seed=6):
+    y, p = _multilabel(seed=seed)
+    y[0], p[0] = 0, 0.1               # no true label and, at every threshold used, no prediction
+    return y, p
+
+
+def test_pooled_multilabel_metrics_match_sklearn_and_their_definition():
+    y, p = _with_an_empty_row()
+    for threshold in (None, [0.3, 0.45, 0.5, 0.6, 0.7]):
+        labels = (p >= (0.5 if threshold is None else np.array(threshold))).astype(int)
+        assert labels[0].sum() == 0 and (labels.sum(1) > 0).any() and (labels.sum(1) > 1).any()
+        jaccard = metrics.score("jaccard", y, p, "multilabel", threshold=threshold)
+        assert jaccard == pytest.approx(skm.jaccard_score(y, labels, average="samples", zero_division=1.0))
+        assert jaccard == pytest.approx(_jaccard_by_hand(y, labels))
+        tp, pred, pos = (y * labels).sum(), labels.sum(), y.sum()
+        micro = metrics.score("micro_f1", y, p, "multilabel", threshold=threshold)
+        assert micro == pytest.approx(skm.f1_score(y, labels, average="micro"))
+        assert micro == pytest.approx(2 * tp / (pred + pos))
+    # the empty row is right: it scores 1 and lifts the mean
+    assert metrics.score("jaccard", y[:1], p[:1], "multilabel") == 1.0
+    rest = metrics.score("jaccard", y[1:], p[1:], "multilabel")
+    assert metrics.score("jaccard", y, p, "multilabel") == pytest.approx((rest * (len(y) - 1) + 1) / len(y))
+
+
+def _brute(name, y, p, cuts) -> np.ndarray:
+    """Each cut's score, computed from the definition with every label cut there."""
+    labels = p[None] >= np.asarray(cuts)[:, None, None]          # (cuts, n, L)
+    inter, pred = (labels & (y[None] > 0)).sum(2), labels.sum(2)
+    if name == "micro_f1":
+        tp, pred_all = inter.sum(1), pred.sum(1)
+        return 2 * tp / (pred_all + y.sum())
+    union = y.sum(1)[None] + pred - inter
+    return np.where(union > 0, inter / np.maximum(union, 1), 1.0).mean(1)
+
+
+@pytest.mark.parametrize("name", ["micro_f1", "jaccard"])
+def test_pooled_threshold_is_one_for_every_label_and_no_cut_beats_it(name):
+    for seed, step in ((7, None), (8, 0.02)):       # distinct scores; many ties in and across rows
+        y, p = _multilabel(n=300, seed=seed, step=step)
+        y[:5], p[:5] = 0, p[:5] * 0.5                            # some rows with no true label
+        thr = metrics.best_threshold(name, y, p, "multilabel")
+        assert isinstance(thr, list) and len(thr) == y.shape[1] and len(set(thr)) == 1
+        best = metrics.score(name, y, p, "multilabel", threshold=thr)
+        assert best == pytest.approx(_brute(name, y, p, thr[:1])[0], abs=1e-12)
+        fine = np.linspace(0, 1, 2001)
+        assert _brute(name, y, p, fine).max() <= best + 1e-12
+        # exact: every cut that can change a label (each distinct score, and above them all)
+        every = np.r_[np.unique(p), 1.01]
+        assert _brute(name, y, p, every).max() == pytest.approx(best, abs=1e-12)
+        assert metrics.evaluate(name, y, p, "multilabel") == (best, thr)
+
+
+def test_jaccard_threshold_beats_a_coarse_grid_and_finds_a_cut_far_from_half():
+    y, p = _multilabel(n=500, seed=9)
+    thr = metrics.best_threshold("jaccard", y, p, "multilabel")
+    coarse = np.linspace(0, 1, 51)
+    chosen = metrics.score("jaccard", y, p, "multilabel", threshold=thr)
+    assert chosen >= _brute("jaccard", y, p, coarse).max() - 1e-3
+    squashed = 0.3 * p                              # every score in [0, 0.3]: 0.5 predicts nothing
+    thr = metrics.best_threshold("jaccard", y, squashed, "multilabel")
+    assert thr[0] < 0.3
+    at_half = metrics.score("jaccard", y, squashed, "multilabel")
+    assert metrics.score("jaccard", y, squashed, "multilabel", threshold=thr) > at_half + 0.1
+    assert metrics.score("jaccard", y, squashed, "multilabel", threshold=thr) >= (
+        _brute("jaccard", y, squashed, coarse * 0.3).max() - 1e-12)
+
+
+@pytest.mark.parametrize("name", ["micro_f1", "jaccard"])
+def test_pooled_thresholds_are_nested(name):
+    rng = np.random.default_rng(10)
+    y = (rng.random((240, 4)) < 0.3).astype(int)
+    p = np.clip(y * 0.25 + rng.random((240, 4)) * 0.75, 0, 1)
+    folds = np.arange(240) % 4
+    r = metrics.cv(name, y, p, "multilabel", folds)
+    for k in range(4):
+        rest = folds != k
+        assert r.fold_thresholds[k] == metrics.best_threshold(name, y[rest], p[rest], "multilabel")
+    labels = np.vstack([p[folds == k] >= r.fold_thresholds[k] for k in range(4)]).astype(int)
+    order = np.concatenate([np.flatnonzero(folds == k) for k in range(4)])
+    expect = (skm.f1_score(y[order], labels, average="micro") if name == "micro_f1"
+              else skm.jaccard_score(y[order], labels, average="samples", zero_division=1.0))
+    assert r.score == pytest.approx(expect)
+    assert r.threshold == metrics.best_threshold(name, y, p, "multilabel") and r.in_sample >= r.score
+
+
+def test_jaccard_threshold_is_fast_on_goemotions_size():
+    rng = np.random.default_rng(11)
+    y = (rng.random((43_410, 28)) < 0.06).astype(np.int64)
+    p = np.clip(0.3 * y + 0.7 * rng.random(y.shape), 0, 1).astype(np.float32)
+    start = time.perf_counter()
+    thr = metrics.best_threshold("jaccard", y, p, "multilabel")
+    elapsed = time.perf_counter() - start
+    print(f"jaccard best_threshold on 43,410 x 28: {elapsed:.3f} s")
+    assert elapsed < 3 and 0 < thr[0] < 1
