@@ -37,6 +37,7 @@ class Entry:
     rank: int | None = None
     in_sample: float | None = None      # threshold metrics: the CV at a threshold chosen on all OOF
     vs_best: dict | None = None         # diff, low, high (95% paired bootstrap), tied: vs rank 1
+    scored: float | None = None         # latest `comp score` of its submission (scores.json)
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -134,6 +135,7 @@ def leaderboard(ws: Workspace, *, data=None) -> list[Entry]:
     import warnings
 
     from competition import artifacts, metrics, runs
+    from competition.score import latest_score
     from competition.spec import load_spec
 
     spec = load_spec(ws.spec_file) if data is None else data.spec
@@ -152,6 +154,8 @@ def leaderboard(ws: Workspace, *, data=None) -> list[Entry]:
         if m.get("metric") and m["metric"] != spec.metric:
             notes.append(f"scored with {m['metric']}, not {spec.metric}")
         status = "partial" if not run.complete else "stale" if notes else "complete"
+        if run.complete and run.trivial:
+            notes.append(f"learnt nothing usable: {run.trivial}")
         if run.complete and not run.readable():
             status = "damaged"
             notes.insert(0, f"its predictions cannot be read: remake it: `{runs.remake_command(run.name, m)}`")
@@ -167,7 +171,7 @@ def leaderboard(ws: Workspace, *, data=None) -> list[Entry]:
         entries.append(Entry(
             name=run.name, kind=m.get("kind", "experiment"), family=m.get("family"),
             metric=run.metrics.get("metric") or m.get("metric"),
-            cv=cv, in_sample=in_sample,
+            cv=cv, in_sample=in_sample, scored=latest_score(run),
             fold_mean=run.metrics.get("fold_mean"), fold_std=run.metrics.get("fold_std"),
             folds_done=done, n_splits=n_splits, seconds=train_seconds(m), status=status,
             notes=tuple(notes + [f"{n}: retrain before submitting" for n in test_note]
@@ -257,7 +261,7 @@ def render(entries: list[Entry], metric: str, direction: str):
     arrow = "higher" if direction == "maximize" else "lower"
     table = Table(title=f"leaderboard: {metric} ({arrow} is better)", box=box.SIMPLE_HEAD, pad_edge=False)
     for column, justify in (("#", "right"), ("run", "left"), ("family", "left"), ("CV", "right"),
-                            ("vs best [95%]", "right"), ("folds mean ± sd", "right"),
+                            ("scored", "right"), ("vs best [95%]", "right"), ("folds mean ± sd", "right"),
                             ("train", "right"), ("status", "left")):
         # names and figures never wrap (a user copies them); the family does
         table.add_column(column, justify=justify, no_wrap=column != "family", overflow="fold")
@@ -267,7 +271,7 @@ def render(entries: list[Entry], metric: str, direction: str):
         spread = "-" if e.fold_mean is None else f"{e.fold_mean:.4f} ± {_num(e.fold_std)}"
         status = f"[{colour[e.status]}]{e.status}[/]" + (f" {e.folds_done}/{e.n_splits}" if e.status == "partial" else "")
         table.add_row("-" if e.rank is None else str(e.rank), e.name, e.family or e.kind, _cv_text(e),
-                      _vs_best_text(e), spread, "-" if e.seconds is None else f"{e.seconds:.0f}s", status)
+                      _num(e.scored), _vs_best_text(e), spread, "-" if e.seconds is None else f"{e.seconds:.0f}s", status)
         if e.notes:
             notes.append(f"[bold]{escape(e.name)}[/]: {escape('; '.join(e.notes))}")
     legend = []
@@ -276,6 +280,8 @@ def render(entries: list[Entry], metric: str, direction: str):
     if any(e.vs_best is not None and e.rank and e.rank > 1 for e in entries):
         legend.append("vs best: CV minus the best run's, 95% paired bootstrap over the OOF rows; "
                       "tied: the gap may be noise")
+    if any(e.scored is not None for e in entries):
+        legend.append("scored: the latest `comp score` of a submission of the run (experiments/<run>/scores.json)")
     return table, [Text.from_markup(line) for line in notes] + [Text(line, style="dim") for line in legend]
 
 

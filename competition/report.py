@@ -7,6 +7,7 @@ folder and renamed into place, so a report is whole or absent)::
         index.html                    competition, metric, leaderboard table, every plot with a caption
         manifest.json                 kind report, runs plotted, plots written, plots skipped and why
         fold_scores.png               each run's score per fold, the fold mean and the OOF CV
+        cv_vs_scored.png              CV against the latest `comp score` of each run (only when recorded)
         oof_correlation.png           correlation of the runs' OOF predictions (what stacking feeds on)
         confusion.png                 best run: confusion matrix; multilabel: per-label P / R / F1
         pred_vs_true.png              best run (regression): predicted vs true, residuals
@@ -155,6 +156,43 @@ def plot_fold_scores(ctx: Context, folder: Path) -> list[Plot]:
                "out-of-fold prediction (red diamond). A wide spread means the CV is noisy: differences "
                "between runs smaller than it are not real.")
     return [Plot("fold_scores", "Per-fold scores", _save(fig, folder, "fold_scores.png"), caption)]
+
+
+def plot_cv_vs_scored(ctx: Context, folder: Path) -> list[Plot]:
+    """Each run's OOF CV against its latest recorded score (``comp score``), with the y = x line.
+    Nothing at all (not even a skip note) until some run has a recorded score."""
+    from competition.score import latest_score
+
+    points = [(rd, rd.run.score, latest_score(rd.run)) for rd in ctx.runs]
+    points = [(rd, cv, scored) for rd, cv, scored in points if cv is not None and scored is not None]
+    if not points:
+        return []
+    xs, ys = [cv for _, cv, _ in points], [scored for _, _, scored in points]
+    lo, hi = min(xs + ys), max(xs + ys)
+    pad = 0.08 * (hi - lo) if hi > lo else 0.01 * max(abs(hi), 1.0)
+    fig = _figure(6.5, 6)
+    ax = fig.subplots()
+    ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="grey", ls="--", lw=1, label="scored = CV")
+    ax.scatter(xs, ys, s=45, color="#4C72B0", zorder=3)
+    for rd, cv, scored in points:
+        ax.annotate(rd.name, (cv, scored), xytext=(5, 4), textcoords="offset points", fontsize=9)
+    ax.set_xlim(lo - pad, hi + pad)
+    ax.set_ylim(lo - pad, hi + pad)
+    ax.set_aspect("equal")
+    ax.set_xlabel(f"CV (out-of-fold {ctx.spec.metric})")
+    ax.set_ylabel(f"scored ({ctx.spec.metric}, comp score)")
+    ax.set_title("CV vs scored")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", fontsize=9)
+    below = metrics.greater_is_better(ctx.spec.metric)
+    gaps = ", ".join(f"{rd.name} {scored - cv:+.4f}" for rd, cv, scored in points)
+    missing = [rd.name for rd in ctx.runs if rd.name not in {p[0].name for p in points}]
+    caption = ("Each run's out-of-fold CV against the latest score of its submission (`comp score`, "
+               "experiments/<run>/scores.json); the dashed line is scored = CV. Points "
+               f"{'below' if below else 'above'} it mean CV was optimistic: the submission scored "
+               f"{'lower' if below else 'higher'} than CV promised. Scored minus CV: {gaps}."
+               + (f" No recorded score: {', '.join(missing)}." if missing else ""))
+    return [Plot("cv_vs_scored", "CV vs scored", _save(fig, folder, "cv_vs_scored.png"), caption)]
 
 
 def oof_correlation(ctx: Context) -> np.ndarray:
@@ -435,6 +473,7 @@ def plot_importance(ctx: Context, folder: Path) -> list[Plot]:
 
 PLOTS = (
     ("fold_scores", "Per-fold scores", plot_fold_scores),
+    ("cv_vs_scored", "CV vs scored", plot_cv_vs_scored),
     ("oof_correlation", "OOF correlation", plot_correlation),
     ("confusion", "Confusion matrix", plot_confusion),
     ("pred_vs_true", "Predicted vs true", plot_pred_vs_true),
@@ -599,7 +638,7 @@ def _num(value, fmt: str = ".4f") -> str:
 
 def _table(entries: list, plotted: set[str]) -> str:
     head = "".join(f'<th class="{c}">{t}</th>' if c else f"<th>{t}</th>" for t, c in (
-        ("#", "num"), ("run", ""), ("kind", ""), ("CV", "num"), ("fold mean ± std", "num"), ("folds", "num"),
+        ("#", "num"), ("run", ""), ("kind", ""), ("CV", "num"), ("scored", "num"), ("fold mean ± std", "num"), ("folds", "num"),
         ("train time", "num"), ("status", "")))
     rows = []
     for e in entries:
@@ -609,6 +648,7 @@ def _table(entries: list, plotted: set[str]) -> str:
         cells = [
             f'<td class="num">{"-" if e.rank is None else e.rank}</td>', f"<td>{html.escape(e.name)}</td>",
             f"<td>{html.escape(kind)}</td>", f'<td class="num">{_num(e.cv)}</td>',
+            f'<td class="num">{_num(e.scored)}</td>',
             f'<td class="num">{spread}</td>', f'<td class="num">{e.folds_done}/{e.n_splits}</td>',
             f'<td class="num">{"-" if e.seconds is None else f"{e.seconds:.1f}s"}</td>',
             f'<td><span class="status {e.status}">{e.status}</span>{notes}</td>',

@@ -4,17 +4,31 @@ The solution file (spec key ``solution``) holds the test ids and their true targ
 init --holdout 0.2`` writes one when it carves a test set out of train. The submission is
 checked the way ``comp submit`` checks its output -- the sample submission's columns, one row
 per solution id, no missing values -- and scored with the competition metric. A file holding
-labels where the metric scores probabilities (or the reverse) is named as such.
+labels where the metric scores probabilities (or the reverse) is named as such. ``--solution
+FILE`` scores against another solution CSV, checked the same way.
+
+:func:`score_and_record` also appends the score to the source run's folder -- the run named by
+the submission's ``.json`` manifest, which ``comp submit`` writes beside the CSV::
+
+    experiments/042/scores.json    [{submission, submission_hash, solution, solution_hash, metric,
+                                     score, cv, scored_at}, ...]   oldest first
+
+``cv`` is the run's OOF CV when it was scored, so a score stays tied to the version of the run it
+measured: :func:`latest_score` (the leaderboard's ``scored`` column, the report's CV-vs-scored
+plot) skips entries of a run retrained since.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from competition import artifacts
 from competition.errors import InputError
 from competition.submit import check_sample_columns, check_ids, check_values, examples, id_keys, output_kind
 from competition.workspace import Workspace
@@ -23,7 +37,8 @@ from competition.workspace import Workspace
 @dataclass(frozen=True)
 class ScoreResult:
     """A submission's score. ``note`` warns of a usable-but-degraded file (hard labels where the
-    metric ranks probabilities)."""
+    metric ranks probabilities). :func:`score_and_record` fills in the rest: the source run, its
+    CV (None when not comparable), and where the score was recorded or why not."""
 
     path: Path
     metric: str
@@ -32,6 +47,30 @@ class ScoreResult:
     rows: int
     output: str
     note: str | None = None
+    solution: Path | None = None
+    source: str | None = None
+    cv: float | None = None
+    recorded: Path | None = None
+    not_recorded: str | None = None
+
+
+SCORES_FILE = "scores.json"
+
+
+def compare_text(score: float, cv: float, direction: str) -> str:
+    """The score beside the run's CV, and which way CV erred.
+
+    >>> compare_text(0.80, 0.83, "maximize")
+    'CV 0.8300, scored 0.8000, difference -0.0300 (CV was optimistic)'
+    >>> compare_text(0.50, 0.45, "minimize")
+    'CV 0.4500, scored 0.5000, difference +0.0500 (CV was optimistic)'
+    >>> compare_text(0.5, 0.5, "minimize")
+    'CV 0.5000, scored 0.5000, difference +0.0000'
+    """
+    diff = score - cv
+    worse = diff < 0 if direction == "maximize" else diff > 0
+    verdict = "" if diff == 0 else " (CV was optimistic)" if worse else " (CV was pessimistic)"
+    return f"CV {cv:.4f}, scored {score:.4f}, difference {diff:+.4f}{verdict}"
 
 
 def label_key(value) -> str:
@@ -149,35 +188,48 @@ def _predictions(sub: pd.DataFrame, value_columns: list[str], spec, labels, outp
     return y, note
 
 
-def score_file(ws: Workspace, path: Path | str, *, data=None) -> ScoreResult:
-    """Score the submission CSV at ``path`` against the spec's solution file with its metric.
+def score_file(ws: Workspace, path: Path | str, *, solution: Path | str | None = None,
+               data=None) -> ScoreResult:
+    """Score the submission CSV at ``path`` with the competition metric against ``solution`` (a
+    CSV of the test ids and their true targets), by default the spec's ``solution:`` file.
 
     Raises:
-        InputError: no solution file; the submission's columns, rows or ids differ from what
-            the sample submission and the solution say; missing, non-numeric or out-of-range
-            values; labels where the metric needs probabilities or the reverse.
+        InputError: no solution file; the solution lacks the id or target columns or repeats
+            ids; the submission's columns, rows or ids differ from what the sample submission and
+            the solution say; missing, non-numeric or out-of-range values; labels where the metric
+            needs probabilities or the reverse.
     """
     from competition import data as data_mod
     from competition import metrics
     from competition.spec import ReadOptions, load_spec
 
     spec = load_spec(ws.spec_file) if data is None else data.spec
-    if not spec.solution:
+    given = solution is not None
+    if not given and not spec.solution:
         raise InputError(f"{ws.spec_file}: no `solution:` file with the test set's true targets, so "
                          "there is nothing to score against. Kaggle scores it for you; or carve a "
-                         "holdout with `comp init --holdout 0.2`, which writes one.")
+                         "holdout with `comp init --holdout 0.2`, which writes one; or name a solution "
+                         "CSV: `comp score FILE --solution solution.csv`.")
     data = data if data is not None else data_mod.load(spec)
     path = Path(path)
     where = str(path)
-    solution_file = spec.file(spec.solution)
-    solution = data_mod.read_table(solution_file, ReadOptions(), role="solution", dtype=str)
+    solution_file = Path(solution) if given else spec.file(spec.solution)
+    # a --solution file is the user's to check; the spec's one was written by comp init
+    reference = f"the solution {solution_file}" if given else f"the solution {solution_file.name}"
+    fix_rows = (f"check that --solution {solution_file} holds this competition's test ids" if given
+                else "submit one row per test id")
+    role = "--solution" if given else "solution"
+    sol = data_mod.read_table(solution_file, ReadOptions(), role=role, dtype=str, given=given)
     sub = data_mod.read_table(path, ReadOptions(), role="submission", dtype=str, given=True)
     sample = data.sample_submission()
     check_sample_columns(sample, spec, output_kind(spec.task, spec.metric),
                           str(spec.file(spec.sample_submission) or "the sample submission"))
     expected = [str(c) for c in sample.columns]
     id_column, value_columns = expected[0], expected[1:]
-    data_mod.require_columns(solution, [id_column, *spec.targets], solution_file, "solution", "targets")
+    data_mod.require_columns(sol, [id_column], solution_file, role, "id")
+    data_mod.require_columns(sol, list(spec.targets), solution_file, role, "targets")
+    check_ids(sol[id_column], sol[id_column], where=str(solution_file), reference="itself",
+              fix="a solution holds each test id once")
     missing = [c for c in expected if c not in sub.columns]
     extra = [c for c in sub.columns if c not in expected]
     if missing or extra:
@@ -189,21 +241,120 @@ def score_file(ws: Workspace, path: Path | str, *, data=None) -> ScoreResult:
         raise InputError(f"{where}: columns {list(sub.columns)} differ from the sample submission's "
                          f"{expected} (missing {missing}, unexpected {extra}); the file must hold "
                          f"exactly those columns (`comp submit` writes them).{hint}")
-    if len(sub) != len(solution):
-        raise InputError(f"{where}: {len(sub)} rows, but the solution {solution_file.name} has "
-                         f"{len(solution)}; submit one row per test id.")
-    check_ids(sub[id_column], solution[id_column], where=where, reference=f"the solution {solution_file.name}",
-              fix="submit one row per test id (`comp submit` writes them)")
+    if len(sub) != len(sol):
+        raise InputError(f"{where}: {len(sub)} rows, but {reference} has {len(sol)}; {fix_rows}.")
+    check_ids(sub[id_column], sol[id_column], where=where, reference=reference,
+              fix=f"{fix_rows} (`comp submit` writes one row per test id)")
     # put the submission in the solution's row order
     position = pd.Series(np.arange(len(sub)), index=id_keys(sub[id_column]).to_numpy())
-    sub = sub.iloc[position.loc[id_keys(solution[id_column]).to_numpy()].to_numpy()].reset_index(drop=True)
+    sub = sub.iloc[position.loc[id_keys(sol[id_column]).to_numpy()].to_numpy()].reset_index(drop=True)
 
     output = output_kind(spec.task, spec.metric)
     if not (spec.task == "multiclass" and output == "probabilities"):
         value_columns = list(spec.targets)  # in the targets' order, as y_true
-    y_true = _truth(solution, spec, data.labels, str(solution_file))
+    y_true = _truth(sol, spec, data.labels, str(solution_file))
     y_pred, note = _predictions(sub, value_columns, spec, data.labels, output, where)
     threshold = 0.5 if output == "labels" and spec.task in ("binary", "multilabel") else None
     value = metrics.score(spec.metric, y_true, y_pred, spec.task, threshold=threshold)
     return ScoreResult(path, spec.metric, metrics.METRICS[spec.metric].direction, float(value), len(sub),
-                       output, note)
+                       output, note, solution=solution_file)
+
+
+# -- recording the score in the source run ---------------------------------------------------
+
+def read_scores(run_dir: Path) -> list[dict]:
+    """A run's recorded scores, oldest first ([] when none); InputError when the file is damaged."""
+    path = Path(run_dir) / SCORES_FILE
+    if not path.is_file():
+        return []
+    try:
+        entries = artifacts.read_json(path)
+    except (OSError, ValueError) as err:
+        raise InputError(f"{path}: cannot be read ({err}); fix or remove it") from None
+    if not isinstance(entries, list):
+        raise InputError(f"{path}: not a list of scores; fix or remove it")
+    return entries
+
+
+def latest_score(run) -> float | None:
+    """The run's latest recorded score in its own metric, measured on the run as it is now (an
+    entry whose ``cv`` differs from the run's CV scored a version retrained since); None if none."""
+    try:
+        entries = read_scores(run.dir)
+    except InputError:
+        return None   # the leaderboard and the report still show the run
+    metric, cv = run.manifest.get("metric"), run.score
+    for entry in reversed(entries):
+        if not isinstance(entry, dict) or entry.get("metric") != metric:
+            continue
+        if isinstance(entry.get("score"), (int, float)) and (
+                entry.get("cv") is None or cv is None or math.isclose(entry["cv"], cv, rel_tol=1e-9)):
+            return float(entry["score"])
+    return None
+
+
+def _source_run(ws: Workspace, result: ScoreResult):
+    """The run the submission came from (by its ``.json`` manifest), or the reason there is none."""
+    from competition import runs
+
+    manifest_file = result.path.with_suffix(".json")
+    if not manifest_file.is_file():
+        return None, (f"no manifest {manifest_file.name} beside it (`comp submit` writes one), so the run "
+                      "it came from is unknown")
+    try:
+        manifest = artifacts.read_json(manifest_file)
+    except (OSError, ValueError) as err:
+        return None, f"its manifest {manifest_file} cannot be read ({err})"
+    source = manifest.get("source") if isinstance(manifest, dict) else None
+    if not isinstance(source, str):
+        return None, f"its manifest {manifest_file} names no source run (not written by `comp submit`?)"
+    try:
+        run_dir = ws.run_dir(source)
+    except InputError:
+        return None, f"its manifest {manifest_file} names an invalid run {source!r}"
+    if not (run_dir / "manifest.json").is_file():
+        return None, f"its run {source!r} no longer exists ({run_dir})"
+    if manifest.get("submission_hash") not in (None, artifacts.file_hash(result.path)):
+        return None, (f"the file changed since `comp submit` wrote it (its hash differs from the one in "
+                      f"{manifest_file.name}), so its score is not run {source!r}'s")
+    try:
+        run = runs.load_run(ws, source, complete=False)
+    except (OSError, ValueError) as err:
+        return None, f"run {source!r} cannot be read ({err})"
+    then = manifest.get("cv")
+    if then is not None and run.score is not None and not math.isclose(then, run.score, rel_tol=1e-9):
+        return None, (f"run {source!r} was retrained since this submission (CV {then:.4f} then, "
+                      f"{run.score:.4f} now); submit it again: `comp submit {source}`")
+    return run, None
+
+
+def record_score(ws: Workspace, result: ScoreResult) -> ScoreResult:
+    """Append ``result`` to its source run's ``scores.json`` (read-modify-write under a file
+    lock, written atomically); the result with ``recorded``, or ``not_recorded`` saying why not."""
+    from filelock import FileLock
+
+    run, why = _source_run(ws, result)
+    if run is None:
+        return replace(result, not_recorded=why)
+    same_metric = run.manifest.get("metric", result.metric) == result.metric
+    result = replace(result, source=run.name, cv=run.score if same_metric else None)
+    entry = {
+        "submission": result.path.name, "submission_hash": artifacts.file_hash(result.path),
+        "solution": str(Path(result.solution).resolve()), "solution_hash": artifacts.file_hash(result.solution),
+        "metric": result.metric, "score": result.score, "cv": run.score,
+        "scored_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    path = run.dir / SCORES_FILE
+    with FileLock(str(path) + ".lock"):
+        try:
+            entries = read_scores(run.dir)
+        except InputError as err:
+            return replace(result, not_recorded=str(err))
+        artifacts.write_json(path, [*entries, entry])
+    return replace(result, recorded=path)
+
+
+def score_and_record(ws: Workspace, path: Path | str, *, solution: Path | str | None = None,
+                     data=None) -> ScoreResult:
+    """``comp score``: :func:`score_file`, then :func:`record_score` in the source run."""
+    return record_score(ws, score_file(ws, path, solution=solution, data=data))

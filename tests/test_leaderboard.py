@@ -153,3 +153,155 @@ def test_cli_leaderboard_submit_score(tmp_path, monkeypatch):
     pd.read_csv(files[0]).iloc[1:].to_csv(bad, index=False)
     result = runner.invoke(cli(), ["score", str(bad), *w])
     assert result.exit_code == 2 and "19 rows" in result.output
+
+
+# -- comp score: --solution, scores.json, the scored column ----------------------------------
+
+def printed_score(output: str, metric: str = "f1") -> float:
+    """The score as `comp score` prints it (4 decimals)."""
+    line = next(line for line in output.splitlines() if line.startswith(f"{metric}: "))
+    return float(line.split()[1])
+
+
+@pytest.fixture
+def submitted(tmp_path):
+    """A workspace with a solution file, runs 001 and 002, and one submission of 001 by `comp submit`."""
+    ws = synth_workspace(tmp_path / "ws", solution=True)
+    data = load_data(ws)
+    make_run(ws, data, "001")
+    make_run(ws, data, "002", noise=0.8, seed=2)
+    result = CliRunner().invoke(cli(), ["submit", "001", "-w", str(ws.root)])
+    assert result.exit_code == 0, result.output
+    (path,) = ws.submissions_dir.glob("*.csv")
+    return ws, path
+
+
+def aligned(solution: pd.DataFrame, submission: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(true, predicted) labels, row by row on the id."""
+    both = solution.merge(submission, on="id", suffixes=("_true", "_pred"), validate="one_to_one")
+    assert len(both) == len(solution) == len(submission)
+    return both["target_true"].to_numpy(), both["target_pred"].to_numpy()
+
+
+def test_score_is_recorded_in_the_run_and_shown_on_the_leaderboard(submitted):
+    from sklearn.metrics import f1_score
+
+    ws, path = submitted
+    w = ["-w", str(ws.root)]
+    result = CliRunner().invoke(cli(), ["score", str(path), *w])
+    assert result.exit_code == 0, result.output
+    y_true, y_pred = aligned(pd.read_csv(ws.root / "solution.csv"), pd.read_csv(path))
+    expected = f1_score(y_true, y_pred)                       # sklearn, on the files themselves
+    assert printed_score(result.output) == pytest.approx(expected, abs=5e-5)
+
+    entries = json.loads((ws.run_dir("001") / "scores.json").read_text())
+    assert len(entries) == 1 and not (ws.run_dir("002") / "scores.json").exists()
+    entry = entries[0]
+    assert entry["score"] == pytest.approx(expected) and f"{entry['score']:.4f}" in result.output
+    assert entry["submission"] == path.name and entry["metric"] == "f1"
+    assert entry["solution"] == str((ws.root / "solution.csv").resolve())
+    assert entry["solution_hash"] == artifacts.file_hash(ws.root / "solution.csv")
+    assert "scored_at" in entry and entry["scored_at"].endswith("+00:00")
+    cv = runs.load_run(ws, "001").score
+    assert entry["cv"] == cv
+    assert f"CV {cv:.4f}, scored {expected:.4f}, difference {expected - cv:+.4f}" in result.output
+    assert "recorded in" in result.output
+
+    doc = json.loads(CliRunner().invoke(cli(), ["leaderboard", "--json", *w]).output)
+    scored = {r["name"]: r["scored"] for r in doc["runs"]}
+    assert scored == {"001": pytest.approx(expected), "002": None}
+    by_name = {e.name: e for e in leaderboard(ws)}
+    table, lines = render(list(by_name.values()), "f1", "maximize")
+    column = next(c for c in table.columns if c.header == "scored")
+    names = next(c for c in table.columns if c.header == "run")
+    assert dict(zip(names.cells, column.cells)) == {"001": f"{expected:.4f}", "002": "-"}
+    assert [c.header for c in table.columns][3:5] == ["CV", "scored"]
+    assert any("scores.json" in line.plain for line in lines)
+
+
+def test_solution_option_scores_against_that_file(submitted, tmp_path):
+    from sklearn.metrics import f1_score
+
+    ws, path = submitted
+    w = ["-w", str(ws.root)]
+    sub = pd.read_csv(path)
+    assert set(sub["target"]) == {0, 1}
+    perfect = tmp_path / "perfect.csv"
+    sub.iloc[::-1].to_csv(perfect, index=False)                # the submission's own labels, rows reversed
+    result = CliRunner().invoke(cli(), ["score", str(path), "--solution", str(perfect), *w])
+    assert result.exit_code == 0, result.output
+    assert printed_score(result.output) == 1.0 and str(perfect) in result.output
+
+    flipped = sub.copy()
+    half = np.arange(len(sub)) % 2 == 0
+    flipped.loc[half, "target"] = 1 - flipped.loc[half, "target"]
+    other = tmp_path / "flipped.csv"
+    flipped.to_csv(other, index=False)
+    expected = f1_score(flipped["target"], sub["target"])
+    assert 0 < expected < 1
+    result = CliRunner().invoke(cli(), ["score", str(path), "--solution", str(other), *w])
+    assert result.exit_code == 0, result.output
+    assert printed_score(result.output) == pytest.approx(expected, abs=5e-5)
+    entries = json.loads((ws.run_dir("001") / "scores.json").read_text())
+    assert [e["score"] for e in entries] == [1.0, pytest.approx(expected)]
+    assert entries[-1]["solution"] == str(other.resolve())
+    assert entries[-1]["solution_hash"] == artifacts.file_hash(other)
+    assert leaderboard(ws)[0].scored == pytest.approx(expected)   # the latest one
+
+
+def test_bad_solution_option_exits_2_naming_the_file(submitted, tmp_path):
+    ws, path = submitted
+    sub = pd.read_csv(path)
+    no_id = tmp_path / "no_id.csv"
+    sub.rename(columns={"id": "ident"}).to_csv(no_id, index=False)
+    wrong_ids = tmp_path / "wrong_ids.csv"
+    sub.assign(id=sub["id"] + 100_000).to_csv(wrong_ids, index=False)
+    short = tmp_path / "short.csv"
+    sub.iloc[1:].to_csv(short, index=False)
+    dup = tmp_path / "dup.csv"
+    sub.assign(id=[sub["id"].iloc[0]] * 2 + list(sub["id"].iloc[2:])).to_csv(dup, index=False)
+    cases = {tmp_path / "missing.csv": "file not found", no_id: "column 'id'", wrong_ids: "ids differ",
+             short: "19", dup: "duplicated id"}
+    for solution, says in cases.items():
+        result = CliRunner().invoke(cli(), ["score", str(path), "--solution", str(solution), "-w", str(ws.root)])
+        assert result.exit_code == 2, (solution, result.output)
+        assert str(solution) in result.output and says in result.output, result.output
+        assert "Traceback" not in result.output and isinstance(result.exception, SystemExit)
+    assert not (ws.run_dir("001") / "scores.json").exists()       # nothing recorded on a refusal
+
+
+def test_scored_but_not_recorded_says_why(submitted, tmp_path):
+    import shutil
+
+    ws, path = submitted
+    w = ["-w", str(ws.root)]
+    copy = tmp_path / "copy.csv"                               # no .json manifest beside it
+    shutil.copy(path, copy)
+    result = CliRunner().invoke(cli(), ["score", str(copy), *w])
+    assert result.exit_code == 0, result.output
+    assert "f1: " in result.output and "not recorded" in result.output and "no manifest" in result.output
+    assert not (ws.run_dir("001") / "scores.json").exists()
+
+    edited = pd.read_csv(path)
+    edited.loc[0, "target"] = 1 - edited.loc[0, "target"]
+    edited.to_csv(path, index=False)                           # changed since comp submit wrote it
+    result = CliRunner().invoke(cli(), ["score", str(path), *w])
+    assert result.exit_code == 0 and "not recorded" in result.output and "changed since" in result.output
+    assert not (ws.run_dir("001") / "scores.json").exists()
+
+    shutil.rmtree(ws.run_dir("001"))
+    result = CliRunner().invoke(cli(), ["score", str(path), *w])
+    assert result.exit_code == 0 and "not recorded" in result.output and "no longer exists" in result.output
+    assert "001" in result.output
+
+
+def test_a_retrained_run_drops_its_old_scores(submitted):
+    from competition.score import latest_score
+
+    ws, path = submitted
+    assert CliRunner().invoke(cli(), ["score", str(path), "-w", str(ws.root)]).exit_code == 0
+    assert latest_score(runs.load_run(ws, "001")) is not None
+    make_run(ws, load_data(ws), "001", noise=0.7, seed=5)      # retrained: another CV
+    assert latest_score(runs.load_run(ws, "001")) is None
+    result = CliRunner().invoke(cli(), ["score", str(path), "-w", str(ws.root)])
+    assert "not recorded" in result.output and "retrained since" in result.output

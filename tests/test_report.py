@@ -287,3 +287,38 @@ def test_page_in_headless_chromium(chromium, tweets, tmp_path):
     width, shot_height = png_size(shot)
     assert width == 1280 and shot_height == height
     print(f"screenshot: {shot}")
+
+
+# -- CV vs scored -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("task, metric, side", [("binary", "f1", "below"), ("regression", "rmse", "above")])
+def test_cv_vs_scored_appears_once_a_score_is_recorded(tmp_path, task, metric, side):
+    from competition import runs
+    from competition.score import score_and_record
+    from competition.submit import submit
+    from tests.test_submit import load_data, make_run, synth_workspace
+
+    ws = synth_workspace(tmp_path / "ws", task=task, metric=metric, solution=True)
+    data = load_data(ws)
+    make_run(ws, data, "001", seed=1)
+    make_run(ws, data, "002", noise=0.8, seed=2)
+    sub = submit(ws, "001", data=data)
+
+    before = report(ws, out=tmp_path / "before", data=data)
+    assert "cv_vs_scored" not in {p.key for p in before.plots}    # neither drawn nor listed as skipped
+    assert not (before.dir / "cv_vs_scored.png").exists() and "CV vs scored" not in before.index.read_text()
+
+    scored = score_and_record(ws, sub.path, data=data)
+    assert scored.recorded == ws.run_dir("001") / "scores.json"
+    after = report(ws, out=tmp_path / "after", data=data)
+    assert not [p for p in after.plots if p.failed]
+    plot = next(p for p in after.written if p.key == "cv_vs_scored")
+    png_size(after.dir / plot.file)
+    cv = runs.load_run(ws, "001").score
+    assert f"Points {side} it mean CV was optimistic" in plot.caption
+    assert f"001 {scored.score - cv:+.4f}" in plot.caption and "No recorded score: 002" in plot.caption
+    page = after.index.read_text()
+    assert 'src="cv_vs_scored.png"' in page and html.escape(plot.caption) in page
+    assert json.loads((after.dir / "manifest.json").read_text())["plots"]["cv_vs_scored"] == "cv_vs_scored.png"
+    row = re.search(r'<tr[^>]*data-run="001">(.*?)</tr>', page).group(1)
+    assert f"<td class=\"num\">{scored.score:.4f}</td>" in row           # the scored column of the table
