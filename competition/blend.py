@@ -48,7 +48,7 @@ import pandas as pd
 
 from competition import artifacts, metrics, runs
 from competition.errors import InputError
-from competition.stack import best_of, claim_name, feature_matrix, gain, load_inputs
+from competition.stack import best_of, claim_name, feature_matrix, gain, load_inputs, require_two, versus_best
 from competition.workspace import Workspace
 
 METHODS = ("hill-climb", "mean", "weighted", "rank", "vote-hard", "vote-soft", "moe")
@@ -249,6 +249,8 @@ class BlendResult:
     best_input: str
     best_input_score: float
     warnings: list[str]
+    versus_best: Any = None          # bootstrap.Comparison: the blend minus its best input
+    same_as: str | None = None       # the blend is this one input (all weight on it): nothing written
 
     @property
     def gain(self) -> float:
@@ -276,8 +278,7 @@ def blend(ws: Workspace, *, inputs: list[str] | None = None, method: str = "hill
     if method in TASKS and spec.task not in TASKS[method]:
         raise InputError(f"--method {method} does not fit task {spec.task} (it suits {', '.join(TASKS[method])}); "
                          "use mean, weighted or hill-climb")
-    if len(src.runs) < 2:
-        raise InputError(f"a blend needs at least two runs, got {src.names}; name more with --exp")
+    require_two(src, "blend")
     name = claim_name(ws, name, "b", "blend", force)
     P, y, fold = src.oof, data.y, src.fold
     Z = Z_test = None
@@ -304,6 +305,14 @@ def blend(ws: Workspace, *, inputs: list[str] | None = None, method: str = "hill
         weights = final
     weights = {r: round(float(w), 6) for r, w in zip(src.names, weights)}
 
+    scores = src.scores()
+    best = best_of(scores, spec.metric)
+    only = [r for r, w in weights.items() if w >= 1 - 1e-6]
+    if only and method not in STATELESS:   # all the weight on one input: the blend *is* that run
+        single = metrics.cv(spec.metric, y, P[:, src.names.index(only[0])].astype(float), spec.task, fold)
+        return BlendResult(only[0], ws.run_dir(only[0]), spec.metric, method, single.score, single.threshold,
+                           single.folds, in_sample, weights, scores, best[0], best[1], list(src.notes),
+                           same_as=only[0])
     cols = spec.pred_columns
     frame = pd.DataFrame(oof, columns=cols)
     frame.insert(0, "fold", fold)
@@ -323,10 +332,8 @@ def blend(ws: Workspace, *, inputs: list[str] | None = None, method: str = "hill
                                    "seed": seed, **src.hashes,
                                    "n_splits": n_splits, "folds_done": list(range(n_splits)),
                                    "in_sample_score": in_sample, "warnings": warnings})
-    scores = src.scores()
-    best = best_of(scores, spec.metric)
     return BlendResult(name, run.dir, spec.metric, method, run.score, run.threshold, run.metrics["folds"], in_sample,
-                       weights, scores, best[0], best[1], warnings)
+                       weights, scores, best[0], best[1], warnings, versus_best(src, oof, best[0]))
 
 
 # -- replaying a blend on new rows -------------------------------------------------------------

@@ -6,7 +6,8 @@ A *run* is a folder ``experiments/<name>/`` with::
                     folds_hash, data_hash, test_hash, n_splits, status (complete | partial),
                     inputs (stacks and blends), package versions, git commit
     metrics.json    metric, direction, oof_score, threshold, folds {k: score}, fold_mean, fold_std;
-                    threshold metrics also in_sample_score and fold_thresholds (see metrics.cv)
+                    threshold metrics also in_sample_score and fold_thresholds (see metrics.cv);
+                    baseline_score (metrics.baseline) and trivial (why it learnt nothing, or null)
     oof.parquet     id, fold, prediction columns: every train row once, train-file order
     test.parquet    id, prediction columns (fold average), <col>__fold<k> (when there is a test set)
 
@@ -74,6 +75,11 @@ class Run:
         pred, fold = oof[self.pred_columns].to_numpy(dtype=float), oof["fold"].to_numpy()
         return (metrics.cv(metric, data.y, pred, task, fold),
                 metrics.decisions(metric, data.y, pred, task, fold)[0])
+
+    @property
+    def trivial(self) -> str | None:
+        """Why it learnt nothing usable (constant predictions, CV at the baseline), or None."""
+        return self.metrics.get("trivial")
 
     def readable(self) -> bool:
         """Its predictions files open (a deleted or truncated oof.parquet makes a complete run damaged)."""
@@ -184,12 +190,33 @@ def write_run(ws: Workspace, name: str, *, spec, data, oof: pd.DataFrame, test: 
     if result.in_sample is not None:
         run_metrics.update(in_sample_score=result.in_sample,
                            fold_thresholds={k: v for k, v in result.fold_thresholds.items()})
+    base = metrics.baseline(spec.metric, data.y, spec.task, oof["fold"].to_numpy())
+    run_metrics.update(baseline_score=base, trivial=trivial_reason(spec.metric, pred, result.score, base))
     artifacts.write_json(run_dir / "metrics.json", run_metrics)
     full = {"name": name, "competition": spec.name, "task": spec.task, "metric": spec.metric,
             "pred_columns": cols, "labels": _plain(data.labels), "status": "complete", **manifest,
             **artifacts.environment()}
     artifacts.write_json(run_dir / "manifest.json", full)
     return Run(name, run_dir, full, run_metrics)
+
+
+def trivial_reason(metric: str, pred: np.ndarray, score: float, base: float) -> str | None:
+    """Why a run has learnt nothing usable -- constant OOF predictions, or a CV no better than the
+    trivial baseline (:func:`metrics.baseline`) -- or None.
+
+    >>> trivial_reason("f1", np.full((4, 1), 0.3), 0.5, 0.5)
+    'its OOF predictions are constant (one value per column)'
+    >>> trivial_reason("rmse", np.array([[1.0], [2.0]]), 0.9, 1.0) is None
+    True
+    >>> trivial_reason("rmse", np.array([[1.0], [2.0]]), 1.0, 1.0)[:56]
+    'its CV 1.0000 is no better than the trivial baseline 1.0'
+    """
+    if np.ptp(pred, axis=0).max() <= 1e-9 * max(1.0, float(np.abs(pred).max())):
+        return "its OOF predictions are constant (one value per column)"
+    if not metrics.is_better(metric, score, base + (1e-12 if metrics.greater_is_better(metric) else -1e-12)):
+        return (f"its CV {score:.4f} is no better than the trivial baseline {base:.4f} "
+                "(predicting the training folds' mean or class shares)")
+    return None
 
 
 def _plain(values):

@@ -133,7 +133,9 @@ def _left_out(run: runs.Run, hashes: dict) -> str | None:
         return f"a {run.manifest.get('kind')} (name it to use it)"
     stale = [what for key, what in (("folds_hash", "folds"), ("data_hash", "train data"),
                                     ("test_hash", "test data")) if run.manifest.get(key) != hashes[key]]
-    return f"made on other {' and '.join(stale)}" if stale else None
+    if stale:
+        return f"made on other {' and '.join(stale)}"
+    return f"{run.trivial} (name it to use it)" if run.trivial else None
 
 
 def _aligned(frame: pd.DataFrame, ids: pd.Series, what: str) -> np.ndarray | None:
@@ -254,6 +256,27 @@ def best_of(scores: dict[str, float], metric: str) -> tuple[str, float]:
         if best is None or metrics.is_better(metric, score, best[1]):
             best = (name, score)
     return best
+
+
+def versus_best(src: Inputs, oof: np.ndarray, best: str):
+    """A combined run's OOF ``oof`` against its best input's, on the same rows: the difference
+    in CV with its 95% paired-bootstrap interval (:func:`bootstrap.compare`)."""
+    from competition import bootstrap
+
+    spec, y = src.spec, src.data.y
+    j = src.names.index(best)
+    mine = metrics.decisions(spec.metric, y, np.asarray(oof, dtype=float), spec.task, src.fold)[0]
+    theirs = metrics.decisions(spec.metric, y, src.oof[:, j].astype(float), spec.task, src.fold)[0]
+    return bootstrap.compare(spec.metric, y, mine, theirs, spec.task)
+
+
+def require_two(src: Inputs, what: str) -> None:
+    """A stack or blend of a single run is that run again: refused, saying what to do."""
+    if len(src.runs) < 2:
+        left = "; ".join(src.notes) or "no other run on the current folds and data"
+        raise InputError(f"a {what} needs at least two runs, got {src.names}; {left}. "
+                         f"Train another experiment, or name two or more with --exp; to submit "
+                         f"{src.names[0]} as it is: `comp submit {src.names[0]}`.")
 
 
 def gain(metric: str, score: float, reference: float) -> float:
@@ -422,6 +445,7 @@ class StackResult:
     features: list[str]
     importance: dict[str, float]
     warnings: list[str]
+    versus_best: Any = None          # bootstrap.Comparison: the stack minus its best input
 
     @property
     def gain(self) -> float:
@@ -450,6 +474,8 @@ def stack(ws: Workspace, *, inputs: list[str] | None = None, features: list[str]
     features, params = list(features or []), dict(params or {})
     src = load_inputs(ws, inputs, data=data, exclude=name)
     spec, data, task = src.spec, src.data, src.spec.task
+    if not features:   # one run plus row features is a new model; one run alone is that run
+        require_two(src, "stack")
     if meta == "logistic" and task == "regression":
         raise InputError("--meta logistic fits classes, but this task is regression: use --meta ridge or lgbm")
     cols, n_class = spec.pred_columns, len(spec.pred_columns)
@@ -506,7 +532,7 @@ def stack(ws: Workspace, *, inputs: list[str] | None = None, features: list[str]
     mean_score = metrics.cv(spec.metric, y, src.oof.mean(axis=1, dtype=np.float64), task, src.fold).score
     return StackResult(name, run.dir, spec.metric, meta, run.score, run.threshold, run.metrics["folds"], scores,
                        best[0], best[1], float(mean_score), features,
-                       dict(zip(feature_names, shares.tolist())), warnings)
+                       dict(zip(feature_names, shares.tolist())), warnings, versus_best(src, oof, best[0]))
 
 
 def _save_meta(folder: Path, heads: list[tuple[str, Any]], recipe: dict) -> None:

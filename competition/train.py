@@ -65,6 +65,7 @@ class TrainResult:
     oof_score: float | None = None   # None until every fold is complete
     threshold: float | list[float] | None = None
     in_sample: float | None = None   # threshold metrics: the OOF score at a threshold chosen on all OOF
+    trivial: str | None = None       # why the run learnt nothing usable (runs.trivial_reason), or None
     other_config: dict[int, list[str]] = field(default_factory=dict)  # fold -> keys that differ from cfg
 
     @property
@@ -335,5 +336,6 @@ def _assemble(ws, cfg, spec, data, fold_of, hashes, config: dict, result: TrainR
                 if data.test is not None else None)
         run = runs.write_run(ws, cfg.exp, spec=spec, data=data, oof=oof, test=test, manifest=manifest)
         result.oof_score, result.threshold, result.in_sample = run.score, run.threshold, run.in_sample_score
+        result.trivial = run.trivial
         for row in result.folds:   # as the run reports them: thresholds chosen on the other folds
             row.score = run.metrics["folds"][row.fold]

@@ -23,7 +23,7 @@ def binary(tmp_path_factory):
 
 @pytest.mark.parametrize("method", METHODS)
 def test_every_method_on_binary_writes_an_honest_run(binary, method):
-    result = blend(binary.ws, method=method, name=f"bin-{method}", data=binary.data)
+    result = blend(binary.ws, inputs=["a", "b", "c", "noise"], method=method, name=f"bin-{method}", data=binary.data)
     run = binary.ws.run_dir(result.name)
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["kind"] == "blend" and manifest["method"] == method
@@ -39,9 +39,9 @@ def test_every_method_on_binary_writes_an_honest_run(binary, method):
 
 
 def test_weights_favour_the_informative_inputs(binary):
-    weighted = blend(binary.ws, method="weighted", name="w", data=binary.data)
+    weighted = blend(binary.ws, inputs=["a", "b", "c", "noise"], method="weighted", name="w", data=binary.data)
     assert weighted.weights["noise"] < 0.05 and weighted.weights["a"] == max(weighted.weights.values())
-    climbed = blend(binary.ws, method="hill-climb", name="hc", data=binary.data)
+    climbed = blend(binary.ws, inputs=["a", "b", "c", "noise"], method="hill-climb", name="hc", data=binary.data)
     assert climbed.weights["noise"] == 0 and climbed.weights["a"] > 0
     assert climbed.oof_score >= climbed.input_scores["a"] - 0.01
 
@@ -51,7 +51,7 @@ def test_fold_honest_weights_on_noise(tmp_path):
     env = synth_workspace(tmp_path / "ws", n=1500, n_test=200)
     add_runs(env, {f"n{i}": 0.0 for i in range(8)})
     for method in ("hill-climb", "weighted"):
-        result = blend(env.ws, method=method, name=method, data=env.data)
+        result = blend(env.ws, inputs=[f"n{i}" for i in range(8)], method=method, name=method, data=env.data)
         assert result.oof_score <= result.in_sample_score + 1e-9, method
         assert abs(result.oof_score - 0.5) < 0.05, (method, result.oof_score)
     climbed = runs.load_run(env.ws, "hill-climb")
@@ -64,7 +64,7 @@ def test_fold_honest_weights_on_noise(tmp_path):
 def test_other_tasks_and_directions(tmp_path, task, metric, method):
     env = synth_workspace(tmp_path / "ws", task=task, metric=metric, n=1200, n_test=200)
     add_runs(env, {"a": 1.5, "b": 1.2, "noise": 0.0})
-    result = blend(env.ws, method=method, data=env.data)
+    result = blend(env.ws, inputs=["a", "b", "noise"], method=method, data=env.data)
     assert result.name == "b01"
     assert rescore(result.run_dir, env) == pytest.approx(result.oof_score)
     # combining two informative inputs is no worse than the best one (small tolerance for honesty)
@@ -128,3 +128,12 @@ def test_a_blend_can_blend_a_stack_and_the_cli_reports(binary):
     assert runs.load_run(binary.ws, "mix").manifest["inputs"] == ["st", "a", "c"]
     oof = pd.read_parquet(binary.ws.run_dir("mix") / "oof.parquet")
     assert len(oof) == 2000 and not oof.isna().any().any()
+
+
+def test_a_blend_that_puts_all_weight_on_one_input_is_that_input(tmp_path):
+    env = synth_workspace(tmp_path / "ws")
+    add_runs(env, {"strong": 3.0, "weak": 0.3})
+    result = blend(env.ws, inputs=["strong", "weak"], method="hill-climb", data=env.data)
+    assert result.same_as == "strong" and result.weights == {"strong": 1.0, "weak": 0.0}
+    assert result.oof_score == pytest.approx(runs.load_run(env.ws, "strong").score)
+    assert not env.ws.run_dir("b01").exists()                       # no new run to win `comp submit`

@@ -141,8 +141,9 @@ def binary(tmp_path_factory) -> Synth:
 def test_pure_noise_stacks_at_chance(tmp_path):
     env = synth_workspace(tmp_path / "ws")
     add_runs(env, {f"n{i}": 0.0 for i in range(5)})
-    result = stack(env.ws, data=env.data)
+    result = stack(env.ws, inputs=[f"n{i}" for i in range(5)], data=env.data)   # named: noise is let in
     assert result.name == "s01" and set(result.input_scores) == {f"n{i}" for i in range(5)}
+    assert not result.versus_best.significant
     assert abs(result.oof_score - 0.5) < 0.04, result.oof_score
     assert all(abs(s - 0.5) < 0.08 for s in result.fold_scores.values())
 
@@ -150,7 +151,7 @@ def test_pure_noise_stacks_at_chance(tmp_path):
 def test_stack_writes_an_honest_reproducible_run(tmp_path):
     env = synth_workspace(tmp_path / "ws")
     add_runs(env, {"a": 1.0, "b": 0.8, "c": 0.0})
-    result = stack(env.ws, data=env.data)
+    result = stack(env.ws, inputs=["a", "b", "c"], data=env.data)
     run = env.ws.run_dir(result.name)
     for f in ("manifest.json", "metrics.json", "oof.parquet", "test.parquet", "importance.json",
               "fold0/meta/meta.json", "fold4/meta/meta.json"):
@@ -202,10 +203,9 @@ def test_inputs_on_other_folds_are_refused_by_name(binary):
     fake_run(binary, "stale", signal(binary.data.y, 1, rng), signal(binary.y_test, 1, rng), folds_hash="0123abcd")
     with pytest.raises(InputError, match="stale was trained on other folds"):
         stack(binary.ws, data=binary.data, inputs=["good", "stale"])
-    # by default it is left out, with a note
-    result = stack(binary.ws, data=binary.data, name="default-pick")
-    assert "stale" not in result.input_scores
-    assert any("stale" in w and "other folds" in w for w in result.warnings)
+    # by default it is left out, with a note; one run left is no stack
+    with pytest.raises(InputError, match=r"at least two runs, got \['good'\]; left out stale: made on other folds"):
+        stack(binary.ws, data=binary.data, name="default-pick")
 
 
 def test_names_features_and_metas(binary):
@@ -223,8 +223,8 @@ def test_names_features_and_metas(binary):
                    binary.data.test, binary.data.spec)
     assert np.allclose(again[:, 0], runs.load_run(binary.ws, "feat").test()["target"], atol=1e-5)
     with pytest.raises(InputError, match="already holds a run"):
-        stack(binary.ws, data=binary.data, inputs=["good"], name="feat")
-    stack(binary.ws, data=binary.data, inputs=["good"], name="feat", force=True, meta="ridge")
+        stack(binary.ws, data=binary.data, inputs=["good"], features=["text_len"], name="feat")
+    stack(binary.ws, data=binary.data, inputs=["good"], features=["text_len"], name="feat", force=True, meta="ridge")
     with pytest.raises(InputError, match="cannot be its own input"):
         stack(binary.ws, data=binary.data, inputs=["good", "feat"], name="feat", force=True)
 
@@ -235,7 +235,7 @@ def test_names_features_and_metas(binary):
 def test_other_tasks(tmp_path, task, metric, meta):
     env = synth_workspace(tmp_path / "ws", task=task, metric=metric, n=1500, n_test=300)
     add_runs(env, {"a": 1.5, "b": 1.0})
-    result = stack(env.ws, data=env.data, meta=meta)
+    result = stack(env.ws, inputs=["a", "b"], data=env.data, meta=meta)
     assert rescore(result.run_dir, env) == pytest.approx(result.oof_score)
     assert not metrics.is_better(metric, result.best_input_score, result.oof_score + 0.05 * abs(result.oof_score))
     assert runs.load_run(env.ws, result.name).test().shape[0] == 300
@@ -335,3 +335,36 @@ def test_a_stack_records_the_hash_of_the_predictions_it_read(tmp_path, monkeypat
     assert manifest["input_hashes"]["a"] == hashlib.sha256(read).hexdigest()[:16]
     s01 = next(e for e in leaderboard(env.ws, data=env.data) if e.name == "s01")
     assert s01.notes and s01.notes[0].startswith("input a changed since")
+
+
+def test_a_stack_of_one_run_is_refused_and_trivial_runs_are_left_out_by_default(tmp_path):
+    env = synth_workspace(tmp_path / "ws")
+    add_runs(env, {"a": 1.0})
+    with pytest.raises(InputError, match=r"at least two runs, got \['a'\].*`comp submit a`"):
+        stack(env.ws, inputs=["a"], data=env.data)
+    assert not (env.ws.run_dir("s01")).exists()
+    # a constant predictor and one that is noise below the trivial baseline: flagged when written
+    const = fake_run(env, "const", np.full((len(env.data.y), 1), 0.3), np.full((len(env.y_test), 1), 0.3))
+    assert const.trivial == "its OOF predictions are constant (one value per column)"
+    assert const.metrics["baseline_score"] == pytest.approx(0.5, abs=0.01)   # ~ the AUC of a constant
+    add_runs(env, {"b": 0.8}, seed=4)
+    result = stack(env.ws, data=env.data)
+    assert set(result.input_scores) == {"a", "b"}
+    assert any("left out const: its OOF predictions are constant" in w for w in result.warnings)
+    named = stack(env.ws, inputs=["a", "b", "const"], data=env.data)         # named: the user decides
+    assert "const" in named.input_scores
+
+
+def test_the_gain_over_the_best_input_carries_a_paired_interval(tmp_path):
+    from competition import bootstrap
+
+    env = synth_workspace(tmp_path / "ws", n=1500, n_test=200)
+    add_runs(env, {"a": 1.0, "b": 1.0, "c": 1.0}, seed=3)     # independent errors: combining helps
+    result = stack(env.ws, data=env.data, meta="logistic")
+    c = result.versus_best
+    oof = runs.load_run(env.ws, result.name).oof()["target"].to_numpy()[:, None]
+    best = runs.load_run(env.ws, result.best_input).oof()["target"].to_numpy()[:, None]
+    assert c.diff == pytest.approx(metrics.score("roc_auc", env.data.y, oof, "binary")
+                                   - metrics.score("roc_auc", env.data.y, best, "binary"))
+    assert c == bootstrap.compare("roc_auc", env.data.y, oof[:, 0], best[:, 0], "binary")
+    assert c.significant and c.low > 0

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from competition.commands._common import WorkspaceOpt, handle_errors, parse_csv_list, workspace
+from competition.commands._common import WorkspaceOpt, console, handle_errors, parse_csv_list, workspace
 
 
 @handle_errors
@@ -25,6 +25,11 @@ def command(
     from competition.commands.stack import show_comparison
 
     result = blend(workspace(ws_path), inputs=parse_csv_list(exp), method=method, name=name, force=force)
+    if result.same_as:
+        console.print(f"[yellow]{method} put all the weight on {result.same_as}[/]: the blend is "
+                      f"{result.same_as} itself (CV {result.oof_score:.4f}), so no blend run is written. "
+                      f"Submit it as it is: `comp submit {result.same_as}`.", highlight=False)
+        return
     show_comparison(result, f"blend {result.name}: {method} of {len(result.input_scores)} runs "
                     f"(in-sample {result.in_sample_score:.4f}, optimistic)",
                     {run: f"{w:.3f}" for run, w in result.weights.items()})

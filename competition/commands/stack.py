@@ -26,12 +26,30 @@ def show_comparison(result, title: str, extra: dict[str, str] | None = None) -> 
     console.print(table)
     for warning in result.warnings:
         err_console.print(f"[yellow]warning:[/] {warning}", highlight=False)
-    if result.gain > 0:
-        console.print(f"[bold green]{result.name} beats the best single input {result.best_input} "
-                      f"by {result.gain:.4f}[/] ({result.metric}) -> {result.run_dir}")
-    else:
-        console.print(f"[yellow]{result.name} does not beat the best single input {result.best_input}[/] "
-                      f"({result.oof_score:.4f} vs {result.best_input_score:.4f}); kept at {result.run_dir}")
+    console.print(gain_line(result))
+
+
+def gain_line(result) -> str:
+    """The combined run against its best input: the gain, its 95% paired interval, and plainly
+    whether it is more than noise.
+
+    >>> from types import SimpleNamespace as NS
+    >>> from competition.bootstrap import Comparison
+    >>> r = NS(name="s01", best_input="042", metric="f1", oof_score=0.8100, best_input_score=0.8095,
+    ...        run_dir="experiments/s01", versus_best=Comparison(0.0005, -0.0031, 0.0042, True))
+    >>> print(gain_line(r))
+    [yellow]s01 is not significantly better than its best input 042[/]: +0.0005 [-0.0031, +0.0042] (f1, 95% paired bootstrap); the gain may be noise, prefer 042. Kept at experiments/s01
+    """
+    c = result.versus_best
+    figures = f"{c.text()} ({result.metric}, 95% paired bootstrap)"
+    if c.better > 0 and c.significant:
+        return (f"[bold green]{result.name} beats its best input {result.best_input}[/]: {figures} -> "
+                f"{result.run_dir}")
+    if c.better > 0:
+        return (f"[yellow]{result.name} is not significantly better than its best input {result.best_input}[/]: "
+                f"{figures}; the gain may be noise, prefer {result.best_input}. Kept at {result.run_dir}")
+    return (f"[yellow]{result.name} does not beat its best input {result.best_input}[/]: {figures}. "
+            f"Kept at {result.run_dir}")
 
 
 @handle_errors

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from competition.commands._common import WorkspaceOpt, console, handle_errors, workspace
+from competition.commands._common import WorkspaceOpt, console, err_console, handle_errors, workspace
 
 
 def split_exp_args(args: list[str], verb: str = "train") -> tuple[str, list[str]]:
@@ -44,7 +44,12 @@ def cv_note(result) -> str:
     """
     if result.in_sample is None:
         return ""
-    thr = f"{result.threshold:.4f}" if isinstance(result.threshold, float) else "per-label thresholds"
+    if isinstance(result.threshold, float):
+        thr = f"{result.threshold:.4f}"
+    elif len(set(result.threshold)) == 1:   # micro_f1, jaccard: one cut for every label
+        thr = f"{result.threshold[0]:.4f} (shared by every label)"
+    else:
+        thr = "per-label thresholds"
     return (f" (thresholds chosen on the other folds; {result.in_sample:.4f} in-sample, optimistic; "
             f"submissions use {thr})")
 
@@ -114,6 +119,9 @@ def command(
     console.print(table)
     if result.complete:
         console.print(f"[bold green]OOF {result.metric}: {result.oof_score:.4f}[/]{cv_note(result)} -> {result.run_dir}")
+        if result.trivial:
+            err_console.print(f"[yellow]warning:[/] {cfg.exp} learnt nothing usable: {result.trivial}. "
+                              "`comp stack` and `comp blend` leave it out unless named.", highlight=False)
     elif result.other_config:
         folds = ",".join(map(str, result.other_config))
         keys = sorted({k for diff in result.other_config.values() for k in diff})
