@@ -463,6 +463,18 @@ def load(spec: Spec, *, with_test: bool = True) -> Dataset:
                    test_hash, notes)
 
 
+def split(ds: Dataset, inner, outer) -> Dataset:
+    """``ds`` with its train rows cut in two: train = the ``inner`` rows, test = the ``outer`` rows
+    without their targets (what ``comp stack --holdout`` trains on and predicts). Row positions or
+    boolean masks; hashes recomputed so runs made on the split record what they saw."""
+    spec = ds.spec
+    train = ds.train.iloc[np.asarray(inner)].reset_index(drop=True)
+    test = ds.train.iloc[np.asarray(outer)].drop(columns=spec.targets).reset_index(drop=True)
+    inputs = [c for c in [spec.id_column, *spec.text, *spec.features] if c in test.columns]
+    return Dataset(spec, train, test, ds.y[np.asarray(inner)], ds.labels,
+                   _hash(train, [spec.id_column, *spec.targets]), _hash(test, inputs), ds.warnings)
+
+
 # -- warnings: usable but worth knowing ------------------------------------------------------
 
 _MOJIBAKE = r"[\x80-\x9f]|Ã[\x80-\xbf]|â€"  # C1 controls, UTF-8 read as cp1252/latin-1

@@ -328,6 +328,17 @@ def write_folds(ws: Workspace, dataset, *, scheme: str | None = None, n_splits: 
                        n_splits=n_splits, seed=seed, bins=spec.folds.bins,
                        groups=dataset.train[group] if group else None,
                        time=dataset.train[time] if time else None, labels=dataset.labels)
+    return write_assignment(ws, dataset, folds, scheme=scheme, seed=seed, force=force)
+
+
+def write_assignment(ws: Workspace, dataset, folds: pd.DataFrame, *, scheme: str, seed: int,
+                     force: bool = False) -> FoldsResult:
+    """Write a given fold assignment (``id``, ``fold`` in train order) as :func:`write_folds` writes
+    the folds it makes (also used for the current folds restricted to some rows: ``comp stack
+    --holdout``)."""
+    spec = dataset.spec
+    group, time = spec.folds.group, spec.folds.time
+    n_splits = int(folds["fold"].max()) + 1
     text = folds.to_csv(index=False, lineterminator="\n")
     manifest = {
         "competition": spec.name, "task": spec.task, "scheme": scheme, "n_splits": n_splits, "seed": seed,

@@ -446,6 +446,7 @@ class StackResult:
     importance: dict[str, float]
     warnings: list[str]
     versus_best: Any = None          # bootstrap.Comparison: the stack minus its best input
+    holdout: Any = None              # holdout.HoldoutResult with --holdout
 
     @property
     def gain(self) -> float:
@@ -454,7 +455,7 @@ class StackResult:
 
 def stack(ws: Workspace, *, inputs: list[str] | None = None, features: list[str] | None = None,
           meta: str = "lgbm", name: str | None = None, params: dict | None = None, seed: int = 42,
-          force: bool = False, data=None) -> StackResult:
+          force: bool = False, data=None, holdout: float | None = None) -> StackResult:
     """Fit a meta-model over the inputs' OOF predictions on the same folds; write it as a run.
 
     Args:
@@ -468,6 +469,9 @@ def stack(ws: Workspace, *, inputs: list[str] | None = None, features: list[str]
         seed: seed of the meta-model and its inner early-stopping split.
         force: replace an existing stack of that name.
         data: a loaded dataset (loaded from the spec when None).
+        holdout: keep this share of rows out, retrain the inputs and the stack without it and
+            record whether the stack beats its best input and their mean there
+            (:mod:`competition.holdout`); a stack that does not is marked not preferred.
     """
     if meta not in ("lgbm", "logistic", "ridge"):
         raise InputError(f"--meta {meta!r}: choose lgbm, logistic or ridge")
@@ -489,6 +493,12 @@ def stack(ws: Workspace, *, inputs: list[str] | None = None, features: list[str]
                              "only --meta lgbm takes them (or drop them)")
         if data.test is not None:
             rows_test = feature_matrix(data.test, spec, features, recipe["categories"])[0]
+    guard = None
+    if holdout is not None:   # before anything is written: a refusal there leaves no stack behind
+        from competition import holdout as holdout_mod
+
+        guard = holdout_mod.check(ws, data, src.fold, src.names, fraction=holdout, seed=seed,
+                                  stack_args={"features": features, "meta": meta, "params": params, "seed": seed})
     x, cat_idx = level2(src.oof, rows, recipe)
     x_test = None if src.test is None else level2(src.test, rows_test, recipe)[0]
     feature_names = [r if len(cols) == 1 else f"{r}:{c}" for r in src.names for c in cols] + features
@@ -526,13 +536,14 @@ def stack(ws: Workspace, *, inputs: list[str] | None = None, features: list[str]
         test=runs.average_folds(test_parts, cols) if test_parts else None,
         manifest={"kind": "stack", "family": f"{meta}-stack", "inputs": src.names, "input_hashes": src.versions,
                   "features": features, "meta": meta, "params": params, "seed": seed, **src.hashes, "n_splits": n_splits,
-                  "folds_done": list(range(n_splits)), "warnings": warnings})
+                  "folds_done": list(range(n_splits)), "warnings": warnings,
+                  **({"holdout": guard.to_json()} if guard else {})})
     scores = src.scores()
     best = best_of(scores, spec.metric)
     mean_score = metrics.cv(spec.metric, y, src.oof.mean(axis=1, dtype=np.float64), task, src.fold).score
     return StackResult(name, run.dir, spec.metric, meta, run.score, run.threshold, run.metrics["folds"], scores,
                        best[0], best[1], float(mean_score), features,
-                       dict(zip(feature_names, shares.tolist())), warnings, versus_best(src, oof, best[0]))
+                       dict(zip(feature_names, shares.tolist())), warnings, versus_best(src, oof, best[0]), guard)
 
 
 def _save_meta(folder: Path, heads: list[tuple[str, Any]], recipe: dict) -> None:

@@ -47,6 +47,7 @@ class SubmitResult:
     rows: int
     output: str
     kaggle: str | None = None
+    notes: tuple[str, ...] = ()      # why the default source is the one it is (passed-over, tied runs)
 
 
 # -- pure helpers ----------------------------------------------------------------------------
@@ -253,16 +254,38 @@ def _labels(labels: list, codes: np.ndarray) -> pd.Series:
 
 # -- choosing and checking the run -----------------------------------------------------------
 
-def best_run(ws: Workspace, data) -> str:
-    """Name of the best complete run by CV on the current folds, train and test data (the top of
-    ``comp leaderboard``); InputError when there is none."""
+SIMPLER = {"experiment": 0, "blend": 1, "stack": 2}   # fewer moving parts first
+
+
+def best_run(ws: Workspace, data) -> tuple[str, list[str]]:
+    """The best complete run by CV on the current folds, train and test data (the top of
+    ``comp leaderboard``), passing over stacks that failed their ``--holdout`` check; and notes
+    saying what was passed over and which simpler run is statistically tied with the one taken.
+    InputError when there is none."""
     from competition.leaderboard import leaderboard
+    from competition.runs import load_run
 
     entries = leaderboard(ws, data=data)
     usable = [e for e in entries if e.status == "complete" and e.cv is not None
               and not any("test data changed" in n for n in e.notes)]
+    notes = []
+    for e in list(usable):
+        guard = load_run(ws, e.name, complete=False).manifest.get("holdout")
+        if guard and not guard.get("preferred", True):
+            usable.remove(e)
+            notes.append(f"passed over {e.name}: it did not beat its best input and the inputs' mean on its "
+                         f"--holdout rows (name it to submit it anyway)")
     if usable:
-        return usable[0].name
+        chosen = usable[0]
+        tied = [e for e in usable[1:] if e.vs_best and e.vs_best.get("tied")
+                and (SIMPLER.get(e.kind, 3), e.seconds or 0.0) < (SIMPLER.get(chosen.kind, 3), chosen.seconds or 0.0)]
+        if tied and chosen.rank == 1:
+            simple = min(tied, key=lambda e: (SIMPLER.get(e.kind, 3), e.seconds or 0.0))
+            v = simple.vs_best
+            notes.append(f"{simple.name} ({simple.family or simple.kind}) is statistically tied with {chosen.name}: "
+                         f"{v['diff']:+.4f} [{v['low']:+.4f}, {v['high']:+.4f}] (95% paired bootstrap) and is "
+                         f"simpler; `comp submit {simple.name}` to submit it instead")
+        return chosen.name, notes
     if not entries:
         raise InputError(f"{ws.experiments_dir}: no run to submit yet. Train one first "
                          "(`comp train exp=001 --fold all`), then `comp submit`.")
@@ -409,7 +432,8 @@ def submit(ws: Workspace, source: str | None = None, *, out: Path | None = None,
         raise InputError(f"{ws.spec_file}: competition {spec.name!r} has no test set (`test:`), so there "
                          "is nothing to submit; score on CV, or carve one with `comp init --holdout 0.2`.")
     data = data if data is not None else data_mod.load(spec)
-    run = runs.load_run(ws, source or best_run(ws, data))
+    source, notes = (source, []) if source else best_run(ws, data)
+    run = runs.load_run(ws, source)
     _check_fresh(ws, run, data, allow_stale)
     preds = _check_run(run, spec, data)
     sample = data.sample_submission()
@@ -447,7 +471,8 @@ def submit(ws: Workspace, source: str | None = None, *, out: Path | None = None,
         cv = f" cv {run.score:.4f}" if run.score is not None else ""
         note = kaggle_submit(path, competition or spec.name, message or f"comp: {run.name}{cv}")
     return SubmitResult(path, manifest_path, run.name, run.manifest.get("kind", "experiment"), spec.metric,
-                        run.score, run.threshold if output == "labels" else None, len(frame), output, note)
+                        run.score, run.threshold if output == "labels" else None, len(frame), output, note,
+                        tuple(notes))
 
 
 # -- the optional hand-off to Kaggle ---------------------------------------------------------

@@ -305,3 +305,19 @@ def test_a_retrained_run_drops_its_old_scores(submitted):
     assert latest_score(runs.load_run(ws, "001")) is None
     result = CliRunner().invoke(cli(), ["score", str(path), "-w", str(ws.root)])
     assert "not recorded" in result.output and "retrained since" in result.output
+
+
+def test_submit_names_a_simpler_run_statistically_tied_with_the_best(tmp_path):
+    from competition.submit import best_run
+
+    ws = synth_workspace(tmp_path / "ws", n_train=600, metric="roc_auc")
+    data = load_data(ws)
+    make_run(ws, data, "e1", noise=0.90, seed=1)
+    make_run(ws, data, "s1", noise=0.88, seed=7, kind="stack")      # a hair more signal
+    make_run(ws, data, "far", noise=1.0, seed=5)                    # none
+    entries = {e.name: e for e in leaderboard(ws)}
+    assert entries["s1"].rank == 1 and entries["e1"].vs_best["tied"] and not entries["far"].vs_best["tied"]
+    chosen, notes = best_run(ws, data)
+    assert chosen == "s1"                                             # the best CV is still what is taken
+    assert len(notes) == 1 and notes[0].startswith("e1 (tfidf) is statistically tied with s1")
+    assert "`comp submit e1`" in notes[0]

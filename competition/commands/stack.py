@@ -61,7 +61,10 @@ def command(
     meta: Annotated[str, typer.Option("--meta", help="meta-model: lgbm, logistic or ridge")] = "lgbm",
     name: Annotated[str | None, typer.Option(
         "--name", help="name of the stack run (default: next free s01, s02, ...)")] = None,
-    seed: Annotated[int, typer.Option("--seed", help="seed of the meta-model")] = 42,
+    seed: Annotated[int, typer.Option("--seed", help="seed of the meta-model (and of the --holdout rows)")] = 42,
+    holdout: Annotated[float | None, typer.Option(
+        "--holdout", help="share of rows kept out: retrain the inputs and the stack without them and check "
+                          "the stack beats its best input and their mean there (e.g. 0.1)")] = None,
     force: Annotated[bool, typer.Option("--force", help="replace an existing stack of that name")] = False,
     ws_path: WorkspaceOpt = None,
 ) -> None:
@@ -70,7 +73,7 @@ def command(
 
     ws = workspace(ws_path)
     result = stack(ws, inputs=parse_csv_list(exp), features=parse_csv_list(with_features), meta=meta,
-                   name=name, seed=seed, force=force)
+                   name=name, seed=seed, force=force, holdout=holdout)
     shares = {}
     for feature, share in result.importance.items():  # multiclass inputs have one feature per class
         run = feature.split(":")[0]
@@ -80,3 +83,29 @@ def command(
                   + (f"; features: {', '.join(extras)}" if extras else ""))
     show_comparison(result, f"stack {result.name}: {result.meta} meta-model on {len(result.input_scores)} runs",
                     {run: f"{share:.0%}" for run, share in shares.items()})
+    if result.holdout is not None:
+        show_holdout(result)
+
+
+def show_holdout(result) -> None:
+    """The stack, its inputs and their mean on the outer holdout rows, and the verdict."""
+    from rich.table import Table
+
+    h = result.holdout
+    table = Table(title=f"holdout: {h.rows:,} rows ({h.fraction:g}) kept out of every fit, seed {h.seed}")
+    table.add_column("run")
+    table.add_column(f"{result.metric} on the holdout", justify="right")
+    for run, score in h.scores.items():
+        label = {"stack": f"[bold]{result.name}[/] (stack)", "mean": "mean of the inputs"}.get(run, run)
+        table.add_row(label + (" (best input)" if run == h.best_input else ""), f"{score:.4f}")
+    console.print(table)
+    gap = f"{h.versus_best['diff']:+.4f} [{h.versus_best['low']:+.4f}, {h.versus_best['high']:+.4f}]"
+    if h.preferred:
+        console.print(f"[bold green]{result.name} beats its best input {h.best_input} and the inputs' mean on "
+                      f"the holdout[/] ({gap} vs {h.best_input}).")
+    else:
+        console.print(f"[yellow]{result.name} does not beat both its best input {h.best_input} and the inputs' "
+                      f"mean on the holdout[/] ({gap} vs {h.best_input}): its CV may be stacked overfitting. "
+                      f"It is marked not preferred: `comp submit` passes over it unless it is named.",
+                      highlight=False)
+

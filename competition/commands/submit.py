@@ -27,6 +27,8 @@ def command(
     ws_path: WorkspaceOpt = None,
 ) -> None:
     """Write a run's test predictions as a validated submission CSV (sample submission's format) + manifest."""
+    from rich.markup import escape
+
     from competition.submit import submit
 
     ws = workspace(ws_path)
@@ -36,5 +38,7 @@ def command(
     thr = f", threshold {result.threshold:g}" if isinstance(result.threshold, float) else ""
     console.print(f"[bold green]{result.path}[/] ({result.rows} rows, {result.output}{thr})")
     console.print(f"  source {result.source} ({result.kind}) · CV {result.metric} {cv} · manifest {result.manifest_path.name}")
+    for note in result.notes:
+        console.print(f"  [yellow]note:[/] {escape(note)}", highlight=False)
     if result.kaggle:
         console.print(f"  kaggle: {result.kaggle}", highlight=False, soft_wrap=True)
