@@ -119,7 +119,15 @@ class TrainConfig(_Strict):
     grad_clip: float | None = Field(1.0, gt=0, description="clip gradient norm (None: off)")
     warmup: float = Field(0.1, ge=0, lt=1, description="fraction of steps with linear warmup")
     schedule: Literal["linear", "cosine", "constant"] = "linear"
-    patience: int | None = Field(None, ge=1, description="early stopping patience in validations (None: off)")
+    patience: int | None = Field(None, ge=1, description="early stopping patience in validations (None: off); "
+                                                          "validations on the rows train.select names")
+    select: Literal["fold", "inner", "last"] = Field(
+        "fold", description="which weights a fold keeps. fold: the best validation on the fold itself (its OOF is "
+                            "then chosen on its own labels: optimistic; recorded as selected_on best_epoch); "
+                            "inner: the best validation on an inner_valid share of the training folds, the fold "
+                            "only predicted at the end; last: the final weights of `epochs` epochs, no early stopping")
+    inner_valid: float = Field(0.1, gt=0, lt=0.5, description="select: inner: share of the fold's training rows "
+                                                               "held out (stratified) to choose the epoch")
     val_per_epoch: int = Field(1, ge=1, description="validations per epoch")
     swa: bool = Field(False, description="stochastic weight averaging: the fold's model is the mean of "
                                          "swa_snapshots weights taken over the last part of training")
@@ -141,6 +149,18 @@ class TrainConfig(_Strict):
         default_factory=list, description="extra text variants averaged at inference")
     threads: int | None = Field(None, ge=1, description="CPU threads of torch and LightGBM (None: their default)")
     limit_rows: int | None = Field(None, ge=10, description="train on a seeded subset (smoke runs)")
+
+    @model_validator(mode="after")
+    def _selection_checks(self):
+        if self.select == "last" and self.patience is not None:
+            raise ValueError(f"train.patience={self.patience} stops early on validation scores, but "
+                             "train.select=last keeps the final weights and looks at none: set train.patience=null, "
+                             "or choose the epoch on held-out training rows with train.select=inner")
+        if self.select == "inner" and self.swa:
+            raise ValueError("train.select=inner holds out training rows to choose an epoch, but with train.swa "
+                             "the model is the average of the snapshots and no epoch is chosen: use "
+                             "train.select=last with train.swa")
+        return self
 
 
 class TextConfig(_Strict):
@@ -167,6 +187,9 @@ class ExperimentConfig(_Strict):
     track: TrackConfig = Field(default_factory=TrackConfig)
     seed: int = Field(42, description="global seed (data order, initialisation)")
     search: dict[str, Any] = Field(default_factory=dict, description="Optuna search space (comp tune)")
+    tuned_on: list[Annotated[int, Field(ge=0)]] = Field(
+        default_factory=list, description="folds whose labels chose this experiment's settings (written by "
+                                          "comp tune): their CV is optimistic; the leaderboard gives the others'")
 
     @model_validator(mode="after")
     def _cross_checks(self):

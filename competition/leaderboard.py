@@ -38,10 +38,14 @@ class Entry:
     in_sample: float | None = None      # threshold metrics: the CV at a threshold chosen on all OOF
     vs_best: dict | None = None         # diff, low, high (95% paired bootstrap), tied: vs rank 1
     scored: float | None = None         # latest `comp score` of its submission (scores.json)
+    selected_on: dict | None = None     # kind -> folds whose own labels chose something (manifest), or None
+    untouched_folds: tuple[int, ...] | None = None   # with selected_on: the folds nothing was chosen on
+    untouched_cv: float | None = None   # the CV of those folds' OOF rows alone (nested thresholds)
 
     def to_dict(self) -> dict:
         out = asdict(self)
         out["notes"] = list(self.notes)
+        out["untouched_folds"] = None if self.untouched_folds is None else list(self.untouched_folds)
         return out
 
 
@@ -89,6 +93,70 @@ def changed_inputs(ws: Workspace, name: str, manifest: dict, file_hash=None) -> 
     if notes:
         notes[-1] += f": rebuild with `{runs.remake_command(name, manifest)}`"
     return notes
+
+
+def folds_text(folds) -> str:
+    """Fold numbers, runs of three or more as ranges.
+
+    >>> folds_text([0, 1, 2, 3, 4]), folds_text([0, 2]), folds_text([1, 2])
+    ('0-4', '0,2', '1,2')
+    """
+    folds, parts, i = sorted(folds), [], 0
+    while i < len(folds):
+        j = i
+        while j + 1 < len(folds) and folds[j + 1] == folds[j] + 1:
+            j += 1
+        parts += [f"{folds[i]}-{folds[j]}"] if j - i >= 2 else [str(f) for f in folds[i:j + 1]]
+        i = j + 1
+    return ",".join(parts)
+
+
+def untouched(selected: dict, n_splits: int) -> tuple[int, ...]:
+    """The folds no choice was made on.
+
+    >>> untouched({"tuning": [0]}, 3), untouched({"best_epoch": [0, 1, 2], "tuning": [0]}, 3)
+    ((1, 2), ())
+    """
+    touched = {int(f) for folds in selected.values() for f in folds}
+    return tuple(k for k in range(n_splits) if k not in touched)
+
+
+def selection_note(selected: dict, folds: tuple[int, ...], cv_untouched: float | None, cv: float | None) -> str:
+    """The note of a run with choices made on scored rows: which, on which folds, and the CV of
+    the untouched folds beside the full one.
+
+    >>> selection_note({"tuning": [0]}, (1, 2), 0.81234, 0.82)
+    'chosen on scored rows: tuning on fold 0; CV on untouched folds 1,2: 0.8123 (full CV 0.8200)'
+    """
+    what = {"best_epoch": ("best epoch", " (each by its own validation)"), "tuning": ("tuning", "")}
+    parts = [f"{what.get(kind, (kind, ''))[0]} on fold{'s' if len(f) > 1 else ''} {folds_text(f)}"
+             f"{what.get(kind, (kind, ''))[1]}" for kind, f in sorted(selected.items())]
+    note = "chosen on scored rows: " + "; ".join(parts)
+    if not folds:
+        hint = " (train.select=inner chooses the epoch on held-out training rows)" if "best_epoch" in selected else ""
+        return f"{note}; no fold untouched: the CV is optimistic{hint}"
+    if cv_untouched is None:
+        return f"{note}; untouched fold{'s' if len(folds) > 1 else ''} {folds_text(folds)}"
+    full = "" if cv is None else f" (full CV {cv:.4f})"
+    return f"{note}; CV on untouched fold{'s' if len(folds) > 1 else ''} {folds_text(folds)}: {cv_untouched:.4f}{full}"
+
+
+def cv_on_folds(run, data, folds: tuple[int, ...]) -> float:
+    """The run's CV on the OOF rows of ``folds`` alone, by the rule of :func:`metrics.cv` on those
+    rows (each fold cut at the threshold chosen on the others of them). One fold of a threshold
+    metric has no other to choose on: it is cut, as in the full CV, at the threshold chosen on
+    every other fold of the run (their labels choose a cut, never this fold's)."""
+    import numpy as np
+
+    from competition import metrics
+
+    oof = run.oof()
+    metric, task = run.manifest["metric"], run.manifest["task"]
+    pred, fold, y = oof[run.pred_columns].to_numpy(dtype=float), oof["fold"].to_numpy(), np.asarray(data.y)
+    if len(folds) == 1 and metrics.takes_threshold(metric, task):
+        return metrics.cv(metric, y, pred, task, fold).folds[folds[0]]
+    keep = np.isin(fold, folds)
+    return metrics.cv(metric, y[keep], pred[keep], task, fold[keep]).score
 
 
 def sort_entries(entries: list[Entry], direction: str) -> list[Entry]:
@@ -168,10 +236,18 @@ def leaderboard(ws: Workspace, *, data=None) -> list[Entry]:
         if status == "complete" and data is not None:   # rescored by today's rule, kept for comparing
             result, scored[run.name] = run.cv(data)
             cv, in_sample = result.score, result.in_sample
+        selected = {k: sorted(v) for k, v in (m.get("selected_on") or {}).items() if v} or None
+        clean, clean_cv = None, None
+        if selected:
+            clean = untouched(selected, n_splits)
+            if clean and status == "complete" and data is not None:
+                clean_cv = cv_on_folds(run, data, clean)
+            notes.append(selection_note(selected, clean, clean_cv, cv))
         entries.append(Entry(
             name=run.name, kind=m.get("kind", "experiment"), family=m.get("family"),
             metric=run.metrics.get("metric") or m.get("metric"),
             cv=cv, in_sample=in_sample, scored=latest_score(run),
+            selected_on=selected, untouched_folds=clean, untouched_cv=clean_cv,
             fold_mean=run.metrics.get("fold_mean"), fold_std=run.metrics.get("fold_std"),
             folds_done=done, n_splits=n_splits, seconds=train_seconds(m), status=status,
             notes=tuple(notes + [f"{n}: retrain before submitting" for n in test_note]
@@ -270,11 +346,15 @@ def render(entries: list[Entry], metric: str, direction: str):
     for e in entries:
         spread = "-" if e.fold_mean is None else f"{e.fold_mean:.4f} ± {_num(e.fold_std)}"
         status = f"[{colour[e.status]}]{e.status}[/]" + (f" {e.folds_done}/{e.n_splits}" if e.status == "partial" else "")
+        status += "[yellow]*[/]" if e.selected_on else ""
         table.add_row("-" if e.rank is None else str(e.rank), e.name, e.family or e.kind, _cv_text(e),
                       _num(e.scored), _vs_best_text(e), spread, "-" if e.seconds is None else f"{e.seconds:.0f}s", status)
         if e.notes:
             notes.append(f"[bold]{escape(e.name)}[/]: {escape('; '.join(e.notes))}")
     legend = []
+    if any(e.selected_on for e in entries):
+        legend.append("*: something was chosen on folds' own labels (best epoch, tuning): their CV is optimistic; "
+                      "the note names them and scores the untouched folds alone")
     if any(e.in_sample is not None for e in entries):
         legend.append("CV: each fold cut at the threshold chosen on the other folds; (in-sample, optimistic)")
     if any(e.vs_best is not None and e.rank and e.rank > 1 for e in entries):

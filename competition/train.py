@@ -4,12 +4,15 @@
 
     experiments/042/
         config.yaml          the resolved config (refused if a re-run's config differs)
-        manifest.json        family, folds/data/test hashes, status, wall time per fold, versions
+        manifest.json        family, folds/data/test hashes, status, wall time per fold, versions,
+                             select and selected_on (the union of the folds')
         oof.parquet          id, fold, prediction column(s): every train row once, no NaN
         test.parquet         id, prediction column(s) averaged over folds, plus <col>__fold<k>
         metrics.json         score per fold, overall OOF score, decision threshold
         fold0/               one folder per fold, written whole (temp folder, then rename):
-            done.json        score, threshold, best epoch, seconds, hashes, learning curve
+            done.json        score, threshold, best epoch, seconds, hashes, learning curve, select,
+                             selected_on: {kind: folds} whose own labels made a choice behind this
+                             model: best_epoch [k] (select: fold), tuning [0] (tuned_on); {} if none
             oof.parquet      this fold's own rows
             test.parquet     this fold's test predictions
             config.yaml      the config again, beside the model it produced
@@ -25,6 +28,12 @@ of a run changes until a fold finishes: a run that fails before (a refused setti
 that cannot load) leaves ``config.yaml`` and every other file as they were. Two processes may train different folds of one
 experiment at once: each fold has its own lock, and the run-level files are
 assembled under another lock once every fold is complete.
+
+Selection: ``select`` says how a fold's stopping point was chosen -- ``fold`` (the best
+validation of the fold itself), ``inner`` (held-out training rows: torch ``train.select:
+inner`` and every LightGBM model), ``last`` (fixed epochs) or null (nothing chosen by
+validation). ``selected_on`` names the folds whose own labels chose something: those folds'
+OOF scores are optimistic, and ``comp leaderboard`` scores the untouched folds beside them.
 """
 
 from __future__ import annotations
@@ -107,12 +116,24 @@ def _predictive(config: dict) -> dict:
     return {k: v for k, v in config.items() if k != "track"}
 
 
+def _with_defaults(saved: dict) -> dict:
+    """A saved config with today's defaults filled in, so that a setting added since (at its
+    default, e.g. ``train.select: fold``) is no change; as saved when it no longer validates."""
+    from pydantic import ValidationError
+
+    try:
+        return ExperimentConfig.model_validate(saved).to_dict()
+    except ValidationError:
+        return saved
+
+
 def _fold_config_diff(fold_dir: Path, config: dict) -> list[str]:
     """Keys whose value in the fold's saved ``config.yaml`` differs from ``config`` (tracking aside)."""
     saved = fold_dir / "config.yaml"
     if not saved.is_file():
         return ["(no config.yaml)"]
-    return sorted(_diff_keys(_predictive(yaml.safe_load(saved.read_text()) or {}), _predictive(config)))
+    old = _with_defaults(yaml.safe_load(saved.read_text()) or {})
+    return sorted(_diff_keys(_predictive(old), _predictive(config)))
 
 
 def _check_previous_run(run_dir: Path, cfg: ExperimentConfig, hashes: dict, force: bool) -> None:
@@ -121,7 +142,8 @@ def _check_previous_run(run_dir: Path, cfg: ExperimentConfig, hashes: dict, forc
     if force or not saved_cfg.is_file():
         return
     # Tracking settings change where the logs go, not the predictions: they may differ between folds.
-    old, new = _predictive(yaml.safe_load(saved_cfg.read_text()) or {}), _predictive(cfg.to_dict())
+    old = _predictive(_with_defaults(yaml.safe_load(saved_cfg.read_text()) or {}))
+    new = _predictive(cfg.to_dict())
     if old != new:
         changed = sorted(_diff_keys(old, new))
         raise InputError(
@@ -266,11 +288,14 @@ def _train_fold(ws, cfg, spec, data, impl, prepared, fold_of, k, hashes, config_
             test.insert(0, "id", data.test[spec.id_column].to_numpy())
             artifacts.write_parquet(tmp_dir / "test.parquet", test)
         artifacts.write_text(tmp_dir / "config.yaml", config_text)
+        extra = dict(fit.extra)
+        chosen = {**extra.pop("selected_on", {}), **({"tuning": list(cfg.tuned_on)} if cfg.tuned_on else {})}
         artifacts.write_json(tmp_dir / "done.json", {
             "fold": k, "score": score, "threshold": threshold, "best_epoch": fit.best_epoch,
             "seconds": round(seconds, 2), "prepare_seconds": round(prepare_seconds, 2),
             "n_train": len(train_idx), "n_valid": len(valid_idx),
-            **hashes, "history": fit.history, "extra": fit.extra,
+            "select": select_of(cfg), "selected_on": chosen,
+            **hashes, "history": fit.history, "extra": extra,
         })
         # not val/score: wandb's summary keeps the last logged value of a history key, the last
         # validation, while the fold's score comes from the kept (best or averaged) weights
@@ -285,6 +310,42 @@ def _train_fold(ws, cfg, spec, data, impl, prepared, fold_of, k, hashes, config_
     finally:
         tracker.finish()
     return FoldRow(k, "trained", score, fit.best_epoch, round(seconds, 2))
+
+
+def select_of(cfg: ExperimentConfig) -> str | None:
+    """How a fold's stopping point is chosen: ``train.select`` for the torch families, ``inner``
+    for every LightGBM model (early stopping on held-out training rows, see
+    :mod:`competition.models.heads`), None where nothing is chosen by validation."""
+    m = cfg.model
+    if cfg.is_torch:
+        return cfg.train.select
+    if "lgbm" in (m.family, getattr(m, "estimator", None), getattr(m, "head", None)):
+        return "inner"
+    return None
+
+
+def _fold_selected(info: dict, k: int, cfg: ExperimentConfig) -> dict[str, list[int]]:
+    """A done fold's ``selected_on``. A fold trained before it was recorded is read as the torch
+    families worked then: the best of its validations on the fold itself (without SWA)."""
+    if "selected_on" in info:
+        return info["selected_on"] or {}
+    validations = len(info.get("history") or [])
+    if cfg.is_torch and not cfg.train.swa and validations > len(cfg.train.seeds):
+        return {"best_epoch": [k]}
+    return {}
+
+
+def _union(selections: list[dict[str, list[int]]]) -> dict[str, list[int]]:
+    """Kind -> sorted folds, over the folds' ``selected_on``.
+
+    >>> _union([{"best_epoch": [0], "tuning": [0]}, {"best_epoch": [1], "tuning": [0]}, {}])
+    {'best_epoch': [0, 1], 'tuning': [0]}
+    """
+    out: dict[str, set[int]] = {}
+    for chosen in selections:
+        for kind, folds in chosen.items():
+            out.setdefault(kind, set()).update(int(f) for f in folds)
+    return {kind: sorted(folds) for kind, folds in sorted(out.items()) if folds}
 
 
 def _total(seconds: list[float | None]) -> float | None:
@@ -318,6 +379,8 @@ def _assemble(ws, cfg, spec, data, fold_of, hashes, config: dict, result: TrainR
             "seconds_per_fold": {k: v["seconds"] for k, v in done.items() if v},
             # inputs built once per process (tokenising, embedding), charged to its first fold
             "prepare_seconds": _total([v.get("prepare_seconds") for v in done.values() if v]),
+            "select": select_of(cfg),
+            "selected_on": _union([_fold_selected(v, k, cfg) for k, v in done.items() if v]),
         }
         if not all(done.values()):
             artifacts.write_json(run_dir / "manifest.json", {

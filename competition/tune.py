@@ -30,7 +30,9 @@ failed and runs it again with the same parameters. What it writes::
     tuning.db                          the SQLite storage (default; --storage URL otherwise)
     experiments/.tune/<study>/         trial artifacts while a trial runs (removed after it),
                                        offline wandb runs of the trials
-    experiments/043.yaml               the best trial as a new experiment (next free id)
+    experiments/043.yaml               the best trial as a new experiment (next free id), with
+                                       ``tuned_on``: the folds the study scored, whose labels
+                                       chose its settings (train records them as selected_on)
 """
 
 from __future__ import annotations
@@ -638,8 +640,10 @@ def export_best(ws: Workspace, exp: str, st, url: str) -> Path | None:
 
     The new file is ``<exp>.yaml`` without its ``search:`` block, with the trial's overrides
     merged in (a family switch restarts the model block, as in the config layers) and a
-    comment saying where it came from. It is checked to load into exactly the trial's config.
-    A best trial exported before is not written twice.
+    comment saying where it came from. ``tuned_on`` lists the folds the study scored (with
+    those ``<exp>.yaml`` was itself tuned on): their OOF is no longer an unseen estimate. It is
+    checked to load into exactly the trial's config. A best trial exported before is not
+    written twice.
     """
     import yaml
     from filelock import FileLock
@@ -671,14 +675,19 @@ def export_best(ws: Workspace, exp: str, st, url: str) -> Path | None:
                   f"# (trial {best.number}, {st.user_attrs.get('metric', 'value')} = {best.value:.6g} "
                   f"on folds {folds}), written by `comp tune` on {now}.\n"
                   f"# Storage: {masked(url)}\n# Overrides: {params}\n")
+        tuned_on = sorted({int(k) for k in [*(merged.pop("tuned_on", None) or []), *(folds or [])]})
         path = ws.experiment_file(new_id)
         with open(path, "x", encoding="utf-8") as fh:   # "x": never over another experiment
-            fh.write(header + yaml.safe_dump(merged, sort_keys=False, allow_unicode=True))
+            fh.write(header + yaml.safe_dump(merged, sort_keys=False, allow_unicode=True)
+                     + "# the folds whose labels chose these settings: their CV is optimistic; `comp leaderboard`\n"
+                     + "# also gives the CV of the other folds\n"
+                     + yaml.safe_dump({"tuned_on": tuned_on}, default_flow_style=None))
         def strip(cfg: ExperimentConfig) -> dict:
-            return {k: v for k, v in cfg.to_dict().items() if k not in ("exp", "search", "description")}
+            return {k: v for k, v in cfg.to_dict().items() if k not in ("exp", "search", "description", "tuned_on")}
 
         try:
-            same = strip(load_config(ws, new_id)) == strip(load_config(ws, exp, overrides))
+            exported = load_config(ws, new_id)
+            same = strip(exported) == strip(load_config(ws, exp, overrides)) and exported.tuned_on == tuned_on
         except BaseException:
             path.unlink()
             raise

@@ -102,6 +102,30 @@ def test_default_config_round_trips():
     assert ExperimentConfig.model_validate(cfg.to_dict()) == cfg
 
 
+def test_train_select_is_one_of_three_and_refuses_settings_it_would_ignore(tmp_path):
+    ws = make_ws(tmp_path, e001="train:\n  select: best\n")
+    with pytest.raises(InputError) as err:
+        load_config(ws, "001")
+    msg = str(err.value)
+    assert "train.select" in msg and "'best'" in msg and all(f"'{v}'" in msg for v in ("fold", "inner", "last"))
+    assert load_config(ws, "001", ["train.select=inner"]).train.inner_valid == 0.1
+    assert load_config(ws, "001", ["train.select=last"]).train.patience is None
+    assert ExperimentConfig(exp="x").train.select == "fold"        # today's behaviour by default
+    with pytest.raises(InputError, match=r"train.patience=2 stops early.*select=last.*train.patience=null"):
+        load_config(ws, "001", ["train.select=last", "train.patience=2"])
+    with pytest.raises(InputError, match=r"select=inner.*swa.*select=last"):
+        load_config(ws, "001", ["train.select=inner", "train.swa=true"])
+    with pytest.raises(InputError, match="train.inner_valid"):
+        load_config(ws, "001", ["train.select=inner", "train.inner_valid=0.7"])
+
+
+def test_tuned_on_is_a_list_of_fold_numbers(tmp_path):
+    ws = make_ws(tmp_path, e001="template: tfidf\ntuned_on: [0, 2]\n", e002="template: tfidf\ntuned_on: [-1]\n")
+    assert load_config(ws, "001").tuned_on == [0, 2]
+    with pytest.raises(InputError, match="tuned_on"):
+        load_config(ws, "002")
+
+
 @pytest.mark.parametrize("override", ["train.precision=32", "train.precision='32'", 'train.precision="32"'])
 def test_precision_32_is_accepted_written_either_way(tmp_path, override):
     assert load_config(make_ws(tmp_path, e001=""), "001", [override]).train.precision == "32"

@@ -382,6 +382,77 @@ def test_early_stopping_counts_validations_without_improvement():
     assert trainer.should_stop and len(monitor.history) == 4 and monitor.best_epoch == 2
 
 
+# -- choosing the epoch: train.select ---------------------------------------------------------
+
+def _with_fold_labels_permuted(data, valid_idx, seed):
+    """The same tweets with only the validation fold's labels shuffled among its rows."""
+    import dataclasses
+
+    y = data.y.copy()
+    y[valid_idx] = y[valid_idx][np.random.default_rng(seed).permutation(len(valid_idx))]
+    assert not np.array_equal(y, data.y)
+    return dataclasses.replace(data, y=y)
+
+
+@pytest.mark.parametrize("select", ["inner", "last", "fold"])
+def test_a_folds_oof_depends_on_its_labels_only_when_select_is_fold(tiny, tmp_path, select):
+    """The user believes a fold's OOF is a prediction of unseen rows: then it cannot change when
+    only that fold's labels change. Same seed, the fold's labels permuted: inner and last give the
+    very same OOF; fold (the best of 8 validations on the fold itself) chooses another epoch."""
+    data = tweets("binary", N)
+    cfg = make_cfg(tiny, epochs=4, val_per_epoch=2, select=select)
+    cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"lr": 5e-3})})   # scores move per epoch
+    _, valid_idx = split()
+    runs = [fit(cfg, d, tmp_path / str(i))[0]
+            for i, d in enumerate([data, *(_with_fold_labels_permuted(data, valid_idx, s) for s in (0, 1))])]
+    for run in runs:
+        assert len(run.history) == 8          # the learning curve is drawn in every mode
+    if select == "fold":
+        assert runs[0].extra["selected_on"] == {"best_epoch": [0]}
+        assert any(not np.allclose(r.oof, runs[0].oof, atol=1e-6) for r in runs[1:])
+        assert len({r.best_epoch for r in runs}) > 1
+    else:
+        assert all(r.extra["selected_on"] == {} for r in runs)
+        for r in runs[1:]:
+            np.testing.assert_allclose(r.oof, runs[0].oof, rtol=0, atol=1e-6)
+            np.testing.assert_allclose(r.test, runs[0].test, rtol=0, atol=1e-6)
+            assert r.best_epoch == runs[0].best_epoch
+    if select == "inner":   # validations scored held-out training rows, not the fold: the curve is the same
+        assert [h["val/score"] for h in runs[1].history] == [h["val/score"] for h in runs[0].history]
+
+
+def test_select_inner_validates_on_a_stratified_share_of_the_training_rows(tiny):
+    """The rows each validation scores: the inner_valid share of the training rows, never the fold."""
+    data = tweets("binary", 120)
+    cfg = make_cfg(tiny, select="inner", inner_valid=0.25)
+    prepared = encoder.prepare(cfg, data)
+    train_idx, valid_idx = split(120, 30)
+    fit_rows, watched = torch_common.watched_rows(prepared, 42, train_idx, valid_idx)
+    assert sorted([*fit_rows, *watched]) == list(train_idx) and not set(watched) & set(valid_idx)
+    assert abs(len(watched) - 0.25 * len(train_idx)) <= 1
+    share = data.y[train_idx].mean()
+    assert abs(data.y[watched].mean() - share) < 0.05      # stratified by class
+    assert torch_common.watched_rows(prepared, 42, train_idx, valid_idx)[1].tolist() == watched.tolist()
+
+
+def test_select_last_keeps_the_final_weights(tiny):
+    """``last``: the model is the weights after the final optimizer step, whatever the validations
+    said (recorded after every step), with no early stop and the epoch count as its epoch."""
+    cfg = make_cfg(tiny, epochs=3, select="last")
+    cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"lr": 5e-3})})
+    model, monitor, states, _, _ = _fit_recording(cfg, tweets("binary", N))
+    final = states[max(states)]
+    assert max(states) == 12                                 # 3 epochs of 4 steps: all of them ran
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(value, final[key], rtol=0, atol=0)
+    assert monitor.best_epoch == 3 and len(monitor.history) == 3 and not monitor.chose
+    # the same run choosing on the fold keeps an earlier step's weights here: last is a real difference
+    fold_model, fold_monitor, fold_states, _, _ = _fit_recording(
+        cfg.model_copy(update={"train": cfg.train.model_copy(update={"select": "fold"})}), tweets("binary", N))
+    assert fold_monitor.chose and fold_monitor.best_epoch < 3
+    assert not torch.equal(fold_model.state_dict()["head.weight"], fold_states[max(fold_states)]["head.weight"])
+
+
 # -- offline model resolution ----------------------------------------------------------------
 
 def test_hub_id_resolves_to_the_installed_package_offline(monkeypatch, caplog):

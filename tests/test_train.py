@@ -351,3 +351,58 @@ def test_the_cli_prints_the_nested_cv_and_the_submission_threshold_to_four_decim
     saved = json.loads((ws.run_dir("001") / "metrics.json").read_text())
     assert found.groups() == tuple(f"{saved[k]:.4f}" for k in ("oof_score", "in_sample_score", "threshold"))
     assert "fold 0: trained  score 0." in out.output and "at its own threshold" in out.output
+
+
+def test_a_run_records_the_folds_whose_own_labels_chose_its_epochs(tmp_path):
+    """select: fold chooses each fold's epoch on that fold (recorded per fold and in the manifest,
+    marked on the leaderboard); select: inner chooses on held-out training rows (nothing recorded).
+    A run trained before these were recorded resumes as it was and is read as select: fold."""
+    import yaml
+    from typer.testing import CliRunner
+
+    from competition import artifacts
+    from competition.cli import app
+    from competition.leaderboard import leaderboard
+
+    scratch = ("model: {family: scratch, d_model: 32, heads: 2, layers: 1, vocab_size: 300, max_length: 32}\n"
+               "train: {epochs: 2, batch_size: 32}\n")
+    ws = tweets_workspace(tmp_path / "ws", n_train=200, n_test=20, n_splits=2, experiments={"010": scratch})
+    train(ws, load_config(ws, "010"))
+    run = ws.run_dir("010")
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["select"] == "fold" and manifest["selected_on"] == {"best_epoch": [0, 1]}
+    for k in (0, 1):
+        assert json.loads((ws.fold_dir("010", k) / "done.json").read_text())["selected_on"] == {"best_epoch": [k]}
+    (entry,) = leaderboard(ws)
+    assert entry.selected_on == {"best_epoch": [0, 1]} and entry.untouched_folds == () and entry.untouched_cv is None
+    assert any("best epoch on folds 0,1 (each by its own validation); no fold untouched" in n for n in entry.notes)
+
+    # as an older version wrote it: no select / inner_valid / tuned_on keys, no selected_on
+    for path in [run / "config.yaml", *(ws.fold_dir("010", k) / "config.yaml" for k in (0, 1))]:
+        saved = yaml.safe_load(path.read_text())
+        del saved["train"]["select"], saved["train"]["inner_valid"], saved["tuned_on"]
+        path.write_text(yaml.safe_dump(saved, sort_keys=False))
+    for k in (0, 1):
+        done = json.loads((ws.fold_dir("010", k) / "done.json").read_text())
+        del done["select"], done["selected_on"]
+        artifacts.write_json(ws.fold_dir("010", k) / "done.json", done)
+    (run / "manifest.json").unlink()
+    again = train(ws, load_config(ws, "010"))
+    assert [r.status for r in again.folds] == ["skipped", "skipped"]           # a new default is no change
+    assert json.loads((run / "manifest.json").read_text())["selected_on"] == {"best_epoch": [0, 1]}
+
+    out = CliRunner().invoke(app, ["train", "exp=010", "train.select=inner", "--force", "-w", str(ws.root)])
+    assert out.exit_code == 0, out.output
+    assert len([line for line in out.output.splitlines() if "inner f1" in line]) == 4   # 2 folds x 2 epochs
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["select"] == "inner" and manifest["selected_on"] == {}
+    (entry,) = leaderboard(ws)
+    assert entry.selected_on is None and not any("chosen on scored rows" in n for n in entry.notes)
+
+
+def test_lightgbm_records_its_early_stopping_as_inner(ws):
+    (ws.experiments_dir / "002.yaml").write_text(
+        "template: tfidf\nmodel: {estimator: lgbm, lgbm: {num_boost_round: 20}}\n")
+    train(ws, load_config(ws, "002"), folds="0")
+    done = json.loads((ws.fold_dir("002", 0) / "done.json").read_text())
+    assert done["select"] == "inner" and done["selected_on"] == {}

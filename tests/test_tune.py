@@ -259,6 +259,61 @@ def test_best_trial_exported_as_an_experiment_reproduces_its_score(tmp_path):
     assert ws.experiment_ids() == ["001", "002"]
 
 
+def test_a_tuned_experiment_says_which_folds_chose_it_and_the_leaderboard_scores_the_others(tmp_path):
+    """Tuned on fold 0: the exported experiment records tuned_on [0], its run's manifest says the
+    tuning chose on fold 0, and the leaderboard's CV on untouched folds is the nested CV of the
+    OOF rows of folds 1 and 2 alone, computed here from the files."""
+    import io
+    import json
+
+    import numpy as np
+    import pandas as pd
+    from rich.console import Console
+
+    from competition.leaderboard import leaderboard, render, to_json
+    from tests.scoring import nested_cv
+
+    ws = tweets_workspace(tmp_path / "ws", n_train=240, n_test=10, n_splits=3, experiments={"001": TFIDF_SEARCH})
+    result = tune(ws, "001", trials=2, sampler="random")            # default: each trial scores fold 0
+    text = result.exported.read_text()
+    assert "tuned_on: [0]" in text and "the folds whose labels chose these settings" in text
+    cfg = load_config(ws, "002")
+    assert cfg.tuned_on == [0]
+    train(ws, cfg)
+    manifest = json.loads((ws.run_dir("002") / "manifest.json").read_text())
+    assert manifest["selected_on"] == {"tuning": [0]} and manifest["select"] is None   # logistic/ridge: no epochs
+    for k in range(3):
+        done = json.loads((ws.fold_dir("002", k) / "done.json").read_text())
+        assert done["selected_on"] == {"tuning": [0]}
+
+    (entry,) = [e for e in leaderboard(ws) if e.name == "002"]
+    oof = pd.read_parquet(ws.run_dir("002") / "oof.parquet")
+    y = pd.read_csv(ws.root / "train.csv").set_index("id").loc[oof["id"], "target"].to_numpy()
+    keep = oof["fold"].isin([1, 2]).to_numpy()
+    expected = nested_cv("f1", y[keep], oof[["target"]].to_numpy()[keep], "binary", oof["fold"].to_numpy()[keep])
+    assert entry.untouched_folds == (1, 2) and entry.untouched_cv == pytest.approx(expected, abs=1e-12)
+    assert entry.untouched_cv != pytest.approx(entry.cv)
+    assert entry.selected_on == {"tuning": [0]}
+    note = next(n for n in entry.notes if n.startswith("chosen on scored rows"))
+    assert f"tuning on fold 0; CV on untouched folds 1,2: {expected:.4f} (full CV {entry.cv:.4f})" in note
+    doc = json.loads(to_json([entry], "f1", "maximize"))["runs"][0]
+    assert doc["selected_on"] == {"tuning": [0]} and doc["untouched_folds"] == [1, 2]
+    assert doc["untouched_cv"] == pytest.approx(expected)
+    table, lines = render([entry], "f1", "maximize")
+    console = Console(width=200, record=True, file=io.StringIO())
+    console.print(table)
+    assert "complete*" in console.export_text() and any(line.plain.startswith("*: something was chosen")
+                                                        for line in lines)
+    # an untuned run of the same experiment records nothing and is not marked
+    (ws.experiments_dir / "003.yaml").write_text(
+        "\n".join(line for line in result.exported.read_text().splitlines() if not line.startswith("tuned_on")))
+    train(ws, load_config(ws, "003"))
+    (plain,) = [e for e in leaderboard(ws) if e.name == "003"]
+    assert plain.selected_on is None and plain.untouched_cv is None
+    assert not any(n.startswith("chosen on scored rows") for n in plain.notes)
+    assert np.isclose(plain.cv, entry.cv)                          # the same model, only the record differs
+
+
 def test_family_switch_exports_a_clean_model_block(tmp_path, monkeypatch):
     fake_training(monkeypatch, lambda cfg, k: 0.9 if cfg.model.family == "scratch" else 0.5)
     exp_ws = tweets_workspace(tmp_path / "ws", n_train=100, n_test=10, n_splits=2, experiments={"010": """\
@@ -412,7 +467,8 @@ def test_fold_and_sweep_scores_reach_the_wandb_summary(tmp_path, monkeypatch):
     out = CliRunner().invoke(app, ["train", "exp=001", "--fold", "all", "--sweep", "model.min_df=2", "-w", str(ws.root)])
     assert out.exit_code == 0, out.output
     run = ws.run_dir("001-sweep-sweeprun1")
-    scores = [json.loads((run / f"fold{k}" / "done.json").read_text())["score"] for k in (0, 1)]
+    # the run is complete: its folds' scores as the CV reports them (thresholds from the other folds)
+    scores = list(json.loads((run / "metrics.json").read_text())["folds"].values())
     (agent_run,) = recorded.runs          # fold runs stay off: the agent's run is the one W&B run
     assert agent_run.kwargs["job_type"] == "sweep" and agent_run.kwargs["name"] == "001-sweep-sweeprun1"
     assert agent_run.summary["fold/score"] == pytest.approx(sum(scores) / 2)

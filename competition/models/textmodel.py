@@ -205,22 +205,29 @@ def use_fused_adamw(device: str, precision: str, grad_clip: float | None) -> boo
 
 
 class FoldMonitor(pl.Callback):
-    """After each validation: score the valid fold with the competition metric, record the
+    """After each validation: score the validated rows with the competition metric, record the
     learning curve, keep the best weights (in memory, on the CPU) and stop early.
+
+    The validated rows are the fold itself (``train.select: fold`` and ``last``) or an inner
+    split of its training rows (``inner``); ``rows`` names them in the progress lines.
 
     Args:
         metric, task: the competition's metric and task (direction from the metric).
-        y_valid: encoded targets of the valid rows, as ``metrics.evaluate`` takes them.
+        y_valid: encoded targets of the validated rows, as ``metrics.evaluate`` takes them.
         tracker: a :class:`~competition.track.Tracker` (``val/loss``, ``val/score``, ``train/loss``).
         patience: stop after this many validations without improvement (None: never).
-        keep_best: False with SWA, whose averaged weights replace the last ones at the end.
+        keep_best: False with SWA, whose averaged weights replace the last ones at the end, and
+            with ``select: last``, which keeps the final weights: the scores are then a curve only.
         seed, step_offset: tag history rows; keep tracker steps increasing across seeds.
+        rows: ``val`` (the fold) or ``inner`` (held-out training rows), for the progress lines.
     """
 
     def __init__(self, metric: str, task: str, y_valid: np.ndarray, tracker, patience: int | None,
-                 keep_best: bool = True, seed: int | None = None, step_offset: int = 0, progress=None):
+                 keep_best: bool = True, seed: int | None = None, step_offset: int = 0, progress=None,
+                 rows: str = "val"):
         self.metric, self.task, self.y_valid, self.tracker = metric, task, y_valid, tracker
         self.progress = progress         # called with one line per validation (None: silent)
+        self.rows = rows
         self.patience, self.keep_best, self.seed, self.step_offset = patience, keep_best, seed, step_offset
         self.history: list[dict] = []
         self.best_score: float | None = None
@@ -264,7 +271,7 @@ class FoldMonitor(pl.Callback):
             elapsed = time.perf_counter() - self._fit_started
             left = elapsed * (1 - done) / done if done > 0 else float("nan")
             seed = f"seed {self.seed} " if self.seed is not None else ""
-            self.progress(f"    {seed}epoch {epoch:g}/{trainer.max_epochs}: val {self.metric} {score:.4f}, "
+            self.progress(f"    {seed}epoch {epoch:g}/{trainer.max_epochs}: {self.rows} {self.metric} {score:.4f}, "
                           f"loss {val_loss:.4f} · {elapsed:.0f}s, ~{left:.0f}s left")
         if self.best_score is None or metrics.is_better(self.metric, score, self.best_score):
             self.best_score, self.best_epoch, self._bad = float(score), int(np.ceil(epoch)), 0
@@ -274,6 +281,11 @@ class FoldMonitor(pl.Callback):
             self._bad += 1
             if self.keep_best and self.patience is not None and self._bad >= self.patience:
                 trainer.should_stop = True
+
+    @property
+    def chose(self) -> bool:
+        """Whether the kept weights were chosen among two or more validations (one is no choice)."""
+        return self.keep_best and len(self.history) > 1
 
 
 def swa_steps(total: int, start: float, snapshots: int) -> list[int]:

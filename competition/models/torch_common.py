@@ -146,21 +146,43 @@ def new_model(prepared: Prepared, encoder: torch.nn.Module) -> TextModel:
                      warmup=prepared.cfg.train.warmup, schedule=prepared.cfg.train.schedule)
 
 
+def watched_rows(prepared: Prepared, seed: int, train_idx: np.ndarray,
+                 valid_idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(rows to fit, rows each validation scores) under ``train.select``.
+
+    ``fold`` and ``last`` validate on the fold itself (``last`` only draws the curve);
+    ``inner`` holds out a seeded, stratified ``train.inner_valid`` share of the training rows
+    (:func:`~competition.models.heads.inner_split`, as LightGBM's early stopping does), so
+    nothing the fold's model keeps depends on the fold's labels.
+    """
+    t = prepared.cfg.train
+    if t.select != "inner":
+        return train_idx, valid_idx
+    from competition.models.heads import inner_split
+
+    y = np.asarray(prepared.data.y)[train_idx]
+    fit_rows, stop_rows = inner_split(y, prepared.data.spec.task, t.inner_valid, seed)
+    return train_idx[fit_rows], train_idx[stop_rows]
+
+
 def fit_seed(prepared: Prepared, seed: int, train_idx: np.ndarray, valid_idx: np.ndarray, tracker,
              step_offset: int = 0) -> tuple[TextModel, FoldMonitor]:
-    """Train one model; returns it holding its best weights (SWA: the averaged ones)."""
+    """Train one model; returns it holding the weights ``train.select`` keeps: the best
+    validation's (``fold``, ``inner``), the final ones (``last``) or the SWA average."""
     cfg, t = prepared.cfg, prepared.cfg.train
     pad_id = prepared.tokenizer.pad_token_id or 0
     ids = prepared.train["plain"]
     pl.seed_everything(seed, workers=True, verbose=False)   # head init, dropout, batch order
     model = new_model(prepared, prepared.new_encoder())
+    train_idx, watch_idx = watched_rows(prepared, seed, np.asarray(train_idx), np.asarray(valid_idx))
     train_dl = train_loader([ids[i] for i in train_idx], prepared.targets[train_idx], pad_id,
                             t.batch_size, seed, t.bucket)
-    valid_dl = eval_loader([ids[i] for i in valid_idx], prepared.targets[valid_idx], pad_id, t.eval_batch_size)
+    valid_dl = eval_loader([ids[i] for i in watch_idx], prepared.targets[watch_idx], pad_id, t.eval_batch_size)
     spec = prepared.data.spec
-    monitor = FoldMonitor(spec.metric, spec.task, np.asarray(prepared.data.y)[valid_idx], tracker,
-                          t.patience, keep_best=not t.swa, seed=seed, step_offset=step_offset,
-                          progress=PROGRESS.get())
+    keep_best = not t.swa and t.select != "last"
+    monitor = FoldMonitor(spec.metric, spec.task, np.asarray(prepared.data.y)[watch_idx], tracker,
+                          t.patience, keep_best=keep_best, seed=seed, step_offset=step_offset,
+                          progress=PROGRESS.get(), rows="inner" if t.select == "inner" else "val")
     swa = WeightAverage(t.swa_start, t.swa_snapshots, t.swa_lr) if t.swa else None
     callbacks: list[pl.Callback] = [monitor, *EXTRA_CALLBACKS.get(), *([swa] if swa else [])]
     with _quiet_lightning():
@@ -177,8 +199,9 @@ def fit_seed(prepared: Prepared, seed: int, train_idx: np.ndarray, valid_idx: np
         model.load_state_dict(monitor.best_state)
     if swa is not None:
         model.load_state_dict(swa.averaged_state(model.state_dict()))
-        monitor.best_epoch = trainer.current_epoch
         monitor.swa_steps = swa.taken
+    if not keep_best:        # SWA or select: last: the epoch the weights come from is the final one
+        monitor.best_epoch = trainer.current_epoch
     monitor.steps = trainer.global_step
     return model, monitor
 
@@ -186,15 +209,19 @@ def fit_seed(prepared: Prepared, seed: int, train_idx: np.ndarray, valid_idx: np
 def fit_fold(prepared: Prepared, fold: int, train_idx, valid_idx, out_dir, tracker) -> FoldResult:
     """Fit one model per seed on ``train_idx``; predict ``valid_idx`` (OOF) and the test set.
 
-    Predictions average the seeds and, with ``train.tta``, the text variants.
+    Predictions average the seeds and, with ``train.tta``, the text variants. ``extra``
+    records ``selected_on``: ``{"best_epoch": [fold]}`` when some seed's kept weights were chosen
+    among two or more validations of the fold itself (``train.select: fold``), else ``{}``.
     """
     cfg, t = prepared.cfg, prepared.cfg.train
     train_idx, valid_idx = np.asarray(train_idx), np.asarray(valid_idx)
     out_dir = Path(out_dir)
     prepared.tokenizer.save_pretrained(out_dir / "tokenizer")
     oof, test, history, best_epochs, steps, train_seconds, swa_steps = [], [], [], [], 0, 0.0, []
+    chose = False     # did any seed keep weights chosen on the fold's own labels?
     for seed in t.seeds:
         model, monitor = fit_seed(prepared, seed, train_idx, valid_idx, tracker, step_offset=steps)
+        chose = chose or (monitor.chose and t.select == "fold")
         steps += monitor.steps
         train_seconds += monitor.train_seconds
         history += monitor.history
@@ -211,6 +238,7 @@ def fit_fold(prepared: Prepared, fold: int, train_idx, valid_idx, out_dir, track
         oof=np.mean(oof, axis=0), test=np.mean(test, axis=0) if test else None,
         best_epoch=best_epochs[0], history=history,
         extra={"seeds": list(t.seeds), "best_epoch_per_seed": best_epochs,
+               "selected_on": {"best_epoch": [int(fold)]} if chose else {},
                "train_seconds": round(train_seconds, 2),   # optimisation only: no validation, no inference
                **({"swa_steps_per_seed": swa_steps} if t.swa else {})},
     )
