@@ -46,6 +46,9 @@ def tweets(tmp_path_factory):
         "004": "model: {family: scratch, d_model: 32, heads: 2, layers: 1, vocab_size: 300, max_length: 40}\n"
                + torch_train,
         "005": f"model: {{family: embed, name: {tiny}, max_length: 40, head: logistic}}\n",
+        # two that hill-climbing mixes (keyword only; char n-grams only): it must not be one run again
+        "006": "template: tfidf\ntext: {template: '{keyword}'}\n",
+        "007": "template: tfidf\nmodel: {word_ngrams: null}\n",
     }
     for exp, text in experiments.items():
         (ws.root / "experiments" / f"{exp}.yaml").write_text(text)
@@ -57,7 +60,8 @@ def tweets(tmp_path_factory):
     stack(ws, inputs=["002", "005"], features=["text_len", "n_words"], meta="logistic", name="s02")
     stack(ws, inputs=["s01", "s02"], meta="ridge", name="s03")
     for i, method in enumerate(BLENDS):
-        blend(ws, inputs=["001", "003", "005"], method=method, name=f"b{i}")
+        inputs = ["006", "007"] if method == "hill-climb" else ["001", "003", "005"]
+        assert blend(ws, inputs=inputs, method=method, name=f"b{i}").same_as is None, method
     return ws
 
 
