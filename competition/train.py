@@ -112,8 +112,9 @@ def _fold_done(fold_dir: Path, hashes: dict, config: dict) -> dict | None:
 
 
 def _predictive(config: dict) -> dict:
-    """The part of a resolved config that shapes predictions: tracking settings are left out."""
-    return {k: v for k, v in config.items() if k != "track"}
+    """The part of a resolved config that shapes predictions: tracking settings and ``tuned_on``
+    (where the settings came from, not what they do) are left out."""
+    return {k: v for k, v in config.items() if k not in ("track", "tuned_on")}
 
 
 def _with_defaults(saved: dict) -> dict:
@@ -325,14 +326,17 @@ def select_of(cfg: ExperimentConfig) -> str | None:
 
 
 def _fold_selected(info: dict, k: int, cfg: ExperimentConfig) -> dict[str, list[int]]:
-    """A done fold's ``selected_on``. A fold trained before it was recorded is read as the torch
-    families worked then: the best of its validations on the fold itself (without SWA)."""
+    """A done fold's ``selected_on``, with the run's ``tuned_on`` (declared in the experiment file,
+    possibly after the fold was trained). A fold trained before selection was recorded is read as
+    the torch families worked then: the best of its validations on the fold itself (without SWA)."""
     if "selected_on" in info:
-        return info["selected_on"] or {}
-    validations = len(info.get("history") or [])
-    if cfg.is_torch and not cfg.train.swa and validations > len(cfg.train.seeds):
-        return {"best_epoch": [k]}
-    return {}
+        chosen = dict(info["selected_on"] or {})
+    else:
+        validations = len(info.get("history") or [])
+        chosen = {"best_epoch": [k]} if cfg.is_torch and not cfg.train.swa and validations > len(cfg.train.seeds) else {}
+    if cfg.tuned_on:
+        chosen["tuning"] = list(cfg.tuned_on)
+    return chosen
 
 
 def _union(selections: list[dict[str, list[int]]]) -> dict[str, list[int]]:
