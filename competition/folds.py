@@ -456,3 +456,39 @@ def summary(folds: pd.DataFrame, y, task: str, labels: list | None = None, top: 
             row.update({"target mean": float(values.mean()), "target std": float(values.std())})
         rows.append(row)
     return pd.DataFrame(rows).set_index("fold")
+
+
+def row_weights(ws: Workspace, dataset, clip: float = 20.0) -> np.ndarray | None:
+    """Importance weights of the train rows (train order) from ``folds.weights``: a row's odds of
+    being a test row, ``p / (1 - p)`` of its test-likeness -- the density ratio test/train up to a
+    constant -- clipped to ``clip`` times the median and scaled to mean 1; None when unset.
+
+    >>> _odds(np.array([0.5, 0.75, 0.2]), clip=20.0).round(3).tolist()
+    [0.706, 2.118, 0.176]
+    """
+    spec = dataset.spec
+    if not spec.folds.weights:
+        return None
+    path = ws.root / spec.folds.weights
+    fix = "write it with `comp check --adversarial`, or unset folds.weights in competition.yaml"
+    if not path.is_file():
+        raise InputError(f"{path}: missing (folds.weights in {ws.spec_file.name}); {fix}")
+    frame = pd.read_csv(path, dtype={"id": str})
+    if not {"id", "test_likeness"} <= set(frame.columns):
+        raise InputError(f"{path}: needs columns id and test_likeness, has {', '.join(frame.columns)}; {fix}")
+    if "set" in frame.columns:
+        frame = frame[frame["set"] == "train"]
+    likeness = frame.drop_duplicates("id").set_index("id")["test_likeness"]
+    ids = dataset.train[spec.id_column].astype(str)
+    missing = ~ids.isin(likeness.index)
+    if missing.any():
+        raise InputError(f"{path}: {int(missing.sum()):,} train id(s) have no test_likeness (e.g. "
+                         f"{ids[missing].iloc[0]!r}); the file was made on other data: {fix}")
+    return _odds(likeness.loc[ids].to_numpy(dtype=float), clip)
+
+
+def _odds(p: np.ndarray, clip: float) -> np.ndarray:
+    odds = np.clip(p, 1e-6, 1 - 1e-6) / (1 - np.clip(p, 1e-6, 1 - 1e-6))
+    odds = np.minimum(odds, clip * np.median(odds))
+    return odds / odds.mean()
+

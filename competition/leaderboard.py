@@ -41,6 +41,7 @@ class Entry:
     selected_on: dict | None = None     # kind -> folds whose own labels chose something (manifest), or None
     untouched_folds: tuple[int, ...] | None = None   # with selected_on: the folds nothing was chosen on
     untouched_cv: float | None = None   # the CV of those folds' OOF rows alone (nested thresholds)
+    weighted_cv: float | None = None    # with folds.weights: the CV with rows weighted by test-likeness
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -202,7 +203,8 @@ def leaderboard(ws: Workspace, *, data=None) -> list[Entry]:
     import functools
     import warnings
 
-    from competition import artifacts, metrics, runs
+    from competition import artifacts, bootstrap, metrics, runs
+    from competition import folds as folds_mod
     from competition.score import latest_score
     from competition.spec import load_spec
 
@@ -211,7 +213,8 @@ def leaderboard(ws: Workspace, *, data=None) -> list[Entry]:
         warnings.simplefilter("ignore")  # data warnings belong to `comp check`, not here
         data = _load(ws, data)
         current = current_hashes(ws, data)
-    entries, scored = [], {}
+    weights = None if data is None or current["folds_hash"] is None else folds_mod.row_weights(ws, data)
+    entries, scored, weighted = [], {}, {}
     file_hash = functools.cache(artifacts.file_hash)
     for run in runs.all_runs(ws):
         m = run.manifest
@@ -236,6 +239,9 @@ def leaderboard(ws: Workspace, *, data=None) -> list[Entry]:
         if status == "complete" and data is not None:   # rescored by today's rule, kept for comparing
             result, scored[run.name] = run.cv(data)
             cv, in_sample = result.score, result.in_sample
+            if weights is not None:
+                weighted[run.name] = float(bootstrap.scores(spec.metric, data.y, scored[run.name], spec.task,
+                                                            weights[None, :])[0])
         selected = {k: sorted(v) for k, v in (m.get("selected_on") or {}).items() if v} or None
         clean, clean_cv = None, None
         if selected:
@@ -246,7 +252,7 @@ def leaderboard(ws: Workspace, *, data=None) -> list[Entry]:
         entries.append(Entry(
             name=run.name, kind=m.get("kind", "experiment"), family=m.get("family"),
             metric=run.metrics.get("metric") or m.get("metric"),
-            cv=cv, in_sample=in_sample, scored=latest_score(run),
+            cv=cv, in_sample=in_sample, scored=latest_score(run), weighted_cv=weighted.get(run.name),
             selected_on=selected, untouched_folds=clean, untouched_cv=clean_cv,
             fold_mean=run.metrics.get("fold_mean"), fold_std=run.metrics.get("fold_std"),
             folds_done=done, n_splits=n_splits, seconds=train_seconds(m), status=status,
@@ -336,19 +342,23 @@ def render(entries: list[Entry], metric: str, direction: str):
 
     arrow = "higher" if direction == "maximize" else "lower"
     table = Table(title=f"leaderboard: {metric} ({arrow} is better)", box=box.SIMPLE_HEAD, pad_edge=False)
+    optional = {"scored": any(e.scored is not None for e in entries),            # shown when they hold a figure
+                "test-weighted": any(e.weighted_cv is not None for e in entries)}
     for column, justify in (("#", "right"), ("run", "left"), ("family", "left"), ("CV", "right"),
-                            ("scored", "right"), ("vs best [95%]", "right"), ("folds mean ± sd", "right"),
-                            ("train", "right"), ("status", "left")):
-        # names and figures never wrap (a user copies them); the family does
-        table.add_column(column, justify=justify, no_wrap=column != "family", overflow="fold")
+                            ("test-weighted", "right"), ("scored", "right"), ("vs best [95%]", "right"),
+                            ("folds mean ± sd", "right"), ("train", "right"), ("status", "left")):
+        if optional.get(column, True):   # names and figures never wrap (a user copies them); the family does
+            table.add_column(column, justify=justify, no_wrap=column != "family", overflow="fold")
     colour = {"complete": "green", "stale": "yellow", "partial": "dim", "damaged": "red"}
     notes = []
     for e in entries:
         spread = "-" if e.fold_mean is None else f"{e.fold_mean:.4f} ± {_num(e.fold_std)}"
         status = f"[{colour[e.status]}]{e.status}[/]" + (f" {e.folds_done}/{e.n_splits}" if e.status == "partial" else "")
         status += "[yellow]*[/]" if e.selected_on else ""
-        table.add_row("-" if e.rank is None else str(e.rank), e.name, e.family or e.kind, _cv_text(e),
-                      _num(e.scored), _vs_best_text(e), spread, "-" if e.seconds is None else f"{e.seconds:.0f}s", status)
+        extra = ([_num(e.weighted_cv)] if optional["test-weighted"] else []) + (
+            [_num(e.scored)] if optional["scored"] else [])
+        table.add_row("-" if e.rank is None else str(e.rank), e.name, e.family or e.kind, _cv_text(e), *extra,
+                      _vs_best_text(e), spread, "-" if e.seconds is None else f"{e.seconds:.0f}s", status)
         if e.notes:
             notes.append(f"[bold]{escape(e.name)}[/]: {escape('; '.join(e.notes))}")
     legend = []
@@ -360,6 +370,9 @@ def render(entries: list[Entry], metric: str, direction: str):
     if any(e.vs_best is not None and e.rank and e.rank > 1 for e in entries):
         legend.append("vs best: CV minus the best run's, 95% paired bootstrap over the OOF rows; "
                       "tied: the gap may be noise")
+    if optional["test-weighted"]:
+        legend.append("test-weighted: the CV with each train row weighted by its odds of being a test row "
+                      "(folds.weights, from `comp check --adversarial`): what CV says under the train/test shift")
     if any(e.scored is not None for e in entries):
         legend.append("scored: the latest `comp score` of a submission of the run (experiments/<run>/scores.json)")
     return table, [Text.from_markup(line) for line in notes] + [Text(line, style="dim") for line in legend]

@@ -77,6 +77,10 @@ class FoldSpec(_Strict):
     group: str | None = Field(None, description="column whose equal values never straddle folds")
     time: str | None = Field(None, description="column ordering rows in time (time-ordered scheme)")
     bins: int = Field(10, ge=2, description="target bins for binned-stratified")
+    weights: str | None = Field(
+        None, description="CSV of per-row test-likeness (id, test_likeness; `comp check --adversarial` writes "
+                          "folds/adversarial.csv), relative to the workspace: the leaderboard adds each run's "
+                          "CV with train rows weighted by how test-like they are")
 
 
 class Spec(_Strict):

@@ -208,3 +208,38 @@ def test_cli_refuses_a_competition_without_a_test_file(tweets, tmp_path):
     assert not (tmp_path / "folds" / "adversarial.csv").exists()
     result = runner.invoke(app, ["check", "--folds", "3", "-w", str(tmp_path)])
     assert result.exit_code == 2 and "--adversarial" in flat(result.output)
+
+
+def test_folds_weights_give_a_test_weighted_cv_in_the_leaderboard(tmp_path):
+    """folds.weights: each train row weighted by its odds of being a test row; the leaderboard's
+    test-weighted CV is the metric under those weights (sklearn's sample_weight, computed here)."""
+    import numpy as np
+    import pandas as pd
+    from sklearn.metrics import f1_score
+
+    from competition import adversarial, data as data_mod, metrics, runs
+    from competition.config import load_config
+    from competition.errors import InputError
+    from competition.leaderboard import leaderboard
+    from competition.spec import load_spec
+    from competition.train import train
+    from tests.workspaces import tweets_workspace
+
+    ws = tweets_workspace(tmp_path / "ws", n_train=500, n_test=200)
+    ds = data_mod.load(load_spec(ws.spec_file))
+    train(ws, load_config(ws, "001"), data=ds)
+    adversarial.write_scores(adversarial.validate(ds), ws)
+    spec_text = ws.spec_file.read_text()
+    ws.spec_file.write_text(spec_text.replace("folds: {", "folds: {weights: folds/adversarial.csv, "))
+    (entry,) = leaderboard(ws)
+    scores = pd.read_csv(ws.folds_dir / "adversarial.csv", dtype={"id": str})
+    p = scores[scores["set"] == "train"].set_index("id").loc[ds.train["id"].astype(str), "test_likeness"].to_numpy()
+    odds = p / (1 - p)
+    w = np.minimum(odds, 20 * np.median(odds))
+    oof = runs.load_run(ws, "001").oof()
+    labels = metrics.decisions("f1", ds.y, oof[["target"]].to_numpy(), "binary", oof["fold"])[0]
+    assert entry.weighted_cv == pytest.approx(f1_score(ds.y, labels, sample_weight=w))
+    assert entry.weighted_cv != pytest.approx(entry.cv)
+    scores[scores["set"] == "test"].to_csv(ws.folds_dir / "adversarial.csv", index=False)   # train rows gone
+    with pytest.raises(InputError, match="have no test_likeness.*comp check --adversarial"):
+        leaderboard(ws)
