@@ -34,6 +34,7 @@ from pydantic import ValidationError
 from competition import artifacts
 from competition.data import load, placeholder, read_table, strings
 from competition.errors import InputError, explain
+from competition.folds import quantile_bins
 from competition.spec import ReadOptions, Spec, load_spec
 from competition.workspace import Workspace
 
@@ -178,19 +179,23 @@ def _columns(train, test, exclude, fields, notes) -> tuple[list[str], list[str]]
 
 
 def _stratified_holdout(strata: np.ndarray, fraction: float, seed: int) -> np.ndarray:
-    """Sorted row indices of a seeded holdout taking ``fraction`` of every stratum.
+    """Sorted row indices of a seeded holdout taking ``fraction`` of every stratum
+    (scikit-learn's ``train_test_split(stratify=)``; strata of one row are pooled, as no split
+    can put a single row on both sides).
 
     >>> idx = _stratified_holdout(np.array([0] * 80 + [1] * 20), 0.25, seed=0)
     >>> len(idx), int((idx >= 80).sum())
     (25, 5)
     """
-    rng = np.random.default_rng(seed)
-    chosen = []
-    for value in pd.unique(strata):
-        rows = np.flatnonzero(strata == value)
-        k = int(round(len(rows) * fraction))
-        chosen.append(rng.permutation(rows)[:k])
-    return np.sort(np.concatenate(chosen))
+    from sklearn.model_selection import train_test_split
+
+    values, counts = np.unique(strata.astype(str), return_counts=True)
+    lone = set(values[counts < 2])
+    pooled = np.where(np.isin(strata.astype(str), list(lone)), "\x00rare", strata.astype(str))
+    if lone and (pooled == "\x00rare").sum() < 2:      # a single rare row joins the largest stratum
+        pooled[pooled == "\x00rare"] = values[counts.argmax()]
+    _, hold = train_test_split(np.arange(len(strata)), test_size=fraction, random_state=seed, stratify=pooled)
+    return np.sort(hold)
 
 
 def _carve(root: Path, frame: pd.DataFrame, spec_fields: dict, fraction: float, seed: int,
@@ -209,7 +214,7 @@ def _carve(root: Path, frame: pd.DataFrame, spec_fields: dict, fraction: float, 
     if task in ("binary", "multiclass"):
         strata = strings(frame[targets[0]]).to_numpy()
     elif task == "regression":
-        strata = pd.qcut(frame[targets[0]].rank(method="first"), 10, labels=False).to_numpy()
+        strata = quantile_bins(frame[targets[0]].to_numpy(dtype=float), 10)
     else:
         strata = np.zeros(len(frame))
     hold = _stratified_holdout(strata, fraction, seed)

@@ -27,7 +27,7 @@ optimistic, and the threshold chosen on all OOF is the one submissions use.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -469,13 +469,3 @@ def baseline(name: str, y_true, task: str, folds) -> float:
     for f in np.unique(folds):
         pred[folds == f] = target[folds != f].mean(axis=0)
     return cv(name, y_true, pred, task, folds).score
-
-
-def describe(names: Sequence[str] | None = None) -> list[tuple[str, str, str, str]]:
-    """(name, direction, needs, tasks) rows, for help texts and docs.
-
-    >>> describe(["mae"])
-    [('mae', 'minimize', 'values', 'regression')]
-    """
-    return [(m.name, m.direction, m.needs, ", ".join(m.tasks))
-            for m in (get(n) for n in (names or sorted(METRICS)))]

@@ -30,7 +30,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from competition.errors import InputError, explain
 
 Task = Literal["binary", "multiclass", "multilabel", "regression"]
-TASKS: tuple[str, ...] = Task.__args__
 Scheme = Literal[
     "kfold", "stratified", "group", "stratified-group",
     "multilabel-stratified", "binned-stratified", "time-ordered",

@@ -23,10 +23,6 @@ class Tracker:
     def __init__(self, run=None):
         self._run = run
 
-    @property
-    def active(self) -> bool:
-        return self._run is not None
-
     def log(self, metrics: dict[str, Any], step: int | None = None) -> None:
         if self._run is None:
             return
