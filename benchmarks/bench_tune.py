@@ -138,22 +138,23 @@ def _empty_trials(ws, url: str) -> dict:
     import optuna
 
     from competition import tune as tune_mod
+    from competition import tune_objective, tune_storage
     from competition.train import FoldRow
 
-    real = tune_mod.train
+    real = tune_objective.train
 
     def instant(ws, cfg, *, folds, force, data, on_fold):
         for k in folds:
             on_fold(FoldRow(k, "trained", 0.5))
 
-    tune_mod.train = instant
+    tune_objective.train = instant
     try:
         started = time.perf_counter()
         tune_mod.tune(ws, "002", trials=EMPTY_TRIALS, storage=url, study="empty", export=False, sampler="random")
         comp = (time.perf_counter() - started) / EMPTY_TRIALS
     finally:
-        tune_mod.train = real
-    storage = tune_mod.open_storage(tune_mod.storage_url(ws, url))
+        tune_objective.train = real
+    storage = tune_storage.open_storage(tune_storage.storage_url(ws, url))
     study = optuna.create_study(storage=storage, study_name="bare", sampler=optuna.samplers.RandomSampler(0))
     started = time.perf_counter()
     study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=EMPTY_TRIALS)

@@ -48,7 +48,7 @@ import pandas as pd
 
 from competition import artifacts, metrics, runs
 from competition.errors import InputError
-from competition.stack import best_of, claim_name, feature_matrix, gain, load_inputs, require_two, versus_best
+from competition.inputs import best_of, claim_name, feature_matrix, gain, load_inputs, require_two, versus_best
 from competition.workspace import Workspace
 
 METHODS = ("hill-climb", "mean", "weighted", "rank", "vote-hard", "vote-soft", "moe")

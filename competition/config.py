@@ -7,12 +7,19 @@ template (``competition/templates/minilm.yaml``) instead of copying its YAML.
 
 When a layer switches ``model.family`` (base says encoder, 043 says tfidf), the
 model block restarts from that layer: keys of another family never leak across.
+
+Model families are registered once, here (:func:`register`): the family's settings
+(a :class:`FamilyConfig`, validated as the ``model:`` block when ``model.family`` names
+it) and the code that trains it (a module satisfying
+:class:`competition.models.ModelFamily`). The valid ``model.family`` values, the union
+``model:`` validates against and ``competition.models.family`` all read that registry.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -25,9 +32,14 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class FamilyConfig(_Strict):
+    """Base of a family's settings (the ``model:`` block): frozen, unknown keys refused. A subclass
+    declares ``family: Literal["<name>"] = "<name>"``, the tag that selects it."""
+
+
 # -- model families ------------------------------------------------------------------------
 
-class _TorchModel(_Strict):
+class _TorchModel(FamilyConfig):
     """Settings shared by the two transformer families."""
 
     max_length: int = Field(128, ge=8, description="tokens per text (longer texts truncated)")
@@ -59,7 +71,7 @@ class ScratchModel(_TorchModel):
     lr: float = Field(5e-4, gt=0, description="peak learning rate")
 
 
-class TfidfModel(_Strict):
+class TfidfModel(FamilyConfig):
     """TF-IDF of word and char n-grams with a linear model or LightGBM."""
 
     family: Literal["tfidf"] = "tfidf"
@@ -74,7 +86,7 @@ class TfidfModel(_Strict):
     lgbm: dict[str, Any] = Field(default_factory=dict, description="LightGBM parameters (estimator lgbm)")
 
 
-class LgbmModel(_Strict):
+class LgbmModel(FamilyConfig):
     """LightGBM on tabular feature columns (the spec's ``features``)."""
 
     family: Literal["lgbm"] = "lgbm"
@@ -86,7 +98,7 @@ class LgbmModel(_Strict):
                                                                 "for early stopping (never the OOF rows)")
 
 
-class EmbedModel(_Strict):
+class EmbedModel(FamilyConfig):
     """Frozen pretrained-encoder embeddings with a linear or GBDT head."""
 
     family: Literal["embed"] = "embed"
@@ -100,11 +112,90 @@ class EmbedModel(_Strict):
     batch_size: int = Field(64, ge=1, description="embedding batch size")
 
 
-ModelConfig = Annotated[
-    EncoderModel | ScratchModel | TfidfModel | LgbmModel | EmbedModel,
-    Field(discriminator="family"),
-]
-TORCH_FAMILIES = ("encoder", "scratch")
+# -- the family registry ------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Family:
+    """A registered model family."""
+
+    name: str                      # the ``model.family`` value: the config's ``family`` literal
+    config: type[FamilyConfig]     # validates the ``model:`` block of this family
+    implementation: Any            # a module's import path (imported on first use), or an object with
+                                   # prepare / fit_fold / predict (competition.models.ModelFamily)
+    torch: bool = False            # trains a torch module: train.select, token caches, tune's callbacks
+
+
+_FAMILIES: dict[str, Family] = {}
+
+
+def register(config: type[FamilyConfig], implementation: Any, *, torch: bool = False) -> Family:
+    """Add a model family: ``model: {family: <name>, ...}`` then validates with ``config`` (whose
+    ``family: Literal["<name>"] = "<name>"`` names it) and ``comp train`` / ``comp predict`` run
+    ``implementation``: a module's import path (imported when a run first needs it, so loading a
+    config never imports torch) or a module / object with ``prepare``, ``fit_fold`` and ``predict``.
+    ``torch``: the family trains a torch module with the ``train:`` optimiser settings.
+
+    Raises:
+        TypeError: ``config`` does not declare its ``family`` literal.
+        ValueError: another config already registered that name.
+    """
+    field = config.model_fields.get("family")
+    tags = get_args(field.annotation) if field is not None and get_origin(field.annotation) is Literal else ()
+    if len(tags) != 1 or field.default != tags[0]:
+        raise TypeError(f"{config.__name__}: a family's config declares its name as "
+                        f"`family: Literal[\"<name>\"] = \"<name>\"` (the tag model.family selects it by)")
+    name = tags[0]
+    if name in _FAMILIES and _FAMILIES[name].config is not config:
+        raise ValueError(f"model family {name!r} is registered already (config {_FAMILIES[name].config.__name__}); "
+                         "unregister it first or choose another name")
+    _FAMILIES[name] = Family(name, config, implementation, torch)
+    _refresh_union()
+    return _FAMILIES[name]
+
+
+def unregister(name: str) -> None:
+    """Remove a family :func:`register` added (a plugin's, a test's)."""
+    _FAMILIES.pop(name, None)
+    _refresh_union()
+
+
+def family_names() -> tuple[str, ...]:
+    """The valid ``model.family`` values, in registration order."""
+    return tuple(_FAMILIES)
+
+
+def family_of(name: str) -> Family:
+    """The registered family called ``name``; InputError listing the valid ones otherwise."""
+    if name not in _FAMILIES:
+        raise InputError(f"unknown model family {name!r}; valid: {', '.join(_FAMILIES)}. A family from outside "
+                         "comp is registered by importing the module that calls competition.config.register")
+    return _FAMILIES[name]
+
+
+def torch_families() -> tuple[str, ...]:
+    """The registered families that train torch modules."""
+    return tuple(f.name for f in _FAMILIES.values() if f.torch)
+
+
+def _model_union() -> Any:
+    """The type of ``model:``: one of the registered configs (picked by its ``family`` tag)."""
+    return Union[tuple(f.config for f in _FAMILIES.values())]
+
+
+def _refresh_union() -> None:
+    """(Un)registering a family once ExperimentConfig exists (after the built-in ones) rebuilds its
+    ``model`` field over the new union; the field keeps its ``family`` discriminator."""
+    if "ExperimentConfig" in globals():
+        ExperimentConfig.model_fields["model"].annotation = _model_union()
+        ExperimentConfig.model_rebuild(force=True)
+
+
+register(EncoderModel, "competition.models.encoder", torch=True)
+register(ScratchModel, "competition.models.scratch", torch=True)
+register(TfidfModel, "competition.models.tfidf")
+register(LgbmModel, "competition.models.lgbm")
+register(EmbedModel, "competition.models.embed")
+_ModelConfig = Annotated[_model_union(), Field(discriminator="family")]   # at import; see _refresh_union
 
 
 # -- training --------------------------------------------------------------------------------
@@ -181,7 +272,7 @@ class ExperimentConfig(_Strict):
     exp: str = Field(description="experiment id: names the yaml, artifact folder and runs")
     description: str = ""
     template: str | None = Field(None, description="packaged template this experiment starts from")
-    model: ModelConfig = Field(default_factory=EncoderModel)
+    model: _ModelConfig = Field(default_factory=EncoderModel)
     train: TrainConfig = Field(default_factory=TrainConfig)
     text: TextConfig = Field(default_factory=TextConfig)
     track: TrackConfig = Field(default_factory=TrackConfig)
@@ -200,7 +291,7 @@ class ExperimentConfig(_Strict):
 
     @property
     def is_torch(self) -> bool:
-        return self.model.family in TORCH_FAMILIES
+        return family_of(self.model.family).torch
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

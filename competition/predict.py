@@ -135,7 +135,7 @@ def _sample(spec, frame: pd.DataFrame, given: Path | None, labels) -> tuple[pd.D
     """The submission's format: the given sample, else the spec's when it lists these rows' ids,
     else one built from the rows' ids in the spec's format."""
     from competition import data as data_mod
-    from competition.submit import id_keys
+    from competition.submission import id_keys
 
     ids = frame[spec.id_column]
     if given is not None:
@@ -175,7 +175,7 @@ def predict(ws: Workspace, name: str, test_file: Path | str, *, out: Path | None
             run; nothing is written then.
     """
     from competition import data as data_mod
-    from competition import submit
+    from competition import submission
     from competition.spec import load_spec
 
     from competition import export
@@ -194,20 +194,21 @@ def predict(ws: Workspace, name: str, test_file: Path | str, *, out: Path | None
     cols = spec.pred_columns
     preds = pd.DataFrame(values, columns=cols)
     preds.insert(0, "id", frame[spec.id_column].to_numpy())
-    submit.check_values(preds, cols, where=f"predictions of {name}", fix="the run's models are damaged; retrain it",
-                        probabilities=spec.task != "regression", ids=preds["id"])
+    submission.check_values(preds, cols, where=f"predictions of {name}",
+                            fix="the run's models are damaged; retrain it",
+                            probabilities=spec.task != "regression", ids=preds["id"])
 
-    output = submit.output_kind(spec.task, spec.metric)
+    output = submission.output_kind(spec.task, spec.metric)
     labels = run_labels(ws, spec, run)
     sample, sample_path = _sample(spec, frame, sample_submission, labels)
     sample_name = str(sample_path) if sample_path else "(built from the rows' ids)"
-    submit.check_sample_columns(sample, spec, output, sample_name)
-    submit.check_ids(preds["id"], sample[sample.columns[0]], where=str(test_file),
-                     reference=f"the sample submission {sample_name}",
-                     fix="give the sample submission that belongs to this file (--sample-submission)")
-    table = submit.format_submission(sample, preds, task=spec.task, output=output, labels=labels,
-                                     threshold=run.threshold)
-    submit.check_output(table, sample, output, spec.task, labels, sample_name)
+    submission.check_sample_columns(sample, spec, output, sample_name)
+    submission.check_ids(preds["id"], sample[sample.columns[0]], where=str(test_file),
+                         reference=f"the sample submission {sample_name}",
+                         fix="give the sample submission that belongs to this file (--sample-submission)")
+    table = submission.format_submission(sample, preds, task=spec.task, output=output, labels=labels,
+                                         threshold=run.threshold)
+    submission.check_output(table, sample, output, spec.task, labels, sample_name)
 
     target = _out_dir(ws, out, name)
     tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
@@ -215,8 +216,9 @@ def predict(ws: Workspace, name: str, test_file: Path | str, *, out: Path | None
     tmp.mkdir(parents=True)
     try:
         artifacts.write_parquet(tmp / "predictions.parquet", preds)
-        artifacts.write_csv(tmp / "submission.csv", table, lineterminator=submit.line_terminator(sample_path),
-                            encoding="utf-8-sig" if submit.has_bom(sample_path) else "utf-8")
+        artifacts.write_csv(tmp / "submission.csv", table,
+                            lineterminator=submission.line_terminator(sample_path),
+                            encoding="utf-8-sig" if submission.has_bom(sample_path) else "utf-8")
         artifacts.write_json(tmp / "manifest.json", {
             "run": name, "kind": run.manifest.get("kind", "experiment"), "inputs": run.manifest.get("inputs"),
             "file": str(test_file.resolve()), "file_hash": artifacts.file_hash(test_file), "rows_hash": frame_hash,

@@ -30,7 +30,7 @@ import pandas as pd
 
 from competition import artifacts
 from competition.errors import InputError
-from competition.submit import check_sample_columns, check_ids, check_values, examples, id_keys, output_kind
+from competition.submission import check_sample_columns, check_ids, check_values, examples, id_keys, output_kind
 from competition.workspace import Workspace
 
 

@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from competition import metrics, track
-from competition.config import load_config, parse_overrides
-from competition.errors import InputError
+from competition.config import ExperimentConfig, load_config, parse_overrides
+from competition.errors import InputError, explain
 from competition.workspace import Workspace
 
 TYPES = {"float": {"low", "high", "log", "step"}, "int": {"low", "high", "log", "step"},
@@ -184,17 +184,21 @@ def _applies(param: Param, sampled: dict, base: dict) -> bool:
     return all((sampled[c] if c in sampled else _lookup(base, c)) in allowed for c, allowed in param.when)
 
 
-def check_space(ws: Workspace, exp: str, params: list[Param], overrides: list[str] = ()) -> None:
+def check_space(ws: Workspace, exp: str, params: list[Param], overrides: list[str] = (),
+                config: ExperimentConfig | None = None) -> None:
     """Every key names a real config setting and every end of every range makes a valid config.
 
-    Each sample value is applied as an override (with its ``when`` conditions) and the
-    experiment is validated like ``comp train`` would, so an unknown key lists the valid ones.
+    The experiment is loaded once (``config``: already loaded with ``overrides``); each
+    sample value (with its ``when`` conditions) is merged into it in memory as one more
+    override layer and validated like ``comp train`` would, so an unknown key lists the
+    valid ones.
     """
+    loaded = (config or load_config(ws, exp, list(overrides))).to_dict()
     for param in params:
         conditions = [f"{c}={as_override(allowed[0])}" for c, allowed in param.when]
         for value in param.samples():
             try:
-                load_config(ws, exp, [*overrides, *conditions, f"{param.key}={as_override(value)}"])
+                _validate_with(loaded, [*conditions, f"{param.key}={as_override(value)}"], ws.experiment_file(exp))
             except InputError as err:
                 problems = [line.strip()[2:] for line in str(err).splitlines() if line.strip().startswith("- ")]
                 # a cross-field check alone ('(top level)', e.g. d_model % heads) may hold in
@@ -203,6 +207,21 @@ def check_space(ws: Workspace, exp: str, params: list[Param], overrides: list[st
                     continue
                 raise InputError(f"{ws.experiment_file(exp)}: search key '{param.key}' with value {value!r}: "
                                  f"{'; '.join(problems) or err}") from None
+
+
+def _validate_with(loaded: dict, overrides: list[str], where: Path) -> None:
+    """A loaded config (as a dict) with ``overrides`` merged in as one more layer, validated as
+    :func:`~competition.config.load_config` validates: InputError listing every problem."""
+    from omegaconf import OmegaConf
+    from pydantic import ValidationError
+
+    from competition.config import _merge   # the layers' merge: a family switch restarts the model block
+
+    layers = [("config", loaded), ("overrides", parse_overrides(overrides))]
+    try:
+        ExperimentConfig.model_validate(OmegaConf.to_container(_merge(layers), resolve=True))
+    except ValidationError as err:
+        raise explain(err, where, ExperimentConfig) from None
 
 
 def sample(trial, params: list[Param], base: dict) -> dict[str, Any]:
@@ -236,7 +255,7 @@ def wandb_sweep(ws: Workspace, exp: str, *, overrides: list[str] = (), sampler: 
     the run's values as overrides (``${args_no_hyphens}`` expands to ``key=value`` words)."""
     base = load_config(ws, exp, list(overrides))
     params = parse_space(base.search, ws.experiment_file(exp))
-    check_space(ws, exp, params, list(overrides))
+    check_space(ws, exp, params, list(overrides), config=base)
     spec_metric = _metric_of(ws)
     method = SWEEP_METHODS.get(sampler)
     if method is None:

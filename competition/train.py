@@ -316,7 +316,7 @@ def _train_fold(ws, cfg, spec, data, impl, prepared, fold_of, k, hashes, config_
 def select_of(cfg: ExperimentConfig) -> str | None:
     """How a fold's stopping point is chosen: ``train.select`` for the torch families, ``inner``
     for every LightGBM model (early stopping on held-out training rows, see
-    :mod:`competition.models.heads`), None where nothing is chosen by validation."""
+    :mod:`competition.models.estimators`), None where nothing is chosen by validation."""
     m = cfg.model
     if cfg.is_torch:
         return cfg.train.select

@@ -15,54 +15,42 @@ experiment file, one dotted config key per entry (parsed and checked by
 A trial is the experiment with the sampled values applied as ``key=value`` overrides,
 trained on the chosen folds (default: fold 0); its value is the mean of the fold scores of
 the competition metric (the direction comes from the metric). Pruning reports the running
-mean after each fold (Wilcoxon: each fold's score, step = fold number) and, for the torch
-families, after each validation inside a fold: fold ``i`` (its position among the chosen
-folds) reports its validations at steps ``i*(V+1) .. i*(V+1)+V-1`` and its fold score at
-``i*(V+1)+V``, V being the most validations a fold can make.
+mean after each fold and, for the torch families, after each validation inside a fold
+(:mod:`competition.tune_objective` runs a trial and says which step is which).
 
 ``--trials N`` is the study's total: N finished (complete + pruned) trials. Every worker
 on the study stops there, however many run at once (the count and the ask for a new trial
-happen under one lock: a file lock for SQLite, an advisory lock for PostgreSQL and MySQL),
-so running the command again resumes a study and raising N extends it. A worker killed
-mid-trial stops sending heartbeats; after the grace period the next worker marks its trial
-failed and runs it again with the same parameters. What it writes::
+happen under one lock, :class:`~competition.tune_storage.AskLock`), so running the command
+again resumes a study and raising N extends it. A worker killed mid-trial stops sending
+heartbeats; after the grace period the next worker marks its trial failed and runs it
+again with the same parameters. What it writes::
 
     tuning.db                          the SQLite storage (default; --storage URL otherwise)
     experiments/.tune/<study>/         trial artifacts while a trial runs (removed after it),
                                        offline wandb runs of the trials
     experiments/043.yaml               the best trial as a new experiment (next free id), with
                                        ``tuned_on``: the folds the study scored, whose labels
-                                       chose its settings (train records them as selected_on)
+                                       chose its settings (train records them as selected_on;
+                                       written by :mod:`competition.tune_export`)
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import math
-import os
 import re
-import shutil
-import socket
-import time
 import warnings
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from competition import metrics, track
-from competition.config import ExperimentConfig, load_config, parse_overrides
+from competition import metrics
+from competition.config import load_config
 from competition.errors import InputError
-from competition.search import (
-    Param,
-    as_override,
-    check_space,
-    grid_size,
-    parse_space,
-    sample,
-)
-from competition.train import parse_folds, train
+from competition.search import Param, check_space, grid_size, parse_space
+from competition.train import parse_folds
+from competition.tune_export import best_trial, export_best
+from competition.tune_objective import TrialContext, objective, validations_per_fold
+from competition.tune_storage import AskLock, masked, open_storage, storage_url
 from competition.workspace import Workspace
 
 SAMPLERS = ("tpe", "random", "grid", "cmaes")
@@ -70,7 +58,7 @@ PRUNERS = ("median", "hyperband", "wilcoxon", "none")
 DEFAULT_TRIALS = 20
 
 
-# -- samplers, pruners, storage ------------------------------------------------------------
+# -- samplers and pruners ------------------------------------------------------------------
 
 def make_sampler(kind: str, params: list[Param], seed: int, warn: bool = False):
     """The Optuna sampler for ``--sampler``; refuses spaces it cannot search (``warn``: say what it
@@ -122,296 +110,6 @@ def make_pruner(kind, n_folds: int):
     if kind == "none":
         return optuna.pruners.NopPruner()
     raise InputError(f"--pruner {kind!r}: valid pruners are {', '.join(PRUNERS)}")
-
-
-def storage_url(ws: Workspace, storage: str | None = None) -> str:
-    """``--storage`` (any Optuna RDB URL), else the workspace's SQLite file.
-
-    SQLAlchemy 2.1 reads a bare ``postgresql://`` as psycopg 3; where only psycopg2 is
-    installed (comp's dependency) the URL names it.
-    """
-    if not storage:
-        return f"sqlite:///{ws.tuning_db}"
-    from sqlalchemy.engine import make_url
-
-    try:
-        url = make_url(storage)
-    except Exception:  # noqa: BLE001 - open_storage says what is wrong with it
-        return storage
-    if url.drivername == "postgresql":
-        import importlib.util
-
-        if importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2") is not None:
-            return url.set(drivername="postgresql+psycopg2").render_as_string(hide_password=False)
-    return storage
-
-
-def masked(url: str) -> str:
-    """The URL without its password, for messages and files."""
-    from sqlalchemy.engine import make_url
-
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - a message must not fail
-        return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
-
-
-def open_storage(url: str, heartbeat: int = 60):
-    """RDB storage with heartbeats: a trial whose worker died is failed after 2 * heartbeat
-    seconds and queued again with the same parameters (up to 3 times)."""
-    import optuna
-    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
-
-    kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
-    for attempt in range(3):
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                storage = RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=heartbeat,
-                                     grace_period=2 * heartbeat,
-                                     heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3))
-            break
-        except Exception as err:  # noqa: BLE001 - sqlalchemy's connection errors have many types
-            # workers starting together on an empty database race to create Optuna's tables:
-            # the loser finds them made on its next try
-            if attempt < 2 and not isinstance(err, ImportError):
-                time.sleep(1 + attempt)
-                continue
-            raise InputError(f"cannot open the tuning storage {masked(url)}: {err}. Write an Optuna RDB URL, e.g. "
-                             "sqlite:///tuning.db or postgresql://user:password@host:5432/db, with the server "
-                             "running and the database created") from None
-    if url.startswith("sqlite"):
-        _fast_sqlite(storage.engine)
-    return storage
-
-
-def _fast_sqlite(engine) -> None:
-    """A trial writes ~20 small transactions; with SQLite's default journal each one waits
-    for an fsync (~15 ms here). The write-ahead log without a sync per commit keeps the
-    file consistent (a power cut may lose the last trials, never corrupt it) and stays safe
-    for several processes on one machine (not on a network file system: use PostgreSQL)."""
-    from sqlalchemy import event
-
-    def pragmas(dbapi_connection, _record) -> None:
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.close()
-
-    event.listen(engine, "connect", pragmas)
-    engine.dispose()         # connections made before the listener reconnect with it
-
-
-class _AskLock:
-    """Serialises 'count the study's trials, then ask for one' across workers, so that the
-    study stops at exactly ``--trials``: a lock file beside a SQLite file, an advisory lock
-    for PostgreSQL / MySQL (released by the server when a worker dies)."""
-
-    def __init__(self, url: str, study: str):
-        from sqlalchemy.engine import make_url
-
-        self._url, self._study = url, study
-        self._file = self._engine = self._conn = None
-        backend = make_url(url).get_backend_name()
-        database = make_url(url).database
-        if backend == "sqlite" and database and database != ":memory:":
-            from filelock import FileLock
-
-            self._file = FileLock(database + ".lock")
-        elif backend in ("postgresql", "mysql", "mariadb"):
-            from sqlalchemy import create_engine
-            from sqlalchemy.pool import NullPool
-
-            self._engine, self._backend = create_engine(url, poolclass=NullPool), backend
-        elif backend != "sqlite":
-            warnings.warn(f"storage {backend}: no lock between workers; parallel workers may run a few "
-                          "trials more than --trials", stacklevel=2)
-
-    def acquire(self) -> None:
-        from sqlalchemy import text
-
-        if self._file is not None:
-            self._file.acquire()
-        elif self._engine is not None:
-            self._conn = self._engine.connect()
-            if self._backend == "postgresql":
-                key = int.from_bytes(hashlib.sha1(f"comp-tune:{self._study}".encode()).digest()[:8], "big", signed=True)
-                self._conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
-            else:
-                self._conn.execute(text("SELECT GET_LOCK(:k, -1)"), {"k": f"comp-tune:{self._study}"[:64]})
-            self._conn.commit()
-
-    def release(self) -> None:
-        """Idempotent: the objective releases it as soon as its trial exists, the loop again after."""
-        if self._file is not None and self._file.is_locked:
-            self._file.release()
-        elif self._conn is not None:
-            conn, self._conn = self._conn, None
-            conn.close()    # closing the session ends its advisory lock
-
-    def close(self) -> None:
-        self.release()
-        if self._engine is not None:
-            self._engine.dispose()
-
-
-# -- one trial -----------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class _TrialWorkspace(Workspace):
-    """The workspace as a trial sees it: its run folder lives in the tuning scratch area,
-    never in the experiment's own folder (whose artifacts a trial must not touch)."""
-
-    scratch: Path = Path(".")
-
-    def run_dir(self, exp: str) -> Path:
-        return self.scratch / exp
-
-
-class _Reporter:
-    """Reports a trial's progress to its pruner (see the module docstring for the steps)."""
-
-    def __init__(self, trial, folds: list[int], per_fold: int, wilcoxon: bool, tracker):
-        self.trial, self.folds, self.per_fold, self.wilcoxon, self.tracker = trial, folds, per_fold, wilcoxon, tracker
-        self.scores: dict[int, float] = {}
-        self._validations = 0
-
-    @property
-    def value(self) -> float:
-        return float(sum(self.scores.values()) / len(self.scores))
-
-    def _report(self, step: int, value: float, last: bool = False) -> None:
-        import optuna
-
-        self.trial.report(value, step)
-        self.tracker.log({"tune/value": value}, step=step)
-        if not last and self.trial.should_prune():
-            raise optuna.TrialPruned(f"pruned at step {step} (value {value:.6g})")
-
-    def validation(self, score: float) -> None:
-        """After each validation of a torch fold: the running mean with this fold at ``score``."""
-        if self.wilcoxon or self._validations >= self.per_fold or not math.isfinite(score):
-            return
-        position = len(self.scores)
-        step = position * (self.per_fold + 1) + self._validations
-        self._validations += 1
-        self._report(step, (sum(self.scores.values()) + score) / (position + 1))
-
-    def fold(self, row) -> None:
-        """After each fold (``train``'s ``on_fold``): its score, the running mean."""
-        position = len(self.scores)
-        self.scores[row.fold] = float(row.score)
-        self._validations = 0
-        last = position == len(self.folds) - 1
-        self.tracker.log({f"fold{row.fold}/score": float(row.score)})
-        if self.wilcoxon:
-            self._report(row.fold, float(row.score), last)
-        else:
-            self._report(position * (self.per_fold + 1) + self.per_fold, self.value, last)
-
-
-def _epoch_callback(reporter: _Reporter):
-    """A Lightning callback handing each validation's score (computed by the fold's
-    FoldMonitor) to the reporter. optuna-integration's PyTorchLightningPruningCallback is not
-    used: it imports ``lightning.pytorch`` (we run ``pytorch_lightning``) and reports step =
-    epoch, which repeats from one fold to the next."""
-    import pytorch_lightning as pl
-
-    from competition.models.textmodel import FoldMonitor
-
-    class EpochPruning(pl.Callback):
-        def on_validation_epoch_end(self, trainer, module) -> None:
-            if trainer.sanity_checking:
-                return
-            monitor = next((c for c in trainer.callbacks if isinstance(c, FoldMonitor)), None)
-            if monitor is not None and monitor.history:
-                reporter.validation(monitor.history[-1]["val/score"])
-
-    return EpochPruning()
-
-
-def _validations_per_fold(base: ExperimentConfig, params: list[Param]) -> int:
-    """The most validations one fold can make (0 for the classical families): epochs *
-    validations per epoch * seeds, at the largest values the search space allows."""
-    from competition.config import TORCH_FAMILIES
-
-    def most(key: str, default):
-        found = [p for p in params if p.key == key]
-        if not found:
-            return default
-        values = found[0].samples()
-        return max(len(v) if isinstance(v, list) else v for v in values)
-
-    families = {base.model.family} | {c for p in params if p.key == "model.family" for c in p.choices}
-    if not families & set(TORCH_FAMILIES):
-        return 0
-    return int(most("train.epochs", base.train.epochs) * most("train.val_per_epoch", base.train.val_per_epoch)
-               * most("train.seeds", len(base.train.seeds)))
-
-
-@dataclass
-class _Context:
-    """What every trial of one ``tune`` call shares."""
-
-    ws: Workspace
-    exp: str
-    overrides: list[str]
-    params: list[Param]
-    base: dict
-    data: Any
-    folds: list[int]
-    per_fold: int
-    wilcoxon: bool
-    study_name: str
-    tune_dir: Path
-    lock: _AskLock
-    keep: bool = False
-    current: int | None = None
-
-
-def _objective(trial, ctx: _Context) -> float:
-    ctx.lock.release()          # the trial exists: other workers may count it and ask for theirs
-    ctx.current = trial.number
-    trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
-    try:
-        sampled = sample(trial, ctx.params, ctx.base)
-    except ValueError as err:   # Optuna: a key's distribution differs from the one earlier trials used
-        raise InputError(f"study {ctx.study_name!r}: {err}. The search block changed in a way this study "
-                         "cannot follow; start another study with --study NAME") from None
-    overrides = [*ctx.overrides, *(f"{k}={as_override(v)}" for k, v in sampled.items())]
-    trial.set_user_attr("overrides", overrides)
-    try:
-        cfg = load_config(ctx.ws, ctx.exp, overrides)
-    except InputError as err:    # a combination the config refuses (e.g. d_model % heads): a failed trial
-        trial.set_user_attr("error", str(err))
-        return float("nan")
-    trial_cfg = cfg.model_copy(update={"exp": f"{ctx.exp}-trial{trial.number}",
-                                       "track": cfg.track.model_copy(update={"wandb": False})})
-    trial_ws = _TrialWorkspace(ctx.ws.root, ctx.tune_dir)
-    tracker = track.start(enabled=cfg.track.wandb, project=cfg.track.project or ctx.data.spec.name,
-                          group=f"tune-{ctx.study_name}", name=f"{ctx.study_name}-trial{trial.number}",
-                          config={"trial": trial.number, "params": sampled, **cfg.to_dict()},
-                          run_dir=ctx.tune_dir, job_type="tune")
-    reporter = _Reporter(trial, ctx.folds, ctx.per_fold, ctx.wilcoxon, tracker)
-    token = None
-    if cfg.is_torch:
-        from competition.models.torch_common import EXTRA_CALLBACKS
-
-        token = EXTRA_CALLBACKS.set((_epoch_callback(reporter),))
-    try:
-        train(trial_ws, trial_cfg, folds=ctx.folds, force=True, data=ctx.data, on_fold=reporter.fold)
-        tracker.summary({"tune/value": reporter.value, "state": "complete"})
-        return reporter.value
-    except InputError as err:    # e.g. tfidf with neither word nor char n-grams: a failed trial
-        trial.set_user_attr("error", str(err))
-        return float("nan")
-    finally:
-        trial.set_user_attr("fold_scores", {str(k): v for k, v in reporter.scores.items()})
-        if token is not None:
-            EXTRA_CALLBACKS.reset(token)
-        tracker.finish()
-        if not ctx.keep:
-            shutil.rmtree(trial_ws.run_dir(trial_cfg.exp), ignore_errors=True)
 
 
 # -- the study -----------------------------------------------------------------------------
@@ -502,7 +200,7 @@ def tune(ws: Workspace, exp: str, *, overrides: list[str] = (), trials: int | No
     overrides = list(overrides)
     base = load_config(ws, exp, overrides)
     params = parse_space(base.search, ws.experiment_file(exp))
-    check_space(ws, exp, params, overrides)
+    check_space(ws, exp, params, overrides, config=base)
     spec = load_spec(ws.spec_file)
     data = data_mod.load(spec)
     n_splits = int(folds_mod.read_folds(ws, data)["fold"].max()) + 1
@@ -517,7 +215,7 @@ def tune(ws: Workspace, exp: str, *, overrides: list[str] = (), trials: int | No
     url = storage_url(ws, storage)
     name = study or exp
     storage_obj = open_storage(url, heartbeat)
-    lock = _AskLock(url, name)
+    lock = AskLock(url, name)
     try:
         lock.acquire()       # one worker at a time creates the study and records what it tunes
         try:
@@ -538,15 +236,15 @@ def tune(ws: Workspace, exp: str, *, overrides: list[str] = (), trials: int | No
             lock.release()
         tune_dir = ws.experiments_dir / ".tune" / _safe(name)
         tune_dir.mkdir(parents=True, exist_ok=True)
-        ctx = _Context(ws, exp, overrides, params, base.to_dict(), data, chosen,
-                       _validations_per_fold(base, params), pruner == "wilcoxon", name, tune_dir, lock, keep_trials)
+        ctx = TrialContext(ws, exp, overrides, params, base.to_dict(), data, chosen,
+                       validations_per_fold(base, params), pruner == "wilcoxon", name, tune_dir, lock, keep_trials)
         result = TuneResult(name, masked(url), spec.metric, direction, chosen, total)
         callbacks = [lambda _study, frozen: on_trial(frozen)] if on_trial else []
         result.ran = _run(st, ctx, sampler, seed, total, callbacks)
     finally:
         lock.close()
     result.states = _states(st)
-    best = _best(st)
+    best = best_trial(st)
     if best is not None:
         result.best_number, result.best_value = best.number, best.value
         result.best_params = _trial_params(best, params)
@@ -556,7 +254,7 @@ def tune(ws: Workspace, exp: str, *, overrides: list[str] = (), trials: int | No
     return result
 
 
-def _run(st, ctx: _Context, sampler: str, seed: int, total: int, callbacks: list) -> int:
+def _run(st, ctx: TrialContext, sampler: str, seed: int, total: int, callbacks: list) -> int:
     """The worker loop: under the lock, count the live trials and ask for one more if needed."""
     import optuna
     from optuna.storages import RetryHeartbeatStaleTrialCallback, fail_stale_trials
@@ -579,7 +277,7 @@ def _run(st, ctx: _Context, sampler: str, seed: int, total: int, callbacks: list
             st.sampler = grid or make_sampler(sampler, ctx.params, seed + len(trials))
             ctx.current = None
             try:
-                st.optimize(lambda trial: _objective(trial, ctx), n_trials=1, callbacks=callbacks,
+                st.optimize(lambda trial: objective(trial, ctx), n_trials=1, callbacks=callbacks,
                             catch=(), gc_after_trial=ctx.per_fold > 0)   # torch: free the last model
             except KeyboardInterrupt:
                 _requeue(st, ctx.current, retry)
@@ -605,98 +303,10 @@ def _requeue(st, number: int | None, retry) -> None:
         retry(st, trial)
 
 
-def _best(st):
-    try:
-        return st.best_trial
-    except ValueError:   # no complete trial yet
-        return None
-
-
 def _trial_params(trial, params: list[Param]) -> dict[str, Any]:
     """A trial's parameters as config values (decoded from how Optuna stores them)."""
     by_key = {p.key: p for p in params}
     return {k: by_key[k].decode(v) if k in by_key else v for k, v in trial.params.items()}
-
-
-# -- the best trial as an experiment file ----------------------------------------------------
-
-def _next_id(ws: Workspace) -> str:
-    numeric = [i for i in ws.experiment_ids() if i.isdigit()]
-    width = max([3, *(len(i) for i in numeric)])
-    return str(max([0, *(int(i) for i in numeric)]) + 1).zfill(width)
-
-
-def _deep_merge(into: dict, new: dict) -> dict:
-    for key, value in new.items():
-        if isinstance(value, dict) and isinstance(into.get(key), dict):
-            _deep_merge(into[key], value)
-        else:
-            into[key] = value
-    return into
-
-
-def export_best(ws: Workspace, exp: str, st, url: str) -> Path | None:
-    """Write the study's best trial as ``experiments/<next id>.yaml``; None without a complete trial.
-
-    The new file is ``<exp>.yaml`` without its ``search:`` block, with the trial's overrides
-    merged in (a family switch restarts the model block, as in the config layers) and a
-    comment saying where it came from. ``tuned_on`` lists the folds the study scored (with
-    those ``<exp>.yaml`` was itself tuned on): their OOF is no longer an unseen estimate. It is
-    checked to load into exactly the trial's config. A best trial exported before is not
-    written twice.
-    """
-    import yaml
-    from filelock import FileLock
-    from omegaconf import OmegaConf
-
-    (ws.experiments_dir / ".tune").mkdir(parents=True, exist_ok=True)
-    with FileLock(str(ws.experiments_dir / ".tune" / "export.lock")):
-        best = _best(st)
-        if best is None:
-            return None
-        overrides = best.user_attrs.get("overrides", [])
-        done = st.user_attrs.get("exported", {})
-        if str(best.number) in done and ws.experiment_file(done[str(best.number)]).is_file():
-            return ws.experiment_file(done[str(best.number)])
-        own = OmegaConf.to_container(OmegaConf.load(ws.experiment_file(exp)), resolve=False) or {}
-        own.pop("search", None)
-        nested = parse_overrides(overrides)
-        family = (nested.get("model") or {}).get("family")
-        if family and family != load_config(ws, exp).model.family:
-            own["model"] = {}            # as load_config does: keys of the old family don't carry over
-        merged = _deep_merge(own, nested)
-        tuned = f"tuned: study {st.study_name}, trial {best.number}"
-        merged["description"] = f"{own['description']} ({tuned})" if own.get("description") else tuned
-        new_id = _next_id(ws)
-        now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-        params = ", ".join(o for o in overrides) or "(none)"
-        folds = st.user_attrs.get("folds")
-        header = (f"# Tuned from experiments/{exp}.yaml: best trial of Optuna study {st.study_name!r}\n"
-                  f"# (trial {best.number}, {st.user_attrs.get('metric', 'value')} = {best.value:.6g} "
-                  f"on folds {folds}), written by `comp tune` on {now}.\n"
-                  f"# Storage: {masked(url)}\n# Overrides: {params}\n")
-        tuned_on = sorted({int(k) for k in [*(merged.pop("tuned_on", None) or []), *(folds or [])]})
-        path = ws.experiment_file(new_id)
-        with open(path, "x", encoding="utf-8") as fh:   # "x": never over another experiment
-            fh.write(header + yaml.safe_dump(merged, sort_keys=False, allow_unicode=True)
-                     + "# the folds whose labels chose these settings: their CV is optimistic; `comp leaderboard`\n"
-                     + "# also gives the CV of the other folds\n"
-                     + yaml.safe_dump({"tuned_on": tuned_on}, default_flow_style=None))
-        def strip(cfg: ExperimentConfig) -> dict:
-            return {k: v for k, v in cfg.to_dict().items() if k not in ("exp", "search", "description", "tuned_on")}
-
-        try:
-            exported = load_config(ws, new_id)
-            same = strip(exported) == strip(load_config(ws, exp, overrides)) and exported.tuned_on == tuned_on
-        except BaseException:
-            path.unlink()
-            raise
-        if not same:
-            path.unlink()
-            raise RuntimeError(f"{path}: the exported experiment does not load into trial {best.number}'s "
-                               "config; it was removed")
-        st.set_user_attr("exported", {**done, str(best.number): new_id})
-    return path
 
 
 # -- --show ----------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from competition import metrics
 from competition.config import ExperimentConfig
 from competition.errors import InputError
 from competition.models import embed, lgbm, tfidf
-from competition.models.heads import n_outputs
+from competition.models.estimators import n_outputs
 from tests.datasets import shared_data
 from tests.tiny import tiny_bert
 
@@ -156,7 +156,7 @@ def test_tfidf_lgbm_same_seed_same_predictions(tweets, tmp_path):
 
 
 def test_heads_constant_label_and_missing_class():
-    from competition.models.heads import fit_head
+    from competition.models.estimators import fit_head
 
     rng = np.random.default_rng(0)
     X = rng.normal(size=(60, 4))
@@ -309,8 +309,54 @@ def test_lightgbm_early_stopping_never_looks_at_the_fold_it_predicts(family, tit
     assert honest.best_epoch < 1000            # it did stop early (on held-out training rows)
 
 
+def test_estimator_parts_the_stack_builds_its_meta_models_from():
+    """What the stack's meta-models need of the estimator layer: early stopping that sees only the rows
+    it is given, categorical columns, median imputing, clipped ridge scores, importance, refusals."""
+    from competition.models import estimators
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 4)).astype(np.float32)
+    x[:, 3] = rng.integers(0, 4, size=400)                    # a category code
+    y = ((x[:, 0] > 0) ^ (x[:, 3] == 2)).astype(np.int64)       # category 2 flips the label
+    fit, stop = estimators.permuted_split(300, 0.1, seed=1)
+    assert len(stop) == 30 and sorted(np.r_[fit, stop]) == list(range(300))
+    assert np.array_equal(fit, estimators.permuted_split(300, 0.1, seed=1)[0])
+    params = {"objective": estimators.lgbm_objective("binary"), "seed": 1, "verbose": -1, "num_threads": 1,
+              "min_data_per_group": 10}
+    booster, curve = estimators.fit_booster(params, x, y, fit, stop, rounds=300, patience=10, categorical=[3])
+    assert curve and booster.best_iteration < 300
+    infos = booster.dump_model()["feature_infos"]
+    assert infos["Column_3"].get("values") and not infos["Column_0"].get("values")   # categories, not a range
+    flipped = y.copy()
+    flipped[300:] = 1 - flipped[300:]                                      # rows outside fit and stop
+    again, _ = estimators.fit_booster(params, x, flipped, fit, stop, rounds=300, patience=10, categorical=[3])
+    p = estimators.predict_model(booster, x[300:], "binary", 1)
+    np.testing.assert_array_equal(p, estimators.predict_model(again, x[300:], "binary", 1))
+    assert metrics.score("accuracy", y[300:], p[:, None], "binary", threshold=0.5) > 0.9
+    gain = estimators.importance(booster)
+    np.testing.assert_array_equal(gain, booster.feature_importance("gain"))
+    assert set(np.argsort(-gain)[:2]) == {0, 3}
+
+    holes = x[:, :3].copy()
+    holes[::7, 1] = np.nan
+    logistic = estimators.fit_linear("logistic", "binary", holes, (x[:, 0] > 0).astype(int), 1,
+                                     defaults={"C": 0.1, "max_iter": 1000}, impute=True, scale=True)
+    assert np.isfinite(estimators.predict_model(logistic, holes, "binary", 1)).all()
+    assert np.argmax(estimators.importance(logistic)) == 0
+    ridge = estimators.fit_linear("ridge", "binary", x[:, :3], (x[:, 0] > 0).astype(int), 1, defaults={"alpha": 1.0})
+    scores = estimators.predict_model(ridge, 10 * x[:, :3], "binary", 1, eps=1e-6)     # far outside [0, 1]
+    assert scores.min() == pytest.approx(1e-6) and scores.max() == pytest.approx(1 - 1e-6)
+    codes = np.digitize(x[:, 0], [-0.5, 0.5])
+    ridge = estimators.fit_linear("ridge", "multiclass", x[:, :3], codes, 3, defaults={"alpha": 1.0})
+    assert np.allclose(estimators.predict_model(ridge, 10 * x[:, :3], "multiclass", 3).sum(axis=1), 1)
+    assert estimators.importance(ridge).shape == (3,)
+    with pytest.raises(InputError, match=r"meta logistic: bad params \{'bogus': 1\}"):
+        estimators.fit_linear("logistic", "binary", holes, codes > 0, 1, defaults={}, params={"bogus": 1},
+                              key="meta logistic")
+
+
 def test_inner_split_holds_out_training_rows_stratified():
-    from competition.models.heads import inner_split
+    from competition.models.estimators import inner_split
 
     y = np.array([0] * 90 + [1] * 10 + [2] * 20)
     fit, stop = inner_split(y, "multiclass", 0.25, seed=3)

@@ -179,7 +179,7 @@ def test_direction_helpers():
 
 def test_spec_validates_metric_against_task():
     from competition.spec import Spec
-    from competition.submit import output_kind
+    from competition.submission import output_kind
 
     with pytest.raises(ValueError, match="does not fit task 'multiclass'"):
         Spec(name="x", train="t.csv", targets=["y"], task="multiclass", metric="f1")

@@ -17,7 +17,8 @@ from sklearn.metrics import roc_auc_score
 
 from competition import artifacts, metrics, runs
 from competition.errors import InputError
-from competition.stack import _fold_vector, replay, stack
+from competition.inputs import _fold_vector
+from competition.stack import replay, stack
 from tests.scoring import nested_cv
 
 SPEC = """\

@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from competition import tune as tune_mod
+from competition import tune_objective, tune_storage
 from competition.config import load_config, parse_overrides
 from competition.errors import InputError
 from competition.search import check_space, parse_space, wandb_sweep
@@ -55,7 +56,7 @@ def fake_training(monkeypatch, score):
             calls.append((cfg.exp, k))
             on_fold(FoldRow(k, "trained", score(cfg, k)))
 
-    monkeypatch.setattr(tune_mod, "train", fake_train)
+    monkeypatch.setattr(tune_objective, "train", fake_train)
     return calls
 
 
@@ -64,7 +65,7 @@ def db(tmp_path, name="study") -> str:
 
 
 def load(url, name="001"):
-    return optuna.load_study(study_name=name, storage=tune_mod.storage_url(None, url))  # names the PG driver
+    return optuna.load_study(study_name=name, storage=tune_storage.storage_url(None, url))  # names the PG driver
 
 
 # -- the search space ------------------------------------------------------------------------
@@ -104,6 +105,42 @@ def test_search_keys_are_validated_against_the_config(ws):
         tune_mod.make_sampler("grid", space, 0)
     with pytest.raises(InputError, match="wilcoxon compares trials fold by fold"):
         tune_mod.make_pruner("wilcoxon", 1)
+
+
+def test_a_space_is_checked_with_one_config_load_and_agrees_with_it(ws, monkeypatch):
+    """check_space reads the experiment files once, and a value passes exactly when `load_config`
+    (what a trial runs) accepts it; a failing cross-field check alone is left to the trial."""
+    from competition import search
+    from competition.search import Param
+
+    scratch = (("model.family", ("scratch",)),)
+    cases = [("model.C", 0, ()), ("model.C", 2.5, ()), ("model.min_df", 0, ()), ("model.estimator", "lasso", ()),
+             ("model.estimator", "ridge", ()), ("model.lr", 1e-4, ()), ("model.family", "scratch", ()),
+             ("model.d_model", 4, scratch), ("model.d_model", 30, scratch), ("model.d_model", 64, scratch)]
+    loads = []
+    real = search.load_config
+    monkeypatch.setattr(search, "load_config", lambda *a, **k: loads.append(a) or real(*a, **k))
+    for key, value, when in cases:
+        try:
+            real(ws, "001", [*(f"{c}={v[0]}" for c, v in when), f"{key}={value}"])
+            accepted = True
+        except InputError as err:
+            accepted = "'(top level)'" in str(err)              # d_model 30 with 4 heads
+        loads.clear()
+        space = [Param(key, "categorical", choices=(value,), when=when)]
+        if accepted:
+            check_space(ws, "001", space)
+        else:
+            with pytest.raises(InputError, match=f"search key '{key}' with value {value!r}"):
+                check_space(ws, "001", space)
+        assert len(loads) == 1, (key, value)
+    loads.clear()
+    check_space(ws, "001", parse_space({"model.C": {"type": "float", "low": 0.1, "high": 30, "log": True},
+                                        "model.min_df": {"type": "int", "low": 1, "high": 3},
+                                        "model.family": ["tfidf", "scratch"],
+                                        "model.d_model": {"type": "categorical", "choices": [32, 64],
+                                                          "when": {"model.family": "scratch"}}}, "x"))
+    assert len(loads) == 1                                      # one load for the whole space
 
 
 # -- samplers --------------------------------------------------------------------------------
@@ -535,7 +572,7 @@ def _worker(ws, url, trials, *, pace: float = 0.0, hang: bool = False):
     env = {**os.environ, "WANDB_MODE": "disabled"}
     patch = ("t.train = lambda *a, **k: time.sleep(600)\n" if hang else
              f"real = t.train\nt.train = lambda *a, **k: (time.sleep({pace}), real(*a, **k))[1]\n")
-    script = ("import sys, time, typer\nimport competition.tune as t\n" + patch +
+    script = ("import sys, time, typer\nimport competition.tune_objective as t\n" + patch +
               "from competition.commands.tune import command\n"
               f"sys.argv = ['comp-tune', *{args!r}]\ntyper.run(command)\n")
     return subprocess.Popen([sys.executable, "-c", script], cwd=REPO, env=env,

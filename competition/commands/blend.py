@@ -6,7 +6,8 @@ from typing import Annotated
 
 import typer
 
-from competition.commands._common import WorkspaceOpt, console, handle_errors, parse_csv_list, workspace
+from competition.commands._common import (WorkspaceOpt, console, handle_errors, parse_csv_list, show_comparison,
+                                         workspace)
 
 
 @handle_errors
@@ -22,7 +23,6 @@ def command(
 ) -> None:
     """Blend runs' predictions; weights are fit fold by fold, so the blend's CV is honest."""
     from competition.blend import blend
-    from competition.commands.stack import show_comparison
 
     result = blend(workspace(ws_path), inputs=parse_csv_list(exp), method=method, name=name, force=force)
     if result.same_as:

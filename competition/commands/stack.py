@@ -6,50 +6,8 @@ from typing import Annotated
 
 import typer
 
-from competition.commands._common import (WorkspaceOpt, console, err_console, handle_errors, parse_csv_list,
+from competition.commands._common import (WorkspaceOpt, console, handle_errors, parse_csv_list, show_comparison,
                                          workspace)
-
-
-def show_comparison(result, title: str, extra: dict[str, str] | None = None) -> None:
-    """Print each input's CV, the combined run's CV and its gain over the best single input
-    (a stack and a blend report alike)."""
-    from rich.table import Table
-
-    table = Table(title=title)
-    for col in ("run", f"CV {result.metric}", "weight / importance"):
-        table.add_column(col, justify="left" if col == "run" else "right")
-    for run, score in result.input_scores.items():
-        mark = " (best single)" if run == result.best_input else ""
-        table.add_row(f"{run}{mark}", f"{score:.4f}", (extra or {}).get(run, ""))
-    folds = ", ".join(f"{s:.4f}" for s in result.fold_scores.values())
-    table.add_row(f"[bold]{result.name}[/]", f"[bold]{result.oof_score:.4f}[/]", f"folds {folds}")
-    console.print(table)
-    for warning in result.warnings:
-        err_console.print(f"[yellow]warning:[/] {warning}", highlight=False)
-    console.print(gain_line(result))
-
-
-def gain_line(result) -> str:
-    """The combined run against its best input: the gain, its 95% paired interval, and plainly
-    whether it is more than noise.
-
-    >>> from types import SimpleNamespace as NS
-    >>> from competition.bootstrap import Comparison
-    >>> r = NS(name="s01", best_input="042", metric="f1", oof_score=0.8100, best_input_score=0.8095,
-    ...        run_dir="experiments/s01", versus_best=Comparison(0.0005, -0.0031, 0.0042, True))
-    >>> print(gain_line(r))
-    [yellow]s01 is not significantly better than its best input 042[/]: +0.0005 [-0.0031, +0.0042] (f1, 95% paired bootstrap); the gain may be noise, prefer 042. Kept at experiments/s01
-    """
-    c = result.versus_best
-    figures = f"{c.text()} ({result.metric}, 95% paired bootstrap)"
-    if c.better > 0 and c.significant:
-        return (f"[bold green]{result.name} beats its best input {result.best_input}[/]: {figures} -> "
-                f"{result.run_dir}")
-    if c.better > 0:
-        return (f"[yellow]{result.name} is not significantly better than its best input {result.best_input}[/]: "
-                f"{figures}; the gain may be noise, prefer {result.best_input}. Kept at {result.run_dir}")
-    return (f"[yellow]{result.name} does not beat its best input {result.best_input}[/]: {figures}. "
-            f"Kept at {result.run_dir}")
 
 
 @handle_errors

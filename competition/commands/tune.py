@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from competition.commands._common import WorkspaceOpt, console, handle_errors, workspace
+from competition.commands._common import WorkspaceOpt, console, handle_errors, split_exp_args, workspace
 
 
 @handle_errors
@@ -40,7 +40,6 @@ def command(
     ws_path: WorkspaceOpt = None,
 ) -> None:
     """Optuna search over the experiment's `search:` block; the best trial becomes a new experiment."""
-    from competition.commands.train import split_exp_args
     from competition.search import wandb_sweep, write_wandb_sweep
     from competition.tune import summarize, tune
 

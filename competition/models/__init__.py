@@ -1,16 +1,7 @@
-"""Model families. Each module (encoder, scratch, tfidf, lgbm, embed) exposes the same three verbs,
-so ``train`` treats every family alike and stacking sees the same artifacts from all of them:
-
-``prepare(cfg, data) -> prepared``
-    Work done once per run, not once per fold: tokenising every train and test text,
-    building input texts, choosing feature columns.
-``fit_fold(prepared, fold, train_idx, valid_idx, out_dir, tracker) -> FoldResult``
-    Fit on ``train_idx`` rows, predict the ``valid_idx`` rows (OOF) and the test set, and
-    save into ``out_dir`` everything needed to predict again later (weights or estimator,
-    tokenizer, label order), without retraining.
-``predict(fold_dir, cfg, data, frame) -> np.ndarray``
-    Reload a fold's saved model and predict a new frame (a hidden test set in a Kaggle
-    code competition).
+"""Model families. Each module (encoder, scratch, tfidf, lgbm, embed) is a :class:`ModelFamily`: the
+same three verbs, so ``train`` and ``predict`` treat every family alike and stacking sees the same
+artifacts from all of them. A family is registered once, with its settings, in
+:func:`competition.config.register`; :func:`family` finds its code there.
 
 Predictions are always 2-D float arrays, one column per ``spec.pred_columns``:
 probabilities for classification (binary: P(positive)), values for regression.
@@ -21,12 +12,11 @@ from __future__ import annotations
 import importlib
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from types import ModuleType
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 
-FAMILIES = ("encoder", "scratch", "tfidf", "lgbm", "embed")
 # Where the torch families send a line per validation (epoch, score, elapsed, time left): the CLI
 # and the demo set it, so a long fine-tune shows progress also when output is not a terminal.
 PROGRESS: ContextVar = ContextVar("progress", default=None)
@@ -55,8 +45,28 @@ def input_texts(cfg, spec, frame, drop: tuple[str, ...] = ()) -> list[str]:
     return build_texts(frame, spec.text, template=cfg.text.template, sep=cfg.text.sep, drop=drop)
 
 
-def family(name: str) -> ModuleType:
-    """The module implementing a model family."""
-    if name not in FAMILIES:
-        raise ValueError(f"unknown model family {name!r}; valid: {', '.join(FAMILIES)}")
-    return importlib.import_module(f"competition.models.{name}")
+class ModelFamily(Protocol):
+    """What ``train`` and ``predict`` call on a model family (a module, usually)."""
+
+    def prepare(self, cfg, data) -> Any:
+        """Work done once per run, not once per fold: tokenising every train and test text, building
+        input texts, choosing feature columns. Returns what :meth:`fit_fold` takes."""
+
+    def fit_fold(self, prepared, fold: int, train_idx: np.ndarray, valid_idx: np.ndarray, out_dir: Path,
+                 tracker) -> FoldResult:
+        """Fit on the ``train_idx`` rows, predict the ``valid_idx`` rows (OOF) and the test set, and save
+        into ``out_dir`` everything needed to predict again later (weights or estimator, tokenizer,
+        label order), without retraining. ``tracker``: a :mod:`competition.track` run, or None."""
+
+    def predict(self, fold_dir: Path, cfg, data, frame) -> np.ndarray:
+        """Reload a fold's saved model and predict a new frame (a hidden test set in a Kaggle code
+        competition); ``data`` holds the spec only. The torch families also take ``cache=``, the
+        tokenised frame shared by the folds (``cfg.is_torch``)."""
+
+
+def family(name: str) -> ModelFamily:
+    """The code of the registered model family ``name`` (its module, imported on first use)."""
+    from competition.config import family_of
+
+    implementation = family_of(name).implementation
+    return importlib.import_module(implementation) if isinstance(implementation, str) else implementation

@@ -7,7 +7,7 @@ first (fitted on the fold's training rows), so ``C`` / ``alpha`` mean the same f
 any encoder. What a fold saves::
 
     fold0/
-        head/           the head (heads.save_head: head.json + LightGBM text / skops files)
+        head/           the head (estimators.save_head: head.json + LightGBM text / skops files)
         embed.json      the encoder {name, pooling, max_length}, the head, the embedding size
 
 :func:`predict` re-embeds the new frame with the encoder named in the fold (resolved again,
@@ -17,9 +17,8 @@ there is one: ``comp export`` puts the frozen encoder there, so a bundle needs n
 
 from __future__ import annotations
 
-import sys
-
 import hashlib
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,11 +27,7 @@ import numpy as np
 from competition import artifacts
 from competition.config import ExperimentConfig
 from competition.errors import InputError
-from competition.models import FoldResult, heads
-from competition.models.heads import fit_head, n_outputs
-from competition.models import input_texts
-
-HEAD_DIR = "head"
+from competition.models import FoldResult, classical, input_texts
 
 
 @dataclass
@@ -117,33 +112,21 @@ def prepare(cfg: ExperimentConfig, data) -> Prepared:
 def fit_fold(prepared: Prepared, fold: int, train_idx: np.ndarray, valid_idx: np.ndarray,
              out_dir: Path, tracker=None) -> FoldResult:
     """Fit the head on the ``train_idx`` embeddings; predict ``valid_idx`` and the test set."""
-    cfg, data = prepared.cfg, prepared.data
-    m = cfg.model
-    X_valid = prepared.train[valid_idx]
-    head, curve = fit_head(m.head, data.spec.task, prepared.train[train_idx], data.y[train_idx],
-                           n_outputs=n_outputs(data), seed=cfg.seed, C=m.C, alpha=m.alpha,
-                           lgbm=m.lgbm, scale=True, threads=cfg.train.threads, key="model.head")
-    oof = head.predict(X_valid)
-    test = head.predict(prepared.test) if prepared.test is not None else None
+    m = prepared.cfg.model
+    features = classical.Features(prepared.train[train_idx], prepared.train[valid_idx], prepared.test)
+    head, result = classical.fit_fold(prepared, train_idx, features, out_dir, tracker, m.head, C=m.C,
+                                      alpha=m.alpha, lgbm=m.lgbm, scale=True, key="model.head")
     encoder = {"name": m.name, "pooling": m.pooling, "max_length": m.max_length}
-    _save(out_dir, head, encoder, int(prepared.train.shape[1]))
-    if tracker is not None:
-        for point in curve:
-            tracker.log({"val/loss": point["val/loss"]}, step=point["epoch"])
-    return FoldResult(oof=oof, test=test, best_epoch=max(head.best_iterations, default=None),
-                      history=curve, extra={"dim": int(prepared.train.shape[1]), **encoder})
-
-
-def _save(out_dir: Path, head, encoder: dict, dim: int) -> None:
-    out_dir = Path(out_dir)
-    heads.save_head(out_dir / HEAD_DIR, head)
-    artifacts.write_json(out_dir / "embed.json", {"family": "embed", "head": head.estimator,
-                                                  "task": head.task, "dim": dim, "encoder": encoder, **encoder})
+    dim = int(prepared.train.shape[1])
+    artifacts.write_json(Path(out_dir) / "embed.json", {"family": "embed", "head": head.estimator,
+                                                        "task": head.task, "dim": dim, "encoder": encoder, **encoder})
+    result.extra = {"dim": dim, **encoder}
+    return result
 
 
 def predict(fold_dir: Path, cfg: ExperimentConfig, data, frame) -> np.ndarray:
     """Re-embed ``frame`` with the fold's encoder and apply its head."""
-    head = heads.load_head(Path(fold_dir) / HEAD_DIR, "embed")
+    head = classical.load(fold_dir, "embed")
     enc = artifacts.read_json(Path(fold_dir) / "embed.json")["encoder"]
     bundled = Path(fold_dir).parent / "encoder"          # the frozen encoder, copied by comp export
     name = str(bundled) if (bundled / "config.json").is_file() else enc["name"]

@@ -15,7 +15,7 @@ Seeded, ``deterministic=True``; ``num_threads`` from ``train.threads`` (default:
 below 20k training rows, where more threads only add overhead, else every core). What a fold saves::
 
     fold0/
-        head/          the boosters as LightGBM text models (heads.save_head)
+        head/          the boosters as LightGBM text models (estimators.save_head)
         lgbm.json      columns, categories (the code book), best iterations, gain importance
 """
 
@@ -30,10 +30,7 @@ import pandas as pd
 from competition import artifacts
 from competition.config import ExperimentConfig
 from competition.errors import InputError
-from competition.models import FoldResult, heads
-from competition.models.heads import fit_head, n_outputs
-
-HEAD_DIR = "head"
+from competition.models import FoldResult, classical, estimators
 
 
 @dataclass
@@ -115,50 +112,32 @@ def fit_fold(prepared: Prepared, fold: int, train_idx: np.ndarray, valid_idx: np
     m = cfg.model
     train_rows = data.train.iloc[train_idx]
     categories = fit_categories(train_rows, prepared.categorical)
-    X_train = encode(train_rows, prepared.columns, categories)
-    X_valid = encode(data.train.iloc[valid_idx], prepared.columns, categories)
-    head, curve = fit_head("lgbm", data.spec.task, X_train, data.y[train_idx],
-                           n_outputs=n_outputs(data), seed=cfg.seed, lgbm=m.params,
-                           threads=cfg.train.threads, num_boost_round=m.num_boost_round,
-                           early_stopping_rounds=m.early_stopping_rounds, inner_valid=m.inner_valid,
-                           key="model.params")
-    oof = head.predict(X_valid)
-    test = None
-    if data.test is not None:
-        test = head.predict(encode(data.test, prepared.columns, categories))
+    test = None if data.test is None else encode(data.test, prepared.columns, categories)
+    features = classical.Features(encode(train_rows, prepared.columns, categories),
+                                  encode(data.train.iloc[valid_idx], prepared.columns, categories), test)
+    head, result = classical.fit_fold(prepared, train_idx, features, out_dir, tracker, "lgbm", lgbm=m.params,
+                                      num_boost_round=m.num_boost_round, early_stopping_rounds=m.early_stopping_rounds,
+                                      inner_valid=m.inner_valid, key="model.params")
     importance = _importance(head, prepared.columns)
-    _save(out_dir, head, prepared.columns, categories, importance)
-    if tracker is not None:
-        for point in curve:
-            tracker.log({"val/loss": point["val/loss"]}, step=point["epoch"])
-    extra = {"importance": importance, "best_iterations": head.best_iterations,
-             "categorical": prepared.categorical}
-    return FoldResult(oof=oof, test=test, best_epoch=max(head.best_iterations, default=None),
-                      history=curve, extra=extra)
+    artifacts.write_json(Path(out_dir) / "lgbm.json", {
+        "family": "lgbm", "task": head.task, "columns": prepared.columns, "categories": categories,
+        "best_iterations": head.best_iterations, "importance": importance,
+    })
+    result.extra = {"importance": importance, "best_iterations": head.best_iterations,
+                    "categorical": prepared.categorical}
+    return result
 
 
 def _importance(head, columns: list[str]) -> dict[str, float]:
     """Total gain per feature, summed over the head's boosters, largest first."""
-    gain = np.zeros(len(columns))
-    for booster in head.models:
-        if hasattr(booster, "feature_importance"):
-            gain += booster.feature_importance(importance_type="gain")
+    gain = sum((g for g in map(estimators.importance, head.models) if g is not None), np.zeros(len(columns)))
     order = np.argsort(-gain, kind="stable")
     return {columns[i]: round(float(gain[i]), 3) for i in order}
 
 
-def _save(out_dir: Path, head, columns: list[str], categories: dict, importance: dict) -> None:
-    out_dir = Path(out_dir)
-    heads.save_head(out_dir / HEAD_DIR, head)
-    artifacts.write_json(out_dir / "lgbm.json", {
-        "family": "lgbm", "task": head.task, "columns": columns, "categories": categories,
-        "best_iterations": head.best_iterations, "importance": importance,
-    })
-
-
 def predict(fold_dir: Path, cfg: ExperimentConfig, data, frame: pd.DataFrame) -> np.ndarray:
     """Predict ``frame`` with fold ``fold_dir``'s boosters and code book."""
-    head = heads.load_head(Path(fold_dir) / HEAD_DIR, "lgbm")
+    head = classical.load(fold_dir, "lgbm")
     saved = artifacts.read_json(Path(fold_dir) / "lgbm.json")
     missing = [c for c in saved["columns"] if c not in frame.columns]
     if missing:

@@ -7,7 +7,7 @@ weights see the fold's valid rows (honest CV). What a fold saves::
     fold0/
         vocabulary.json each analyzer's terms (in column order) and idf weights: with the config,
                         all a fitted vectoriser is (:func:`load_vectorizer`)
-        head/           the estimator (heads.save_head: head.json + LightGBM text / skops files)
+        head/           the estimator (estimators.save_head: head.json + LightGBM text / skops files)
         tfidf.json      estimator, n-gram ranges, vocabulary sizes, labels (human-readable)
 
 Example experiment (``comp new 043 --template tfidf``)::
@@ -25,10 +25,8 @@ import numpy as np
 from competition import artifacts
 from competition.config import ExperimentConfig
 from competition.errors import InputError
-from competition.models import FoldResult, heads, input_texts
-from competition.models.heads import Head, fit_head, n_outputs
+from competition.models import FoldResult, classical, input_texts
 
-HEAD_DIR = "head"
 VOCABULARY = "vocabulary.json"
 
 
@@ -86,36 +84,26 @@ def _fit_vectorizer(cfg: ExperimentConfig, texts: list[str]):
 def fit_fold(prepared: Prepared, fold: int, train_idx: np.ndarray, valid_idx: np.ndarray,
              out_dir: Path, tracker=None) -> FoldResult:
     """Fit the vectoriser and the estimator on ``train_idx``; predict ``valid_idx`` and the test set."""
-    cfg, data = prepared.cfg, prepared.data
+    cfg, data, texts = prepared.cfg, prepared.data, prepared.texts
     m = cfg.model
-    texts = prepared.texts
     vectorizer, X_train = _fit_vectorizer(cfg, [texts[i] for i in train_idx])
-    X_valid = vectorizer.transform([texts[i] for i in valid_idx]).tocsr()
-    head, curve = fit_head(m.estimator, data.spec.task, X_train, data.y[train_idx],
-                           n_outputs=n_outputs(data), seed=cfg.seed, C=m.C, alpha=m.alpha,
-                           lgbm=m.lgbm, threads=cfg.train.threads)
-    oof = head.predict(X_valid)
-    test = None
-    if prepared.test_texts is not None:
-        test = head.predict(vectorizer.transform(prepared.test_texts).tocsr())
+    test = None if prepared.test_texts is None else vectorizer.transform(prepared.test_texts).tocsr()
+    features = classical.Features(X_train, vectorizer.transform([texts[i] for i in valid_idx]).tocsr(), test)
+    head, result = classical.fit_fold(prepared, train_idx, features, out_dir, tracker, m.estimator,
+                                      C=m.C, alpha=m.alpha, lgbm=m.lgbm)
     sizes = {name: len(v.vocabulary_) for name, v in vectorizer.transformer_list}
-    _save(out_dir, vectorizer, head, cfg, data, sizes)
-    if tracker is not None:
-        for point in curve:
-            tracker.log({"val/loss": point["val/loss"]}, step=point["epoch"])
-    best = max(head.best_iterations) if head.best_iterations else None
-    extra = {"vocabulary": sizes, "n_features": int(X_train.shape[1])}
+    _save(out_dir, vectorizer, cfg, data, sizes)
+    result.extra = {"vocabulary": sizes, "n_features": int(X_train.shape[1])}
     if len(head.best_iterations) > 1:
-        extra["best_iterations"] = head.best_iterations
-    return FoldResult(oof=oof, test=test, best_epoch=best, history=curve, extra=extra)
+        result.extra["best_iterations"] = head.best_iterations
+    return result
 
 
-def _save(out_dir: Path, vectorizer, head: Head, cfg: ExperimentConfig, data, sizes: dict) -> None:
+def _save(out_dir: Path, vectorizer, cfg: ExperimentConfig, data, sizes: dict) -> None:
     out_dir = Path(out_dir)
     artifacts.write_json(out_dir / VOCABULARY, {
         name: {"terms": sorted(v.vocabulary_, key=v.vocabulary_.get), "idf": v.idf_.tolist()}
         for name, v in vectorizer.transformer_list})
-    heads.save_head(out_dir / HEAD_DIR, head)
     artifacts.write_json(out_dir / "tfidf.json", {
         "family": "tfidf", "estimator": cfg.model.estimator, "task": data.spec.task,
         "word_ngrams": cfg.model.word_ngrams, "char_ngrams": cfg.model.char_ngrams,
@@ -127,7 +115,7 @@ def load_vectorizer(fold_dir: Path, cfg: ExperimentConfig):
     """The fold's fitted vectoriser: the config's analyzers with the saved vocabulary and idf."""
     path = Path(fold_dir) / VOCABULARY
     if not path.is_file():
-        heads.load_head(Path(fold_dir) / HEAD_DIR, "tfidf")    # names an old pickled fold, if it is one
+        classical.load(fold_dir, "tfidf")    # names an old pickled fold, if it is one
         raise InputError(f"{path}: missing; retrain this fold (`comp train exp=<id> --fold <k> --force`)")
     saved = artifacts.read_json(path)
     vectorizer = make_vectorizer(cfg)
@@ -140,6 +128,6 @@ def load_vectorizer(fold_dir: Path, cfg: ExperimentConfig):
 
 def predict(fold_dir: Path, cfg: ExperimentConfig, data, frame) -> np.ndarray:
     """Predict ``frame`` (e.g. a hidden test set) with fold ``fold_dir``'s vectoriser and estimator."""
-    head = heads.load_head(Path(fold_dir) / HEAD_DIR, "tfidf")
+    head = classical.load(fold_dir, "tfidf")
     X = load_vectorizer(fold_dir, cfg).transform(input_texts(cfg, data.spec, frame)).tocsr()
     return head.predict(X)

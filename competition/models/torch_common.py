@@ -152,13 +152,13 @@ def watched_rows(prepared: Prepared, seed: int, train_idx: np.ndarray,
 
     ``fold`` and ``last`` validate on the fold itself (``last`` only draws the curve);
     ``inner`` holds out a seeded, stratified ``train.inner_valid`` share of the training rows
-    (:func:`~competition.models.heads.inner_split`, as LightGBM's early stopping does), so
+    (:func:`~competition.models.estimators.inner_split`, as LightGBM's early stopping does), so
     nothing the fold's model keeps depends on the fold's labels.
     """
     t = prepared.cfg.train
     if t.select != "inner":
         return train_idx, valid_idx
-    from competition.models.heads import inner_split
+    from competition.models.estimators import inner_split
 
     y = np.asarray(prepared.data.y)[train_idx]
     fit_rows, stop_rows = inner_split(y, prepared.data.spec.task, t.inner_valid, seed)

@@ -1,10 +1,11 @@
-"""One estimator per task, fitted the same way for every classical family (tfidf, embed, lgbm).
+"""The estimator layer: fitting, predicting and saving the classical models and the stack's meta-models.
 
-:func:`fit_head` turns a feature matrix (sparse TF-IDF, dense embeddings or a tabular
-frame) and the encoded target into a fitted :class:`Head`, whose ``predict`` returns
-the 2-D array every family must return: one column per ``spec.pred_columns``,
-probabilities for classification (binary: P(positive class, code 1)), values for
-regression.
+The classical families (tfidf, embed, lgbm) call :func:`fit_head`: a feature matrix (sparse TF-IDF,
+dense embeddings or a tabular frame) and the encoded target become a fitted :class:`Head` whose
+``predict`` returns one column per ``spec.pred_columns``: probabilities for classification (binary:
+P(class code 1)), values for regression. The stack's meta-models use the same parts with their own
+defaults: :func:`split_targets`, :func:`fit_booster`, :func:`fit_linear`, :func:`predict_model`,
+:func:`importance`, :func:`save_model` / :func:`load_model`.
 
 Estimators:
 
@@ -15,7 +16,7 @@ Estimators:
 ``ridge``
     ``Ridge`` (strength ``alpha``). Regression: the value. Classification: least squares
     on the 0/1 (one-hot) targets -- the classic "ridge on TF-IDF" baseline -- with the
-    output clipped into [1e-4, 1 - 1e-4] (multiclass rows renormalised to sum to 1). The
+    output clipped into [eps, 1 - eps] (multiclass rows renormalised to sum to 1). The
     scores rank well (AUC, F1 after threshold search) but are not calibrated
     probabilities; prefer ``logistic`` when the metric is log loss.
 ``lgbm``
@@ -40,7 +41,7 @@ from competition import artifacts
 from competition.errors import InputError
 
 ESTIMATORS = ("logistic", "ridge", "lgbm")
-_EPS = 1e-4
+EPS = 1e-4           # ridge scores are clipped into [EPS, 1 - EPS] to read as probabilities
 SMALL_ROWS = 20_000  # LightGBM runs single-threaded below this many training rows (unless train.threads)
 _LGBM_OBJECTIVE = {"binary": "binary", "multiclass": "multiclass", "regression": "regression"}
 
@@ -68,7 +69,7 @@ class Head:
 
     def predict(self, X) -> np.ndarray:
         kind = _single_kind(self.task)
-        columns = [_predict_one(m, X, kind, self.n_outputs) for m in self.models]
+        columns = [predict_model(m, X, kind, self.n_outputs) for m in self.models]
         return np.column_stack(columns).astype(np.float64)
 
 
@@ -86,11 +87,27 @@ def n_outputs(data) -> int:
     return 1 if task == "binary" else len(data.spec.targets)
 
 
+def split_targets(task: str, y: np.ndarray) -> list[tuple[str, np.ndarray]]:
+    """(kind, target) of each model a task needs: one per column for multilabel (binary each) and for
+    several regression targets, else one.
+
+    >>> [(kind, t.tolist()) for kind, t in split_targets("multilabel", np.array([[1, 0], [0, 0]]))]
+    [('binary', [1, 0]), ('binary', [0, 0])]
+    >>> [(kind, t.tolist()) for kind, t in split_targets("multiclass", np.array([2, 0]))]
+    [('multiclass', [2, 0])]
+    """
+    y = np.asarray(y)
+    if task in ("binary", "multiclass") or (task == "regression" and y.ndim == 1):
+        return [(task, y)]
+    y2 = y.reshape(len(y), -1)
+    return [(_single_kind(task), y2[:, j]) for j in range(y2.shape[1])]
+
+
 def fit_head(estimator: str, task: str, X, y: np.ndarray, *, n_outputs: int, seed: int,
              C: float = 1.0, alpha: float = 1.0, lgbm: dict | None = None, scale: bool = False,
              threads: int | None = None, num_boost_round: int = 1000, early_stopping_rounds: int = 50,
              inner_valid: float = 0.1, key: str = "model.estimator") -> tuple[Head, list[dict]]:
-    """Fit ``estimator`` for ``task`` on ``X`` (n rows) and ``y``.
+    """Fit ``estimator`` for ``task`` on ``X`` (n rows) and ``y``: a classical family's model.
 
     Args:
         estimator: logistic, ridge or lgbm.
@@ -98,7 +115,7 @@ def fit_head(estimator: str, task: str, X, y: np.ndarray, *, n_outputs: int, see
         X: features: scipy sparse, a dense array or (lgbm) a frame with category columns.
         y: binary/multiclass (n,) int codes; multilabel (n, L) 0/1; regression (n,) or (n, T).
         n_outputs: k, the number of prediction columns (multiclass: the number of classes).
-        seed: random seed (liblinear/ridge solvers, LightGBM).
+        seed: random seed (liblinear/ridge solvers, LightGBM, the inner split).
         C, alpha: logistic / ridge regularisation.
         lgbm: LightGBM parameters laid over the defaults; may hold ``num_boost_round``,
             ``early_stopping_rounds`` and ``inner_valid``.
@@ -117,10 +134,6 @@ def fit_head(estimator: str, task: str, X, y: np.ndarray, *, n_outputs: int, see
     if estimator == "logistic" and task == "regression":
         raise InputError(f"{key}: logistic regression cannot predict a regression target; "
                          f"set {key}=ridge (or lgbm)")
-    y = np.asarray(y)
-    kind = _single_kind(task)
-    per_column = task == "multilabel" or (task == "regression" and y.ndim == 2)
-    targets = [y[:, j] for j in range(y.shape[1])] if per_column else [y]
     params = dict(lgbm or {})
     rounds = int(params.pop("num_boost_round", params.pop("n_estimators", num_boost_round)))
     patience = int(params.pop("early_stopping_rounds", early_stopping_rounds))
@@ -130,27 +143,28 @@ def fit_head(estimator: str, task: str, X, y: np.ndarray, *, n_outputs: int, see
                          "held out for early stopping")
 
     models, curves, best = [], [], []
-    for target in targets:
+    for kind, target in split_targets(task, y):
         if kind == "binary" and np.unique(target).size < 2:
             models.append(_Constant(float(np.mean(target))))
             continue
         if estimator == "lgbm":
-            k = n_outputs if kind == "multiclass" else 1
             fit_rows, stop_rows = inner_split(target, kind, inner, seed)
-            booster, curve = _fit_lgbm(kind, _rows(X, fit_rows), target[fit_rows], k, params, rounds, patience,
-                                       seed, threads, (_rows(X, stop_rows), target[stop_rows]))
+            k = n_outputs if kind == "multiclass" else 1
+            booster, curve = fit_booster(_lgbm_params(kind, k, params, seed, threads, len(fit_rows)), X, target,
+                                         fit_rows, stop_rows, rounds=rounds, patience=patience)
             models.append(booster)
             curves.append(curve)
             best.append(booster.best_iteration or booster.current_iteration())
         else:
-            models.append(_fit_linear(estimator, kind, X, target, n_outputs, C=C, alpha=alpha, seed=seed,
-                                      scale=scale))
+            models.append(fit_linear(estimator, kind, X, target, n_outputs, scale=scale,
+                                     defaults=_linear_defaults(estimator, kind, X, seed, C=C, alpha=alpha)))
     return Head(estimator, task, n_outputs, models, best), _mean_curve(curves)
 
 
 def inner_split(y: np.ndarray, kind: str, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(fit rows, early-stopping rows) of the training rows: a seeded ``fraction`` held out,
     stratified by class for classification when every class can give a row to both sides.
+    The classical families' split (and the torch families' ``train.select: inner``).
 
     >>> fit, stop = inner_split(np.array([0] * 80 + [1] * 20), "binary", 0.1, 0)
     >>> len(fit), len(stop), int(np.array([0] * 80 + [1] * 20)[stop].sum())
@@ -168,55 +182,98 @@ def inner_split(y: np.ndarray, kind: str, fraction: float, seed: int) -> tuple[n
     return np.sort(fit), np.sort(stop)
 
 
+def permuted_split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(fit rows, early-stopping rows) of ``n`` training rows, the stack's meta-model split: a seeded
+    permutation whose first ``max(1, int(n * fraction))`` rows stop early; both in permuted order.
+
+    >>> fit, stop = permuted_split(10, 0.25, 0)
+    >>> len(fit), len(stop), sorted(np.r_[fit, stop].tolist()) == list(range(10))
+    (8, 2, True)
+    """
+    order = np.random.default_rng(seed).permutation(n)
+    cut = max(1, int(n * fraction))
+    return order[cut:], order[:cut]
+
+
 def _rows(X, rows: np.ndarray):
     """Rows of a feature matrix: a frame (lgbm family), a sparse matrix or an array."""
     return X.iloc[rows] if hasattr(X, "iloc") else X[rows]
 
 
-def _fit_linear(estimator: str, kind: str, X, y: np.ndarray, k: int, *, C: float, alpha: float,
-                seed: int, scale: bool):
+def _linear_defaults(estimator: str, kind: str, X, seed: int, *, C: float, alpha: float) -> dict:
+    """The classical families' settings of a linear estimator."""
+    if estimator == "ridge":
+        return {"alpha": alpha, "random_state": seed}
+    # Binary with more features than rows (TF-IDF): liblinear's dual solver reaches the same
+    # optimum 5-7x faster than lbfgs (GoEmotions, 125k n-grams: 1.5 s vs 10 s a label).
+    # Multiclass stays multinomial lbfgs, which liblinear cannot do.
+    wide = kind == "binary" and X.shape[1] > X.shape[0]
+    return {"C": C, "max_iter": 3000, "random_state": seed, **({"solver": "liblinear", "dual": True} if wide else {})}
+
+
+def fit_linear(estimator: str, kind: str, X, y: np.ndarray, n_outputs: int, *, defaults: dict,
+               params: dict | None = None, scale: bool = False, impute: bool = False, key: str = "model.estimator"):
+    """A fitted ``LogisticRegression`` (logistic) or ``Ridge`` (ridge) of one target of ``kind`` (binary,
+    multiclass, regression): ``y`` holds class codes or values; ridge on classes fits their 0/1 indicators
+    (``n_outputs`` columns for multiclass) by least squares. ``defaults`` are the caller's keyword
+    arguments of the estimator, ``params`` the user's overrides of them (named, with ``key``, when the
+    estimator refuses them). ``impute`` (medians) then ``scale`` (standardise) the features first,
+    both fitted on these rows."""
+    from sklearn.impute import SimpleImputer
     from sklearn.linear_model import LogisticRegression, Ridge
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    if estimator == "logistic":
-        # Binary with more features than rows (TF-IDF): liblinear's dual solver reaches the same
-        # optimum 5-7x faster than lbfgs (GoEmotions, 125k n-grams: 1.5 s vs 10 s a label).
-        # Multiclass stays multinomial lbfgs, which liblinear cannot do.
-        wide = kind == "binary" and X.shape[1] > X.shape[0]
-        model = LogisticRegression(C=C, max_iter=3000, random_state=seed,
-                                   **({"solver": "liblinear", "dual": True} if wide else {}))
-        target = y
-    else:
-        model = Ridge(alpha=alpha, random_state=seed)
-        # classification by least squares on the 0/1 indicator(s) of each class
-        target = np.eye(k)[y] if kind == "multiclass" else y.astype(np.float64)
-    if scale:
-        model = make_pipeline(StandardScaler(), model)
+    params = dict(params or {})
+    try:
+        model = (LogisticRegression if estimator == "logistic" else Ridge)(**{**defaults, **params})
+    except TypeError as err:
+        raise InputError(f"{key}: bad params {params}: {err}") from None
+    target = y
+    if estimator == "ridge":   # classification by least squares on the 0/1 indicator(s) of each class
+        target = np.eye(n_outputs)[y] if kind == "multiclass" else y.astype(np.float64)
+    steps = ([SimpleImputer(strategy="median", keep_empty_features=True)] if impute else []) + (
+        [StandardScaler()] if scale else [])
+    if steps:
+        model = make_pipeline(*steps, model)
     return model.fit(X, target)
+
+
+def lgbm_objective(kind: str, metric: str | None = None) -> str:
+    """LightGBM's objective for one model: the kind's own, or L1 for a regression scored by MAE.
+
+    >>> lgbm_objective("regression", "mae"), lgbm_objective("regression"), lgbm_objective("multiclass")
+    ('regression_l1', 'regression', 'multiclass')
+    """
+    return "regression_l1" if kind == "regression" and metric == "mae" else _LGBM_OBJECTIVE[kind]
 
 
 def _lgbm_params(kind: str, k: int, params: dict, seed: int, threads: int | None, n_rows: int) -> dict:
     # Below ~20k rows OpenMP's start-up and synchronisation cost more than the work: one thread
     # is fastest (Titanic: 0.3 s a fold vs 1-3 s on two busy cores). ``train.threads`` overrides.
     threads = threads or (1 if n_rows < SMALL_ROWS else 0)
-    base = {"objective": _LGBM_OBJECTIVE[kind], "verbosity": -1, "seed": seed, "deterministic": True,
+    base = {"objective": lgbm_objective(kind), "verbosity": -1, "seed": seed, "deterministic": True,
             "force_row_wise": True, "num_threads": threads}
     if kind == "multiclass":
         base["num_class"] = k
     return {**base, **params}
 
 
-def _fit_lgbm(kind: str, X, y: np.ndarray, k: int, params: dict, rounds: int, patience: int, seed: int,
-              threads: int | None, stop: tuple):
-    """A booster whose rounds stop early on ``stop`` = (X, y) of held-out training rows."""
+def fit_booster(params: dict, X, y: np.ndarray, fit_rows: np.ndarray, stop_rows: np.ndarray, *, rounds: int,
+                patience: int, categorical: list[int] | str = "auto"):
+    """(booster, its loss on ``stop_rows`` after each round): LightGBM with ``params`` (complete: objective,
+    seed, ...) fit on ``fit_rows`` of (X, y), at most ``rounds`` rounds, stopped after ``patience`` rounds
+    without improvement on ``stop_rows``. Both are training rows, never rows the booster will predict as
+    OOF (:func:`inner_split`, :func:`permuted_split`). ``categorical``: column indices LightGBM treats as
+    categories ("auto": a frame's category columns)."""
     import lightgbm as lgb
 
-    train_set = lgb.Dataset(X, label=y, free_raw_data=True)
+    train_set = lgb.Dataset(_rows(X, fit_rows), label=y[fit_rows], categorical_feature=categorical,
+                            free_raw_data=True)
+    stop_set = lgb.Dataset(_rows(X, stop_rows), label=y[stop_rows], categorical_feature=categorical,
+                           reference=train_set)
     record: dict = {}
-    booster = lgb.train(_lgbm_params(kind, k, params, seed, threads, X.shape[0]), train_set, num_boost_round=rounds,
-                        valid_sets=[lgb.Dataset(stop[0], label=stop[1], reference=train_set)],
-                        valid_names=["inner"],
+    booster = lgb.train(params, train_set, num_boost_round=rounds, valid_sets=[stop_set], valid_names=["inner"],
                         callbacks=[lgb.early_stopping(patience, verbose=False), lgb.record_evaluation(record)])
     return booster, list(next(iter(record["inner"].values())))
 
@@ -234,8 +291,9 @@ def _mean_curve(curves: list[list[float]], points: int = 50) -> list[dict]:
     return [{"epoch": i + 1, "val/loss": float(mean[i])} for i in rounds]
 
 
-def _predict_one(model, X, kind: str, k: int) -> np.ndarray:
-    """(n,) for binary/regression, (n, k) for multiclass (k is ignored otherwise)."""
+def predict_model(model, X, kind: str, k: int, *, eps: float = EPS) -> np.ndarray:
+    """One fitted model's predictions: (n,) for binary/regression, (n, k) for multiclass (k is ignored
+    otherwise); ridge scores of classes are clipped into [eps, 1 - eps] (multiclass rows sum to 1)."""
     n = X.shape[0]
     if isinstance(model, _Constant):
         return np.full(n, model.value)
@@ -252,10 +310,21 @@ def _predict_one(model, X, kind: str, k: int) -> np.ndarray:
         full = np.zeros((n, k))                  # classes missing from the training rows get 0
         full[:, estimator.classes_.astype(int)] = proba
         return full
-    scores = np.clip(model.predict(X), _EPS, 1 - _EPS)   # ridge on 0/1 indicators
+    scores = np.clip(model.predict(X), eps, 1 - eps)   # ridge on 0/1 indicators
     if kind == "binary":
         return scores
     return scores / scores.sum(axis=1, keepdims=True)
+
+
+def importance(model) -> np.ndarray | None:
+    """Per feature: a booster's total gain, or a linear model's |coefficient| summed over classes;
+    None for a constant."""
+    if isinstance(model, _Constant):
+        return None
+    if _is_booster(model):
+        return model.feature_importance(importance_type="gain").astype(float)
+    estimator = model[-1] if hasattr(model, "steps") else model
+    return np.abs(np.atleast_2d(estimator.coef_)).sum(axis=0)
 
 
 # -- saving: formats that cannot run code when they load ---------------------------------------
