@@ -6,30 +6,8 @@ from typing import Annotated
 
 import typer
 
-from competition.commands._common import WorkspaceOpt, console, err_console, handle_errors, workspace
-
-
-def split_exp_args(args: list[str], verb: str = "train") -> tuple[str, list[str]]:
-    """``['exp=042', 'model.lr=3e-5']`` -> ``('042', ['model.lr=3e-5'])``; a bare first word is the id too.
-
-    >>> split_exp_args(["exp=042", "model.lr=3e-5"])
-    ('042', ['model.lr=3e-5'])
-    >>> split_exp_args(["043"])
-    ('043', [])
-    """
-    from competition.errors import InputError
-
-    exp, overrides = None, []
-    for arg in args:
-        if arg.startswith("exp="):
-            exp = arg.split("=", 1)[1]
-        elif "=" not in arg and exp is None:
-            exp = arg
-        else:
-            overrides.append(arg)
-    if not exp:
-        raise InputError(f"name the experiment: `comp {verb} exp=042` (its file is experiments/042.yaml)")
-    return exp, overrides
+from competition.commands._common import WorkspaceOpt, console, err_console, handle_errors, split_exp_args, workspace
+from competition.errors import InputError
 
 
 def cv_note(result) -> str:
@@ -63,17 +41,35 @@ def command(
     sweep: Annotated[bool, typer.Option(
         "--sweep", help="a W&B sweep agent's run: drop search keys whose `when:` does not hold, write run "
                         "<exp>-sweep-<run id>, report the folds' mean score to the agent's run")] = False,
+    ray: Annotated[str | None, typer.Option(
+        "--ray", metavar="local|auto|ADDRESS", show_default=False,
+        help="every (experiment, fold) as a Ray task: --ray local starts a Ray on this machine for the "
+             "command, --ray auto joins the running cluster, --ray ray://host:10001 a remote one")] = None,
     ws_path: WorkspaceOpt = None,
 ) -> None:
-    """Train an experiment on each fold: OOF predictions, test predictions, CV score."""
+    """Train an experiment on each fold: OOF predictions, test predictions, CV score.
+    exp=042,043 trains several experiments, one after another (or all at once with --ray)."""
     from rich.markup import escape
-    from rich.table import Table
 
     from competition.config import load_config
     from competition.train import train
 
     ws = workspace(ws_path)
     exp, overrides = split_exp_args(args or [])
+    exps = [e.strip() for e in exp.split(",") if e.strip()]
+    if ray is not None and (ray.startswith("-") or not ray.strip()):
+        raise InputError(f"--ray {ray!r}: give where to run: local (a Ray started for this command), auto "
+                         "(the running cluster) or a cluster address such as ray://head:10001")
+    if ray is not None or len(exps) > 1:
+        if sweep:
+            raise InputError("--sweep trains one experiment in one process: drop --ray and name one experiment")
+        cfgs = [load_config(ws, e, overrides) for e in exps]
+        if ray is not None:
+            return _train_on_ray(ws, cfgs, overrides, fold, force, ray)
+        for cfg in cfgs:
+            console.print(f"[bold]experiment {cfg.exp}[/] · {cfg.model.family} · folds {fold}")
+            _report(cfg.exp, overrides, cfg, train(ws, cfg, folds=fold, force=force, on_fold=_show_row(ws)))
+        return
     if sweep:
         from competition.search import sweep_overrides, sweep_run_name
 
@@ -87,27 +83,64 @@ def command(
     console.print(f"[bold]experiment {exp}[/] · {cfg.model.family} · folds {fold}"
                   + (f" · run {cfg.exp}" if sweep else ""))
 
-    from competition import metrics
-    from competition.spec import load_spec
-
-    spec = load_spec(ws.spec_file)
-    # a fold's own threshold while it trains: the other folds' OOF, which the CV uses, comes later
-    own = " at its own threshold" if metrics.takes_threshold(spec.metric, spec.task) else ""
-
-    def show(row):
-        score = "-" if row.score is None else f"{row.score:.4f}"
-        console.print(f"  fold {row.fold}: {row.status:8s} score {score}{own if row.score is not None else ''}"
-                      + (f"  ({row.seconds:.1f}s)" if row.seconds is not None else ""))
-
     from competition.models import PROGRESS
 
     token = PROGRESS.set(lambda line: console.print(line, highlight=False))   # a line per validation
     try:
-        result = train(ws, cfg, folds=fold, force=force, on_fold=show)
+        result = train(ws, cfg, folds=fold, force=force, on_fold=_show_row(ws))
     finally:
         PROGRESS.reset(token)
     if sweep:
         _report_to_sweep(ws, exp, cfg, result, tracking=load_config(ws, exp, overrides).track)
+    _report(exp, overrides, cfg, result)
+
+
+def _show_row(ws, node: bool = False):
+    """The line printed as each fold finishes: its score (at its own threshold, where the metric
+    takes one: the other folds' OOF, which the CV uses, comes later), its time, and its node."""
+    from competition import metrics
+    from competition.spec import load_spec
+
+    spec = load_spec(ws.spec_file)
+    own = " at its own threshold" if metrics.takes_threshold(spec.metric, spec.task) else ""
+
+    def show(row, exp: str | None = None, where: str | None = None):
+        score = "-" if row.score is None else f"{row.score:.4f}"
+        console.print(f"  {exp + ' ' if exp else ''}fold {row.fold}: {row.status:8s} score {score}"
+                      f"{own if row.score is not None else ''}"
+                      + (f"  ({row.seconds:.1f}s)" if row.seconds is not None else "")
+                      + (f" on {where}" if where else ""), highlight=False)
+
+    return show
+
+
+def _train_on_ray(ws, cfgs, overrides, fold, force, address) -> None:
+    """Every (experiment, fold) as a Ray task; a line per finished fold with its node; each run's
+    summary; failed folds named with the command that resumes them (exit 1)."""
+    from competition.dispatch import train_on_ray
+
+    show = _show_row(ws)
+    where = "a local Ray" if address == "local" else f"Ray at {address}"
+    console.print(f"[bold]experiments {', '.join(c.exp for c in cfgs)}[/] · folds {fold} · {where}")
+    out = train_on_ray(ws, cfgs, folds=fold, force=force, address=None if address == "local" else address,
+                       on_fold=lambda exp, row, node: show(row, exp, node))
+    for cfg in cfgs:
+        if out.results.get(cfg.exp) is not None:
+            _report(cfg.exp, overrides, cfg, out.results[cfg.exp])
+    if out.failed:
+        for (exp, k), why in sorted(out.failed.items()):
+            err_console.print(f"[red]failed:[/] {exp} fold {k}: {why}", highlight=False)
+        lost = sorted({exp for exp, _ in out.failed})
+        err_console.print(f"the other folds are kept; resume with `comp train exp={','.join(lost)} --fold all` "
+                          "(with or without --ray)", highlight=False)
+        raise typer.Exit(1)
+
+
+def _report(exp: str, overrides: list[str], cfg, result) -> None:
+    """A run's per-fold table and its CV line (or what is missing)."""
+    from rich.markup import escape
+    from rich.table import Table
+
     table = Table(title=f"{exp}: {result.metric} per fold"
                   + (" (thresholds chosen on the other folds)" if result.in_sample is not None else ""))
     for col in ("fold", "status", "score", "best epoch", "seconds"):

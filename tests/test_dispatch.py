@@ -1,0 +1,121 @@
+"""comp train --ray: (experiment, fold) pairs as Ray tasks on a local Ray; the run equals a local one."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pandas as pd
+import pytest
+
+ray = pytest.importorskip("ray")
+
+from competition.config import load_config  # noqa: E402
+from competition.dispatch import train_on_ray  # noqa: E402
+from competition.train import train  # noqa: E402
+from tests.workspaces import tweets_workspace  # noqa: E402
+
+LOCAL = {"num_cpus": 2}
+
+
+@pytest.fixture
+def twins(tmp_path):
+    """Two identical workspaces: one trained locally, one through Ray."""
+    a = tweets_workspace(tmp_path / "a", n_train=400, n_test=80,
+                         experiments={"001": "template: tfidf\n", "002": "template: tfidf\nmodel: {C: 1.0}\n"})
+    b = tmp_path / "b"
+    shutil.copytree(a.root, b)
+    from competition.workspace import Workspace
+
+    return a, Workspace(b)
+
+
+def test_folds_as_ray_tasks_give_the_local_run_exactly(twins):
+    local, remote = twins
+    for exp in ("001", "002"):
+        train(local, load_config(local, exp))
+    lines = []
+    out = train_on_ray(remote, [load_config(remote, e) for e in ("001", "002")], ray_init=LOCAL,
+                       on_fold=lambda exp, row, node: lines.append((exp, row.fold, row.status, node)))
+    assert not out.failed and sorted((e, k) for e, k, *_ in lines) == [(e, k) for e in ("001", "002") for k in range(3)]
+    assert all(status == "trained" and node for *_, status, node in lines)
+    for exp in ("001", "002"):
+        assert out.results[exp].complete
+        for name in ("oof.parquet", "test.parquet"):
+            pd.testing.assert_frame_equal(pd.read_parquet(local.run_dir(exp) / name),
+                                          pd.read_parquet(remote.run_dir(exp) / name))
+        manifest = json.loads((remote.run_dir(exp) / "manifest.json").read_text())
+        assert manifest["status"] == "complete" and manifest["folds_done"] == [0, 1, 2]
+        saved = json.loads((remote.run_dir(exp) / "metrics.json").read_text())
+        assert saved["oof_score"] == json.loads((local.run_dir(exp) / "metrics.json").read_text())["oof_score"]
+    # resumed: nothing left to train, no task is sent
+    again = train_on_ray(remote, [load_config(remote, "001")], ray_init=LOCAL,
+                         on_fold=lambda *a: pytest.fail("a finished fold was sent again"))
+    assert again.results["001"].complete
+
+
+def _kill_first_fold_task(found: list, timeout: float = 120.0) -> None:
+    """Kill (SIGKILL) the first Ray worker seen running a fold task, as a crashed node would."""
+    import os
+    import signal
+    import time
+    from pathlib import Path
+
+    end = time.time() + timeout
+    while time.time() < end:
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
+            try:
+                cmdline = (proc / "cmdline").read_bytes().decode(errors="replace")
+            except OSError:
+                continue
+            if cmdline.startswith("ray::_fold_task"):
+                os.kill(int(proc.name), signal.SIGKILL)
+                found.append(int(proc.name))
+                return
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("retries", [0, 1])
+def test_a_killed_worker_is_retried_or_reported_and_finished_folds_are_kept(tmp_path, retries):
+    import threading
+
+    ws = tweets_workspace(tmp_path / "ws", n_train=300, n_test=60)
+    cfg = load_config(ws, "001")
+    killed: list[int] = []
+    killer = threading.Thread(target=_kill_first_fold_task, args=(killed,), daemon=True)
+    killer.start()
+    out = train_on_ray(ws, [cfg], ray_init={"num_cpus": 1}, retries=retries)   # one task at a time
+    killer.join(timeout=5)
+    assert killed, "no fold task was seen running"
+    if retries:
+        assert not out.failed and out.results["001"].complete
+        return
+    (lost,) = out.failed                                      # reported by (experiment, fold)
+    message = out.failed[lost].lower()
+    assert lost[0] == "001" and ("died" in message or "worker" in message), message
+    done = sorted(int(p.name[4:]) for p in ws.run_dir("001").glob("fold[0-9]"))
+    assert done == sorted({0, 1, 2} - {lost[1]})              # the others are written
+    resumed = train(ws, cfg)                                  # and a local run finishes the job
+    assert [r.status for r in resumed.folds].count("trained") == 1 and resumed.complete
+
+
+def test_the_cli_trains_several_experiments_on_a_local_ray_with_a_line_per_fold(tmp_path):
+    from typer.testing import CliRunner
+
+    from competition.cli import app
+
+    ws = tweets_workspace(tmp_path / "ws", n_train=300, n_test=60,
+                          experiments={"001": "template: tfidf\n", "002": "template: tfidf\nmodel: {C: 1.0}\n"})
+    out = CliRunner().invoke(app, ["train", "exp=001,002", "--ray", "local", "-w", str(ws.root)])
+    assert out.exit_code == 0, out.output
+    import re
+
+    lines = [line for line in out.output.splitlines() if re.match(r"\s+00[12] fold \d: trained .* on \S", line)]
+    assert len(lines) == 6 and {line.split()[0] for line in lines} == {"001", "002"}
+    assert out.output.count("OOF f1:") == 2 and "a local Ray" in out.output
+    refused = CliRunner().invoke(app, ["train", "exp=001", "--ray", "local", "--sweep", "-w", str(ws.root)])
+    assert refused.exit_code == 2 and "--sweep trains one experiment" in refused.output
+    flag = CliRunner().invoke(app, ["train", "exp=001", "--ray", "--fold", "all", "-w", str(ws.root)])
+    assert flag.exit_code == 2 and "give where to run: local" in flag.output
