@@ -240,6 +240,15 @@ class TrainConfig(_Strict):
         default_factory=list, description="extra text variants averaged at inference")
     threads: int | None = Field(None, ge=1, description="CPU threads of torch and LightGBM (None: their default)")
     limit_rows: int | None = Field(None, ge=10, description="train on a seeded subset (smoke runs)")
+    devices: int = Field(1, ge=1, description="devices one model trains on: GPUs, or CPU processes (gloo) "
+                                              "with strategy ddp_spawn")
+    strategy: Literal["auto", "ddp_spawn"] = Field(
+        "auto", description="Lightning strategy across devices: ddp_spawn starts one process per device from "
+                            "this one and hands the trained weights back; the fold is predicted once, here")
+    num_nodes: int = Field(1, ge=1, description="machines one model trains on (ddp_spawn on each node)")
+    resources: dict[str, float] = Field(
+        default_factory=dict, description="what one fold needs as a Ray task (comp train --ray), e.g. "
+                                          "{num_gpus: 1, num_cpus: 4}; default one CPU")
 
     @model_validator(mode="after")
     def _selection_checks(self):
@@ -247,6 +256,13 @@ class TrainConfig(_Strict):
             raise ValueError(f"train.patience={self.patience} stops early on validation scores, but "
                              "train.select=last keeps the final weights and looks at none: set train.patience=null, "
                              "or choose the epoch on held-out training rows with train.select=inner")
+        if (self.devices > 1 or self.num_nodes > 1) and (self.select != "last" or self.swa or self.patience):
+            raise ValueError(f"train.devices={self.devices}, num_nodes={self.num_nodes}: each device validates its "
+                             "own share of the rows, so no epoch can be chosen (select fold/inner, patience) and "
+                             "no snapshot averaged (swa) across them: set train.select=last, patience=null, swa=false")
+        if (self.devices > 1 or self.num_nodes > 1) and self.strategy == "auto":
+            raise ValueError(f"train.devices={self.devices}: name the strategy that spreads one model over them: "
+                             "train.strategy=ddp_spawn")
         if self.select == "inner" and self.swa:
             raise ValueError("train.select=inner holds out training rows to choose an epoch, but with train.swa "
                              "the model is the average of the snapshots and no epoch is chosen: use "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -119,3 +120,60 @@ def test_the_cli_trains_several_experiments_on_a_local_ray_with_a_line_per_fold(
     assert refused.exit_code == 2 and "--sweep trains one experiment" in refused.output
     flag = CliRunner().invoke(app, ["train", "exp=001", "--ray", "--fold", "all", "-w", str(ws.root)])
     assert flag.exit_code == 2 and "give where to run: local" in flag.output
+
+
+def test_one_encoder_across_two_cpu_processes_with_ddp_spawn(tmp_path):
+    """train.devices=2, strategy=ddp_spawn on CPU (gloo): the two processes train one model, its
+    weights come back, and the fold is predicted once here: every OOF row exactly once."""
+    import numpy as np
+    from safetensors.numpy import load_file
+
+    from tests.tiny import tiny_bert
+
+    ws = tweets_workspace(tmp_path / "ws", n_train=160, n_test=40, n_splits=2, experiments={})
+    texts = pd.read_csv(ws.root / "train.csv")["text"].astype(str).tolist()
+    tiny = tiny_bert(tmp_path, texts, vocab_size=300)
+    (ws.root / "experiments" / "ddp.yaml").write_text(
+        f"model: {{family: encoder, name: {tiny}, max_length: 32, lr: 1e-3}}\n"
+        "train: {epochs: 1, batch_size: 16, select: last, devices: 2, strategy: ddp_spawn}\n")
+    result = train(ws, load_config(ws, "ddp"))
+    assert result.complete and np.isfinite(result.oof_score)
+    oof = pd.read_parquet(ws.run_dir("ddp") / "oof.parquet")
+    train_ids = pd.read_csv(ws.root / "train.csv")["id"]
+    assert len(oof) == len(train_ids) and oof["id"].is_unique and set(oof["id"]) == set(train_ids)
+    assert sorted(p.name for p in ws.run_dir("ddp").iterdir() if p.is_dir()) == ["fold0", "fold1"]   # once
+    trained = load_file(str(ws.run_dir("ddp") / "fold0" / "seed42" / "model.safetensors"))
+    initial = load_file(str(Path(tiny) / "model.safetensors"))
+    name = next(k for k in initial if k.endswith("word_embeddings.weight"))
+    mine = next(k for k in trained if k.endswith("word_embeddings.weight"))
+    assert not np.allclose(trained[mine], initial[name])          # the spawned processes' training came back
+
+
+def test_several_devices_need_select_last_and_a_strategy():
+    from competition.config import ExperimentConfig
+
+    base = {"exp": "x", "model": {"family": "encoder"}}
+    with pytest.raises(ValueError, match="set train.select=last"):
+        ExperimentConfig.model_validate({**base, "train": {"devices": 2, "strategy": "ddp_spawn"}})
+    with pytest.raises(ValueError, match="train.strategy=ddp_spawn"):
+        ExperimentConfig.model_validate({**base, "train": {"devices": 2, "select": "last"}})
+
+
+def test_the_bucket_sampler_shards_an_epoch_across_processes(monkeypatch):
+    import numpy as np
+
+    from competition.models import batches
+
+    lengths = np.random.default_rng(0).integers(5, 60, 203)
+    alone = [b for b in batches.BucketSampler(lengths, 16, seed=3)]
+    shards = []
+    for rank in (0, 1, 2):
+        monkeypatch.setattr(batches, "_world", lambda rank=rank: (3, rank))
+        sampler = batches.BucketSampler(lengths, 16, seed=3)
+        shards.append(list(sampler))
+        assert len(sampler) == len(shards[-1]) == 5                   # 13 batches padded to 15, 5 each
+    from collections import Counter
+
+    seen = Counter(tuple(b) for shard in shards for b in shard)
+    # the batches of one process, each taken once, and two again so that every process steps 5 times
+    assert seen == Counter(map(tuple, alone)) + Counter(map(tuple, alone[:2]))

@@ -92,7 +92,8 @@ class BucketSampler(Sampler[list[int]]):
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return -(-len(self.lengths) // self.batch_size)
+        world, _ = _world()
+        return -(-(-(-len(self.lengths) // self.batch_size)) // world)
 
     def __iter__(self):
         rng = np.random.default_rng([self.seed, self.epoch])
@@ -106,8 +107,21 @@ class BucketSampler(Sampler[list[int]]):
         batches = [order[i:i + size] for i in range(0, n, size)]
         if self.bucket:
             batches = [batches[i] for i in rng.permutation(len(batches))]
+        world, rank = _world()
+        if world > 1:   # one model over several processes: each takes every world-th batch, all the same count
+            batches += batches[:(-len(batches)) % world]
+            batches = batches[rank::world]
         for batch in batches:
             yield batch.tolist()
+
+
+def _world() -> tuple[int, int]:
+    """(processes, this one's rank) of the distributed group training one model; (1, 0) alone."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size(), dist.get_rank()
+    return 1, 0
 
 
 def sorted_batches(lengths: np.ndarray, batch_size: int) -> list[list[int]]:

@@ -125,14 +125,19 @@ def _quiet_lightning():
 
 
 def make_trainer(cfg: ExperimentConfig, callbacks: list[pl.Callback]) -> pl.Trainer:
-    """One device; tracking goes through the fold's Tracker (no Lightning logger), best weights
+    """``train.devices`` x ``num_nodes`` devices (one by default); tracking goes through the fold's Tracker (no Lightning logger), best weights
     stay in memory (no checkpoint files). With ``val_per_epoch`` > 1 Lightning validates every
     ``int(batches / val_per_epoch)`` batches, so when the batch count is not divisible the last
     validation of an epoch comes a few batches before its end."""
     t = cfg.train
+    spread = t.devices > 1 or t.num_nodes > 1
     return pl.Trainer(
-        max_epochs=t.epochs, accelerator="auto", devices=1, precision=precision_of(t.precision),
+        max_epochs=t.epochs, accelerator="auto", devices=t.devices, num_nodes=t.num_nodes,
+        strategy=t.strategy, precision=precision_of(t.precision),
         accumulate_grad_batches=t.accumulate, gradient_clip_val=t.grad_clip,
+        # across devices each would validate its own share: train.select=last, no validation
+        limit_val_batches=0 if spread else None,
+        use_distributed_sampler=False,   # the bucket sampler shards its own batches across processes
         val_check_interval=1.0 / t.val_per_epoch, num_sanity_val_steps=0, callbacks=callbacks,
         logger=False, enable_checkpointing=False, enable_model_summary=False,
         enable_progress_bar=sys.stderr.isatty(),
@@ -203,6 +208,8 @@ def fit_seed(prepared: Prepared, seed: int, train_idx: np.ndarray, valid_idx: np
     if not keep_best:        # SWA or select: last: the epoch the weights come from is the final one
         monitor.best_epoch = trainer.current_epoch
     monitor.steps = trainer.global_step
+    if t.devices > 1 or t.num_nodes > 1:   # ddp_spawn: the weights came back, the loop counters did not
+        monitor.best_epoch, monitor.steps = t.epochs - 1, t.epochs * len(train_dl) // t.accumulate
     return model, monitor
 
 
