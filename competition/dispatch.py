@@ -1,4 +1,5 @@
-"""Training (experiment, fold) pairs as Ray tasks: ``comp train exp=042,043 --fold all --ray [ADDRESS]``.
+"""Work as Ray tasks: (experiment, fold) pairs (``comp train exp=042,043 --ray ADDRESS``) and tuning
+workers (``comp tune exp=043 --ray ADDRESS --workers 4``).
 
 Folds of one experiment, and experiments, are independent work: Ray runs each pair as a task
 with the resources its experiment declares (``train.resources``), as many at once as the
@@ -154,3 +155,58 @@ def _hash(path: Path) -> str:
     from competition import artifacts
 
     return artifacts.file_hash(path)
+
+
+def _tune_task(files: dict[str, bytes], exp: str, data, kwargs: dict) -> dict:
+    """On a Ray worker: one tuning worker on the shared study, in a scratch copy of the workspace's
+    experiment files and folds; returns how many trials it ran."""
+    from competition.tune import tune
+
+    with tempfile.TemporaryDirectory(prefix="comp-tune-") as tmp:
+        root = Path(tmp)
+        for name, blob in files.items():
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            (root / name).write_bytes(blob)
+        result = tune(Workspace(root), exp, data=data, export=False, **kwargs)
+        return {"ran": result.ran, "node": f"{socket.gethostname()} pid {os.getpid()}"}
+
+
+def tune_on_ray(ws: Workspace, exp: str, workers: int, *, storage: str | None, address: str | None = None,
+                export: bool = True, data=None, ray_init: dict | None = None, **kwargs) -> dict:
+    """``workers`` tuning workers as Ray tasks on one study; the best trial exported here once they end.
+
+    The study's storage must be reachable from every worker: an RDB server (PostgreSQL, MySQL),
+    not SQLite, whose file lives on one disk and whose locks do not cross machines.
+    Returns ``{"ran": [trials per worker], "nodes": [...], "exported": path or None, "study": ...}``.
+    """
+    import ray
+
+    from competition import data as data_mod
+    from competition.spec import load_spec
+    from competition.tune import load_study
+    from competition.tune_export import export_best
+    from competition.tune_storage import storage_url
+
+    url = storage_url(ws, storage)
+    if url.startswith("sqlite"):
+        raise InputError(f"tuning workers on Ray need a study storage every worker can reach; {url} is a SQLite "
+                         "file on this disk (its locks do not cross machines): start PostgreSQL and pass its URL "
+                         "as the storage (postgresql://user:password@host:5432/db)")
+    if workers < 1:
+        raise InputError(f"{workers} tuning workers: give 1 or more")
+    data = data if data is not None else data_mod.load(load_spec(ws.spec_file))
+    files = {str(p.relative_to(ws.root)): p.read_bytes()
+             for p in [ws.spec_file, ws.folds_file, ws.folds_manifest, *ws.experiments_dir.glob("*.yaml")]}
+    owned = not ray.is_initialized()
+    if owned:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, **(ray_init or {}))
+    try:
+        task = ray.remote(max_calls=1, max_retries=0, num_cpus=1)(_tune_task)
+        data_ref = ray.put(data)
+        done = ray.get([task.remote(files, exp, data_ref, {**kwargs, "storage": url}) for _ in range(workers)])
+    finally:
+        if owned:
+            ray.shutdown()
+    study, _ = load_study(ws, exp, storage=url, study=kwargs.get("study"))
+    return {"ran": [d["ran"] for d in done], "nodes": [d["node"] for d in done], "study": study,
+            "exported": export_best(ws, exp, study, url) if export else None}

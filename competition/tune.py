@@ -168,7 +168,7 @@ def _check_study(study, *, exp: str, folds: list[int], metric: str, direction: s
 def tune(ws: Workspace, exp: str, *, overrides: list[str] = (), trials: int | None = None, sampler: str = "tpe",
          pruner="median", folds: str | list[int] = "0", storage: str | None = None, study: str | None = None,
          seed: int | None = None, heartbeat: int = 60, export: bool = True, keep_trials: bool = False,
-         on_trial: Callable | None = None) -> TuneResult:
+         on_trial: Callable | None = None, data=None) -> TuneResult:
     """Run trials on the study until it holds ``trials`` finished ones; export the best.
 
     Args:
@@ -189,6 +189,7 @@ def tune(ws: Workspace, exp: str, *, overrides: list[str] = (), trials: int | No
         export: write the best trial as a new experiment file.
         keep_trials: keep each trial's artifacts under ``experiments/.tune/<study>/``.
         on_trial: called with each finished FrozenTrial (progress printing).
+        data: a loaded dataset (loaded from the spec when None; a Ray tuning worker gets it so).
     """
     import optuna
 
@@ -201,8 +202,8 @@ def tune(ws: Workspace, exp: str, *, overrides: list[str] = (), trials: int | No
     base = load_config(ws, exp, overrides)
     params = parse_space(base.search, ws.experiment_file(exp))
     check_space(ws, exp, params, overrides, config=base)
-    spec = load_spec(ws.spec_file)
-    data = data_mod.load(spec)
+    spec = load_spec(ws.spec_file) if data is None else data.spec
+    data = data_mod.load(spec) if data is None else data
     n_splits = int(folds_mod.read_folds(ws, data)["fold"].max()) + 1
     try:
         chosen = parse_folds(folds if isinstance(folds, str) else ",".join(map(str, folds)), n_splits)

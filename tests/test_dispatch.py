@@ -14,6 +14,7 @@ ray = pytest.importorskip("ray")
 from competition.config import load_config  # noqa: E402
 from competition.dispatch import train_on_ray  # noqa: E402
 from competition.train import train  # noqa: E402
+from tests.test_tune import postgres  # noqa: E402,F401 (a fixture)
 from tests.workspaces import tweets_workspace  # noqa: E402
 
 LOCAL = {"num_cpus": 2}
@@ -177,3 +178,35 @@ def test_the_bucket_sampler_shards_an_epoch_across_processes(monkeypatch):
     seen = Counter(tuple(b) for shard in shards for b in shard)
     # the batches of one process, each taken once, and two again so that every process steps 5 times
     assert seen == Counter(map(tuple, alone)) + Counter(map(tuple, alone[:2]))
+
+
+def test_tuning_workers_as_ray_tasks_share_one_postgres_study(postgres, tmp_path):
+    from competition.dispatch import tune_on_ray
+    from tests.test_tune import TFIDF_SEARCH, load
+
+    ws = tweets_workspace(tmp_path / "ws", n_train=240, n_test=20, n_splits=2, experiments={"001": TFIDF_SEARCH})
+    out = tune_on_ray(ws, "001", 2, storage=postgres, trials=6, sampler="random", ray_init={"num_cpus": 2})
+    trials = load(postgres).trials
+    assert sorted(t.number for t in trials) == list(range(6)) and all(t.state.name == "COMPLETE" for t in trials)
+    assert sum(out["ran"]) == 6 and len(out["nodes"]) == 2
+    assert out["exported"] == ws.experiments_dir / "002.yaml" and out["exported"].is_file()   # written here, once
+
+
+def test_tuning_workers_on_ray_refuse_a_sqlite_study(tmp_path):
+    from competition.dispatch import tune_on_ray
+    from competition.errors import InputError
+
+    ws = tweets_workspace(tmp_path / "ws", n_train=100, n_test=20)
+    with pytest.raises(InputError, match="SQLite file on this disk"):
+        tune_on_ray(ws, "001", 2, storage=None)
+
+
+def test_the_tune_cli_refuses_ray_workers_on_sqlite_with_the_fix(tmp_path):
+    from typer.testing import CliRunner
+
+    from competition.cli import app
+    from tests.test_tune import TFIDF_SEARCH
+
+    ws = tweets_workspace(tmp_path / "ws", n_train=100, n_test=20, experiments={"001": TFIDF_SEARCH})
+    out = CliRunner().invoke(app, ["tune", "exp=001", "--ray", "2", "-w", str(ws.root)])
+    assert out.exit_code == 2 and "SQLite file on this disk" in out.output and "postgresql://" in out.output

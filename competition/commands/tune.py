@@ -37,6 +37,12 @@ def command(
     no_export: Annotated[bool, typer.Option("--no-export", help="don't write the best trial as an experiment")] = False,
     keep_trials: Annotated[bool, typer.Option(
         "--keep-trials", help="keep each trial's artifacts under experiments/.tune/")] = False,
+    ray: Annotated[int | None, typer.Option(
+        "--ray", min=1, help="start this many tuning workers as Ray tasks on the study (its --storage must be "
+                             "an RDB server every worker reaches, e.g. PostgreSQL)")] = None,
+    ray_address: Annotated[str, typer.Option(
+        "--ray-address", help="with --ray: local (a Ray started for this command), auto (the running "
+                              "cluster) or a cluster address")] = "local",
     ws_path: WorkspaceOpt = None,
 ) -> None:
     """Optuna search over the experiment's `search:` block; the best trial becomes a new experiment."""
@@ -63,6 +69,21 @@ def command(
         console.print(f"  trial {trial.number}: {state}{value}  {params}"
                       + (f"\n    [red]{error}[/]" if error else ""), highlight=False)
 
+    if ray is not None:
+        from competition.dispatch import tune_on_ray
+
+        console.print(f"[bold]tuning {exp}[/] · {ray} workers on Ray ({ray_address}) · sampler {sampler} · "
+                      f"pruner {pruner} · folds {folds}")
+        out = tune_on_ray(ws, exp, ray, storage=storage, address=None if ray_address == "local" else ray_address,
+                          export=not no_export, overrides=overrides, trials=trials, sampler=sampler, pruner=pruner,
+                          folds=folds, study=study, seed=seed, heartbeat=heartbeat, keep_trials=keep_trials)
+        for ran, node in zip(out["ran"], out["nodes"]):
+            console.print(f"  worker on {node}: {ran} trial(s)", highlight=False)
+        _show(summarize(ws, exp, storage=storage, study=study))
+        if out["exported"] is not None:
+            console.print(f"best trial -> {out['exported']}; train it with "
+                          f"`comp train exp={out['exported'].stem} --fold all`")
+        return
     console.print(f"[bold]tuning {exp}[/] · sampler {sampler} · pruner {pruner} · folds {folds}")
     result = tune(ws, exp, overrides=overrides, trials=trials, sampler=sampler, pruner=pruner, folds=folds,
                   storage=storage, study=study, seed=seed, heartbeat=heartbeat, export=not no_export,
