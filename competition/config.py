@@ -44,8 +44,16 @@ class _TorchModel(FamilyConfig):
 
     max_length: int = Field(128, ge=8, description="tokens per text (longer texts truncated)")
     truncation: Literal["head", "tail"] = Field("head", description="keep the start or the end of long texts")
-    pooling: Literal["cls", "mean"] = Field("mean", description="sentence vector: [CLS] token or mean of tokens")
+    pooling: Literal["cls", "mean", "attention", "weighted_layers"] = Field(
+        "mean", description="sentence vector: [CLS] token, mean of tokens, a learned attention over tokens, or "
+                            "the mean of tokens of a learned mix of the last pool_layers hidden layers")
+    pool_layers: int = Field(4, ge=2, description="pooling weighted_layers: how many of the last layers it mixes")
     dropout: float = Field(0.1, ge=0, lt=1, description="dropout before the head (and in the encoder)")
+    msd: int = Field(1, ge=1, description="multi-sample dropout: training logits averaged over this many "
+                                          "dropout masks of the sentence vector (1: plain dropout)")
+    reinit_layers: int = Field(0, ge=0, description="re-initialise the top n transformer layers before training")
+    label_smoothing: float = Field(0.0, ge=0, lt=0.5, description="classification: targets pulled towards "
+                                                                   "uniform by this much (regression: ignored)")
     lr: float = Field(5e-5, gt=0, description="peak learning rate of the encoder")
     head_lr: float | None = Field(None, gt=0, description="learning rate of the head (None: lr)")
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay (not on bias/LayerNorm)")

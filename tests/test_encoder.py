@@ -521,3 +521,103 @@ def test_a_damaged_model_folder_is_one_line_naming_the_fix(tiny, tmp_path, damag
     with pytest.raises(InputError, match="cannot load the model in .*save_pretrained"):
         prepared = encoder.prepare(cfg, data)
         fit(cfg, data, tmp_path / "out", prepared=prepared)
+
+
+# -- pooling, multi-sample dropout, re-initialised layers, label smoothing ---------------------
+
+def _encoder(tiny):
+    from transformers import AutoModel
+
+    return AutoModel.from_pretrained(tiny)
+
+
+def _batch(n: int = 4, t: int = 9):
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(5, 200, (n, t), generator=g)
+    mask = torch.ones(n, t, dtype=torch.long)
+    mask[:, 6:] = 0                                             # three padding tokens
+    return ids, mask
+
+
+def test_attention_pooling_is_a_softmax_over_the_real_tokens(tiny):
+    model = TextModel(_encoder(tiny), "binary", 1, pooling="attention").eval()
+    ids, mask = _batch()
+    with torch.no_grad():
+        hidden = model.encoder(input_ids=ids, attention_mask=mask).last_hidden_state
+        scores = model.token_score(hidden).squeeze(-1)[:, :6]
+        expect = (scores.softmax(-1).unsqueeze(-1) * hidden[:, :6]).sum(1)    # padding gets no weight
+        np.testing.assert_allclose(model.sentence(ids, mask).numpy(), expect.numpy(), atol=1e-5)
+        only_first = mask.clone()
+        only_first[:, 1:] = 0
+        np.testing.assert_allclose(model.sentence(ids, only_first).numpy(),
+                                   model.encoder(input_ids=ids, attention_mask=only_first).last_hidden_state[:, 0].numpy(),
+                                   atol=1e-5)
+
+
+def test_weighted_layers_mix_the_last_hidden_layers(tiny):
+    model = TextModel(_encoder(tiny), "binary", 1, pooling="weighted_layers", pool_layers=2).eval()
+    ids, mask = _batch()
+    with torch.no_grad():
+        states = model.encoder(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states
+        from competition.models.batches import pool
+
+        uniform = pool((states[-2] + states[-1]) / 2, mask, "mean")         # the initial mix: equal weights
+        np.testing.assert_allclose(model.sentence(ids, mask).numpy(), uniform.numpy(), atol=1e-5)
+        model.layer_logits.copy_(torch.tensor([30.0, -30.0]))               # all weight on the second-to-last
+        np.testing.assert_allclose(model.sentence(ids, mask).numpy(), pool(states[-2], mask, "mean").numpy(),
+                                   atol=1e-5)
+    names = {n for g in model.param_groups() for p in g["params"] for n, q in model.named_parameters() if q is p}
+    assert "layer_logits" in names                                          # it learns
+
+
+def test_multi_sample_dropout_averages_masks_and_is_off_at_inference(tiny):
+    ids, mask = _batch(16)
+    torch.manual_seed(0)
+    plain = TextModel(_encoder(tiny), "binary", 1, dropout=0.5)
+    many = TextModel(_encoder(tiny), "binary", 1, dropout=0.5, msd=8)
+    many.load_state_dict(plain.state_dict())
+    plain.train(), many.train()
+    with torch.no_grad():
+        spread = [torch.stack([m(ids, mask) for _ in range(30)]).std(0).mean().item() for m in (plain, many)]
+        assert spread[1] < 0.5 * spread[0], spread                         # 8 masks: ~1/sqrt(8) the noise
+        plain.eval(), many.eval()
+        np.testing.assert_allclose(many(ids, mask).numpy(), plain(ids, mask).numpy(), atol=1e-6)
+
+
+def test_label_smoothing_pulls_targets_towards_uniform():
+    from types import SimpleNamespace
+
+    logits, y = torch.tensor([[2.0], [-1.0], [0.5]]), torch.tensor([[1.0], [0.0], [1.0]])
+    binary = SimpleNamespace(hparams=SimpleNamespace(task="binary", label_smoothing=0.2))
+    got = TextModel.loss(binary, logits, y)
+    t = y * 0.8 + 0.1
+    p = torch.sigmoid(logits)
+    assert got.item() == pytest.approx(-(t * p.log() + (1 - t) * (1 - p).log()).mean().item(), rel=1e-6)
+    multi = SimpleNamespace(hparams=SimpleNamespace(task="multiclass", label_smoothing=0.3))
+    z, c = torch.tensor([[2.0, 0.0, -1.0]]), torch.tensor([0])
+    target = torch.full((1, 3), 0.1) + 0.7 * torch.eye(3)[c]
+    assert TextModel.loss(multi, z, c).item() == pytest.approx(-(target * z.log_softmax(-1)).sum().item(), rel=1e-6)
+
+
+def test_reinit_replaces_only_the_top_layers(tiny):
+    fresh = _encoder(tiny)
+    torch.manual_seed(1)
+    model = TextModel(_encoder(tiny), "binary", 1, reinit_layers=1)
+    top, below = "encoder.layer.1.attention.self.query.weight", "encoder.layer.0.attention.self.query.weight"
+    mine, theirs = dict(model.encoder.named_parameters()), dict(fresh.named_parameters())
+    assert not torch.equal(mine[top], theirs[top]) and torch.equal(mine[below], theirs[below])
+    with pytest.raises(ValueError, match="reinit_layers=5: this encoder has 2 layers"):
+        TextModel(_encoder(tiny), "binary", 1, reinit_layers=5)
+
+
+def test_a_fold_with_every_new_option_trains_saves_and_replays(tiny, tmp_path):
+    data = tweets("binary", N)
+    cfg = ExperimentConfig.model_validate({
+        "exp": "t", "track": {"wandb": False},
+        "model": {"family": "encoder", "name": tiny, "max_length": 48, "pooling": "weighted_layers",
+                  "pool_layers": 2, "msd": 3, "reinit_layers": 1, "label_smoothing": 0.1},
+        "train": {"epochs": 1, "batch_size": 16, "eval_batch_size": 32}})
+    result, _ = fit(cfg, data, tmp_path)
+    assert np.isfinite(result.oof).all() and ((result.oof > 0) & (result.oof < 1)).all()
+    np.testing.assert_allclose(encoder.predict(tmp_path, cfg, data, data.test), result.test, atol=1e-6)
+    np.testing.assert_allclose(encoder.predict(tmp_path, None, data, data.test), result.test, atol=1e-6)

@@ -54,6 +54,29 @@ def layer_depth(name: str, n_layers: int) -> int:
     return 0 if "embed" in name else n_layers
 
 
+def reinit_top_layers(encoder: nn.Module, n: int) -> None:
+    """Give the top ``n`` transformer layers fresh random weights (the encoder's own initialiser):
+    the layers nearest the pretraining objective transfer worst."""
+    layers = getattr(getattr(encoder, "encoder", None), "layer", None)
+    if layers is None or n > len(layers):
+        raise ValueError(f"model.reinit_layers={n}: this encoder has "
+                         f"{'no BERT-style layer list' if layers is None else f'{len(layers)} layers'}")
+    std = getattr(encoder.config, "initializer_range", 0.02)
+
+    def fresh(module: nn.Module) -> None:   # BERT's initialiser (transformers skips modules it has loaded)
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, std=std)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+    with torch.no_grad():
+        for layer in list(layers)[-n:]:
+            layer.apply(fresh)
+
+
 class TextModel(pl.LightningModule):
     """A Hugging Face encoder with pooling and a task head, trained with AdamW + warmup schedule.
 
@@ -61,39 +84,68 @@ class TextModel(pl.LightningModule):
         encoder: an ``AutoModel``-style encoder returning ``last_hidden_state``.
         task: binary, multiclass, multilabel or regression.
         n_out: outputs of the head (see the module docstring).
-        pooling: ``cls`` (first token) or ``mean`` (mean of real tokens).
+        pooling: ``cls`` (first token), ``mean`` (mean of real tokens), ``attention`` (a learned
+            score per token, softmax over the real ones) or ``weighted_layers`` (the mean of real
+            tokens of a softmax-weighted mix of the last ``pool_layers`` hidden layers).
         dropout: before the head.
         lr, head_lr: peak learning rates of the encoder's top layer and of the head.
         weight_decay: AdamW decay on matrices (not on biases / LayerNorm weights).
         layer_decay: layer l of L gets ``lr * layer_decay ** (L - l)``; embeddings are l = 0.
         warmup: fraction of the optimizer steps with linear warmup.
         schedule: linear, cosine or constant after warmup.
+        msd: multi-sample dropout: in training, the logits are the mean over ``msd`` dropout masks.
+        reinit_layers: the top n transformer layers start from fresh random weights.
+        label_smoothing: classification targets move this far towards uniform (BCE: y(1-e)+e/2).
     """
 
     def __init__(self, encoder: nn.Module, task: str, n_out: int, pooling: str = "mean", dropout: float = 0.1,
                  lr: float = 5e-5, head_lr: float | None = None, weight_decay: float = 0.01,
-                 layer_decay: float = 1.0, warmup: float = 0.1, schedule: str = "linear"):
+                 layer_decay: float = 1.0, warmup: float = 0.1, schedule: str = "linear", pool_layers: int = 4,
+                 msd: int = 1, reinit_layers: int = 0, label_smoothing: float = 0.0):
         super().__init__()
         self.save_hyperparameters(ignore=["encoder"])
         self.encoder = drop_pooler(encoder)
         self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(encoder.config.hidden_size, n_out)
+        hidden = encoder.config.hidden_size
+        self.head = nn.Linear(hidden, n_out)
+        # pooling parameters learn with the head's learning rate (see param_groups)
+        self.token_score = nn.Linear(hidden, 1) if pooling == "attention" else None
+        self.layer_logits = nn.Parameter(torch.zeros(pool_layers)) if pooling == "weighted_layers" else None
+        if reinit_layers:
+            reinit_top_layers(self.encoder, reinit_layers)
         self._train_loss_sum, self._train_steps = None, 0   # mean train loss between validations
         self._val_loss_sum, self._val_rows, self._val_out = 0.0, 0, []
 
     # -- model ---------------------------------------------------------------------------
+    def sentence(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The pooled sentence vectors (B, H)."""
+        how = self.hparams.pooling
+        out = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
+                           output_hidden_states=how == "weighted_layers")
+        if how == "weighted_layers":
+            layers = torch.stack(out.hidden_states[-self.hparams.pool_layers:])           # (k, B, T, H)
+            mix = self.layer_logits.softmax(0).to(layers.dtype)
+            return pool((mix[:, None, None, None] * layers).sum(0), attention_mask, "mean")
+        hidden = out.last_hidden_state                                                     # (B, T, H)
+        if how == "attention":
+            scores = self.token_score(hidden).squeeze(-1).float()                          # (B, T)
+            scores = scores.masked_fill(attention_mask == 0, float("-inf")).softmax(-1)
+            return (scores.unsqueeze(-1).to(hidden.dtype) * hidden).sum(1)
+        return pool(hidden, attention_mask, how)
+
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, T, H)
-        pooled = pool(hidden, attention_mask, self.hparams.pooling)                  # (B, H)
-        return self.head(self.dropout(pooled))                                       # (B, k)
+        pooled = self.sentence(input_ids, attention_mask)                                  # (B, H)
+        if self.training and self.hparams.msd > 1:   # multi-sample dropout: average over masks
+            return torch.stack([self.head(self.dropout(pooled)) for _ in range(self.hparams.msd)]).mean(0)
+        return self.head(self.dropout(pooled))                                             # (B, k)
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        logits = logits.float()
+        logits, eps = logits.float(), self.hparams.label_smoothing
         if self.hparams.task == "multiclass":
-            return F.cross_entropy(logits, labels)                # labels (B,) class codes
+            return F.cross_entropy(logits, labels, label_smoothing=eps)   # labels (B,) class codes
         if self.hparams.task == "regression":
             return F.mse_loss(logits, labels)                     # labels (B, T)
-        return F.binary_cross_entropy_with_logits(logits, labels)  # labels (B, 1) or (B, L) 0/1
+        return F.binary_cross_entropy_with_logits(logits, labels * (1 - eps) + eps / 2)  # (B, 1) or (B, L) 0/1
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         """What the framework stores: probabilities, or values for regression. (B, k) float32."""
@@ -161,7 +213,9 @@ class TextModel(pl.LightningModule):
         hp = self.hparams
         n_layers = getattr(self.encoder.config, "num_hidden_layers", 0)
         groups: dict[tuple[float, float], list[nn.Parameter]] = {}
-        for prefix, module in (("encoder", self.encoder), ("head", self.head)):
+        heads = [m for m in (self.head, self.token_score) if m is not None]
+        extra = [self.layer_logits] if self.layer_logits is not None else []
+        for prefix, module in (("encoder", self.encoder), *(("head", m) for m in heads)):
             for name, param in module.named_parameters():
                 if not param.requires_grad:
                     continue
@@ -171,6 +225,8 @@ class TextModel(pl.LightningModule):
                     lr = hp.lr * hp.layer_decay ** (n_layers - min(layer_depth(name, n_layers), n_layers))
                 decay = hp.weight_decay if param.ndim >= 2 else 0.0
                 groups.setdefault((lr, decay), []).append(param)
+        if extra:   # the layer mix: no decay towards 0 (that is a uniform mix, not "no mix")
+            groups.setdefault((hp.head_lr or hp.lr, 0.0), []).extend(extra)
         return [{"params": ps, "lr": lr, "weight_decay": wd} for (lr, wd), ps in groups.items()]
 
     def configure_optimizers(self):

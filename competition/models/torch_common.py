@@ -148,7 +148,9 @@ def new_model(prepared: Prepared, encoder: torch.nn.Module) -> TextModel:
     m = prepared.cfg.model
     return TextModel(encoder, prepared.data.spec.task, prepared.n_out, pooling=m.pooling, dropout=m.dropout,
                      lr=m.lr, head_lr=m.head_lr, weight_decay=m.weight_decay, layer_decay=m.layer_decay,
-                     warmup=prepared.cfg.train.warmup, schedule=prepared.cfg.train.schedule)
+                     warmup=prepared.cfg.train.warmup, schedule=prepared.cfg.train.schedule,
+                     pool_layers=m.pool_layers, msd=m.msd, reinit_layers=m.reinit_layers,
+                     label_smoothing=m.label_smoothing)
 
 
 def watched_rows(prepared: Prepared, seed: int, train_idx: np.ndarray,
