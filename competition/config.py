@@ -283,6 +283,10 @@ class TextConfig(_Strict):
 
     template: str | None = Field(None, description="e.g. '{keyword} | {text}' (None: text columns joined by sep)")
     sep: str = Field(" | ", description="joins text columns when there is no template")
+    clean: list[Literal["ftfy", "html", "urls", "users"]] = Field(
+        default_factory=list, description="repairs applied to every input text, in this order whatever the list's: "
+                                          "ftfy (mojibake), html (entities such as &amp;), urls (-> 'http'), "
+                                          "users (@name -> '@user')")
 
 
 class TrackConfig(_Strict):

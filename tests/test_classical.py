@@ -372,3 +372,33 @@ def test_a_fold_saved_as_pickle_by_an_older_version_is_refused_not_loaded(tmp_pa
     (fold / "tfidf.pkl").write_bytes(b"\x80\x04 anything: it must never be unpickled")
     with pytest.raises(InputError, match="pickle format comp used before.*Retrain this tfidf fold"):
         tfidf.predict(fold, config(family="tfidf"), None, pd.DataFrame({"text": ["a"]}))
+
+
+def test_text_clean_repairs_the_real_tweets_and_runs_through_train_and_predict(tmp_path):
+    """disaster-tweets holds mojibake (UTF-8 read as cp1252), HTML entities, links and @names."""
+    import re
+
+    import pandas as pd
+
+    from competition.data import _MOJIBAKE
+    from competition.models import clean
+    from competition.predict import predict
+    from tests.datasets import shared_data
+    from tests.workspaces import tweets_workspace
+
+    texts = pd.read_csv(shared_data() / "disaster-tweets" / "train.csv")["text"].astype(str).tolist()
+    broken = [t for t in texts if re.search(_MOJIBAKE, t)]
+    assert len(broken) > 50
+    fixed = clean(broken, ["ftfy"])
+    assert sum(bool(re.search(_MOJIBAKE, t)) for t in fixed) < len(broken) / 10
+    assert not any("&amp;" in t for t in clean(texts, ["html"])) and any("&amp;" in t for t in texts)
+    assert not any("http://t.co" in t for t in clean(texts, ["urls"]))
+    ws = tweets_workspace(tmp_path / "ws", n_train=300, n_test=60,
+                          experiments={"001": "template: tfidf\ntext: {clean: [ftfy, html, urls, users]}\n"})
+    from competition.config import load_config
+    from competition.train import train
+
+    run = train(ws, load_config(ws, "001"))
+    again = predict(ws, "001", ws.root / "test.csv", out=tmp_path / "p")
+    expect = pd.read_parquet(ws.run_dir("001") / "test.parquet")
+    assert run.complete and np.abs(again.predictions["target"].to_numpy() - expect["target"].to_numpy()).max() < 1e-9

@@ -10,6 +10,7 @@ probabilities for classification (binary: P(positive)), values for regression.
 from __future__ import annotations
 
 import importlib
+import re
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,7 +43,50 @@ def input_texts(cfg, spec, frame, drop: tuple[str, ...] = ()) -> list[str]:
     if not spec.text and cfg.text.template is None:
         raise InputError(f"model.family {cfg.model.family}: the competition has no text columns; "
                          "list them under `text:` in competition.yaml or set text.template")
-    return build_texts(frame, spec.text, template=cfg.text.template, sep=cfg.text.sep, drop=drop)
+    texts = build_texts(frame, spec.text, template=cfg.text.template, sep=cfg.text.sep, drop=drop)
+    return clean(texts, cfg.text.clean) if cfg.text.clean else texts
+
+
+_URL = re.compile(r"(?:https?://|www\.)\S+")
+_USER = re.compile(r"(?<![\w@])@\w+")
+
+
+def clean(texts: list[str], steps) -> list[str]:
+    """``text.clean``: ftfy (mojibake and other broken Unicode), html (entities), urls (each becomes
+    ``http``: a link's letters are noise, that there is one is not), users (``@name`` -> ``@user``);
+    in that order.
+
+    >>> clean(["CafÃ© &amp; bar @bob http://t.co/x1"], ["users", "urls", "html", "ftfy"])
+    ['Café & bar @user http']
+    """
+    out = list(texts)
+    if "ftfy" in steps:
+        import ftfy
+
+        out = [ftfy.fix_text(t) for t in out]
+    if "html" in steps:   # entities escaped twice (&amp;amp;) are common in scraped text
+        out = [_unescape(t) for t in out]
+    if "urls" in steps:
+        out = [_URL.sub("http", t) for t in out]
+    if "users" in steps:
+        out = [_USER.sub("@user", t) for t in out]
+    return out
+
+
+def _unescape(text: str, rounds: int = 3) -> str:
+    """HTML entities decoded until none is left (at most ``rounds`` times).
+
+    >>> _unescape("J&amp;amp;K")
+    'J&K'
+    """
+    import html
+
+    for _ in range(rounds):
+        decoded = html.unescape(text)
+        if decoded == text:
+            break
+        text = decoded
+    return text
 
 
 class ModelFamily(Protocol):
