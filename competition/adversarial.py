@@ -120,8 +120,8 @@ def validate(dataset, n_splits: int = 5, seed: int = 0) -> AdversarialResult:
         require_test(spec)
     smaller = min(len(train), len(test))
     if not 2 <= n_splits <= smaller:
-        raise InputError(f"n_splits (--folds) {n_splits}: needs 2 <= folds <= {smaller} (rows of the smaller "
-                         "of train and test); use e.g. --folds 5")
+        raise InputError(f"number of folds ({{n_splits}}) {n_splits}: needs 2 <= folds <= {smaller} (rows of the "
+                         "smaller of train and test); use e.g. {n_splits} 5", n_splits="n_splits")
     if spec.text:
         from competition.data import build_texts
 

@@ -272,12 +272,12 @@ def blend(ws: Workspace, *, inputs: list[str] | None = None, method: str = "hill
         data: a loaded dataset (loaded from the spec when None).
     """
     if method not in METHODS:
-        raise InputError(f"--method {method!r}: choose one of {', '.join(METHODS)}")
+        raise InputError(f"{{method}} {method!r}: choose one of {', '.join(METHODS)}", method="method")
     src = load_inputs(ws, inputs, data=data, exclude=name)
     spec, data = src.spec, src.data
     if method in TASKS and spec.task not in TASKS[method]:
-        raise InputError(f"--method {method} does not fit task {spec.task} (it suits {', '.join(TASKS[method])}); "
-                         "use mean, weighted or hill-climb")
+        raise InputError(f"{{method}} {method} does not fit task {spec.task} (it suits {', '.join(TASKS[method])}); "
+                         "use mean, weighted or hill-climb", method="method")
     require_two(src, "blend")
     name = claim_name(ws, name, "b", "blend", force)
     P, y, fold = src.oof, data.y, src.fold

@@ -423,7 +423,7 @@ def read_inputs(spec: Spec, path: Path | str, role: str = "rows to predict") -> 
     returns the frame and the hash a run's ``test_hash`` would have on them."""
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"{path}: no such file; give the CSV of the rows to predict (--test FILE)")
+        raise InputError(f"{path}: no such file; give the CSV of the rows to predict ({{test}})", test="test=PATH")
     frame, digest, notes = _read_inputs(spec, path, role)
     for note in notes:
         warnings.warn(note, DataWarning, stacklevel=2)

@@ -153,7 +153,7 @@ def main() -> None:
     from competition.models import PROGRESS
 
     fresh = "--fresh" in sys.argv[1:]
-    PROGRESS.set(lambda line: console.print(line, highlight=False))   # fine-tunes show a line per validation
+    token = PROGRESS.set(lambda line: console.print(line, highlight=False))   # a line per validation
     try:
         with user_warnings():      # as the CLI shows them: one line each, each once
             run(fresh=fresh)
@@ -169,6 +169,8 @@ def main() -> None:
             console.print(f"[bold red]error:[/] {escape(str(err))}")
             sys.exit(2)
         raise
+    finally:   # the printer is a local lambda: left set, it reaches (and breaks) pickling in later spawned workers
+        PROGRESS.reset(token)
 
 
 if __name__ == "__main__":

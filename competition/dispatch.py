@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from competition.errors import InputError
-from competition.workspace import Workspace
+from competition.workspace import CONFIG, Workspace
 
 
 @dataclass
@@ -80,7 +80,7 @@ def _write_fold(ws: Workspace, exp: str, fold: int, files: dict[str, bytes], con
         if target.exists():
             shutil.rmtree(target)
         os.replace(tmp, target)
-        artifacts.write_text(run_dir / "config.yaml", config_text)   # as train() does when a fold finishes
+        artifacts.write_text(run_dir / CONFIG, config_text)   # as train() does when a fold finishes
 
 
 def train_on_ray(ws: Workspace, cfgs: list, *, folds: list[int] | str = "all", force: bool = False,
@@ -103,6 +103,7 @@ def train_on_ray(ws: Workspace, cfgs: list, *, folds: list[int] | str = "all", f
 
     from competition import data as data_mod
     from competition import folds as folds_mod
+    from competition import runs
     from competition.spec import load_spec
     from competition.train import FoldRow, _fold_done, parse_folds, train
 
@@ -111,7 +112,7 @@ def train_on_ray(ws: Workspace, cfgs: list, *, folds: list[int] | str = "all", f
     fold_of = folds_mod.read_folds(ws, data)["fold"].to_numpy()
     n_splits = int(fold_of.max()) + 1
     chosen = parse_folds(folds if isinstance(folds, str) else ",".join(map(str, folds)), n_splits)
-    hashes = {"folds_hash": _hash(ws.folds_file), "data_hash": data.train_hash, "test_hash": data.test_hash}
+    hashes = runs.input_hashes(ws, data)
     out = DispatchResult()
     owned = not ray.is_initialized()
     if owned:
@@ -145,16 +146,10 @@ def train_on_ray(ws: Workspace, cfgs: list, *, folds: list[int] | str = "all", f
         if owned:
             ray.shutdown()
     for cfg in cfgs:   # every finished fold is on disk: a local train() skips them and assembles
-        if (ws.run_dir(cfg.exp) / "config.yaml").is_file():
+        if (ws.run_dir(cfg.exp) / CONFIG).is_file():
             done_folds = [k for k in chosen if (cfg.exp, k) not in out.failed]
             out.results[cfg.exp] = train(ws, cfg, folds=done_folds or chosen, data=data) if done_folds else None
     return out
-
-
-def _hash(path: Path) -> str:
-    from competition import artifacts
-
-    return artifacts.file_hash(path)
 
 
 def _tune_task(files: dict[str, bytes], exp: str, data, kwargs: dict) -> dict:

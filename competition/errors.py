@@ -4,10 +4,13 @@ that name the fix."""
 from __future__ import annotations
 
 import contextlib
+import re
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, ValidationError
+if TYPE_CHECKING:   # pydantic is imported where a config is validated, not by every error
+    from pydantic import BaseModel, ValidationError
 
 
 INTERRUPTED = "interrupted: finished artifacts are kept; run the command again to resume"
@@ -16,8 +19,37 @@ INTERRUPTED = "interrupted: finished artifacts are kept; run the command again t
 class InputError(ValueError):
     """Bad user input: a file, column, key or value. The CLI prints it and exits with code 2.
 
-    The message names the file / column / key, echoes the bad value and says the fix.
+    The message names the file / column / key, echoes the bad value and says the fix. A library
+    function speaks of its own arguments, never of a command's flags: the message names an
+    argument as a placeholder, ``{force}``, and ``words`` says how a Python caller writes it
+    (``force="force=True"``). ``str(err)`` reads so; the command that took the value as a flag
+    puts the flag there instead (:meth:`phrased`, e.g. ``{"force": "--force"}``).
+
+    >>> err = InputError("a run named s01 exists: pick another {name}, or {force} to replace it",
+    ...                  name="name", force="force=True")
+    >>> str(err)
+    'a run named s01 exists: pick another name, or force=True to replace it'
+    >>> err.phrased({"name": "--name", "force": "--force"})
+    'a run named s01 exists: pick another --name, or --force to replace it'
     """
+
+    def __init__(self, message: str, **words: str):
+        self.template, self.words = message, words
+        super().__init__(self.phrased())
+
+    def phrased(self, flags: dict[str, str] | None = None) -> str:
+        """The message with each argument it names written as ``flags`` says (a command's flags),
+        the others as a Python caller writes them. Only the placeholders of ``words`` are filled:
+        other braces in the message (a YAML list, a dict) stay as they are."""
+        if not self.words:
+            return self.template
+        flags = flags or {}
+
+        def fill(match: re.Match) -> str:
+            arg = match[1]
+            return flags.get(arg, self.words[arg]) if arg in self.words else match[0]
+
+        return re.sub(r"\{(\w+)\}", fill, self.template)
 
 
 @contextlib.contextmanager
@@ -89,6 +121,8 @@ def _tag(model: type[BaseModel]) -> str | None:
 
 def _models(annotation) -> list[type[BaseModel]]:
     """The pydantic models an annotation allows: one for a plain field, several for a union."""
+    from pydantic import BaseModel
+
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return [annotation]
     return [m for arg in getattr(annotation, "__args__", ()) or () for m in _models(arg)]

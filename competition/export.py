@@ -34,10 +34,10 @@ from pathlib import Path
 
 from competition import artifacts, runs
 from competition.errors import InputError
-from competition.workspace import Workspace
+from competition.workspace import CONFIG, MANIFEST, OOF, TEST, Workspace
 
-MANIFEST = "bundle.json"
-SKIPPED = {"oof.parquet", "test.parquet", "importance.json"}        # predictions, not models
+BUNDLE_MANIFEST = "bundle.json"
+SKIPPED = {OOF, TEST, "importance.json"}        # predictions, not models
 ENTRY_POINT = '''"""Predict with this bundle, offline: python predict.py --test FILE [--out DIR] [--sample-submission FILE]
 
 Exported by `comp export {run}`; needs the comp package (its wheel is in wheels/) and no network.
@@ -112,7 +112,7 @@ def _copy_run(ws: Workspace, name: str, target: Path, labels: list | None) -> No
     encoder (``encoder/``), and every manifest the class labels, so the bundle needs no hub and no
     training data."""
     source = ws.run_dir(name)
-    manifest = artifacts.read_json(source / "manifest.json")
+    manifest = artifacts.read_json(source / MANIFEST)
     for path in sorted(source.rglob("*")):
         rel = path.relative_to(source)
         if (path.is_dir() or path.name in SKIPPED or path.suffix == ".lock" or ".tmp-" in str(rel)
@@ -124,13 +124,13 @@ def _copy_run(ws: Workspace, name: str, target: Path, labels: list | None) -> No
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(path, dest)
     if manifest.get("labels") is None and labels is not None:
-        artifacts.write_json(target / "manifest.json", {**manifest, "labels": labels})
+        artifacts.write_json(target / MANIFEST, {**manifest, "labels": labels})
     if manifest.get("family") == "embed":
         import yaml
 
         from competition.models.embed import load_encoder
 
-        tokenizer, model = load_encoder(yaml.safe_load((source / "config.yaml").read_text())["model"]["name"])
+        tokenizer, model = load_encoder(yaml.safe_load((source / CONFIG).read_text())["model"]["name"])
         model.save_pretrained(target / "encoder")
         tokenizer.save_pretrained(target / "encoder")
 
@@ -165,7 +165,7 @@ def _build_wheel(target: Path) -> Path | None:
             proc = subprocess.run(command, capture_output=True, text=True)
     if proc.returncode != 0:
         raise InputError(f"building comp's wheel from {root} failed: {proc.stderr.strip()[-500:]}; "
-                         "export with --no-wheel and install comp in the notebook another way")
+                         "export with {wheel} and install comp in the notebook another way", wheel="wheel=False")
     return next(target.glob("competition-*.whl"))
 
 
@@ -176,7 +176,8 @@ def export(ws: Workspace, name: str, out: Path | str, *, kaggle_dataset: str | N
     if out.exists() and any(out.iterdir()):
         raise InputError(f"{out}: exists and is not empty; export into a new folder")
     if kaggle_dataset is not None and (kaggle_dataset.count("/") != 1 or not all(kaggle_dataset.split("/"))):
-        raise InputError(f"--kaggle-dataset {kaggle_dataset!r}: write OWNER/SLUG, e.g. alice/comp-042-bundle")
+        raise InputError(f"{{kaggle_dataset}} {kaggle_dataset!r}: write OWNER/SLUG, e.g. alice/comp-042-bundle",
+                         kaggle_dataset="kaggle_dataset")
     top = runs.load_run(ws, name)
     chosen = needed_runs(ws, name)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
@@ -194,7 +195,7 @@ def export(ws: Workspace, name: str, out: Path | str, *, kaggle_dataset: str | N
                 "title": f"comp bundle {name}", "id": kaggle_dataset, "licenses": [{"name": "CC0-1.0"}]})
         files = {str(p.relative_to(tmp)): {"sha256": _sha256(p), "bytes": p.stat().st_size}
                  for p in sorted(tmp.rglob("*")) if p.is_file()}
-        artifacts.write_json(tmp / MANIFEST, {
+        artifacts.write_json(tmp / BUNDLE_MANIFEST, {
             "run": name, "kind": top.manifest.get("kind", "experiment"), "runs": chosen,
             "labels": top.manifest.get("labels"), "cv": top.score, "metric": top.manifest.get("metric"),
             "files": files, **artifacts.environment()})
@@ -213,7 +214,7 @@ def export(ws: Workspace, name: str, out: Path | str, *, kaggle_dataset: str | N
 
 def verify(root: Path) -> None:
     """Every file ``bundle.json`` lists is there with its sha256, before anything is loaded from it."""
-    manifest = artifacts.read_json(Path(root) / MANIFEST)
+    manifest = artifacts.read_json(Path(root) / BUNDLE_MANIFEST)
     bad = []
     for rel, info in manifest.get("files", {}).items():
         path = Path(root) / rel
@@ -222,5 +223,5 @@ def verify(root: Path) -> None:
         elif path.stat().st_size != info["bytes"] or _sha256(path) != info["sha256"]:
             bad.append(f"{rel} differs from what was exported")
     if bad:
-        raise InputError(f"{Path(root) / MANIFEST}: the bundle is damaged or altered ({'; '.join(bad[:5])}"
+        raise InputError(f"{Path(root) / BUNDLE_MANIFEST}: the bundle is damaged or altered ({'; '.join(bad[:5])}"
                          f"{'; ...' if len(bad) > 5 else ''}); nothing was loaded. Export it again.")

@@ -35,7 +35,7 @@ from sklearn.model_selection import GroupKFold, KFold, StratifiedGroupKFold, Str
 from competition import artifacts
 from competition.errors import InputError
 from competition.spec import SCHEMES
-from competition.workspace import Workspace
+from competition.workspace import DONE, MANIFEST, Workspace
 
 # the tasks each scheme can split, and what to use instead
 _FITS = {
@@ -109,7 +109,8 @@ class TimeOrderedKFold(KFold):
 
 
 def _unknown_scheme(scheme: str) -> InputError:
-    return InputError(f"unknown fold scheme {scheme!r} (folds.scheme / --scheme); valid: {', '.join(SCHEMES)}")
+    return InputError(f"unknown fold scheme {scheme!r} (folds.scheme / {{scheme}}); valid: {', '.join(SCHEMES)}",
+                      scheme="scheme")
 
 
 def make_splitter(scheme: str, n_splits: int, seed: int, bins: int = 10):
@@ -290,7 +291,7 @@ def runs_using(ws: Workspace, folds_hashes: set[str]) -> list[str]:
     """Runs (experiments, stacks, blends) with a manifest or a finished fold made on these folds."""
     users = []
     for run_dir in sorted(p for p in ws.experiments_dir.glob("*") if p.is_dir()):
-        records = [run_dir / "manifest.json", *sorted(run_dir.glob("fold[0-9]*/done.json"))]
+        records = [run_dir / MANIFEST, *sorted(run_dir.glob(f"fold[0-9]*/{DONE}"))]
         for record in (r for r in records if r.is_file()):
             try:
                 used = artifacts.read_json(record).get("folds_hash")
@@ -358,8 +359,8 @@ def write_assignment(ws: Workspace, dataset, folds: pd.DataFrame, *, scheme: str
     users = runs_using(ws, old["hashes"]) if old["text"] is not None else []
     if users and not force:
         raise InputError(f"{ws.folds_file}: run(s) {', '.join(users)} were trained on the current folds; new "
-                         "folds would make their out-of-fold predictions incomparable. Pass --force to "
-                         "replace the folds (then retrain those runs), or keep the current folds.")
+                         "folds would make their out-of-fold predictions incomparable. Pass {force} to "
+                         "replace the folds (then retrain those runs), or keep the current folds.", force="force=True")
     with artifacts.atomic_path(ws.folds_file) as tmp:
         tmp.write_bytes(text.encode("utf-8"))
     manifest["folds_hash"] = artifacts.file_hash(ws.folds_file)

@@ -30,7 +30,7 @@ import numpy as np
 
 from competition import artifacts, metrics
 from competition.errors import InputError
-from competition.workspace import Workspace
+from competition.workspace import CONFIG, Workspace
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,8 @@ def holdout_rows(data, fraction: float, seed: int) -> np.ndarray:
     from competition import folds as folds_mod
 
     if not 0 < fraction <= 0.5:
-        raise InputError(f"--holdout {fraction}: give the share of rows to hold out, between 0 and 0.5 (e.g. 0.1)")
+        raise InputError(f"{{holdout}} {fraction}: give the share of rows to hold out, between 0 and 0.5 (e.g. 0.1)",
+                         holdout="holdout")
     spec = data.spec
     parts = max(2, int(round(1 / fraction)))
     group, time = spec.folds.group, spec.folds.time
@@ -79,9 +80,10 @@ def _retrain_here(ws: Workspace, name: str):
 
     run = runs.load_run(ws, name)
     if run.manifest.get("kind", "experiment") != "experiment":
-        raise InputError(f"--holdout retrains the stack's inputs without the holdout rows; {name} is a "
-                         f"{run.manifest.get('kind')}, not an experiment. Stack experiments only with --holdout.")
-    config_file = run.dir / "config.yaml"
+        raise InputError(f"{{holdout}} retrains the stack's inputs without the holdout rows; {name} is a "
+                         f"{run.manifest.get('kind')}, not an experiment. Stack experiments only with {{holdout}}.",
+                         holdout="a holdout")
+    config_file = run.dir / CONFIG
     if not config_file.is_file():
         raise InputError(f"{config_file}: missing, so {name} cannot be retrained for the holdout. "
                          f"Remake it: `comp train exp={name} --fold all --force`.")

@@ -77,7 +77,7 @@ def infer_task(values: pd.DataFrame) -> tuple[str, str]:
             return "multilabel", f"{values.shape[1]} target columns of 0/1"
         if all(pd.api.types.is_numeric_dtype(values[c]) for c in values):
             return "regression", f"{values.shape[1]} numeric target columns"
-        raise InputError(f"targets {list(values.columns)}: cannot tell the task; pass --task")
+        raise InputError(f"targets {list(values.columns)}: cannot tell the task; pass {{task}}", task="task")
     column = values.columns[0]
     v = values[column].dropna()
     n = v.nunique()
@@ -91,7 +91,7 @@ def infer_task(values: pd.DataFrame) -> tuple[str, str]:
     if numeric:
         return "regression", f"target {column!r} has {n} distinct integers"
     raise InputError(f"target {column!r} has {n} distinct text values: too many classes to guess the task; "
-                     "pass --task (binary, multiclass, multilabel or regression)")
+                     "pass {task} (binary, multiclass, multilabel or regression)", task="task")
 
 
 def _stray_labels(train: pd.DataFrame, column: str, id_column: str | None) -> None:
@@ -108,8 +108,8 @@ def _stray_labels(train: pd.DataFrame, column: str, id_column: str | None) -> No
              f"line(s) {[int(r) + 2 for r in rows[:5]]}")
     raise InputError(f"target {column!r}: {counts.index[0]!r} and {counts.index[1]!r} fill "
                      f"{counts.iloc[:2].sum()} rows but {stray[:5]} appear in only {len(rows)} ({where}), which "
-                     "would make the task multiclass. Fix or drop those rows, or pass --task multiclass if "
-                     "they are real classes.")
+                     "would make the task multiclass. Fix or drop those rows, or pass {task} multiclass if "
+                     "they are real classes.", task="task")
 
 
 def _is_text(values: pd.Series) -> bool:
@@ -129,7 +129,7 @@ def _infer_id(train: pd.DataFrame, test: pd.DataFrame | None, sample: pd.DataFra
         first = str(sample.columns[0])
         if first not in train.columns:
             raise InputError(f"the sample submission's first column {first!r} is not a train column "
-                             f"({', '.join(map(str, train.columns))}); pass --id COLUMN (or --id none)")
+                             f"({', '.join(map(str, train.columns))}); pass {{id}} COLUMN (or {{id}} none)", id="id")
         return first
     for column in train.columns:
         name = str(column)
@@ -152,7 +152,7 @@ def _infer_targets(train, test, sample, id_column) -> list[str]:
         if len(pool) == 1:
             return pool
     raise InputError(f"cannot tell the target column (train columns: {', '.join(map(str, train.columns))}); "
-                     "pass --target COLUMN (or several: --target a,b)")
+                     "pass {targets} COLUMN (or several: {targets} a,b)", targets="targets")
 
 
 def _columns(train, test, exclude, fields, notes) -> tuple[list[str], list[str]]:
@@ -165,9 +165,9 @@ def _columns(train, test, exclude, fields, notes) -> tuple[list[str], list[str]]
         train_only = [c for c in unused if _is_text(train[c])]
         if not text and train_only:
             raise InputError(f"the free-text column(s) {train_only} of train are missing from the test file "
-                             f"(its columns: {[str(c) for c in test.columns]}): a model could not read them "
-                             "at test time. Use the test file that has them, or name the inputs with --text / "
-                             "--features if the competition really has no text at test time.")
+                             f"(its columns: {[str(c) for c in test.columns]}): a model could not read them at "
+                             "test time. Use the test file that has them, or name the inputs with {text} / {features} "
+                             "if the competition really has no text at test time.", text="text", features="features")
         notes.append(f"text: {text or 'none'} (free text: 30+ characters on average, or spill-over)")
     features = fields.get("features")
     if features is None:
@@ -205,7 +205,8 @@ def _carve(root: Path, frame: pd.DataFrame, spec_fields: dict, fraction: float, 
     names = ["train.csv", "test.csv", "sample_submission.csv", "solution.csv"]
     existing = [n for n in names if (data_dir / n).exists()]
     if existing and not force:
-        raise InputError(f"{data_dir} already holds {existing}; pass --force to carve a new holdout over them")
+        raise InputError(f"{data_dir} already holds {existing}; pass {{force}} to carve a new holdout over them",
+                         force="force=True")
     id_column, targets, task = spec_fields["id"] or "id", spec_fields["targets"], spec_fields["task"]
     if spec_fields["id"] is None:
         frame.insert(0, "id", np.arange(len(frame), dtype=np.int64))
@@ -293,7 +294,7 @@ def infer_fields(train: pd.DataFrame, test: pd.DataFrame | None, sample: pd.Data
     label_column = (fields.get("label_list") or {}).get("column")
     if label_column and not fields.get("targets"):
         raise InputError(f"label_list column {label_column!r} holds label ids; name the labels with "
-                         "--label-names FILE (one per line) or --target a,b,...")
+                         "{label_names}", label_names="targets (one name per label id, in id order)")
     targets = fields.get("targets") or _infer_targets(train, test, sample, id_column)
     if label_column:
         task = fields.get("task") or "multilabel"
@@ -345,8 +346,8 @@ def init_workspace(root: Path | str, *, train: Path | str, test: Path | str | No
     root = Path(root).resolve()
     ws = Workspace(root)
     if ws.spec_file.exists() and not force:
-        raise InputError(f"{ws.spec_file} already exists; pass --force to overwrite it "
-                         "(folds and experiments are kept)")
+        raise InputError(f"{ws.spec_file} already exists; pass {{force}} to overwrite it "
+                         "(folds and experiments are kept)", force="force=True")
     valid = {*Spec.model_fields, *_READ_KEYS, *_FOLD_KEYS} - {"data_dir", "train", "test",
                                                               "sample_submission", "solution"}
     if set(fields) - valid:
@@ -358,9 +359,11 @@ def init_workspace(root: Path | str, *, train: Path | str, test: Path | str | No
     if isinstance(fields.get("label_list"), str):
         fields["label_list"] = {"column": fields["label_list"]}
     if holdout is not None and test is not None:
-        raise InputError("--holdout carves a test set out of train; it cannot be combined with --test")
+        raise InputError("{holdout} carves a test set out of train; it cannot be combined with {test}",
+                         holdout="a holdout", test="a test file")
     if holdout is not None and not 0 < holdout < 1:
-        raise InputError(f"--holdout {holdout}: give the fraction of train rows to hold out, e.g. 0.2")
+        raise InputError(f"{{holdout}} {holdout}: give the fraction of train rows to hold out, e.g. 0.2",
+                         holdout="holdout")
 
     paths = {"train": Path(train).resolve(), "test": test and Path(test).resolve(),
              "sample_submission": sample_submission and Path(sample_submission).resolve()}

@@ -23,7 +23,7 @@ import pandas as pd
 
 from competition import artifacts, metrics, runs
 from competition.errors import InputError
-from competition.workspace import Workspace
+from competition.workspace import MANIFEST, OOF, TEST, Workspace
 
 COMBINED_KINDS = ("stack", "blend")   # left out of the default inputs: name them to use them
 DERIVED = ("text_len", "n_words")     # features computed from the spec's text columns
@@ -80,7 +80,7 @@ def choose_runs(ws: Workspace, names: list[str] | None, hashes: dict, exclude: s
     notes: list[str] = []
     if names:
         chosen = [runs.load_run(ws, n) for n in dict.fromkeys(names)]
-        runs.check_compatible(chosen, hashes["folds_hash"], hashes["data_hash"])
+        runs.check_compatible(chosen, hashes)
     else:
         chosen = []
         for run in runs.all_runs(ws):
@@ -95,7 +95,7 @@ def choose_runs(ws: Workspace, names: list[str] | None, hashes: dict, exclude: s
             raise InputError(f"{ws.experiments_dir}: no complete experiment on the current folds and data "
                              "to combine. Train some first: `comp train exp=<id> --fold all`.")
     if exclude in [r.name for r in chosen]:
-        raise InputError(f"run {exclude!r} cannot be its own input; pick another --name")
+        raise InputError(f"run {exclude!r} cannot be its own input; pick another {{name}}", name="name")
     return chosen, notes
 
 
@@ -105,10 +105,9 @@ def _left_out(run: runs.Run, hashes: dict) -> str | None:
         return "not complete"
     if run.manifest.get("kind") in COMBINED_KINDS:
         return f"a {run.manifest.get('kind')} (name it to use it)"
-    stale = [what for key, what in (("folds_hash", "folds"), ("data_hash", "train data"),
-                                    ("test_hash", "test data")) if run.manifest.get(key) != hashes[key]]
+    stale = runs.changes(run.manifest, hashes)
     if stale:
-        return f"made on other {' and '.join(stale)}"
+        return f"made on other {' and '.join(c.what for c in stale)}"
     return f"{run.trivial} (name it to use it)" if run.trivial else None
 
 
@@ -134,8 +133,7 @@ def load_inputs(ws: Workspace, names: list[str] | None = None, *, data=None, exc
     spec = load_spec(ws.spec_file) if data is None else data.spec
     data = data if data is not None else data_mod.load(spec)
     fold = _fold_vector(ws, data)
-    hashes = {"folds_hash": artifacts.file_hash(ws.folds_file), "data_hash": data.train_hash,
-              "test_hash": data.test_hash}
+    hashes = runs.input_hashes(ws, data)
     chosen, notes = choose_runs(ws, names, hashes, exclude)
     cols = spec.pred_columns
     n, m, k = len(data.train), len(chosen), len(cols)
@@ -148,17 +146,18 @@ def load_inputs(ws: Workspace, names: list[str] | None = None, *, data=None, exc
             raise InputError(f"{run.dir}: run {run.name} predicts {run.pred_columns}, this competition "
                              f"needs {cols}; it belongs to another competition or task.")
         remake = runs.remake_command(run.name, run.manifest)
-        frame, versions[run.name] = runs.read_hashed(run.dir / "oof.parquet", remake, ["id", *cols])
-        pos = _aligned(frame, train_ids, f"{run.dir / 'oof.parquet'}")
+        frame, versions[run.name] = runs.read_hashed(run.dir / OOF, remake, ["id", *cols])
+        pos = _aligned(frame, train_ids, str(run.dir / OOF))
         values = frame[cols].to_numpy(dtype=np.float32)
         oof[:, j] = values if pos is None else values[pos]
         if test is None:
             continue
-        if run.manifest.get("test_hash") != hashes["test_hash"]:
+        moved = runs.changes(run.manifest, {"test_hash": hashes["test_hash"]})
+        if moved:
             raise InputError(f"{run.dir}: run {run.name} predicted another test file (test_hash "
-                             f"{run.manifest.get('test_hash')} != current {hashes['test_hash']}). "
+                             f"{moved[0].then} != current {moved[0].now}). "
                              f"Retrain it: `comp train exp={run.name} --force`, or leave it out.")
-        path = run.dir / "test.parquet"
+        path = run.dir / TEST
         if not path.is_file():
             raise InputError(f"{path}: run {run.name} has no test predictions; retrain it with the test set.")
         frame = runs.read_predictions(path, remake, ["id", *cols])
@@ -205,15 +204,17 @@ def claim_name(ws: Workspace, name: str | None, prefix: str, kind: str, force: b
     if name is None:
         return next_name(ws, prefix)
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
-        raise InputError(f"--name {name!r}: use letters, digits, '_', '.', '-' (it names a folder)")
-    manifest = ws.run_dir(name) / "manifest.json"
+        raise InputError(f"{{name}} {name!r}: use letters, digits, '_', '.', '-' (it names a folder)", name="name")
+    manifest = ws.run_dir(name) / MANIFEST
     if ws.experiment_file(name).is_file():
-        raise InputError(f"--name {name!r}: {ws.experiment_file(name)} is an experiment; pick another name")
+        raise InputError(f"{{name}} {name!r}: {ws.experiment_file(name)} is an experiment; pick another name",
+                         name="name")
     if manifest.is_file():
         old = artifacts.read_json(manifest).get("kind")
         if not force or old != kind:
-            raise InputError(f"{ws.run_dir(name)} already holds a run ({old}). Pick another --name, "
-                             f"or --force to replace it{'' if old == kind else ' (only a ' + kind + ')'}.")
+            raise InputError(f"{ws.run_dir(name)} already holds a run ({old}). Pick another {{name}}, "
+                             f"or {{force}} to replace it{'' if old == kind else ' (only a ' + kind + ')'}.",
+                             name="name", force="force=True")
     if ws.run_dir(name).exists():
         shutil.rmtree(ws.run_dir(name))
     return name
@@ -249,8 +250,8 @@ def require_two(src: Inputs, what: str) -> None:
     if len(src.runs) < 2:
         left = "; ".join(src.notes) or "no other run on the current folds and data"
         raise InputError(f"a {what} needs at least two runs, got {src.names}; {left}. "
-                         f"Train another experiment, or name two or more with --exp; to submit "
-                         f"{src.names[0]} as it is: `comp submit {src.names[0]}`.")
+                         f"Train another experiment, or name two or more with {{inputs}}; to submit "
+                         f"{src.names[0]} as it is: `comp submit {src.names[0]}`.", inputs="inputs=[...]")
 
 
 def gain(metric: str, score: float, reference: float) -> float:
@@ -262,7 +263,7 @@ def gain(metric: str, score: float, reference: float) -> float:
     return (score - reference) if metrics.greater_is_better(metric) else (reference - score)
 
 
-# -- row features (a stack's --with-features, a blend's gate) ---------------------------------
+# -- row features (a stack's features, a blend's gate) ---------------------------------------
 
 def feature_matrix(frame: pd.DataFrame, spec, names: list[str], categories: dict | None = None
                    ) -> tuple[np.ndarray, list[int], dict[str, list]]:
@@ -285,8 +286,8 @@ def feature_matrix(frame: pd.DataFrame, spec, names: list[str], categories: dict
             out[:, i] = sum(count(s).to_numpy(dtype=np.float32) for s in texts)
         elif name not in frame.columns or name in (spec.id_column, *spec.targets):
             valid = [c for c in frame.columns if c not in (spec.id_column, *spec.targets)]
-            raise InputError(f"--with-features {name!r}: not a feature. Valid: {', '.join([*DERIVED, *valid])} "
-                             "(targets and the id are never features).")
+            raise InputError(f"{{features}} {name!r}: not a feature. Valid: {', '.join([*DERIVED, *valid])} "
+                             "(targets and the id are never features).", features="features")
         elif pd.api.types.is_numeric_dtype(frame[name]) or pd.api.types.is_bool_dtype(frame[name]):
             out[:, i] = frame[name].to_numpy(dtype=np.float32, na_value=np.nan)
         else:  # pandas 3 strings: LightGBM takes them as category codes

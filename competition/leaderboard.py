@@ -64,17 +64,6 @@ def train_seconds(manifest: dict) -> float | None:
     return round(float(sum(values)) + float(manifest.get("prepare_seconds") or 0.0), 2)
 
 
-def stale_reasons(manifest: dict, current: dict) -> list[str]:
-    """What changed since the run was trained, for each hash the current state knows.
-
-    >>> stale_reasons({"folds_hash": "a", "data_hash": "b"}, {"folds_hash": "a", "data_hash": "c"})
-    ['train data changed (data_hash b != c)']
-    """
-    what = {"folds_hash": "folds changed", "data_hash": "train data changed", "test_hash": "test data changed"}
-    return [f"{what[k]} ({k} {manifest.get(k)} != {v})"
-            for k, v in current.items() if v is not None and manifest.get(k) != v]
-
-
 def changed_inputs(ws: Workspace, name: str, manifest: dict, file_hash=None) -> list[str]:
     """For a stack or blend: inputs retrained (their OOF changed) or removed since it was built.
 
@@ -82,11 +71,12 @@ def changed_inputs(ws: Workspace, name: str, manifest: dict, file_hash=None) -> 
     several stacks share is read once.
     """
     from competition import artifacts, runs
+    from competition.workspace import OOF
 
     file_hash = file_hash or artifacts.file_hash
     notes = []
     for source, recorded in (manifest.get("input_hashes") or {}).items():
-        oof = ws.run_dir(source) / "oof.parquet"
+        oof = ws.run_dir(source) / OOF
         if not oof.is_file():
             notes.append(f"input {source} is gone")
         elif file_hash(oof) != recorded:
@@ -185,19 +175,6 @@ def sort_entries(entries: list[Entry], direction: str) -> list[Entry]:
     return out
 
 
-def current_hashes(ws: Workspace, data=None) -> dict:
-    """The hashes a fresh run would record now (None where unknown: no folds yet, unreadable data)."""
-    from competition import artifacts
-
-    hashes = {"folds_hash": artifacts.file_hash(ws.folds_file) if ws.folds_file.is_file() else None,
-              "data_hash": None, "test_hash": None}
-    data = _load(ws, data)
-    if data is None:
-        return hashes
-    hashes.update(data_hash=data.train_hash, test_hash=data.test_hash)
-    return hashes
-
-
 def leaderboard(ws: Workspace, *, data=None) -> list[Entry]:
     """Every run of the workspace (:func:`competition.runs.all_runs`), sorted; see the module doc."""
     import functools
@@ -212,16 +189,18 @@ def leaderboard(ws: Workspace, *, data=None) -> list[Entry]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # data warnings belong to `comp check`, not here
         data = _load(ws, data)
-        current = current_hashes(ws, data)
-    weights = None if data is None or current["folds_hash"] is None else folds_mod.row_weights(ws, data)
+    # what a fresh run would record now, less what is unknown (no folds yet, unreadable data, no test set)
+    current = {k: v for k, v in runs.input_hashes(ws, data).items() if v is not None}
+    weights = None if data is None or "folds_hash" not in current else folds_mod.row_weights(ws, data)
     entries, scored, weighted = [], {}, {}
     file_hash = functools.cache(artifacts.file_hash)
     for run in runs.all_runs(ws):
         m = run.manifest
         n_splits = int(m.get("n_splits") or len(run.metrics.get("folds") or {}) or 0)
         done = len(m.get("folds_done") or run.metrics.get("folds") or ([0] * n_splits if run.complete else []))
-        notes = stale_reasons(m, {k: current[k] for k in ("folds_hash", "data_hash")})
-        test_note = stale_reasons(m, {"test_hash": current["test_hash"]}) if m.get("test_hash") else []
+        changed = runs.changes(m, current)
+        notes = [str(c) for c in changed if c.key != "test_hash"]
+        test_note = [str(c) for c in changed if c.key == "test_hash" and m.get("test_hash")]
         if m.get("metric") and m["metric"] != spec.metric:
             notes.append(f"scored with {m['metric']}, not {spec.metric}")
         status = "partial" if not run.complete else "stale" if notes else "complete"

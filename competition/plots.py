@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from competition import artifacts, metrics
-from competition.workspace import Workspace
+from competition.workspace import DONE, Workspace
 
 DPI = 110
 MAX_CURVE_RUNS = 6     # learning-curve rows; more would make an unreadably tall figure
@@ -203,7 +203,7 @@ def fold_histories(ws: Workspace, rd: RunData) -> dict[int, list[dict]]:
     """Each fold's learning curve (``history`` of its done.json), folds without one left out."""
     out = {}
     for k in range(int(rd.run.manifest.get("n_splits") or 0)):
-        done = ws.fold_dir(rd.name, k) / "done.json"
+        done = ws.fold_dir(rd.name, k) / DONE
         if done.is_file():
             history = [row for row in artifacts.read_json(done).get("history") or [] if isinstance(row, dict)]
             if any(row.get("val/loss") is not None or row.get("val/score") is not None for row in history):

@@ -32,7 +32,7 @@ import pandas as pd
 
 from competition import artifacts, runs
 from competition.errors import InputError
-from competition.workspace import Workspace
+from competition.workspace import CONFIG, DONE, MANIFEST, Workspace
 
 CHECKED_PACKAGES = ("torch", "transformers", "tokenizers", "scikit-learn", "lightgbm", "numpy")
 
@@ -83,7 +83,7 @@ class _Replay:
         from competition.config import ExperimentConfig
         from competition.models import family
 
-        config = run.dir / "config.yaml"
+        config = run.dir / CONFIG
         if not config.is_file():
             raise InputError(f"{config}: missing; experiment {run.name} cannot be rebuilt without its "
                              f"resolved config. Retrain it: `comp train exp={run.name} --fold all --force`")
@@ -93,8 +93,8 @@ class _Replay:
         parts = []
         for k in range(int(run.manifest["n_splits"])):
             fold_dir = self.ws.fold_dir(run.name, k)
-            if not (fold_dir / "done.json").is_file():
-                raise InputError(f"{fold_dir}: fold {k} of {run.name} is missing (no done.json); retrain it: "
+            if not (fold_dir / DONE).is_file():
+                raise InputError(f"{fold_dir}: fold {k} of {run.name} is missing (no {DONE}); retrain it: "
                                  f"`comp train exp={run.name} --fold {k} --force`")
             kwargs = {"cache": self.tokens} if cfg.is_torch else {}
             parts.append(np.asarray(impl.predict(fold_dir, cfg, data, self.frame, **kwargs), dtype=np.float64))
@@ -156,8 +156,8 @@ def _out_dir(ws: Workspace, out: Path | None, name: str) -> Path:
     if out is not None:
         out = Path(out)
         if out.exists() and any(out.iterdir()):
-            raise InputError(f"{out}: exists and is not empty; choose another --out (predictions are never "
-                             "overwritten)")
+            raise InputError(f"{out}: exists and is not empty; choose another {{out}} (predictions are never "
+                             "overwritten)", out="out")
         return out
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     path, n = ws.submissions_dir / f"{stamp}_{name}_predict", 1
@@ -180,14 +180,14 @@ def predict(ws: Workspace, name: str, test_file: Path | str, *, out: Path | None
 
     from competition import export
 
-    if (ws.root / export.MANIFEST).is_file():      # a bundle: check every file before loading any
+    if (ws.root / export.BUNDLE_MANIFEST).is_file():      # a bundle: check every file before loading any
         export.verify(ws.root)
     spec = load_spec(ws.spec_file)
     run = runs.load_run(ws, name)
     test_file = Path(test_file)
     frame, frame_hash = data_mod.read_inputs(spec, test_file)
     if run.pred_columns != spec.pred_columns:
-        raise InputError(f"{run.dir / 'manifest.json'}: run {name} predicts {run.pred_columns}, "
+        raise InputError(f"{run.dir / MANIFEST}: run {name} predicts {run.pred_columns}, "
                          f"competition.yaml expects {spec.pred_columns}; remake it: `{runs.remake_command(name, run.manifest)}`")
     replay = _Replay(ws, spec, frame)
     values = replay.run(name)
@@ -205,7 +205,8 @@ def predict(ws: Workspace, name: str, test_file: Path | str, *, out: Path | None
     submission.check_sample_columns(sample, spec, output, sample_name)
     submission.check_ids(preds["id"], sample[sample.columns[0]], where=str(test_file),
                          reference=f"the sample submission {sample_name}",
-                         fix="give the sample submission that belongs to this file (--sample-submission)")
+                         fix="give the sample submission that belongs to this file ({sample_submission})",
+                         words={"sample_submission": "sample_submission=PATH"})
     table = submission.format_submission(sample, preds, task=spec.task, output=output, labels=labels,
                                          threshold=run.threshold)
     submission.check_output(table, sample, output, spec.task, labels, sample_name)
@@ -219,7 +220,7 @@ def predict(ws: Workspace, name: str, test_file: Path | str, *, out: Path | None
         artifacts.write_csv(tmp / "submission.csv", table,
                             lineterminator=submission.line_terminator(sample_path),
                             encoding="utf-8-sig" if submission.has_bom(sample_path) else "utf-8")
-        artifacts.write_json(tmp / "manifest.json", {
+        artifacts.write_json(tmp / MANIFEST, {
             "run": name, "kind": run.manifest.get("kind", "experiment"), "inputs": run.manifest.get("inputs"),
             "file": str(test_file.resolve()), "file_hash": artifacts.file_hash(test_file), "rows_hash": frame_hash,
             "rows": len(preds), "columns": cols, "output": output,

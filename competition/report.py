@@ -47,7 +47,7 @@ from competition.plots import (
     plot_learning_curves,
 )
 from competition.plots_best import plot_calibration, plot_confusion, plot_pred_vs_true
-from competition.workspace import Workspace
+from competition.workspace import MANIFEST, OOF, Workspace
 
 TEMPLATE = "report.html.j2"     # in competition/templates/
 
@@ -92,14 +92,15 @@ def _aligned(run, spec, data) -> RunData:
     cols = spec.pred_columns
     if run.pred_columns != cols:
         raise InputError(f"{run.dir}: run {run.name} predicts {run.pred_columns}, this competition needs "
-                         f"{cols}; it belongs to another competition or task. Leave it out with --runs.")
+                         f"{cols}; it belongs to another competition or task. Leave it out with {{runs}}.",
+                         runs="runs=[...]")
     frame = run.oof()
     ids = data.train[spec.id_column].astype(str)
     pos = pd.Index(frame["id"].astype(str)).get_indexer(ids)
     if len(frame) != len(ids) or (pos < 0).any():
-        raise InputError(f"{run.dir / 'oof.parquet'}: its ids do not match the current train data "
+        raise InputError(f"{run.dir / OOF}: its ids do not match the current train data "
                          f"({len(frame)} rows, {int((pos < 0).sum())} current id(s) missing). Retrain it "
-                         f"(`comp train exp={run.name} --force`) or leave it out with --runs.")
+                         f"(`comp train exp={run.name} --force`) or leave it out with {{runs}}.", runs="runs=[...]")
     return RunData(run, frame[cols].to_numpy(dtype=float)[pos])
 
 
@@ -130,12 +131,13 @@ def _output_folder(ws: Workspace, out: Path | str | None, force: bool) -> Path:
         return path
     path = Path(out).expanduser().resolve()
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
-        manifest = path / "manifest.json"
+        manifest = path / MANIFEST
         is_report = manifest.is_file() and artifacts.read_json(manifest).get("kind") == "report"
         if not (force and is_report):
-            raise InputError(f"--out {path}: it exists and is not empty. Pick a new folder"
-                             + (", or --force to replace this report." if is_report else
-                                " (only an earlier report is ever replaced, with --force)."))
+            raise InputError(f"{{out}} {path}: it exists and is not empty. Pick a new folder"
+                             + (", or {force} to replace this report." if is_report else
+                                " (only an earlier report is ever replaced, with {force})."),
+                             out="out", force="force=True")
     return path
 
 
@@ -181,7 +183,7 @@ def report(ws: Workspace, *, out: Path | str | None = None, runs: list[str] | No
                 plots.append(Plot(key, title, None, f"failed: {type(err).__name__}: {err}", failed=True))
         table = [e for e in entries if not runs or e.name in runs]
         artifacts.write_text(tmp / "index.html", render_html(ctx, table, plots))
-        artifacts.write_json(tmp / "manifest.json", {
+        artifacts.write_json(tmp / MANIFEST, {
             "kind": "report", "competition": spec.name, "task": spec.task, "metric": spec.metric,
             "runs": [rd.name for rd in ctx.runs], "plots": {p.key: p.file for p in plots if p.file},
             "skipped": {p.key: p.caption for p in plots if not p.file}, **artifacts.environment()})

@@ -11,8 +11,11 @@ A *run* is a folder ``experiments/<name>/`` with::
     oof.parquet     id, fold, prediction columns: every train row once, train-file order
     test.parquet    id, prediction columns (fold average), <col>__fold<k> (when there is a test set)
 
-:func:`write_run` is the one writer (train, stack and blend call it), so whatever
-reads a run never needs to know what produced it.
+The file names are :mod:`competition.workspace`'s (``MANIFEST``, ``OOF``, ...), the module that owns
+every path. :func:`write_run` is the one writer of a complete run (train, stack and blend call it)
+and :func:`write_partial` of an experiment's unfinished one, so whatever reads a run never needs to
+know what produced it. A run records the hashes of the inputs it was made on (:func:`input_hashes`);
+:func:`changes` says which of them changed since, for every stage to phrase its own consequence.
 """
 
 from __future__ import annotations
@@ -26,10 +29,11 @@ import pandas as pd
 
 from competition import artifacts, metrics
 from competition.errors import InputError
-from competition.workspace import Workspace
+from competition.workspace import MANIFEST, METRICS, OOF, TEST, Workspace
 
 
-RUN_FILES = ("oof.parquet", "test.parquet", "metrics.json")   # a complete run's predictions and scores
+RUN_FILES = (OOF, TEST, METRICS)   # a complete run's predictions and scores
+HASHES = {"folds_hash": "folds", "data_hash": "train data", "test_hash": "test data"}  # what each fingerprints
 
 
 @dataclass(frozen=True)
@@ -61,10 +65,10 @@ class Run:
         return list(self.manifest["pred_columns"])
 
     def oof(self) -> pd.DataFrame:
-        return read_predictions(self.dir / "oof.parquet", remake_command(self.name, self.manifest))
+        return read_predictions(self.dir / OOF, remake_command(self.name, self.manifest))
 
     def test(self) -> pd.DataFrame | None:
-        path = self.dir / "test.parquet"
+        path = self.dir / TEST
         return read_predictions(path, remake_command(self.name, self.manifest)) if path.is_file() else None
 
     def cv(self, data) -> tuple[metrics.CV, np.ndarray]:
@@ -86,8 +90,8 @@ class Run:
         import pyarrow.parquet as pq
 
         try:
-            for name in ("oof.parquet", "test.parquet"):
-                if name == "oof.parquet" or (self.dir / name).exists():
+            for name in (OOF, TEST):
+                if name == OOF or (self.dir / name).exists():
                     pq.read_metadata(self.dir / name)
         except (OSError, ValueError):
             return False
@@ -119,13 +123,13 @@ def read_hashed(path: Path, remake: str, columns: list[str] | None = None) -> tu
 def load_run(ws: Workspace, name: str, *, complete: bool = True) -> Run:
     """Read one run; InputError when it does not exist or (with ``complete``) is unfinished."""
     run_dir = ws.run_dir(name)
-    manifest_file = run_dir / "manifest.json"
+    manifest_file = run_dir / MANIFEST
     if not manifest_file.is_file():
         known = ", ".join(ws.run_ids()) or "none yet"
-        raise InputError(f"{run_dir}: no run named {name!r} (no manifest.json). Runs here: {known}. "
+        raise InputError(f"{run_dir}: no run named {name!r} (no {MANIFEST}). Runs here: {known}. "
                          f"Train it first: `comp train exp={name} --fold all`.")
     manifest = artifacts.read_json(manifest_file)
-    metrics_file = run_dir / "metrics.json"
+    metrics_file = run_dir / METRICS
     run = Run(name, run_dir, manifest, artifacts.read_json(metrics_file) if metrics_file.is_file() else {})
     if complete and not run.complete:
         missing = sorted(set(range(manifest.get("n_splits", 0))) - set(manifest.get("folds_done", [])))
@@ -139,16 +143,49 @@ def all_runs(ws: Workspace) -> list[Run]:
     return [load_run(ws, name, complete=False) for name in ws.run_ids()]
 
 
-def check_compatible(runs: list[Run], folds_hash: str, data_hash: str) -> None:
-    """Refuse to combine runs made on other folds or other data than the current ones."""
+def input_hashes(ws: Workspace, data=None) -> dict[str, str | None]:
+    """The hashes of the inputs a run made now records: the folds file, the train data and the
+    test data (:data:`HASHES`); None where unknown (no folds file yet, no data loaded) or absent
+    (no test set)."""
+    return {"folds_hash": artifacts.file_hash(ws.folds_file) if ws.folds_file.is_file() else None,
+            "data_hash": None if data is None else data.train_hash,
+            "test_hash": None if data is None else data.test_hash}
+
+
+@dataclass(frozen=True)
+class Change:
+    """One input that changed since a run (or a fold) was made: its hash then and now."""
+
+    key: str                 # folds_hash | data_hash | test_hash
+    then: str | None
+    now: str | None
+
+    @property
+    def what(self) -> str:
+        """The input in words: folds, train data, test data."""
+        return HASHES[self.key]
+
+    def __str__(self) -> str:
+        return f"{self.what} changed ({self.key} {self.then} != {self.now})"
+
+
+def changes(recorded: dict, current: dict) -> list[Change]:
+    """What changed since a run or fold recorded ``recorded`` (its manifest, a fold's ``done.json``):
+    each input hash of ``current`` that differs from the recorded one, in :data:`HASHES` order.
+    A caller leaves out the hashes it does not know. Each stage phrases the consequence.
+
+    >>> [str(c) for c in changes({"folds_hash": "a", "data_hash": "b"}, {"folds_hash": "a", "data_hash": "c"})]
+    ['train data changed (data_hash b != c)']
+    """
+    return [Change(k, recorded.get(k), current[k]) for k in HASHES if k in current and recorded.get(k) != current[k]]
+
+
+def check_compatible(runs: list[Run], current: dict) -> None:
+    """Refuse to combine runs made on other folds or other train data than the current ones."""
     problems = []
     for run in runs:
-        if run.manifest.get("folds_hash") != folds_hash:
-            problems.append(f"{run.name} was trained on other folds (folds_hash "
-                            f"{run.manifest.get('folds_hash')} != current {folds_hash})")
-        if run.manifest.get("data_hash") != data_hash:
-            problems.append(f"{run.name} was trained on other train data (data_hash "
-                            f"{run.manifest.get('data_hash')} != current {data_hash})")
+        problems += [f"{run.name} was trained on other {c.what} ({c.key} {c.then} != current {c.now})"
+                     for c in changes(run.manifest, {k: current[k] for k in ("folds_hash", "data_hash")})]
     if problems:
         raise InputError("cannot combine these runs:\n  - " + "\n  - ".join(problems)
                          + "\nRetrain them on the current folds (`comp train exp=<id> --force`) or leave them out.")
@@ -179,9 +216,9 @@ def write_run(ws: Workspace, name: str, *, spec, data, oof: pd.DataFrame, test: 
         raise RuntimeError(f"run {name}: OOF predictions hold NaN or inf")
     result = metrics.cv(spec.metric, data.y, pred, spec.task, oof["fold"].to_numpy())
     run_dir = ws.run_dir(name)
-    artifacts.write_parquet(run_dir / "oof.parquet", oof)
+    artifacts.write_parquet(run_dir / OOF, oof)
     if test is not None:
-        artifacts.write_parquet(run_dir / "test.parquet", test)
+        artifacts.write_parquet(run_dir / TEST, test)
     run_metrics = {
         "metric": spec.metric, "direction": metrics.METRICS[spec.metric].direction,
         "oof_score": result.score, "threshold": result.threshold,
@@ -192,12 +229,28 @@ def write_run(ws: Workspace, name: str, *, spec, data, oof: pd.DataFrame, test: 
                            fold_thresholds={k: v for k, v in result.fold_thresholds.items()})
     base = metrics.baseline(spec.metric, data.y, spec.task, oof["fold"].to_numpy())
     run_metrics.update(baseline_score=base, trivial=trivial_reason(spec.metric, pred, result.score, base))
-    artifacts.write_json(run_dir / "metrics.json", run_metrics)
-    full = {"name": name, "competition": spec.name, "task": spec.task, "metric": spec.metric,
-            "pred_columns": cols, "labels": _plain(data.labels), "status": "complete", **manifest,
-            **artifacts.environment()}
-    artifacts.write_json(run_dir / "manifest.json", full)
+    artifacts.write_json(run_dir / METRICS, run_metrics)
+    full = {**_header(name, spec, "complete"), "labels": _plain(data.labels), **manifest, **artifacts.environment()}
+    artifacts.write_json(run_dir / MANIFEST, full)
     return Run(name, run_dir, full, run_metrics)
+
+
+def write_partial(ws: Workspace, name: str, *, spec, manifest: dict[str, Any]) -> Run:
+    """Write the manifest of a run not complete yet (some folds missing, or trained with another
+    config) and remove its run-level predictions and scores: those of a model that no longer exists
+    as a whole. A partial run is listed (``comp leaderboard``) but never combined or submitted."""
+    run_dir = ws.run_dir(name)
+    partial = {**_header(name, spec, "partial"), **manifest}
+    artifacts.write_json(run_dir / MANIFEST, partial)
+    for file in RUN_FILES:
+        (run_dir / file).unlink(missing_ok=True)
+    return Run(name, run_dir, partial, {})
+
+
+def _header(name: str, spec, status: str) -> dict[str, Any]:
+    """What every run's manifest starts with: its name, the competition and how it is scored."""
+    return {"name": name, "competition": spec.name, "task": spec.task, "metric": spec.metric,
+            "pred_columns": spec.pred_columns, "status": status}
 
 
 def trivial_reason(metric: str, pred: np.ndarray, score: float, base: float) -> str | None:

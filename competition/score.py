@@ -31,7 +31,7 @@ import pandas as pd
 from competition import artifacts
 from competition.errors import InputError
 from competition.submission import check_sample_columns, check_ids, check_values, examples, id_keys, output_kind
-from competition.workspace import Workspace
+from competition.workspace import MANIFEST, Workspace
 
 
 @dataclass(frozen=True)
@@ -214,11 +214,11 @@ def score_file(ws: Workspace, path: Path | str, *, solution: Path | str | None =
     path = Path(path)
     where = str(path)
     solution_file = Path(solution) if given else spec.file(spec.solution)
-    # a --solution file is the user's to check; the spec's one was written by comp init
+    # a solution file given is the user's to check; the spec's one was written by comp init
     reference = f"the solution {solution_file}" if given else f"the solution {solution_file.name}"
-    fix_rows = (f"check that --solution {solution_file} holds this competition's test ids" if given
+    fix_rows = (f"check that the solution {solution_file} you gave holds this competition's test ids" if given
                 else "submit one row per test id")
-    role = "--solution" if given else "solution"
+    role = "solution you gave" if given else "solution"
     sol = data_mod.read_table(solution_file, ReadOptions(), role=role, dtype=str, given=given)
     sub = data_mod.read_table(path, ReadOptions(), role="submission", dtype=str, given=True)
     sample = data.sample_submission()
@@ -312,7 +312,7 @@ def _source_run(ws: Workspace, result: ScoreResult):
         run_dir = ws.run_dir(source)
     except InputError:
         return None, f"its manifest {manifest_file} names an invalid run {source!r}"
-    if not (run_dir / "manifest.json").is_file():
+    if not (run_dir / MANIFEST).is_file():
         return None, f"its run {source!r} no longer exists ({run_dir})"
     if manifest.get("submission_hash") not in (None, artifacts.file_hash(result.path)):
         return None, (f"the file changed since `comp submit` wrote it (its hash differs from the one in "

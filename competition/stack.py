@@ -39,7 +39,7 @@ from competition.errors import InputError
 from competition.inputs import (best_of, claim_name, feature_matrix, gain, load_inputs, require_two,
                                 versus_best)
 from competition.models import estimators
-from competition.workspace import Workspace
+from competition.workspace import MANIFEST, Workspace
 
 LGBM_DEFAULTS: dict[str, Any] = {
     # few shallow trees on a few strong columns: a meta-model should combine, not memorise
@@ -150,14 +150,15 @@ def stack(ws: Workspace, *, inputs: list[str] | None = None, features: list[str]
             (:mod:`competition.holdout`); a stack that does not is marked not preferred.
     """
     if meta not in ("lgbm", "logistic", "ridge"):
-        raise InputError(f"--meta {meta!r}: choose lgbm, logistic or ridge")
+        raise InputError(f"{{meta}} {meta!r}: choose lgbm, logistic or ridge", meta="meta")
     features, params = list(features or []), dict(params or {})
     src = load_inputs(ws, inputs, data=data, exclude=name)
     spec, data, task = src.spec, src.data, src.spec.task
     if not features:   # one run plus row features is a new model; one run alone is that run
         require_two(src, "stack")
     if meta == "logistic" and task == "regression":
-        raise InputError("--meta logistic fits classes, but this task is regression: use --meta ridge or lgbm")
+        raise InputError("{meta} logistic fits classes, but this task is regression: use {meta} ridge or lgbm",
+                         meta="meta")
     cols, n_class = spec.pred_columns, len(spec.pred_columns)
     recipe = {"inputs": src.names, "columns": cols, "features": features, "task": task, "meta": meta,
               "logit": meta != "lgbm" and task != "regression", "cat_idx": [], "categories": {}}
@@ -165,8 +166,8 @@ def stack(ws: Workspace, *, inputs: list[str] | None = None, features: list[str]
     if features:
         rows, recipe["cat_idx"], recipe["categories"] = feature_matrix(data.train, spec, features)
         if recipe["cat_idx"] and meta != "lgbm":
-            raise InputError(f"--with-features: {[features[i] for i in recipe['cat_idx']]} are categorical; "
-                             "only --meta lgbm takes them (or drop them)")
+            raise InputError(f"{{features}}: {[features[i] for i in recipe['cat_idx']]} are categorical; "
+                             "only {meta} lgbm takes them (or drop them)", features="features", meta="meta")
         if data.test is not None:
             rows_test = feature_matrix(data.test, spec, features, recipe["categories"])[0]
     guard = None
@@ -244,7 +245,7 @@ def replay(run_dir: Path, preds: dict[str, np.ndarray], frame: pd.DataFrame | No
     predictions (``preds``: run name -> (n, k), rows in ``frame``'s order) and, when the stack used
     row features, on ``frame``; returns the (n, k) mean over the fold meta-models."""
     run_dir = Path(run_dir)
-    manifest = artifacts.read_json(run_dir / "manifest.json")
+    manifest = artifacts.read_json(run_dir / MANIFEST)
     if manifest.get("kind") != "stack":
         raise InputError(f"{run_dir}: {run_dir.name} is a {manifest.get('kind')}, not a stack")
     out = []

@@ -55,8 +55,9 @@ def id_keys(values) -> pd.Series:
     return values.astype(object).where(values.notna(), "").astype(str).reset_index(drop=True)
 
 
-def check_ids(have, want, *, where: str, reference: str, fix: str) -> None:
+def check_ids(have, want, *, where: str, reference: str, fix: str, words: dict[str, str] | None = None) -> None:
     """Refuse duplicated ids or an id set differing from ``want``: counts and examples of each.
+    ``words``: the caller's arguments ``fix`` names (:class:`~competition.errors.InputError`).
 
     >>> check_ids([1, 2], ["1", "2"], where="x.csv", reference="the sample", fix="")
     >>> check_ids([1, 2, 2], ["1", "2"], where="x.csv", reference="the sample", fix="dedupe")
@@ -66,13 +67,13 @@ def check_ids(have, want, *, where: str, reference: str, fix: str) -> None:
     have, want = id_keys(have), id_keys(want)
     dup = have[have.duplicated()].unique()
     if len(dup):
-        raise InputError(f"{where}: {len(dup)} duplicated id(s), e.g. {examples(dup)}; {fix}")
+        raise InputError(f"{where}: {len(dup)} duplicated id(s), e.g. {examples(dup)}; {fix}", **(words or {}))
     missing = sorted(set(want) - set(have))
     extra = sorted(set(have) - set(want))
     if missing or extra:
         raise InputError(f"{where}: its ids differ from {reference}: {len(missing)} id(s) missing "
                          f"({examples(missing)}), {len(extra)} id(s) not in {reference} "
-                         f"({examples(extra)}); {fix}")
+                         f"({examples(extra)}); {fix}", **(words or {}))
 
 
 def check_values(frame: pd.DataFrame, columns: list[str], *, where: str, fix: str,

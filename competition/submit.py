@@ -28,11 +28,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from competition import artifacts
+from competition import artifacts, runs
 from competition.errors import InputError
 from competition.submission import (check_ids, check_output, check_sample_columns, check_values, format_submission,
                                     has_bom, line_terminator, output_kind)
-from competition.workspace import Workspace
+from competition.workspace import MANIFEST, TEST, Workspace
 
 
 @dataclass(frozen=True)
@@ -60,22 +60,21 @@ SIMPLER = {"experiment": 0, "blend": 1, "stack": 2}   # fewer moving parts first
 
 def best_run(ws: Workspace, data) -> tuple[str, list[str]]:
     """The best complete run by CV on the current folds, train and test data (the top of
-    ``comp leaderboard``), passing over stacks that failed their ``--holdout`` check; and notes
+    ``comp leaderboard``), passing over stacks that failed their holdout check; and notes
     saying what was passed over and which simpler run is statistically tied with the one taken.
     InputError when there is none."""
     from competition.leaderboard import leaderboard
-    from competition.runs import load_run
 
     entries = leaderboard(ws, data=data)
     usable = [e for e in entries if e.status == "complete" and e.cv is not None
               and not any("test data changed" in n for n in e.notes)]
     notes = []
     for e in list(usable):
-        guard = load_run(ws, e.name, complete=False).manifest.get("holdout")
+        guard = runs.load_run(ws, e.name, complete=False).manifest.get("holdout")
         if guard and not guard.get("preferred", True):
             usable.remove(e)
             notes.append(f"passed over {e.name}: it did not beat its best input and the inputs' mean on its "
-                         f"--holdout rows (name it to submit it anyway)")
+                         f"holdout rows (name it to submit it anyway)")
     if usable:
         chosen = usable[0]
         tied = [e for e in usable[1:] if e.vs_best and e.vs_best.get("tied")
@@ -97,41 +96,38 @@ def best_run(ws: Workspace, data) -> tuple[str, list[str]]:
 
 def _retrain(run) -> str:
     """How to remake a run: retrain an experiment; rebuild a stack or blend."""
-    from competition.runs import remake_command
-
-    command = f"`{remake_command(run.name, run.manifest)}`"
+    command = f"`{runs.remake_command(run.name, run.manifest)}`"
     return command if run.manifest.get("kind", "experiment") == "experiment" else \
         f"{command} once its inputs are current"
 
 
 def _check_fresh(ws: Workspace, run, data, allow_stale: bool) -> None:
     """A run trained on other folds or other train data: its CV no longer describes this data."""
-    from competition.leaderboard import stale_reasons
-
-    current = {"folds_hash": artifacts.file_hash(ws.folds_file) if ws.folds_file.is_file() else None,
-               "data_hash": data.train_hash}
-    stale = stale_reasons(run.manifest, current)
+    current = {k: v for k, v in runs.input_hashes(ws, data).items() if k != "test_hash" and v is not None}
+    stale = runs.changes(run.manifest, current)
     if stale and not allow_stale:
-        raise InputError(f"{run.dir / 'manifest.json'}: run {run.name!r} is stale: {'; '.join(stale)}; its CV "
-                         f"describes other data. Remake it: {_retrain(run)}, or submit it anyway with --allow-stale.")
+        raise InputError(f"{run.dir / MANIFEST}: run {run.name!r} is stale: {'; '.join(map(str, stale))}; its "
+                         f"CV describes other data. Remake it: {_retrain(run)}, or submit it anyway with "
+                         "{allow_stale}.", allow_stale="allow_stale=True")
 
 
 def _check_run(run, spec, data) -> pd.DataFrame:
     """The run's test predictions, after checking they belong to this competition's test data."""
-    where = run.dir / "manifest.json"
+    where = run.dir / MANIFEST
     if run.manifest.get("metric", spec.metric) != spec.metric:
         raise InputError(f"{where}: run {run.name!r} was scored with {run.manifest['metric']!r} but "
                          f"competition.yaml says metric {spec.metric!r}; its CV and threshold do not "
                          f"apply. Remake it: {_retrain(run)}.")
-    if run.manifest.get("test_hash") != data.test_hash:
+    moved = runs.changes(run.manifest, {"test_hash": data.test_hash})
+    if moved:
         raise InputError(f"{where}: test data changed since {run.name} was trained (test_hash "
-                         f"{run.manifest.get('test_hash')} != current {data.test_hash}); its "
+                         f"{moved[0].then} != current {moved[0].now}); its "
                          f"predictions are for other rows. Remake it: {_retrain(run)}.")
     if run.pred_columns != spec.pred_columns:
         raise InputError(f"{where}: run {run.name!r} predicts columns {run.pred_columns} but "
                          f"competition.yaml now expects {spec.pred_columns}; remake it: {_retrain(run)}.")
     preds = run.test()
-    test_file = run.dir / "test.parquet"
+    test_file = run.dir / TEST
     if preds is None:
         raise InputError(f"{test_file}: run {run.name!r} has no test predictions; "
                          f"retrain it with the test set in competition.yaml (`test:`).")
@@ -146,7 +142,7 @@ def _check_run(run, spec, data) -> pd.DataFrame:
 
 
 def _check_sample_rows(sample: pd.DataFrame, preds: pd.DataFrame, run, sample_name: str) -> None:
-    where = run.dir / "test.parquet"
+    where = run.dir / TEST
     fix = f"remake the run on the test file that matches the sample submission: {_retrain(run)}"
     if len(preds) != len(sample):
         raise InputError(f"{where}: {len(preds)} prediction rows but the sample submission "
@@ -163,7 +159,8 @@ def _target_path(ws: Workspace, out: Path | None, source: str, cv: float | None)
     if out is not None and not Path(out).is_dir():
         path = Path(out)
         if path.exists():
-            raise InputError(f"{path}: already exists; choose another --out (submissions are never overwritten)")
+            raise InputError(f"{path}: already exists; choose another {{out}} (submissions are never overwritten)",
+                             out="out")
         return path
     folder = Path(out) if out is not None else ws.submissions_dir
     path, n = folder / name, 1
@@ -193,7 +190,6 @@ def submit(ws: Workspace, source: str | None = None, *, out: Path | None = None,
         InputError: naming the file, column and fix; nothing is written then.
     """
     from competition import data as data_mod
-    from competition import runs
     from competition.spec import load_spec
 
     spec = load_spec(ws.spec_file) if data is None else data.spec
@@ -227,7 +223,7 @@ def submit(ws: Workspace, source: str | None = None, *, out: Path | None = None,
             "fold_mean": run.metrics.get("fold_mean"), "fold_std": run.metrics.get("fold_std"),
             "threshold": run.threshold if output == "labels" else None, "output": output,
             "rows": len(frame), "columns": list(frame.columns),
-            **{k: run.manifest.get(k) for k in ("folds_hash", "data_hash", "test_hash")},
+            **{k: run.manifest.get(k) for k in runs.HASHES},
             "sample_submission": str(sample_file) if sample_file else None,
             "sample_submission_hash": artifacts.file_hash(sample_file) if sample_file else None,
             "submission_hash": artifacts.file_hash(path), **artifacts.environment(),

@@ -53,7 +53,7 @@ from competition import artifacts, metrics, runs, track
 from competition.config import ExperimentConfig
 from competition.errors import InputError
 from competition.models import FoldResult, family
-from competition.workspace import Workspace
+from competition.workspace import CONFIG, DONE, OOF, TEST, Workspace
 
 
 @dataclass
@@ -93,20 +93,21 @@ def parse_folds(text: str, n_splits: int) -> list[int]:
     try:
         chosen = sorted({int(part) for part in text.split(",") if part.strip()})
     except ValueError:
-        raise InputError(f"--fold {text!r}: write 'all' or fold numbers like 0,2") from None
+        raise InputError(f"{{folds}} {text!r}: write 'all' or fold numbers like 0,2", folds="folds") from None
     bad = [f for f in chosen if not 0 <= f < n_splits]
     if bad or not chosen:
-        raise InputError(f"--fold {text!r}: folds are 0..{n_splits - 1} (the folds file has {n_splits})")
+        raise InputError(f"{{folds}} {text!r}: folds are 0..{n_splits - 1} (the folds file has {n_splits})",
+                         folds="folds")
     return chosen
 
 
 def _fold_done(fold_dir: Path, hashes: dict, config: dict) -> dict | None:
     """The fold's ``done.json`` when it was trained on these folds and data with this config, else None."""
-    done = fold_dir / "done.json"
+    done = fold_dir / DONE
     if not done.is_file():
         return None
     info = artifacts.read_json(done)
-    if not all(info.get(k) == v for k, v in hashes.items()):
+    if runs.changes(info, hashes):
         return None
     return info if not _fold_config_diff(fold_dir, config) else None
 
@@ -130,16 +131,16 @@ def _with_defaults(saved: dict) -> dict:
 
 def _fold_config_diff(fold_dir: Path, config: dict) -> list[str]:
     """Keys whose value in the fold's saved ``config.yaml`` differs from ``config`` (tracking aside)."""
-    saved = fold_dir / "config.yaml"
+    saved = fold_dir / CONFIG
     if not saved.is_file():
-        return ["(no config.yaml)"]
+        return [f"(no {CONFIG})"]
     old = _with_defaults(yaml.safe_load(saved.read_text()) or {})
     return sorted(_diff_keys(_predictive(old), _predictive(config)))
 
 
 def _check_previous_run(run_dir: Path, cfg: ExperimentConfig, hashes: dict, force: bool) -> None:
     """Refuse to mix folds trained under other folds, other data or another config."""
-    saved_cfg = run_dir / "config.yaml"
+    saved_cfg = run_dir / CONFIG
     if force or not saved_cfg.is_file():
         return
     # Tracking settings change where the logs go, not the predictions: they may differ between folds.
@@ -149,19 +150,18 @@ def _check_previous_run(run_dir: Path, cfg: ExperimentConfig, hashes: dict, forc
         changed = sorted(_diff_keys(old, new))
         raise InputError(
             f"{saved_cfg}: experiment {cfg.exp} was trained with a different config "
-            f"(changed: {', '.join(changed[:8])}). Use --force to retrain every fold with the new one, "
-            f"or give the change a new experiment id.")
+            f"(changed: {', '.join(changed[:8])}). Use {{force}} to retrain every fold with the new one, "
+            f"or give the change a new experiment id.", force="force=True")
     for fold_dir in sorted(run_dir.glob("fold[0-9]*")):
-        done = fold_dir / "done.json"
+        done = fold_dir / DONE
         if fold_dir.is_dir() and done.is_file():
-            info = artifacts.read_json(done)
-            stale = [k for k, v in hashes.items() if info.get(k) != v]
+            stale = runs.changes(artifacts.read_json(done), hashes)
             if stale:
-                what = " and ".join({"folds_hash": "the folds", "data_hash": "the train data",
-                                     "test_hash": "the test data"}[k] for k in stale)
+                what = " and ".join(f"the {c.what}" for c in stale)
                 raise InputError(
                     f"{fold_dir}: {what} changed since this fold was trained. "
-                    f"Run again with --force to retrain experiment {cfg.exp} on the current ones.")
+                    f"Run again with {{force}} to retrain experiment {cfg.exp} on the current ones.",
+                    force="force=True")
 
 
 def _diff_keys(old, new, prefix="") -> set[str]:
@@ -202,8 +202,7 @@ def train(ws: Workspace, cfg: ExperimentConfig, *, folds: list[int] | str = "all
     n_splits = int(fold_of.max()) + 1
     chosen = parse_folds(folds, n_splits) if isinstance(folds, str) else parse_folds(
         ",".join(map(str, folds)), n_splits)
-    hashes = {"folds_hash": artifacts.file_hash(ws.folds_file), "data_hash": data.train_hash,
-              "test_hash": data.test_hash}
+    hashes = runs.input_hashes(ws, data)
 
     run_dir = ws.run_dir(cfg.exp)
     _check_previous_run(run_dir, cfg, hashes, force)
@@ -237,7 +236,7 @@ def train(ws: Workspace, cfg: ExperimentConfig, *, folds: list[int] | str = "all
                                           prepare_seconds)
                         prepare_seconds = 0.0   # charged to the first fold this process trains
                         # the run's config is the one its newest fold was trained with
-                        artifacts.write_text(run_dir / "config.yaml", config_text)
+                        artifacts.write_text(run_dir / CONFIG, config_text)
                 finally:
                     lock.release()
             result.folds.append(row)
@@ -248,7 +247,7 @@ def train(ws: Workspace, cfg: ExperimentConfig, *, folds: list[int] | str = "all
         if new_run and all(p.suffix == ".lock" for p in run_dir.iterdir()):
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
-    if not (run_dir / "config.yaml").is_file():
+    if not (run_dir / CONFIG).is_file():
         return result          # no fold finished yet: the others are busy in another process
     _assemble(ws, cfg, spec, data, fold_of, hashes, config, result)
     return result
@@ -283,15 +282,15 @@ def _train_fold(ws, cfg, spec, data, impl, prepared, fold_of, k, hashes, config_
         oof = pd.DataFrame(fit.oof, columns=spec.pred_columns)
         oof.insert(0, "fold", k)
         oof.insert(0, "id", ids)
-        artifacts.write_parquet(tmp_dir / "oof.parquet", oof)
+        artifacts.write_parquet(tmp_dir / OOF, oof)
         if fit.test is not None:
             test = pd.DataFrame(fit.test, columns=spec.pred_columns)
             test.insert(0, "id", data.test[spec.id_column].to_numpy())
-            artifacts.write_parquet(tmp_dir / "test.parquet", test)
-        artifacts.write_text(tmp_dir / "config.yaml", config_text)
+            artifacts.write_parquet(tmp_dir / TEST, test)
+        artifacts.write_text(tmp_dir / CONFIG, config_text)
         extra = dict(fit.extra)
         chosen = {**extra.pop("selected_on", {}), **({"tuning": list(cfg.tuned_on)} if cfg.tuned_on else {})}
-        artifacts.write_json(tmp_dir / "done.json", {
+        artifacts.write_json(tmp_dir / DONE, {
             "fold": k, "score": score, "threshold": threshold, "best_epoch": fit.best_epoch,
             "seconds": round(seconds, 2), "prepare_seconds": round(prepare_seconds, 2),
             "n_train": len(train_idx), "n_valid": len(valid_idx),
@@ -375,7 +374,7 @@ def _assemble(ws, cfg, spec, data, fold_of, hashes, config: dict, result: TrainR
         done = {k: _fold_done(ws.fold_dir(cfg.exp, k), hashes, config) for k in range(n_splits)}
         result.other_config = {
             k: _fold_config_diff(ws.fold_dir(cfg.exp, k), config) for k in range(n_splits)
-            if not done[k] and (ws.fold_dir(cfg.exp, k) / "done.json").is_file()
+            if not done[k] and (ws.fold_dir(cfg.exp, k) / DONE).is_file()
             and _fold_config_diff(ws.fold_dir(cfg.exp, k), config)}
         manifest = {
             "exp": cfg.exp, "kind": "experiment", "family": cfg.model.family, **hashes,
@@ -387,19 +386,15 @@ def _assemble(ws, cfg, spec, data, fold_of, hashes, config: dict, result: TrainR
             "selected_on": _union([_fold_selected(v, k, cfg) for k, v in done.items() if v]),
         }
         if not all(done.values()):
-            artifacts.write_json(run_dir / "manifest.json", {
-                "name": cfg.exp, "competition": spec.name, "task": spec.task, "metric": spec.metric,
-                "pred_columns": spec.pred_columns, "status": "partial", **manifest,
-                "folds_other_config": {str(k): v for k, v in result.other_config.items()}})
-            for name in runs.RUN_FILES:    # predictions of a model that no longer exists as a whole
-                (run_dir / name).unlink(missing_ok=True)
+            runs.write_partial(ws, cfg.exp, spec=spec, manifest={
+                **manifest, "folds_other_config": {str(k): v for k, v in result.other_config.items()}})
             return
         folds = [ws.fold_dir(cfg.exp, k) for k in range(n_splits)]
         def fold_file(k: int, name: str) -> pd.DataFrame:
             return runs.read_predictions(folds[k] / name, f"comp train exp={cfg.exp} --fold {k} --force")
 
-        oof = pd.concat([fold_file(k, "oof.parquet") for k in range(n_splits)])
-        test = (runs.average_folds([fold_file(k, "test.parquet") for k in range(n_splits)], spec.pred_columns)
+        oof = pd.concat([fold_file(k, OOF) for k in range(n_splits)])
+        test = (runs.average_folds([fold_file(k, TEST) for k in range(n_splits)], spec.pred_columns)
                 if data.test is not None else None)
         run = runs.write_run(ws, cfg.exp, spec=spec, data=data, oof=oof, test=test, manifest=manifest)
         result.oof_score, result.threshold, result.in_sample = run.score, run.threshold, run.in_sample_score

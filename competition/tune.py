@@ -205,10 +205,7 @@ def tune(ws: Workspace, exp: str, *, overrides: list[str] = (), trials: int | No
     spec = load_spec(ws.spec_file) if data is None else data.spec
     data = data_mod.load(spec) if data is None else data
     n_splits = int(folds_mod.read_folds(ws, data)["fold"].max()) + 1
-    try:
-        chosen = parse_folds(folds if isinstance(folds, str) else ",".join(map(str, folds)), n_splits)
-    except InputError as err:
-        raise InputError(str(err).replace("--fold ", "--folds ", 1)) from None
+    chosen = parse_folds(folds if isinstance(folds, str) else ",".join(map(str, folds)), n_splits)
     seed = base.seed if seed is None else seed
     pruner_obj = make_pruner(pruner, len(chosen))
     make_sampler(sampler, params, seed, warn=True)  # refuse a space the sampler can't search, now

@@ -25,8 +25,18 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from competition.errors import InputError
+
 SPEC_FILE = "competition.yaml"
 ENV_VAR = "COMP_WORKSPACE"
+
+# The file names of the artifacts, spelled here only (their contents: competition.runs).
+MANIFEST = "manifest.json"   # every output folder's record: folds/, a run, a report, predictions, a bundle
+CONFIG = "config.yaml"       # the resolved config of a run and of each of its folds
+OOF = "oof.parquet"          # out-of-fold predictions: a run's, each fold's
+TEST = "test.parquet"        # test predictions: a run's (fold average), each fold's
+METRICS = "metrics.json"     # a run's scores
+DONE = "done.json"           # a finished fold's record (fold<k>/)
 PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
@@ -37,15 +47,13 @@ def plain_name(name: str, what: str = "experiment id") -> str:
     >>> plain_name("042-sweep-abc")
     '042-sweep-abc'
     """
-    from competition.errors import InputError
-
     if not isinstance(name, str) or not PLAIN_NAME.fullmatch(name) or ".." in name:
         raise InputError(f"{what} {name!r}: use letters, digits, '_', '.', '-' only (it names a file "
                          "inside the workspace), e.g. 042")
     return name
 
 
-class WorkspaceError(ValueError):
+class WorkspaceError(InputError):
     """No workspace could be found or the one named is not a workspace."""
 
 
@@ -69,7 +77,7 @@ class Workspace:
 
     @property
     def folds_manifest(self) -> Path:
-        return self.folds_dir / "manifest.json"
+        return self.folds_dir / MANIFEST
 
     @property
     def experiments_dir(self) -> Path:
@@ -111,7 +119,7 @@ class Workspace:
         """Ids of every folder of run artifacts (experiments, stacks, blends), sorted."""
         if not self.experiments_dir.is_dir():
             return []
-        return sorted(p.parent.name for p in self.experiments_dir.glob("*/manifest.json"))
+        return sorted(p.parent.name for p in self.experiments_dir.glob(f"*/{MANIFEST}"))
 
 
 def find_workspace(start: Path | str | None = None, explicit: Path | str | None = None) -> Workspace:
@@ -135,5 +143,5 @@ def find_workspace(start: Path | str | None = None, explicit: Path | str | None 
             return Workspace(folder)
     raise WorkspaceError(
         f"no {SPEC_FILE} in {here} or any folder above it. Run `comp init --train train.csv ...` "
-        f"to create a workspace, or point at one with --workspace / ${ENV_VAR}."
+        f"to create a workspace, or point at one with {{workspace}} / ${ENV_VAR}.", workspace="explicit=PATH"
     )

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from competition import adversarial, data
 from competition.cli import app
+from competition.commands.check import FLAGS
 from competition.errors import InputError
 from competition.spec import load_spec
 from competition.workspace import Workspace
@@ -161,8 +162,9 @@ def test_same_seed_same_scores(tweets, tmp_path):
 
 
 def test_more_folds_than_test_rows_is_refused(tweets, tmp_path):
-    with pytest.raises(InputError, match=r"--folds\) 501: needs 2 <= folds <= 500"):
+    with pytest.raises(InputError, match=r"\(n_splits\) 501: needs 2 <= folds <= 500") as err:
         adversarial.validate(load(tweets_split(tweets, tmp_path)), n_splits=501)
+    assert re.search(r"--folds\) 501: needs 2 <= folds <= 500", err.value.phrased(FLAGS))   # `comp check --folds`
 
 
 # -- the CSV and the CLI -----------------------------------------------------------------------

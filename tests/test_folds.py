@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import re
 import warnings
 
 import numpy as np
@@ -12,6 +13,7 @@ import pandas as pd
 import pytest
 
 from competition import artifacts, folds
+from competition.commands.folds import FLAGS
 from competition.errors import InputError
 from competition.spec import SCHEMES
 from tests.datasets import shared_data
@@ -270,8 +272,9 @@ def test_overwrite_refused_while_runs_use_the_folds(ws):
     old = ws.folds_file.read_bytes()
     _fake_run(ws, "001", artifacts.file_hash(ws.folds_file))
     _fake_run(ws, "002", "someotherfolds")
-    with pytest.raises(InputError, match=r"run\(s\) 001 were trained on the current folds.*--force"):
+    with pytest.raises(InputError, match=r"run\(s\) 001 were trained on the current folds.*force=True") as err:
         folds.write_folds(ws, ds, seed=7)
+    assert re.search(r"run\(s\) 001 were trained on the current folds.*--force", err.value.phrased(FLAGS))
     assert ws.folds_file.read_bytes() == old
     replaced = folds.write_folds(ws, ds, seed=7, force=True)
     assert replaced.status == "replaced" and replaced.replaced_runs == ["001"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import warnings
 
@@ -68,8 +69,9 @@ def test_init_refuses_to_overwrite_without_force(real, tmp_path):
                           sample_submission=src / "gender_submission.csv", metric="accuracy")
     assert (spec.id, spec.targets, spec.task) == ("PassengerId", ["Survived"], "binary")
     assert "Age" in spec.features and spec.text == []
-    with pytest.raises(InputError, match="already exists; pass --force"):
+    with pytest.raises(InputError, match="already exists; pass force=True") as err:
         init_workspace(tmp_path, train=src / "train.csv")
+    assert re.search("already exists; pass --force", err.value.phrased(init_cmd.FLAGS))   # `comp init` says
     spec = init_workspace(tmp_path, train=src / "train.csv", test=src / "test.csv", force=True, name="t2")
     assert spec.name == "t2" and spec.targets == ["Survived"]  # inferred: the one column test lacks
 
@@ -101,8 +103,9 @@ def test_infer_task_kinds():
     assert infer_task(pd.DataFrame({"y": ["a", "b", "c", "a"]}))[0] == "multiclass"
     assert infer_task(pd.DataFrame({"y": [True, False]}))[0] == "binary"
     assert infer_task(pd.DataFrame({"y": list(range(100))}))[0] == "regression"
-    with pytest.raises(InputError, match="pass --task"):
+    with pytest.raises(InputError, match="pass task") as err:
         infer_task(pd.DataFrame({"y": [f"t{i}" for i in range(200)]}))
+    assert re.search("pass --task", err.value.phrased(init_cmd.FLAGS))
 
 
 # -- CLI -------------------------------------------------------------------------------------------
@@ -183,8 +186,9 @@ def test_failed_holdout_leaves_no_files(real, tmp_path):
         init_workspace(tmp_path, train=real / "sms-spam/SMSSpamCollection", sep="\t", header=False,
                        names=["label", "text"], quoting="none", holdout=0.2, labels=["ham", "eggs"])
     assert list(tmp_path.iterdir()) == []
-    with pytest.raises(InputError, match="cannot be combined with --test"):
+    with pytest.raises(InputError, match="cannot be combined with a test file") as err:
         init_workspace(tmp_path, train=real / "titanic/train.csv", test=real / "titanic/test.csv", holdout=0.2)
+    assert re.search("cannot be combined with --test", err.value.phrased(init_cmd.FLAGS))
     with pytest.raises(InputError, match="fraction"):
         init_workspace(tmp_path, train=real / "titanic/train.csv", holdout=1.5)
     assert list(tmp_path.iterdir()) == []
@@ -214,6 +218,7 @@ def test_a_stray_label_that_would_make_binary_multiclass_names_its_rows(real, tm
     train = pd.read_csv(real / "disaster-tweets" / "train.csv").head(2000)
     train.loc[[10, 700], "target"] = 11                 # two shifted rows
     train.to_csv(tmp_path / "train.csv", index=False)
-    with pytest.raises(InputError, match=r"\[11\] appear in only 2 \(id \[.*\]\).*--task multiclass"):
+    with pytest.raises(InputError, match=r"\[11\] appear in only 2 \(id \[.*\]\).*task multiclass") as err:
         init_workspace(tmp_path / "ws", train=tmp_path / "train.csv")
+    assert re.search(r"\[11\] appear in only 2 \(id \[.*\]\).*--task multiclass", err.value.phrased(init_cmd.FLAGS))
     assert not (tmp_path / "ws" / "competition.yaml").exists()

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from competition.commands.report import FLAGS
 from competition.errors import InputError
 from competition.leaderboard import leaderboard
 from competition.report import report
@@ -112,8 +113,9 @@ def test_default_folder_refusals_and_force(tweets, tmp_path):
     assert first.dir.parent == tweets.reports_dir and re.fullmatch(r"\d{8}-\d{6}(-\d+)?", first.dir.name)
     second = report(tweets, runs=["001", "002"])
     assert second.dir != first.dir and first.index.is_file()    # a new folder; nothing overwritten
-    with pytest.raises(InputError, match="not empty.*--force"):
+    with pytest.raises(InputError, match="not empty.*force=True") as err:
         report(tweets, out=first.dir)
+    assert re.search("not empty.*--force", err.value.phrased(FLAGS))   # `comp report` names its flag
     again = report(tweets, out=first.dir, force=True, runs=["002"])
     assert again.runs == ["002"] and not list(tweets.reports_dir.glob(".*"))
     other = tmp_path / "mine"

@@ -4,6 +4,7 @@ with nothing written. Runs are fabricated with ``runs.write_run`` (no training).
 from __future__ import annotations
 
 import json
+import re
 import warnings
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 
 from competition import artifacts, metrics, runs
 from competition import data as data_mod
+from competition.commands.submit import FLAGS
 from competition.errors import InputError
 from competition.score import score_file
 from competition.spec import load_spec
@@ -250,8 +252,9 @@ def test_stale_test_data_is_refused(binary_ws):
 def test_a_named_run_on_other_train_data_or_folds_is_refused_unless_allowed(binary_ws, key, what):
     ws, _, run = binary_ws
     artifacts.write_json(run.dir / "manifest.json", run.manifest | {key: "0123456789abcdef"})
-    with pytest.raises(InputError, match=f"run '001' is stale: {what}.*--allow-stale"):
+    with pytest.raises(InputError, match=f"run '001' is stale: {what}.*allow_stale=True") as err:
         submit(ws, "001")
+    assert re.search(f"run '001' is stale: {what}.*--allow-stale", err.value.phrased(FLAGS))   # `comp submit` says
     assert written(ws) == []
     assert submit(ws, "001", allow_stale=True).path.is_file()
 

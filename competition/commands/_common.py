@@ -21,24 +21,31 @@ WorkspaceOpt = Annotated[
 ]
 
 
-def handle_errors(fn=None, *, data_warnings: str = "summary"):
+COMMON_FLAGS = {"workspace": "--workspace"}   # find_workspace's explicit folder: every command's --workspace
+
+
+def handle_errors(fn=None, *, data_warnings: str = "summary", flags: dict[str, str] | None = None):
     """Bad-input errors become a red message and exit code 2 (not a traceback); warnings one line
     each. ``data_warnings="full"`` (comp init, comp check) shows every warning about the data files;
-    other commands end with one line counting them."""
+    other commands end with one line counting them.
+
+    ``flags`` maps the library arguments the command fills from its options to those options
+    (``{"folds": "--fold"}``): an error naming an argument names the flag instead
+    (:meth:`competition.errors.InputError.phrased`)."""
     if fn is None:
-        return functools.partial(handle_errors, data_warnings=data_warnings)
+        return functools.partial(handle_errors, data_warnings=data_warnings, flags=flags)
+    names = {**COMMON_FLAGS, **(flags or {})}
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         from competition.errors import INTERRUPTED, InputError, user_warnings
-        from competition.workspace import WorkspaceError
 
         try:
             with user_warnings(data_in_full=data_warnings == "full", console=err_console):
                 return fn(*args, **kwargs)
-        except (InputError, WorkspaceError) as err:
+        except InputError as err:   # a WorkspaceError too
             # escaped: messages quote YAML lists such as [keyword, text], which are not markup
-            err_console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {escape(err.phrased(names))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             err_console.print(f"[yellow]{INTERRUPTED}[/]")

@@ -10,7 +10,10 @@ from competition.commands._common import (WorkspaceOpt, console, handle_errors, 
                                          workspace)
 
 
-@handle_errors
+FLAGS = {"inputs": "--exp", "method": "--method", "name": "--name", "force": "--force"}   # blend()'s arguments
+
+
+@handle_errors(flags=FLAGS)
 def command(
     exp: Annotated[str | None, typer.Option("--exp", "-e", help="runs to blend, e.g. 042,043,s01 "
                                             "(default: every complete experiment on the current folds)")] = None,

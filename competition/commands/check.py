@@ -23,7 +23,10 @@ def target_counts(ds) -> list[tuple[str, str]]:
     return [(str(label), f"{int(c):,} ({c / len(y):.1%})") for label, c in zip(ds.labels, counts)]
 
 
-@handle_errors(data_warnings="full")
+FLAGS = {"n_splits": "--folds"}   # adversarial.validate()'s arguments -> this command's options
+
+
+@handle_errors(data_warnings="full", flags=FLAGS)
 def command(
     ws_path: WorkspaceOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="only errors and warnings")] = False,

@@ -10,7 +10,10 @@ import typer
 from competition.commands._common import WorkspaceOpt, console, handle_errors, workspace
 
 
-@handle_errors
+FLAGS = {"kaggle_dataset": "--kaggle-dataset", "wheel": "--no-wheel"}   # export()'s arguments -> options
+
+
+@handle_errors(flags=FLAGS)
 def command(
     run: Annotated[str, typer.Argument(help="A complete run: an experiment, a stack or a blend.")],
     out: Annotated[Path, typer.Argument(help="The bundle folder to write (new or empty).")],

@@ -26,7 +26,10 @@ def summary_table(frame, title: str | None = None):
     return table
 
 
-@handle_errors
+FLAGS = {"scheme": "--scheme", "force": "--force"}   # write_folds()'s arguments -> this command's options
+
+
+@handle_errors(flags=FLAGS)
 def command(
     ws_path: WorkspaceOpt = None,
     scheme: Annotated[str | None, typer.Option("--scheme", "-s", help=SCHEME_HELP)] = None,

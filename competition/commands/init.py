@@ -10,7 +10,13 @@ import typer
 from competition.commands._common import console, err_console, handle_errors, parse_csv_list
 
 
-@handle_errors(data_warnings="full")
+# init_workspace()'s arguments -> this command's options
+FLAGS = {"task": "--task", "id": "--id", "targets": "--target", "text": "--text", "features": "--features",
+         "holdout": "--holdout", "test": "--test", "force": "--force", "scheme": "--scheme",
+         "label_names": "--label-names FILE (one per line) or --target a,b,..."}
+
+
+@handle_errors(data_warnings="full", flags=FLAGS)
 def command(
     train: Annotated[Path, typer.Option("--train", help="training file (CSV / TSV)")],
     test: Annotated[Path | None, typer.Option("--test", help="test file")] = None,

@@ -10,7 +10,10 @@ import typer
 from competition.commands._common import WorkspaceOpt, console, handle_errors, workspace
 
 
-@handle_errors
+FLAGS = {"test": "--test FILE", "out": "--out", "sample_submission": "--sample-submission"}   # argument -> option
+
+
+@handle_errors(flags=FLAGS)
 def command(
     run: Annotated[str, typer.Argument(help="A complete run: an experiment, a stack or a blend.")],
     test: Annotated[Path, typer.Option("--test", "-t", help="CSV of the rows to predict (the test file's columns).")],
@@ -23,10 +26,11 @@ def command(
 ) -> None:
     """Replay a trained run (its saved fold models, meta-models, blend weights) on a new file, offline."""
     from competition.predict import predict
+    from competition.workspace import MANIFEST
 
     ws = workspace(ws_path)
     result = predict(ws, run, test, out=out, sample_submission=sample_submission)
     steps = ", ".join(f"{name} {seconds:.1f}s" for name, seconds in result.seconds.items())
     console.print(f"[bold green]{result.out_dir}[/] ({result.rows} rows): predictions.parquet, submission.csv, "
-                  f"manifest.json", highlight=False)
+                  f"{MANIFEST}", highlight=False)
     console.print(f"  {run}: {steps}", highlight=False)

@@ -10,7 +10,10 @@ import typer
 from competition.commands._common import WorkspaceOpt, console, handle_errors, parse_csv_list, workspace
 
 
-@handle_errors
+FLAGS = {"out": "--out", "runs": "--runs", "force": "--force"}   # report()'s arguments -> this command's options
+
+
+@handle_errors(flags=FLAGS)
 def command(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="report folder (default: "
                                              "reports/<UTC time>/ in the workspace)")] = None,

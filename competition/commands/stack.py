@@ -10,7 +10,11 @@ from competition.commands._common import (WorkspaceOpt, console, handle_errors, 
                                          workspace)
 
 
-@handle_errors
+FLAGS = {"inputs": "--exp", "features": "--with-features", "meta": "--meta", "name": "--name",
+         "holdout": "--holdout", "force": "--force"}   # stack()'s arguments -> this command's options
+
+
+@handle_errors(flags=FLAGS)
 def command(
     exp: Annotated[str | None, typer.Option("--exp", "-e", help="runs to stack, e.g. 042,043,s01 "
                                             "(default: every complete experiment on the current folds)")] = None,

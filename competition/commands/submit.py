@@ -10,7 +10,10 @@ import typer
 from competition.commands._common import WorkspaceOpt, console, handle_errors, workspace
 
 
-@handle_errors
+FLAGS = {"out": "--out", "allow_stale": "--allow-stale"}   # submit()'s arguments -> this command's options
+
+
+@handle_errors(flags=FLAGS)
 def command(
     source: Annotated[str | None, typer.Argument(
         help="Run to submit (experiment, stack or blend). Default: the best complete run by CV.")] = None,

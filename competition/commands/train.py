@@ -32,7 +32,10 @@ def cv_note(result) -> str:
             f"submissions use {thr})")
 
 
-@handle_errors
+FLAGS = {"folds": "--fold", "force": "--force"}   # train()'s arguments -> this command's options
+
+
+@handle_errors(flags=FLAGS)
 def command(
     args: Annotated[list[str] | None, typer.Argument(
         help="exp=042 then key.sub=value overrides, e.g. model.lr=3e-5", show_default=False)] = None,

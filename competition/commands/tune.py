@@ -11,7 +11,10 @@ import typer
 from competition.commands._common import WorkspaceOpt, console, handle_errors, split_exp_args, workspace
 
 
-@handle_errors
+FLAGS = {"folds": "--folds", "force": "--force"}   # tune()'s arguments -> this command's options
+
+
+@handle_errors(flags=FLAGS)
 def command(
     args: Annotated[list[str] | None, typer.Argument(
         help="exp=042 then key.sub=value overrides for every trial", show_default=False)] = None,
