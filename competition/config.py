@@ -354,7 +354,7 @@ def _template(name: str, where: Path) -> dict:
     return _read_yaml(path)
 
 
-def _merge(layers: list[tuple[str, dict]]):
+def merge_layers(layers: list[tuple[str, dict]]):
     from omegaconf import OmegaConf
 
     merged = OmegaConf.create({})
@@ -414,7 +414,7 @@ def load_config(ws, exp: str, overrides: list[str] | None = None) -> ExperimentC
     layers.append((exp_file.name, own))
     if overrides:
         layers.append(("overrides", parse_overrides(overrides)))
-    merged = OmegaConf.to_container(_merge(layers), resolve=True)
+    merged = OmegaConf.to_container(merge_layers(layers), resolve=True)
     merged["exp"] = exp
     try:
         return ExperimentConfig.model_validate(merged)

@@ -105,7 +105,7 @@ def train_on_ray(ws: Workspace, cfgs: list, *, folds: list[int] | str = "all", f
     from competition import folds as folds_mod
     from competition import runs
     from competition.spec import load_spec
-    from competition.train import FoldRow, _fold_done, parse_folds, train
+    from competition.train import FoldRow, fold_done, parse_folds, train
 
     spec = load_spec(ws.spec_file) if data is None else data.spec
     data = data if data is not None else data_mod.load(spec)
@@ -127,7 +127,7 @@ def train_on_ray(ws: Workspace, cfgs: list, *, folds: list[int] | str = "all", f
             resources = dict(getattr(cfg.train, "resources", None) or {"num_cpus": 1})
             task = ray.remote(max_calls=1, max_retries=retries, **resources)(_fold_task)
             for k in chosen:
-                if not force and _fold_done(ws.fold_dir(cfg.exp, k), hashes, config) is not None:
+                if not force and fold_done(ws.fold_dir(cfg.exp, k), hashes, config) is not None:
                     continue
                 pending[task.remote(config, k, data_ref, folds_csv, manifest)] = (cfg.exp, k)
         while pending:

@@ -215,11 +215,11 @@ def _validate_with(loaded: dict, overrides: list[str], where: Path) -> None:
     from omegaconf import OmegaConf
     from pydantic import ValidationError
 
-    from competition.config import _merge   # the layers' merge: a family switch restarts the model block
+    from competition.config import merge_layers   # the layers' merge: a family switch restarts the model block
 
     layers = [("config", loaded), ("overrides", parse_overrides(overrides))]
     try:
-        ExperimentConfig.model_validate(OmegaConf.to_container(_merge(layers), resolve=True))
+        ExperimentConfig.model_validate(OmegaConf.to_container(merge_layers(layers), resolve=True))
     except ValidationError as err:
         raise explain(err, where, ExperimentConfig) from None
 

@@ -101,7 +101,7 @@ def parse_folds(text: str, n_splits: int) -> list[int]:
     return chosen
 
 
-def _fold_done(fold_dir: Path, hashes: dict, config: dict) -> dict | None:
+def fold_done(fold_dir: Path, hashes: dict, config: dict) -> dict | None:
     """The fold's ``done.json`` when it was trained on these folds and data with this config, else None."""
     done = fold_dir / DONE
     if not done.is_file():
@@ -224,7 +224,7 @@ def train(ws: Workspace, cfg: ExperimentConfig, *, folds: list[int] | str = "all
                 row = FoldRow(k, "busy")
             else:
                 try:
-                    info = None if force else _fold_done(fold_dir, hashes, config)
+                    info = None if force else fold_done(fold_dir, hashes, config)
                     if info is not None:
                         row = FoldRow(k, "skipped", info["score"], info.get("best_epoch"), info["seconds"])
                     else:
@@ -371,7 +371,7 @@ def _assemble(ws, cfg, spec, data, fold_of, hashes, config: dict, result: TrainR
     run_dir = ws.run_dir(cfg.exp)
     n_splits = int(fold_of.max()) + 1
     with FileLock(str(run_dir / "assemble.lock")):
-        done = {k: _fold_done(ws.fold_dir(cfg.exp, k), hashes, config) for k in range(n_splits)}
+        done = {k: fold_done(ws.fold_dir(cfg.exp, k), hashes, config) for k in range(n_splits)}
         result.other_config = {
             k: _fold_config_diff(ws.fold_dir(cfg.exp, k), config) for k in range(n_splits)
             if not done[k] and (ws.fold_dir(cfg.exp, k) / DONE).is_file()
