@@ -46,7 +46,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from competition import artifacts, metrics, runs
+from competition import artifacts, metrics, runs, thresholds
 from competition.errors import InputError
 from competition.inputs import best_of, claim_name, feature_matrix, gain, load_inputs, require_two, versus_best
 from competition.workspace import Workspace
@@ -122,7 +122,7 @@ def _thresholds(P, y, spec) -> np.ndarray:
     """(m, k) label thresholds of each input, fit on these rows (0.5 when the metric has none)."""
     out = np.full(P.shape[1:], 0.5)
     for j in range(P.shape[1]):
-        t = metrics.evaluate(spec.metric, y, P[:, j].astype(float), spec.task)[1]
+        t = thresholds.evaluate(spec.metric, y, P[:, j].astype(float), spec.task)[1]
         if t is not None:
             out[j] = np.broadcast_to(np.asarray(t, dtype=float), out[j].shape)
     return out
@@ -157,7 +157,7 @@ def _ranks(P: np.ndarray) -> np.ndarray:
 def _hill_climb(P, y, spec, init: int = 3, max_steps: int = 100) -> np.ndarray:
     """Caruana's greedy selection with replacement; returns how often each input was chosen / total."""
     def score(pred):
-        return metrics.evaluate(spec.metric, y, pred, spec.task)[0]
+        return thresholds.evaluate(spec.metric, y, pred, spec.task)[0]
 
     m = P.shape[1]
     single = [score(P[:, j].astype(float)) for j in range(m)]
@@ -296,7 +296,7 @@ def blend(ws: Workspace, *, inputs: list[str] | None = None, method: str = "hill
             tr, va = np.flatnonzero(fold != k), np.flatnonzero(fold == k)
             params = _fit(method, P[tr], y[tr], None if Z is None else Z[tr], spec)
             oof[va] = _apply(method, params, P[va], None if Z is None else Z[va])
-    in_sample = float(metrics.evaluate(spec.metric, y, _apply(method, final, P, Z), spec.task)[0])
+    in_sample = float(thresholds.evaluate(spec.metric, y, _apply(method, final, P, Z), spec.task)[0])
     if method == "moe":  # the mean of the per-row weights
         weights = _gate_weights(final, Z).mean(axis=0)
     elif method == "vote-hard":  # params are thresholds; every input has one vote
@@ -309,7 +309,7 @@ def blend(ws: Workspace, *, inputs: list[str] | None = None, method: str = "hill
     best = best_of(scores, spec.metric)
     only = [r for r, w in weights.items() if w >= 1 - 1e-6]
     if only and method not in STATELESS:   # all the weight on one input: the blend *is* that run
-        single = metrics.cv(spec.metric, y, P[:, src.names.index(only[0])].astype(float), spec.task, fold)
+        single = thresholds.cv(spec.metric, y, P[:, src.names.index(only[0])].astype(float), spec.task, fold)
         return BlendResult(only[0], ws.run_dir(only[0]), spec.metric, method, single.score, single.threshold,
                            single.folds, in_sample, weights, scores, best[0], best[1], list(src.notes),
                            same_as=only[0])

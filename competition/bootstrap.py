@@ -8,7 +8,7 @@ cancels and the interval is far narrower than the two CVs' own spreads would sug
 A draw is a row-weight vector (how many times each row was drawn), and every metric of
 :mod:`competition.metrics` is written here as a function of weighted sums, so a thousand
 draws of 40,000 rows are matrix products, not a thousand sklearn calls. Threshold metrics are
-scored on a run's nested decisions (:func:`metrics.decisions`): the threshold is part of the
+scored on a run's nested decisions (:func:`thresholds.decisions`): the threshold is part of the
 model, not re-chosen per draw.
 """
 
@@ -172,7 +172,7 @@ def _ap(W, y01: np.ndarray, p: np.ndarray) -> np.ndarray:
 
 def compare(name: str, y, a, b, task: str, *, n: int = N_DRAWS, seed: int = 0) -> Comparison:
     """Score of ``a`` minus score of ``b`` (both in the form the metric takes, e.g. from
-    :func:`metrics.decisions`) with its 95% paired-bootstrap interval."""
+    :func:`thresholds.decisions`) with its 95% paired-bootstrap interval."""
     diff = float(scores(name, y, a, task, np.ones((1, len(y))))[0] - scores(name, y, b, task, np.ones((1, len(y))))[0])
     parts = [scores(name, y, a, task, W) - scores(name, y, b, task, W) for W in draws(len(y), n, seed)]
     low, high = np.nanpercentile(np.concatenate(parts), [2.5, 97.5])

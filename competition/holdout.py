@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from competition import artifacts, metrics
+from competition import artifacts, metrics, thresholds
 from competition.errors import InputError
 from competition.workspace import CONFIG, Workspace
 
@@ -57,7 +57,7 @@ def holdout_rows(data, fraction: float, seed: int) -> np.ndarray:
     Raises:
         InputError: a fraction outside (0, 0.5].
     """
-    from competition import folds as folds_mod
+    from competition import splitters
 
     if not 0 < fraction <= 0.5:
         raise InputError(f"{{holdout}} {fraction}: give the share of rows to hold out, between 0 and 0.5 (e.g. 0.1)",
@@ -65,7 +65,7 @@ def holdout_rows(data, fraction: float, seed: int) -> np.ndarray:
     spec = data.spec
     parts = max(2, int(round(1 / fraction)))
     group, time = spec.folds.group, spec.folds.time
-    split = folds_mod.make_folds(data.train[spec.id_column].to_numpy(), data.y, task=spec.task,
+    split = splitters.make_folds(data.train[spec.id_column].to_numpy(), data.y, task=spec.task,
                                  scheme=spec.scheme, n_splits=parts, seed=seed, bins=spec.folds.bins,
                                  groups=data.train[group] if group else None,
                                  time=data.train[time] if time else None, labels=data.labels)
@@ -127,7 +127,7 @@ def check(ws: Workspace, data, fold: np.ndarray, inputs: list[str], *, fraction:
     y = data.y[outer]
     preds = {name: _holdout_preds(runs.load_run(sub, name)) for name in [*inputs, built.name]}
     inner_mean = np.mean([runs.load_run(sub, n).oof()[spec.pred_columns].to_numpy(float) for n in inputs], axis=0)
-    mean_threshold = metrics.best_threshold(spec.metric, inner_data.y, inner_mean, spec.task)
+    mean_threshold = thresholds.best_threshold(spec.metric, inner_data.y, inner_mean, spec.task)
     preds["mean"] = (np.mean([preds[n][0] for n in inputs], axis=0), mean_threshold)
     needed = {n: metrics.to_needed(spec.metric, p, spec.task, t) for n, (p, t) in preds.items()}
     scores = {n: float(metrics.score(spec.metric, y, p, spec.task, threshold=t)) for n, (p, t) in preds.items()}

@@ -32,10 +32,11 @@ import yaml
 from pydantic import ValidationError
 
 from competition import artifacts
-from competition.data import load, placeholder, read_table, strings
+from competition.data import load, placeholder
 from competition.errors import InputError, explain
-from competition.folds import quantile_bins
 from competition.spec import ReadOptions, Spec, load_spec
+from competition.splitters import quantile_bins
+from competition.tables import read_table, strings
 from competition.workspace import Workspace
 
 DEFAULT_METRIC = {"binary": "roc_auc", "multiclass": "accuracy", "multilabel": "macro_f1", "regression": "rmse"}

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from competition import artifacts, metrics, runs
+from competition import artifacts, metrics, runs, thresholds
 from competition.errors import InputError
 from competition.workspace import MANIFEST, OOF, TEST, Workspace
 
@@ -58,10 +58,10 @@ class Inputs:
     #                                                           inputs retrained since
 
     def scores(self) -> dict[str, float]:
-        """Each input's CV, recomputed from its OOF as :func:`metrics.cv` scores a run (nested
+        """Each input's CV, recomputed from its OOF as :func:`thresholds.cv` scores a run (nested
         thresholds), so a run written before that rule compares on the same terms."""
         spec = self.spec
-        return {run.name: float(metrics.cv(spec.metric, self.data.y, self.oof[:, j].astype(float), spec.task,
+        return {run.name: float(thresholds.cv(spec.metric, self.data.y, self.oof[:, j].astype(float), spec.task,
                                            self.fold).score)
                 for j, run in enumerate(self.runs)}
 
@@ -240,8 +240,8 @@ def versus_best(src: Inputs, oof: np.ndarray, best: str):
 
     spec, y = src.spec, src.data.y
     j = src.names.index(best)
-    mine = metrics.decisions(spec.metric, y, np.asarray(oof, dtype=float), spec.task, src.fold)[0]
-    theirs = metrics.decisions(spec.metric, y, src.oof[:, j].astype(float), spec.task, src.fold)[0]
+    mine = thresholds.decisions(spec.metric, y, np.asarray(oof, dtype=float), spec.task, src.fold)[0]
+    theirs = thresholds.decisions(spec.metric, y, src.oof[:, j].astype(float), spec.task, src.fold)[0]
     return bootstrap.compare(spec.metric, y, mine, theirs, spec.task)
 
 
@@ -273,7 +273,7 @@ def feature_matrix(frame: pd.DataFrame, spec, names: list[str], categories: dict
     missing or unseen), using ``categories`` learnt on train. Returns the matrix, the indices of
     categorical columns and the categories.
     """
-    from competition.data import strings
+    from competition.tables import strings
 
     categories = {} if categories is None else categories
     out, cat_idx = np.empty((len(frame), len(names)), dtype=np.float32), []

@@ -133,21 +133,21 @@ def selection_note(selected: dict, folds: tuple[int, ...], cv_untouched: float |
 
 
 def cv_on_folds(run, data, folds: tuple[int, ...]) -> float:
-    """The run's CV on the OOF rows of ``folds`` alone, by the rule of :func:`metrics.cv` on those
+    """The run's CV on the OOF rows of ``folds`` alone, by the rule of :func:`thresholds.cv` on those
     rows (each fold cut at the threshold chosen on the others of them). One fold of a threshold
     metric has no other to choose on: it is cut, as in the full CV, at the threshold chosen on
     every other fold of the run (their labels choose a cut, never this fold's)."""
     import numpy as np
 
-    from competition import metrics
+    from competition import thresholds
 
     oof = run.oof()
     metric, task = run.manifest["metric"], run.manifest["task"]
     pred, fold, y = oof[run.pred_columns].to_numpy(dtype=float), oof["fold"].to_numpy(), np.asarray(data.y)
-    if len(folds) == 1 and metrics.takes_threshold(metric, task):
-        return metrics.cv(metric, y, pred, task, fold).folds[folds[0]]
+    if len(folds) == 1 and thresholds.takes_threshold(metric, task):
+        return thresholds.cv(metric, y, pred, task, fold).folds[folds[0]]
     keep = np.isin(fold, folds)
-    return metrics.cv(metric, y[keep], pred[keep], task, fold[keep]).score
+    return thresholds.cv(metric, y[keep], pred[keep], task, fold[keep]).score
 
 
 def sort_entries(entries: list[Entry], direction: str) -> list[Entry]:

@@ -135,15 +135,17 @@ def _sample(spec, frame: pd.DataFrame, given: Path | None, labels) -> tuple[pd.D
     """The submission's format: the given sample, else the spec's when it lists these rows' ids,
     else one built from the rows' ids in the spec's format."""
     from competition import data as data_mod
+    from competition import tables
+    from competition.spec import ReadOptions
     from competition.submission import id_keys
 
     ids = frame[spec.id_column]
     if given is not None:
-        return data_mod.read_table(given, data_mod.ReadOptions(), role="sample submission", dtype=str,
-                                given=True), Path(given)
+        return tables.read_table(given, ReadOptions(), role="sample submission", dtype=str,
+                                 given=True), Path(given)
     path = spec.file(spec.sample_submission) if spec.sample_submission else None
     if path is not None and path.is_file():
-        sample = data_mod.read_sample_submission(spec)
+        sample = tables.read_sample_submission(spec)
         if set(id_keys(sample[sample.columns[0]])) == set(id_keys(ids)):
             return sample, path
     built = pd.DataFrame({spec.id_column: ids.astype(str).to_numpy()})

@@ -6,8 +6,8 @@ A *run* is a folder ``experiments/<name>/`` with::
                     folds_hash, data_hash, test_hash, n_splits, status (complete | partial),
                     inputs (stacks and blends), package versions, git commit
     metrics.json    metric, direction, oof_score, threshold, folds {k: score}, fold_mean, fold_std;
-                    threshold metrics also in_sample_score and fold_thresholds (see metrics.cv);
-                    baseline_score (metrics.baseline) and trivial (why it learnt nothing, or null)
+                    threshold metrics also in_sample_score and fold_thresholds (see thresholds.cv);
+                    baseline_score (thresholds.baseline) and trivial (why it learnt nothing, or null)
     oof.parquet     id, fold, prediction columns: every train row once, train-file order
     test.parquet    id, prediction columns (fold average), <col>__fold<k> (when there is a test set)
 
@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from competition import artifacts, metrics
+from competition import artifacts, metrics, thresholds
 from competition.errors import InputError
 from competition.workspace import MANIFEST, METRICS, OOF, TEST, Workspace
 
@@ -71,14 +71,14 @@ class Run:
         path = self.dir / TEST
         return read_predictions(path, remake_command(self.name, self.manifest)) if path.is_file() else None
 
-    def cv(self, data) -> tuple[metrics.CV, np.ndarray]:
-        """The run's CV recomputed from its OOF (:func:`metrics.cv`, the rule every run is scored
+    def cv(self, data) -> tuple[thresholds.CV, np.ndarray]:
+        """The run's CV recomputed from its OOF (:func:`thresholds.cv`, the rule every run is scored
         by, also for runs written before it) and its nested decisions, for paired comparisons."""
         oof = self.oof()
         metric, task = self.manifest["metric"], self.manifest["task"]
         pred, fold = oof[self.pred_columns].to_numpy(dtype=float), oof["fold"].to_numpy()
-        return (metrics.cv(metric, data.y, pred, task, fold),
-                metrics.decisions(metric, data.y, pred, task, fold)[0])
+        return (thresholds.cv(metric, data.y, pred, task, fold),
+                thresholds.decisions(metric, data.y, pred, task, fold)[0])
 
     @property
     def trivial(self) -> str | None:
@@ -198,7 +198,7 @@ def fold_stats(folds: dict[int, float]) -> dict[str, float]:
 
 def write_run(ws: Workspace, name: str, *, spec, data, oof: pd.DataFrame, test: pd.DataFrame | None,
               manifest: dict[str, Any]) -> Run:
-    """Score the OOF (:func:`metrics.cv`: nested thresholds, per fold and overall) and write a
+    """Score the OOF (:func:`thresholds.cv`: nested thresholds, per fold and overall) and write a
     complete run (metrics, oof, test, then manifest last).
 
     ``oof`` must hold id, fold and ``spec.pred_columns`` for every train row; it is put in
@@ -214,7 +214,7 @@ def write_run(ws: Workspace, name: str, *, spec, data, oof: pd.DataFrame, test: 
     pred = oof[cols].to_numpy(dtype=float)
     if not np.isfinite(pred).all():
         raise RuntimeError(f"run {name}: OOF predictions hold NaN or inf")
-    result = metrics.cv(spec.metric, data.y, pred, spec.task, oof["fold"].to_numpy())
+    result = thresholds.cv(spec.metric, data.y, pred, spec.task, oof["fold"].to_numpy())
     run_dir = ws.run_dir(name)
     artifacts.write_parquet(run_dir / OOF, oof)
     if test is not None:
@@ -227,7 +227,7 @@ def write_run(ws: Workspace, name: str, *, spec, data, oof: pd.DataFrame, test: 
     if result.in_sample is not None:
         run_metrics.update(in_sample_score=result.in_sample,
                            fold_thresholds={k: v for k, v in result.fold_thresholds.items()})
-    base = metrics.baseline(spec.metric, data.y, spec.task, oof["fold"].to_numpy())
+    base = thresholds.baseline(spec.metric, data.y, spec.task, oof["fold"].to_numpy())
     run_metrics.update(baseline_score=base, trivial=trivial_reason(spec.metric, pred, result.score, base))
     artifacts.write_json(run_dir / METRICS, run_metrics)
     full = {**_header(name, spec, "complete"), "labels": _plain(data.labels), **manifest, **artifacts.environment()}
@@ -255,7 +255,7 @@ def _header(name: str, spec, status: str) -> dict[str, Any]:
 
 def trivial_reason(metric: str, pred: np.ndarray, score: float, base: float) -> str | None:
     """Why a run has learnt nothing usable -- constant OOF predictions, or a CV no better than the
-    trivial baseline (:func:`metrics.baseline`) -- or None.
+    trivial baseline (:func:`thresholds.baseline`) -- or None.
 
     >>> trivial_reason("f1", np.full((4, 1), 0.3), 0.5, 0.5)
     'its OOF predictions are constant (one value per column)'

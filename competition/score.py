@@ -200,7 +200,7 @@ def score_file(ws: Workspace, path: Path | str, *, solution: Path | str | None =
             needs probabilities or the reverse.
     """
     from competition import data as data_mod
-    from competition import metrics
+    from competition import metrics, tables
     from competition.spec import ReadOptions, load_spec
 
     spec = load_spec(ws.spec_file) if data is None else data.spec
@@ -219,15 +219,15 @@ def score_file(ws: Workspace, path: Path | str, *, solution: Path | str | None =
     fix_rows = (f"check that the solution {solution_file} you gave holds this competition's test ids" if given
                 else "submit one row per test id")
     role = "solution you gave" if given else "solution"
-    sol = data_mod.read_table(solution_file, ReadOptions(), role=role, dtype=str, given=given)
-    sub = data_mod.read_table(path, ReadOptions(), role="submission", dtype=str, given=True)
+    sol = tables.read_table(solution_file, ReadOptions(), role=role, dtype=str, given=given)
+    sub = tables.read_table(path, ReadOptions(), role="submission", dtype=str, given=True)
     sample = data.sample_submission()
     check_sample_columns(sample, spec, output_kind(spec.task, spec.metric),
                           str(spec.file(spec.sample_submission) or "the sample submission"))
     expected = [str(c) for c in sample.columns]
     id_column, value_columns = expected[0], expected[1:]
-    data_mod.require_columns(sol, [id_column], solution_file, role, "id")
-    data_mod.require_columns(sol, list(spec.targets), solution_file, role, "targets")
+    tables.require_columns(sol, [id_column], solution_file, role, "id")
+    tables.require_columns(sol, list(spec.targets), solution_file, role, "targets")
     check_ids(sol[id_column], sol[id_column], where=str(solution_file), reference="itself",
               fix="a solution holds each test id once")
     missing = [c for c in expected if c not in sub.columns]

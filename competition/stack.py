@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from competition import artifacts, metrics, runs
+from competition import artifacts, runs, thresholds
 from competition.errors import InputError
 from competition.inputs import (best_of, claim_name, feature_matrix, gain, load_inputs, require_two,
                                 versus_best)
@@ -217,7 +217,7 @@ def stack(ws: Workspace, *, inputs: list[str] | None = None, features: list[str]
                   **({"holdout": guard.to_json()} if guard else {})})
     scores = src.scores()
     best = best_of(scores, spec.metric)
-    mean_score = metrics.cv(spec.metric, y, src.oof.mean(axis=1, dtype=np.float64), task, src.fold).score
+    mean_score = thresholds.cv(spec.metric, y, src.oof.mean(axis=1, dtype=np.float64), task, src.fold).score
     return StackResult(name, run.dir, spec.metric, meta, run.score, run.threshold, run.metrics["folds"], scores,
                        best[0], best[1], float(mean_score), features,
                        dict(zip(feature_names, shares.tolist())), warnings, versus_best(src, oof, best[0]), guard)

@@ -49,7 +49,7 @@ import pandas as pd
 import yaml
 from filelock import FileLock, Timeout
 
-from competition import artifacts, metrics, runs, track
+from competition import artifacts, runs, thresholds, track
 from competition.config import ExperimentConfig
 from competition.errors import InputError
 from competition.models import FoldResult, family
@@ -277,7 +277,7 @@ def _train_fold(ws, cfg, spec, data, impl, prepared, fold_of, k, hashes, config_
         fit: FoldResult = impl.fit_fold(prepared, k, train_idx, valid_idx, tmp_dir, tracker)
         seconds = time.perf_counter() - started
         _check_predictions(fit, len(valid_idx), data, spec, cfg.exp, k)
-        score, threshold = metrics.evaluate(spec.metric, data.y[valid_idx], fit.oof, spec.task)
+        score, threshold = thresholds.evaluate(spec.metric, data.y[valid_idx], fit.oof, spec.task)
         ids = data.train[spec.id_column].iloc[valid_idx].to_numpy()
         oof = pd.DataFrame(fit.oof, columns=spec.pred_columns)
         oof.insert(0, "fold", k)

@@ -13,7 +13,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 from typer.testing import CliRunner
 
-from competition import adversarial, data
+from competition import adversarial, data, tables
 from competition.cli import app
 from competition.commands.check import FLAGS
 from competition.errors import InputError
@@ -91,7 +91,7 @@ def test_random_split_of_the_same_tweets_looks_alike(tweets, tmp_path):
     assert result.low <= result.auc <= result.high
     assert adversarial.verdict(result.auc).startswith("train and test look alike")
     # out of fold, not in sample: the same model scoring the rows it was fitted on memorises them
-    texts = data.build_texts(ds.train, ds.spec.text) + data.build_texts(ds.test, ds.spec.text)
+    texts = tables.build_texts(ds.train, ds.spec.text) + tables.build_texts(ds.test, ds.spec.text)
     is_test = (result.scores["set"] == "test").to_numpy()
     X = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True).fit_transform(texts)
     in_sample = roc_auc_score(is_test, LogisticRegression(max_iter=1000).fit(X, is_test).decision_function(X))
@@ -219,7 +219,7 @@ def test_folds_weights_give_a_test_weighted_cv_in_the_leaderboard(tmp_path):
     import pandas as pd
     from sklearn.metrics import f1_score
 
-    from competition import adversarial, data as data_mod, metrics, runs
+    from competition import adversarial, data as data_mod, runs, thresholds
     from competition.config import load_config
     from competition.errors import InputError
     from competition.leaderboard import leaderboard
@@ -239,7 +239,7 @@ def test_folds_weights_give_a_test_weighted_cv_in_the_leaderboard(tmp_path):
     odds = p / (1 - p)
     w = np.minimum(odds, 20 * np.median(odds))
     oof = runs.load_run(ws, "001").oof()
-    labels = metrics.decisions("f1", ds.y, oof[["target"]].to_numpy(), "binary", oof["fold"])[0]
+    labels = thresholds.decisions("f1", ds.y, oof[["target"]].to_numpy(), "binary", oof["fold"])[0]
     assert entry.weighted_cv == pytest.approx(f1_score(ds.y, labels, sample_weight=w))
     assert entry.weighted_cv != pytest.approx(entry.cv)
     scores[scores["set"] == "test"].to_csv(ws.folds_dir / "adversarial.csv", index=False)   # train rows gone

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from competition import metrics
+from competition import metrics, thresholds
 from competition.config import ExperimentConfig
 from competition.errors import InputError
 from competition.models import embed, lgbm, tfidf
@@ -72,7 +72,7 @@ def tweets(tmp_path_factory):
 def test_tfidf_binary_tweets_beats_chance_and_predict_reproduces(tweets, tmp_path):
     cfg = config(family="tfidf", estimator="logistic", C=4.0)
     fit, valid_idx = run(tfidf, cfg, tweets, tmp_path)
-    f1, threshold = metrics.evaluate("f1", tweets.y[valid_idx], fit.oof, "binary")
+    f1, threshold = thresholds.evaluate("f1", tweets.y[valid_idx], fit.oof, "binary")
     print(f"tfidf logistic tweets F1 {f1:.3f} at {threshold}")
     assert f1 > 0.6 and ((fit.oof >= 0) & (fit.oof <= 1)).all()
     again = tfidf.predict(tmp_path, cfg, tweets, tweets.test)
@@ -236,7 +236,7 @@ def small_tweets(tweets, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tiny_path(small_tweets, tmp_path_factory):
-    from competition.data import build_texts
+    from competition.tables import build_texts
 
     return tiny_bert(tmp_path_factory.mktemp("bert"), build_texts(small_tweets.train, ["keyword", "text"]))
 
@@ -275,7 +275,7 @@ def test_embed_minilm_tweets(tweets, tmp_path):
                      metric="f1")
     cfg = config(family="embed", name="sentence-transformers/all-MiniLM-L6-v2", head="logistic", C=0.1)
     fit, valid_idx = run(embed, cfg, data, tmp_path / "f")
-    f1, _ = metrics.evaluate("f1", data.y[valid_idx], fit.oof, "binary")
+    f1, _ = thresholds.evaluate("f1", data.y[valid_idx], fit.oof, "binary")
     print(f"embed MiniLM + logistic on 500 tweets: F1 {f1:.3f}")
     assert fit.extra["dim"] == 384 and f1 > 0.65
 

@@ -12,9 +12,10 @@ import pandas as pd
 import pytest
 
 from competition import data
-from competition.data import DataWarning, build_texts, read_table
+from competition.data import DataWarning
 from competition.errors import InputError
 from competition.spec import ReadOptions, load_spec
+from competition.tables import build_texts, read_table
 from tests.datasets import shared_data
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"

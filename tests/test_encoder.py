@@ -338,7 +338,7 @@ def test_swa_weights_are_the_mean_of_the_snapshots_it_names(tiny, epochs, start,
 
 def test_swa_scores_better_than_the_last_weights_when_training_is_noisy(tiny):
     """A learning rate too high to settle: the last weights bounce, their mean sits nearer the optimum."""
-    from competition import metrics
+    from competition import thresholds
 
     data = tweets("regression", N)
     cfg = make_cfg(tiny, epochs=8, swa=True, swa_start=0.5, swa_snapshots=20, schedule="constant", warmup=0.0,
@@ -350,7 +350,7 @@ def test_swa_scores_better_than_the_last_weights_when_training_is_noisy(tiny):
     model.load_state_dict(states[max(states)])
     last = predict_ids(model, valid, cfg, 0)
     y = data.y[valid_idx]
-    swa_rmse, last_rmse = (metrics.evaluate("rmse", y, p, "regression")[0] for p in (averaged, last))
+    swa_rmse, last_rmse = (thresholds.evaluate("rmse", y, p, "regression")[0] for p in (averaged, last))
     assert swa_rmse < last_rmse, (swa_rmse, last_rmse)
 
 

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from competition import data as data_mod
-from competition import folds
+from competition import folds, tables
 from competition.config import load_config
 from competition.spec import load_spec
 from competition.train import train
@@ -67,7 +67,7 @@ def test_shipped_workspace_loads(root):
 
 
 # A 160-row subset of goemotions lacks its rarest labels in some folds; folds.py warns, rightly.
-@pytest.mark.filterwarnings("ignore::competition.folds.FoldWarning")
+@pytest.mark.filterwarnings("ignore::competition.splitters.FoldWarning")
 @pytest.mark.parametrize("root,exp", SHIPPED, ids=lambda v: v if isinstance(v, str) else (
     v.name if v != REPO else "repo-root"))
 def test_shipped_experiment_smoke_runs(root, exp, tmp_path):
@@ -75,7 +75,7 @@ def test_shipped_experiment_smoke_runs(root, exp, tmp_path):
     cfg = load_config(ws, exp)
     overrides = ["train.epochs=1", "track.wandb=false"]
     if cfg.model.family in ("encoder", "embed"):
-        texts = data_mod.build_texts(data_mod.load(load_spec(ws.spec_file)).train, load_spec(ws.spec_file).text)
+        texts = tables.build_texts(data_mod.load(load_spec(ws.spec_file)).train, load_spec(ws.spec_file).text)
         overrides.append(f"model.name={tiny_bert(tmp_path, texts)}")
     if cfg.model.family in ("encoder", "scratch", "embed"):
         overrides.append("model.max_length=32")

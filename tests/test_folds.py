@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from competition import artifacts, folds
+from competition import artifacts, folds, splitters
 from competition.commands.folds import FLAGS
 from competition.errors import InputError
 from competition.spec import SCHEMES
@@ -67,7 +67,7 @@ def made(tweets, commonlit, goemotions):
         warnings.simplefilter("ignore")
         for scheme in SCHEMES:
             case = _case(scheme, tweets, commonlit, goemotions)
-            runs = [folds.make_folds(**case, scheme=scheme, n_splits=K, seed=s) for s in (42, 42, 7)]
+            runs = [splitters.make_folds(**case, scheme=scheme, n_splits=K, seed=s) for s in (42, 42, 7)]
             out[scheme] = (case, runs)
     return out
 
@@ -86,7 +86,7 @@ def test_splitter_contract_train_and_valid_disjoint(made, scheme):
     case, _ = made[scheme]
     y = np.asarray(case["y"])
     groups = pd.factorize(case["groups"])[0] if "groups" in case else None
-    splitter = folds.make_splitter(scheme, K, 42)
+    splitter = splitters.make_splitter(scheme, K, 42)
     assert splitter.get_n_splits() == K
     seen = np.zeros(len(y), dtype=int)
     with warnings.catch_warnings():
@@ -150,7 +150,7 @@ def test_time_ordered_blocks_follow_time(made, tweets):
 
 def test_time_ordered_sorts_by_time_not_file_order():
     time = pd.Series(["2021-03-01", "2020-01-05", "2021-01-01", "2020-06-30"], name="when")
-    out = folds.make_folds(range(4), np.zeros(4), task="regression", scheme="time-ordered", n_splits=2,
+    out = splitters.make_folds(range(4), np.zeros(4), task="regression", scheme="time-ordered", n_splits=2,
                            time=time)
     assert out["fold"].tolist() == [1, 0, 1, 0]
 
@@ -161,14 +161,14 @@ def test_n_splits_above_the_smallest_class(tweets):
     y = tweets["target"].to_numpy().copy()
     y[np.flatnonzero(y == 1)[3:]] = 0  # three positives left
     with pytest.raises(InputError, match=r"n_splits=5 is more than the 3 row\(s\) of class 'disaster'"):
-        folds.make_folds(tweets["id"], y, task="binary", scheme="stratified", labels=["calm", "disaster"])
+        splitters.make_folds(tweets["id"], y, task="binary", scheme="stratified", labels=["calm", "disaster"])
 
 
 def test_a_class_of_one_row_never_suggests_n_splits_1(tweets):
     y = tweets["target"].to_numpy().copy()
     y[np.flatnonzero(y == 1)[1:]] = 0  # one positive left
     with pytest.raises(InputError, match=r"1 row\(s\) of class 'disaster'.*merge or drop that class") as err:
-        folds.make_folds(tweets["id"], y, task="binary", scheme="stratified", labels=["calm", "disaster"])
+        splitters.make_folds(tweets["id"], y, task="binary", scheme="stratified", labels=["calm", "disaster"])
     assert "at most 1" not in str(err.value)
 
 
@@ -176,47 +176,47 @@ def test_n_splits_above_the_number_of_groups(tweets):
     groups = pd.Series(np.arange(len(tweets)) % 3, name="batch")
     with pytest.raises(InputError, match=r"n_splits=5 is more than the 3 distinct groups in folds.group "
                                          r"column 'batch'; lower n_splits to at most 3"):
-        folds.make_folds(tweets["id"], tweets["target"], task="binary", scheme="group", groups=groups)
+        splitters.make_folds(tweets["id"], tweets["target"], task="binary", scheme="group", groups=groups)
 
 
 def test_group_column_with_empty_rows(tweets):
     # keyword is blank in 61 rows of the real file
     with pytest.raises(InputError, match=r"folds.group column 'keyword' is empty in 61 row\(s\)"):
-        folds.make_folds(tweets["id"], tweets["target"], task="binary", scheme="stratified-group",
+        splitters.make_folds(tweets["id"], tweets["target"], task="binary", scheme="stratified-group",
                          groups=tweets["keyword"])
 
 
 def test_unknown_scheme(tweets):
     with pytest.raises(InputError, match=r"unknown fold scheme 'stratifed'.*valid: kfold, stratified"):
-        folds.make_folds(tweets["id"], tweets["target"], task="binary", scheme="stratifed")
+        splitters.make_folds(tweets["id"], tweets["target"], task="binary", scheme="stratifed")
 
 
 def test_scheme_that_does_not_fit_the_task(commonlit, tweets):
     with pytest.raises(InputError, match="use scheme 'binned-stratified'"):
-        folds.make_folds(commonlit["id"], commonlit["target"], task="regression", scheme="stratified")
+        splitters.make_folds(commonlit["id"], commonlit["target"], task="regression", scheme="stratified")
     with pytest.raises(InputError, match="use scheme 'stratified'"):
-        folds.make_folds(tweets["id"], tweets["target"], task="binary", scheme="multilabel-stratified")
+        splitters.make_folds(tweets["id"], tweets["target"], task="binary", scheme="multilabel-stratified")
     with pytest.raises(InputError, match="needs a group column"):
-        folds.make_folds(tweets["id"], tweets["target"], task="binary", scheme="group")
+        splitters.make_folds(tweets["id"], tweets["target"], task="binary", scheme="group")
 
 
 def test_degraded_input_warns(goemotions, tweets):
     frame, y = goemotions
     few = y[:300]  # some emotions have fewer than 5 positives in 300 rows
-    with pytest.warns(folds.FoldWarning, match="fewer positive rows than the 5 folds"):
-        folds.make_folds(frame["id"][:300], few, task="multilabel", scheme="multilabel-stratified")
-    with pytest.warns(folds.FoldWarning, match="ignored by scheme 'kfold'"):
-        folds.make_folds(tweets["id"], tweets["target"], task="binary", scheme="kfold", groups=tweets["text"])
-    with pytest.warns(folds.FoldWarning, match="folds.time column 'id' is ignored by scheme 'stratified'"):
-        folds.make_folds(tweets["id"], tweets["target"], task="binary", scheme="stratified", time=tweets["id"])
-    with pytest.warns(folds.FoldWarning, match="file order"):
-        folds.make_folds(tweets["id"], tweets["target"], task="binary", scheme="time-ordered")
+    with pytest.warns(splitters.FoldWarning, match="fewer positive rows than the 5 folds"):
+        splitters.make_folds(frame["id"][:300], few, task="multilabel", scheme="multilabel-stratified")
+    with pytest.warns(splitters.FoldWarning, match="ignored by scheme 'kfold'"):
+        splitters.make_folds(tweets["id"], tweets["target"], task="binary", scheme="kfold", groups=tweets["text"])
+    with pytest.warns(splitters.FoldWarning, match="folds.time column 'id' is ignored by scheme 'stratified'"):
+        splitters.make_folds(tweets["id"], tweets["target"], task="binary", scheme="stratified", time=tweets["id"])
+    with pytest.warns(splitters.FoldWarning, match="file order"):
+        splitters.make_folds(tweets["id"], tweets["target"], task="binary", scheme="time-ordered")
 
 
 def test_time_column_with_empty_rows():
     time = pd.Series([1.0, None, 3.0, 4.0], name="when")
     with pytest.raises(InputError, match=r"folds.time column 'when' is empty in 1 row"):
-        folds.make_folds(range(4), np.zeros(4), task="regression", scheme="time-ordered", n_splits=2, time=time)
+        splitters.make_folds(range(4), np.zeros(4), task="regression", scheme="time-ordered", n_splits=2, time=time)
 
 
 # -- the files: written once, guarded by hashes ----------------------------------------------------
@@ -292,7 +292,7 @@ def test_a_finished_fold_also_counts_as_a_user(ws):
 def test_settings_fall_back_to_the_spec_and_overrides_win(ws):
     result = folds.write_folds(ws, _load(ws, scheme="kfold", n_splits=4, seed=3))
     assert (result.manifest["scheme"], result.manifest["n_splits"], result.manifest["seed"]) == ("kfold", 4, 3)
-    with pytest.warns(folds.FoldWarning, match="ignored"):
+    with pytest.warns(splitters.FoldWarning, match="ignored"):
         grouped = folds.write_folds(ws, _load(ws, group="keyword"), scheme="kfold", n_splits=3)
     assert grouped.manifest["group"] is None  # kfold ignores the group column
 

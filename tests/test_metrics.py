@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from competition import metrics
+from competition import metrics, thresholds
 from competition.errors import InputError
 
 N = 400
@@ -109,47 +109,47 @@ def test_regression_metrics_one_and_many_targets():
 @pytest.mark.parametrize("name", ["f1", "accuracy", "macro_f1"])
 def test_best_binary_threshold_beats_every_other_cut(name):
     y, p = _binary(seed=3, step=0.02)
-    thr = metrics.best_threshold(name, y, p, "binary")
+    thr = thresholds.best_threshold(name, y, p, "binary")
     best = metrics.score(name, y, p, "binary", threshold=thr)
     brute = max(metrics.score(name, y, p, "binary", threshold=t) for t in np.unique(p))
     assert best == pytest.approx(brute)
-    assert metrics.evaluate(name, y, p, "binary") == (best, thr)
+    assert thresholds.evaluate(name, y, p, "binary") == (best, thr)
 
 
 def test_best_threshold_per_label_for_multilabel():
     y, p = _multilabel(seed=4, step=0.02)
-    thr = metrics.best_threshold("mean_f1", y, p, "multilabel")
+    thr = thresholds.best_threshold("mean_f1", y, p, "multilabel")
     assert isinstance(thr, list) and len(thr) == y.shape[1]
     for j, t in enumerate(thr):
         brute = max(skm.f1_score(y[:, j], p[:, j] >= c) for c in np.unique(p[:, j]))
         assert skm.f1_score(y[:, j], p[:, j] >= t) == pytest.approx(brute)
-    score, used = metrics.evaluate("mean_f1", y, p, "multilabel")
+    score, used = thresholds.evaluate("mean_f1", y, p, "multilabel")
     assert used == thr and score >= metrics.score("mean_f1", y, p, "multilabel")
 
 
 def test_no_threshold_where_none_applies():
     y, p = _multiclass()
-    assert metrics.best_threshold("macro_f1", y, p, "multiclass") is None
+    assert thresholds.best_threshold("macro_f1", y, p, "multiclass") is None
     yb, pb = _binary()
-    assert metrics.best_threshold("roc_auc", yb, pb, "binary") is None
-    assert metrics.evaluate("log_loss", yb, pb, "binary")[1] is None
+    assert thresholds.best_threshold("roc_auc", yb, pb, "binary") is None
+    assert thresholds.evaluate("log_loss", yb, pb, "binary")[1] is None
 
 
 def test_threshold_edge_cases():
     y = np.array([0, 0, 1, 1])
     # every score equal: the best cut predicts all positive or none, never crashes
-    thr = metrics.best_threshold("accuracy", y, np.full((4, 1), 0.7), "binary")
+    thr = thresholds.best_threshold("accuracy", y, np.full((4, 1), 0.7), "binary")
     assert metrics.score("accuracy", y, np.full((4, 1), 0.7), "binary", threshold=thr) == 0.5
     # no positives at all: predicting none is the best accuracy, with a threshold above every score
     p = np.array([[0.2], [0.9], [0.4], [0.1]])
-    thr = metrics.best_threshold("accuracy", np.zeros(4, int), p, "binary")
+    thr = thresholds.best_threshold("accuracy", np.zeros(4, int), p, "binary")
     assert thr > 0.9 and metrics.score("accuracy", np.zeros(4, int), p, "binary", threshold=thr) == 1.0
 
 
 def test_best_threshold_is_fast_on_a_million_rows():
     y, p = _binary(n=1_000_000, seed=5)
     start = time.perf_counter()
-    thr = metrics.best_threshold("f1", y, p, "binary")
+    thr = thresholds.best_threshold("f1", y, p, "binary")
     assert time.perf_counter() - start < 5 and 0 < thr < 1
 
 
@@ -204,7 +204,7 @@ def test_in_sample_thresholds_flatter_pure_noise_and_nested_ones_do_not(name, pr
     for seed in range(40):
         rng = np.random.default_rng(seed)
         y, p = (rng.random(200) < prevalence).astype(int), rng.random((200, 1))
-        r = metrics.cv(name, y, p, "binary", np.arange(200) % 5)
+        r = thresholds.cv(name, y, p, "binary", np.arange(200) % 5)
         nested.append(r.score)
         in_sample.append(r.in_sample)
         fixed.append([metrics.score(name, y, p, "binary", threshold=t) for t in grid])
@@ -217,17 +217,17 @@ def test_a_folds_threshold_and_score_use_nothing_of_that_fold_but_its_labels_for
     rng = np.random.default_rng(3)
     y, folds = rng.integers(0, 2, 300), np.arange(300) % 3
     p = np.clip(y * 0.3 + rng.random(300) * 0.7, 0, 1)[:, None]
-    before = metrics.cv("f1", y, p, "binary", folds)
+    before = thresholds.cv("f1", y, p, "binary", folds)
     shuffled = y.copy()
     shuffled[folds == 0] = rng.permutation(y[folds == 0])[::-1]        # fold 0's labels changed
-    after = metrics.cv("f1", shuffled, p, "binary", folds)
+    after = thresholds.cv("f1", shuffled, p, "binary", folds)
     assert after.fold_thresholds[0] == before.fold_thresholds[0]       # chosen without fold 0
     assert after.fold_thresholds[1] != before.fold_thresholds[1] or after.fold_thresholds[2] != before.fold_thresholds[2]
     # fold 0's score: its rows cut at its threshold, scored against its labels
     cut = (p[folds == 0, 0] >= before.fold_thresholds[0]).astype(int)
     assert before.folds[0] == pytest.approx(skm.f1_score(y[folds == 0], cut))
     assert after.folds[0] == pytest.approx(skm.f1_score(shuffled[folds == 0], cut))
-    assert before.threshold == metrics.best_threshold("f1", y, p, "binary")   # submissions: all OOF
+    assert before.threshold == thresholds.best_threshold("f1", y, p, "binary")   # submissions: all OOF
 
 
 def test_multilabel_thresholds_are_nested_per_label():
@@ -235,10 +235,10 @@ def test_multilabel_thresholds_are_nested_per_label():
     y = rng.integers(0, 2, (240, 3))
     p = np.clip(y * 0.25 + rng.random((240, 3)) * 0.75, 0, 1)
     folds = np.arange(240) % 4
-    r = metrics.cv("mean_f1", y, p, "multilabel", folds)
+    r = thresholds.cv("mean_f1", y, p, "multilabel", folds)
     for k in range(4):
         rest = folds != k
-        expect = [metrics.best_threshold("mean_f1", y[rest][:, [j]], p[rest][:, [j]], "multilabel")[0] for j in range(3)]
+        expect = [thresholds.best_threshold("mean_f1", y[rest][:, [j]], p[rest][:, [j]], "multilabel")[0] for j in range(3)]
         assert r.fold_thresholds[k] == expect
     labels = np.vstack([p[folds == k] >= r.fold_thresholds[k] for k in range(4)])
     order = np.concatenate([np.flatnonzero(folds == k) for k in range(4)])
@@ -249,7 +249,7 @@ def test_multilabel_thresholds_are_nested_per_label():
 def test_metrics_without_a_threshold_report_one_cv():
     rng = np.random.default_rng(0)
     y, p, folds = rng.integers(0, 2, 100), rng.random((100, 1)), np.arange(100) % 4
-    r = metrics.cv("roc_auc", y, p, "binary", folds)
+    r = thresholds.cv("roc_auc", y, p, "binary", folds)
     assert r.in_sample is None and r.threshold is None and r.fold_thresholds is None
     assert r.score == pytest.approx(metrics.score("roc_auc", y, p, "binary"))
 
@@ -305,7 +305,7 @@ def test_pooled_threshold_is_one_for_every_label_and_no_cut_beats_it(name):
     for seed, step in ((7, None), (8, 0.02)):       # distinct scores; many ties in and across rows
         y, p = _multilabel(n=300, seed=seed, step=step)
         y[:5], p[:5] = 0, p[:5] * 0.5                            # some rows with no true label
-        thr = metrics.best_threshold(name, y, p, "multilabel")
+        thr = thresholds.best_threshold(name, y, p, "multilabel")
         assert isinstance(thr, list) and len(thr) == y.shape[1] and len(set(thr)) == 1
         best = metrics.score(name, y, p, "multilabel", threshold=thr)
         assert best == pytest.approx(_brute(name, y, p, thr[:1])[0], abs=1e-12)
@@ -314,17 +314,17 @@ def test_pooled_threshold_is_one_for_every_label_and_no_cut_beats_it(name):
         # exact: every cut that can change a label (each distinct score, and above them all)
         every = np.r_[np.unique(p), 1.01]
         assert _brute(name, y, p, every).max() == pytest.approx(best, abs=1e-12)
-        assert metrics.evaluate(name, y, p, "multilabel") == (best, thr)
+        assert thresholds.evaluate(name, y, p, "multilabel") == (best, thr)
 
 
 def test_jaccard_threshold_beats_a_coarse_grid_and_finds_a_cut_far_from_half():
     y, p = _multilabel(n=500, seed=9)
-    thr = metrics.best_threshold("jaccard", y, p, "multilabel")
+    thr = thresholds.best_threshold("jaccard", y, p, "multilabel")
     coarse = np.linspace(0, 1, 51)
     chosen = metrics.score("jaccard", y, p, "multilabel", threshold=thr)
     assert chosen >= _brute("jaccard", y, p, coarse).max() - 1e-3
     squashed = 0.3 * p                              # every score in [0, 0.3]: 0.5 predicts nothing
-    thr = metrics.best_threshold("jaccard", y, squashed, "multilabel")
+    thr = thresholds.best_threshold("jaccard", y, squashed, "multilabel")
     assert thr[0] < 0.3
     at_half = metrics.score("jaccard", y, squashed, "multilabel")
     assert metrics.score("jaccard", y, squashed, "multilabel", threshold=thr) > at_half + 0.1
@@ -338,16 +338,16 @@ def test_pooled_thresholds_are_nested(name):
     y = (rng.random((240, 4)) < 0.3).astype(int)
     p = np.clip(y * 0.25 + rng.random((240, 4)) * 0.75, 0, 1)
     folds = np.arange(240) % 4
-    r = metrics.cv(name, y, p, "multilabel", folds)
+    r = thresholds.cv(name, y, p, "multilabel", folds)
     for k in range(4):
         rest = folds != k
-        assert r.fold_thresholds[k] == metrics.best_threshold(name, y[rest], p[rest], "multilabel")
+        assert r.fold_thresholds[k] == thresholds.best_threshold(name, y[rest], p[rest], "multilabel")
     labels = np.vstack([p[folds == k] >= r.fold_thresholds[k] for k in range(4)]).astype(int)
     order = np.concatenate([np.flatnonzero(folds == k) for k in range(4)])
     expect = (skm.f1_score(y[order], labels, average="micro") if name == "micro_f1"
               else skm.jaccard_score(y[order], labels, average="samples", zero_division=1.0))
     assert r.score == pytest.approx(expect)
-    assert r.threshold == metrics.best_threshold(name, y, p, "multilabel") and r.in_sample >= r.score
+    assert r.threshold == thresholds.best_threshold(name, y, p, "multilabel") and r.in_sample >= r.score
 
 
 def test_jaccard_threshold_is_fast_on_goemotions_size():
@@ -355,7 +355,7 @@ def test_jaccard_threshold_is_fast_on_goemotions_size():
     y = (rng.random((43_410, 28)) < 0.06).astype(np.int64)
     p = np.clip(0.3 * y + 0.7 * rng.random(y.shape), 0, 1).astype(np.float32)
     start = time.perf_counter()
-    thr = metrics.best_threshold("jaccard", y, p, "multilabel")
+    thr = thresholds.best_threshold("jaccard", y, p, "multilabel")
     elapsed = time.perf_counter() - start
     print(f"jaccard best_threshold on 43,410 x 28: {elapsed:.3f} s")
     assert elapsed < 3 and 0 < thr[0] < 1

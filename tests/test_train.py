@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from competition import metrics
+from competition import thresholds
 from competition.config import load_config
 from competition.errors import InputError
 from competition.train import train
@@ -43,7 +43,7 @@ def test_full_run_writes_every_artifact(ws):
     again = nested_cv("f1", y, oof[["target"]].to_numpy(), "binary", oof["fold"])
     assert saved["oof_score"] == pytest.approx(again) == pytest.approx(result.oof_score)
     assert 0.55 < saved["oof_score"] <= 1.0
-    in_sample, threshold = metrics.evaluate("f1", y, oof[["target"]].to_numpy(), "binary")
+    in_sample, threshold = thresholds.evaluate("f1", y, oof[["target"]].to_numpy(), "binary")
     assert saved["in_sample_score"] == pytest.approx(in_sample) and in_sample >= saved["oof_score"]
     assert saved["threshold"] == threshold == result.threshold          # what submissions use
     assert [r.score for r in result.folds] == [saved["folds"][str(k)] for k in range(3)]

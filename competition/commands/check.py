@@ -44,7 +44,7 @@ def command(
 
     from rich.table import Table
 
-    from competition import data
+    from competition import data, tables
     from competition.spec import load_spec
 
     ws = workspace(ws_path)
@@ -83,7 +83,7 @@ def command(
                 lengths.add_column(col, justify="left" if col in ("file", "column") else "right")
             for file, frame in frames.items():
                 for column in spec.text:
-                    n = data.strings(frame[column]).str.len()
+                    n = tables.strings(frame[column]).str.len()
                     lengths.add_row(file, column, f"{n.mean():.0f}", f"{n.median():.0f}",
                                     f"{n.quantile(0.95):.0f}", f"{n.max():,}", f"{int((n == 0).sum()):,}")
             console.print(lengths)

@@ -41,13 +41,13 @@ def command(
     """Assign every train row to a fold and write folds/folds.csv with its manifest."""
     import warnings
 
-    from competition import data, folds
+    from competition import data, folds, splitters
     from competition.spec import load_spec
 
     ws = workspace(ws_path)
     spec = load_spec(ws.spec_file)
     with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", folds.FoldWarning)
+        warnings.simplefilter("always", splitters.FoldWarning)
         warnings.simplefilter("ignore", data.DataWarning)  # `comp check` reports those
         ds = data.load(spec, with_test=False)
         result = folds.write_folds(ws, ds, scheme=scheme, n_splits=n_splits, seed=seed, force=force)

@@ -101,11 +101,11 @@ def command(
 def _show_row(ws, node: bool = False):
     """The line printed as each fold finishes: its score (at its own threshold, where the metric
     takes one: the other folds' OOF, which the CV uses, comes later), its time, and its node."""
-    from competition import metrics
+    from competition import thresholds
     from competition.spec import load_spec
 
     spec = load_spec(ws.spec_file)
-    own = " at its own threshold" if metrics.takes_threshold(spec.metric, spec.task) else ""
+    own = " at its own threshold" if thresholds.takes_threshold(spec.metric, spec.task) else ""
 
     def show(row, exp: str | None = None, where: str | None = None):
         score = "-" if row.score is None else f"{row.score:.4f}"

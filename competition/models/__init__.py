@@ -37,7 +37,7 @@ class FoldResult:
 def input_texts(cfg, spec, frame, drop: tuple[str, ...] = ()) -> list[str]:
     """The model input text of every row of ``frame``: the spec's text columns through
     ``cfg.text`` (template or separator); ``drop`` blanks columns (test-time augmentation)."""
-    from competition.data import build_texts
+    from competition.tables import build_texts
     from competition.errors import InputError
 
     if not spec.text and cfg.text.template is None:

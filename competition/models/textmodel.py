@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from competition import metrics
+from competition import metrics, thresholds
 from competition.models.batches import pool
 
 _LAYER = re.compile(r"\.(?:layer|layers|block|blocks|h)\.(\d+)\.")
@@ -269,7 +269,7 @@ class FoldMonitor(pl.Callback):
 
     Args:
         metric, task: the competition's metric and task (direction from the metric).
-        y_valid: encoded targets of the validated rows, as ``metrics.evaluate`` takes them.
+        y_valid: encoded targets of the validated rows, as ``thresholds.evaluate`` takes them.
         tracker: a :class:`~competition.track.Tracker` (``val/loss``, ``val/score``, ``train/loss``).
         patience: stop after this many validations without improvement (None: never).
         keep_best: False with SWA, whose averaged weights replace the last ones at the end, and
@@ -312,7 +312,7 @@ class FoldMonitor(pl.Callback):
         if trainer.sanity_checking:
             return
         probs, val_loss = module.pop_validation()
-        score, _ = metrics.evaluate(self.metric, self.y_valid, probs, self.task)
+        score, _ = thresholds.evaluate(self.metric, self.y_valid, probs, self.task)
         steps_per_epoch = max(trainer.estimated_stepping_batches / max(trainer.max_epochs, 1), 1)
         epoch = round(trainer.global_step / steps_per_epoch, 3)   # fractional with val_per_epoch > 1
         row = {"epoch": epoch, "step": trainer.global_step, "val/loss": float(val_loss),

@@ -1,0 +1,230 @@
+"""Reading one CSV/TSV file, and the column helpers every reader of its frames shares.
+
+:func:`read_table` is the one CSV reader: the spec's read options, a wrong encoding or a
+file that is not a CSV refused with the fix, ids kept as written. :func:`require_columns`
+refuses a missing column; :func:`strings` and :func:`build_texts` turn columns into the
+text a model reads. Checking a whole competition's files against its spec is
+:mod:`competition.data`.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import string
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from competition.errors import InputError
+from competition.spec import ReadOptions, Spec
+
+QUOTING = {"minimal": csv.QUOTE_MINIMAL, "none": csv.QUOTE_NONE, "all": csv.QUOTE_ALL,
+           "nonnumeric": csv.QUOTE_NONNUMERIC}
+ENCODINGS = ("utf-8", "cp1252", "latin-1")  # tried in this order to suggest a fix
+
+
+class DataWarning(UserWarning):
+    """Usable but degraded input (duplicates with conflicting labels, mojibake, rare classes)."""
+
+
+# -- reading ---------------------------------------------------------------------------------
+
+def _decode(path: Path, encoding: str, role: str, given: bool = False) -> str:
+    """The file's text; a wrong encoding is an error that names one that works. ``given``: the path
+    came from the command line, not from competition.yaml (the not-found message says which)."""
+    if not path.is_file():
+        fix = ("Check the path you gave on the command line." if given else
+               "Fix the path in competition.yaml (file names are relative to data_dir, data_dir to the "
+               "spec's folder).")
+        raise InputError(f"{path} ({role}): file not found. {fix}")
+    raw = path.read_bytes()
+    if not raw.strip():
+        raise InputError(f"{path} ({role}): the file is empty; it needs a header line and rows.")
+    for magic, kind, fix in ((b"\x1f\x8b", "gzip-compressed", "gunzip it"), (b"PK\x03\x04", "a zip archive", "unzip it"),
+                             (b"PAR1", "a parquet file", "write it as CSV")):
+        if raw.startswith(magic):
+            raise InputError(f"{path} ({role}): this is {kind}, not a CSV; {fix} and point at the .csv")
+    try:
+        codec = codecs.lookup(encoding).name
+    except LookupError:
+        raise InputError(f"{path} ({role}): unknown encoding read.encoding: {encoding!r}; "
+                         f"use one of {', '.join(ENCODINGS)}") from None
+    try:
+        return raw.decode("utf-8-sig" if codec == "utf-8" else codec)
+    except UnicodeDecodeError as err:
+        line = raw[:err.start].count(b"\n") + 1
+        works = next((e for e in ENCODINGS if codecs.lookup(e).name != codec and _decodes(raw, e)), None)
+        fix = (f"it decodes as {works}: set `read.encoding: {works}` in competition.yaml "
+               f"(comp init --encoding {works})") if works else "re-save it as UTF-8"
+        raise InputError(f"{path} ({role}): not valid {encoding}: byte {raw[err.start]:#04x} on line "
+                         f"{line} ({err.reason}); {fix}") from None
+
+
+def _decodes(raw: bytes, encoding: str) -> bool:
+    try:
+        raw.decode(encoding)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _sep(read: ReadOptions) -> str:
+    """'\\t' typed as two characters (YAML without quotes, a shell) means a tab."""
+    return "\t" if read.sep in ("\\t", "tab", "TAB") else read.sep
+
+
+def read_table(path: Path | str, read: ReadOptions, *, role: str, ids: str | None = None,
+               dtype: type | None = None, given: bool = False) -> pd.DataFrame:
+    """Read one CSV/TSV file with the spec's read options; every problem is an InputError.
+
+    Empty fields are missing (NaN); strings such as ``NA`` or ``null`` stay text. The ``ids``
+    column is read as written: integers when every value is a plain integer, else strings
+    (so ``007`` keeps its zeros). ``dtype=str`` reads every cell as written. Rows that an
+    unescaped quote seems to have merged are a :class:`DataWarning`.
+    """
+    frame, notes = read_with_notes(Path(path), read, role, ids, dtype, given)
+    for note in notes:
+        warnings.warn(note, DataWarning, stacklevel=2)
+    return frame
+
+
+def _merged_rows(frame: pd.DataFrame, sep: str, path: Path) -> list[str]:
+    """TSV-like files: a field holding a newline and the separator swallowed whole rows, almost
+    always through an unescaped quote. (In comma CSVs, multi-line quoted texts are normal.)"""
+    if sep in (",", ";") or len(frame.columns) < 2:
+        return []
+    merged = sum(int((v.str.contains("\n", regex=False) & v.str.contains(sep, regex=False)).sum())
+                 for v in (strings(frame[c]) for c in frame.columns if frame[c].dtype.kind in "OUT"
+                           or pd.api.types.is_string_dtype(frame[c])))
+    if not merged:
+        return []
+    return [f"{path.name}: {merged} field(s) hold line breaks and the separator {sep!r}: an unescaped "
+            "quote probably merged rows. If texts hold bare quotes, set `read.quoting: none` "
+            "(comp init --quoting none)."]
+
+
+def read_with_notes(path: Path, read: ReadOptions, role: str, ids: str | None,
+                    dtype: type | None, given: bool = False) -> tuple[pd.DataFrame, list[str]]:
+    """:func:`read_table`, returning its :class:`DataWarning` sentences instead of warning them
+    (:func:`competition.data.load` keeps them in ``Dataset.warnings``)."""
+    text = _decode(path, read.encoding, role, given)
+    sep = _sep(read)
+    kwargs = dict(sep=sep, quoting=QUOTING[read.quoting], header=0 if read.header else None,
+                  names=read.names, keep_default_na=False, na_values=[""], index_col=False)
+    if dtype is not None:
+        kwargs["dtype"] = dtype
+    elif ids is not None:
+        kwargs["dtype"] = {ids: str}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            frame = pd.read_csv(io.StringIO(text), **kwargs)
+    except pd.errors.ParserWarning:
+        raise InputError(f"{path} ({role}): some rows have more fields than the header "
+                         f"({read.names or 'first line'}); check read.sep ({sep!r}) or read.quoting "
+                         "(use `none` when texts hold unescaped quotes).") from None
+    except (pd.errors.ParserError, csv.Error, ValueError) as err:
+        raise InputError(f"{path} ({role}): cannot parse it with sep {sep!r} and quoting {read.quoting!r}: "
+                         f"{str(err).strip()}. Check read.sep; files whose texts hold unescaped quotes "
+                         "need `read.quoting: none`.") from None
+    if frame.empty:
+        raise InputError(f"{path} ({role}): the file has a header ({', '.join(map(str, frame.columns))}) "
+                         "but no rows.")
+    if ids is not None and ids in frame.columns and dtype is None:
+        frame[ids] = _ids_as_read(frame[ids])
+    notes = _merged_rows(frame, sep, path) if read.quoting != "none" and "\n" in text else []
+    return frame, notes
+
+
+def _ids_as_read(ids: pd.Series) -> pd.Series:
+    """Integers when every id is a canonical integer, else the strings as written.
+
+    >>> _ids_as_read(pd.Series(["3", "10"])).tolist(), _ids_as_read(pd.Series(["007", "8"])).tolist()
+    ([3, 10], ['007', '8'])
+    """
+    if ids.isna().any():
+        return ids
+    plain = ids.str.fullmatch(r"-?(0|[1-9]\d{0,17})")
+    return ids.astype(np.int64) if bool(plain.all()) else ids
+
+
+def read_sample_submission(spec: Spec) -> pd.DataFrame:
+    """The sample submission, every cell a string exactly as written."""
+    return read_table(spec.file(spec.sample_submission), ReadOptions(), role="sample submission", dtype=str)
+
+
+# -- columns ---------------------------------------------------------------------------------
+
+def require_columns(frame: pd.DataFrame, columns: list[str], path: Path, role: str, key: str) -> None:
+    """Every column of ``columns`` exists, else an error listing the ones that do."""
+    import difflib
+
+    for column in columns:
+        if column in frame.columns:
+            continue
+        have = [str(c) for c in frame.columns]
+        close = difflib.get_close_matches(column, have, n=1, cutoff=0.6)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        if len(have) == 1:
+            seps = [s for s in ("\t", ";", "|", ",") if s in have[0]]
+            if seps:
+                shown = "\\t" if seps[0] == "\t" else seps[0]
+                hint += (f" The whole header is one column: the file looks '{shown}'-separated; check "
+                         f"read.sep: set `read.sep: '{shown}'` in competition.yaml (comp init --sep '{shown}').")
+        raise InputError(f"{path} ({role}): column {column!r} (named by `{key}` in competition.yaml) "
+                         f"is missing; the columns are: {', '.join(map(repr, have))}.{hint}")
+
+
+def strings(values: pd.Series, missing: str = "") -> pd.Series:
+    """The values as Python strings, missing ones as ``missing`` (pandas 3 keeps NaN in astype(str))."""
+    return values.astype(object).where(values.notna(), missing).astype(str)
+
+
+# -- model input -----------------------------------------------------------------------------
+
+def build_texts(frame: pd.DataFrame, columns: list[str], template: str | None = None, sep: str = " | ",
+                drop: tuple[str, ...] = ()) -> list[str]:
+    """The input text of every row, from one or more columns.
+
+    With a ``template`` such as ``"{keyword} | {text}"`` each field takes the column's value;
+    without one, the non-empty values of ``columns`` are joined by ``sep``. Missing values
+    are empty. ``drop`` blanks columns (test-time augmentation: the text without its keyword).
+
+    >>> df = pd.DataFrame({"keyword": ["fire", None], "text": ["Forest fire", "All calm"]})
+    >>> build_texts(df, ["keyword", "text"])
+    ['fire | Forest fire', 'All calm']
+    >>> build_texts(df, ["keyword", "text"], template="{keyword}: {text}")
+    ['fire: Forest fire', ': All calm']
+    >>> build_texts(df, ["keyword", "text"], drop=("keyword",))
+    ['Forest fire', 'All calm']
+    """
+    def values(column: str) -> pd.Series:
+        if column in drop:
+            return pd.Series("", index=frame.index, dtype=object)
+        return strings(frame[column])
+
+    if template is not None:
+        pieces = list(string.Formatter().parse(template))
+        fields = [f for _, f, _, _ in pieces if f]
+        missing = [f for f in fields if f not in frame.columns]
+        if missing:
+            raise InputError(f"text template {template!r}: field(s) {missing} are not columns; "
+                             f"columns are {', '.join(map(str, frame.columns))}")
+        out = pd.Series("", index=frame.index, dtype=object)
+        for literal, field, _, _ in pieces:
+            out = out + literal
+            if field:
+                out = out + values(field)
+        return out.tolist()
+    if not columns:
+        raise InputError("no text columns: set `text:` in competition.yaml (e.g. text: [text])")
+    out = values(columns[0])
+    for column in columns[1:]:
+        nxt = values(column)
+        joined = out + sep + nxt
+        out = joined.where((out != "") & (nxt != ""), out + nxt)
+    return out.tolist()
