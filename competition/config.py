@@ -250,9 +250,10 @@ class TrainConfig(_Strict):
     limit_rows: int | None = Field(None, ge=10, description="train on a seeded subset (smoke runs)")
     devices: int = Field(1, ge=1, description="devices one model trains on: GPUs, or CPU processes (gloo) "
                                               "with strategy ddp_spawn")
-    strategy: Literal["auto", "ddp_spawn"] = Field(
+    strategy: Literal["auto", "ddp_spawn", "ddp"] = Field(
         "auto", description="Lightning strategy across devices: ddp_spawn starts one process per device from "
-                            "this one and hands the trained weights back; the fold is predicted once, here")
+                            "this one and hands the trained weights back; ddp runs the command again once per "
+                            "device (or torchrun / srun start every rank): rank 0 alone predicts and writes")
     num_nodes: int = Field(1, ge=1, description="machines one model trains on (ddp_spawn on each node)")
     resources: dict[str, float] = Field(
         default_factory=dict, description="what one fold needs as a Ray task (comp train --ray), e.g. "
@@ -270,7 +271,7 @@ class TrainConfig(_Strict):
                              "no snapshot averaged (swa) across them: set train.select=last, patience=null, swa=false")
         if (self.devices > 1 or self.num_nodes > 1) and self.strategy == "auto":
             raise ValueError(f"train.devices={self.devices}: name the strategy that spreads one model over them: "
-                             "train.strategy=ddp_spawn")
+                             "train.strategy=ddp_spawn (or ddp)")
         if self.select == "inner" and self.swa:
             raise ValueError("train.select=inner holds out training rows to choose an epoch, but with train.swa "
                              "the model is the average of the snapshots and no epoch is chosen: use "

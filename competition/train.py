@@ -203,6 +203,8 @@ def train(ws: Workspace, cfg: ExperimentConfig, *, folds: list[int] | str = "all
     chosen = parse_folds(folds, n_splits) if isinstance(folds, str) else parse_folds(
         ",".join(map(str, folds)), n_splits)
     hashes = runs.input_hashes(ws, data)
+    if follower_rank() > 0:
+        return _follow(ws, cfg, data, fold_of, chosen, hashes, force)
 
     run_dir = ws.run_dir(cfg.exp)
     _check_previous_run(run_dir, cfg, hashes, force)
@@ -251,6 +253,30 @@ def train(ws: Workspace, cfg: ExperimentConfig, *, folds: list[int] | str = "all
         return result          # no fold finished yet: the others are busy in another process
     _assemble(ws, cfg, spec, data, fold_of, hashes, config, result)
     return result
+
+
+def follower_rank() -> int:
+    """This process's rank in a ``train.strategy: ddp`` run that Lightning (or torchrun) started by
+    running the same command again: 0 for the process that writes, > 0 for the others."""
+    env = os.environ
+    return int(env.get("RANK") or 0) or int(env.get("NODE_RANK") or 0) or int(env.get("LOCAL_RANK") or 0)
+
+
+def _follow(ws, cfg, data, fold_of, chosen, hashes, force) -> TrainResult:
+    """A ddp rank other than 0: fit the folds rank 0 fits, in step with it (each fit is a collective
+    operation of all ranks), in scratch folders; take no lock and write nothing. Rank 0 predicts
+    every fold once and writes the run."""
+    import tempfile
+
+    impl, config, prepared = family(cfg.model.family), cfg.to_dict(), None
+    for k in chosen:
+        if not force and fold_done(ws.fold_dir(cfg.exp, k), hashes, config) is not None:
+            continue                      # rank 0 skips it too: it was done before the command started
+        prepared = prepared if prepared is not None else impl.prepare(cfg, data)
+        train_idx = _limit(np.flatnonzero(fold_of != k), cfg.train.limit_rows, cfg.seed + k)
+        with tempfile.TemporaryDirectory(prefix=f"comp-rank{follower_rank()}-") as tmp:
+            impl.fit_fold(prepared, k, train_idx, np.flatnonzero(fold_of == k), Path(tmp), track.Tracker())
+    return TrainResult(cfg.exp, ws.run_dir(cfg.exp), data.spec.metric)
 
 
 def _fold_vector(fold_table: pd.DataFrame, data) -> np.ndarray:

@@ -210,3 +210,34 @@ def test_the_tune_cli_refuses_ray_workers_on_sqlite_with_the_fix(tmp_path):
     ws = tweets_workspace(tmp_path / "ws", n_train=100, n_test=20, experiments={"001": TFIDF_SEARCH})
     out = CliRunner().invoke(app, ["tune", "exp=001", "--ray", "2", "-w", str(ws.root)])
     assert out.exit_code == 2 and "SQLite file on this disk" in out.output and "postgresql://" in out.output
+
+
+def test_one_encoder_across_two_processes_with_ddp_rank_zero_writes(tmp_path):
+    """train.strategy=ddp: Lightning runs `comp train` again as rank 1; rank 1 trains in step and
+    writes nothing, rank 0 predicts each fold once and writes the run; the command's output once."""
+    import os
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    from tests.tiny import tiny_bert
+
+    ws = tweets_workspace(tmp_path / "ws", n_train=160, n_test=40, n_splits=2, experiments={})
+    texts = pd.read_csv(ws.root / "train.csv")["text"].astype(str).tolist()
+    tiny = tiny_bert(tmp_path, texts, vocab_size=300)
+    (ws.root / "experiments" / "ddp.yaml").write_text(
+        f"model: {{family: encoder, name: {tiny}, max_length: 32, lr: 1e-3}}\n"
+        "train: {epochs: 1, batch_size: 16, select: last, devices: 2, strategy: ddp}\n")
+    comp = Path(sys.executable).parent / "comp"
+    env = {**os.environ, "WANDB_MODE": "disabled", "COLUMNS": "120"}
+    done = subprocess.run([str(comp), "train", "exp=ddp", "-w", str(ws.root)], capture_output=True, text=True,
+                          timeout=600, env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count("OOF f1:") == 1 and "not every fold" not in done.stdout
+    assert "GLOBAL_RANK: 1, MEMBER: 2/2" in done.stdout + done.stderr       # a second rank took part
+    oof = pd.read_parquet(ws.run_dir("ddp") / "oof.parquet")
+    train_ids = pd.read_csv(ws.root / "train.csv")["id"]
+    assert len(oof) == len(train_ids) and oof["id"].is_unique and set(oof["id"]) == set(train_ids)
+    assert np.isfinite(oof["target"]).all()
+    assert sorted(p.name for p in ws.run_dir("ddp").iterdir() if p.is_dir()) == ["fold0", "fold1"]

@@ -57,6 +57,10 @@ def command(
     from competition.config import load_config
     from competition.train import train
 
+    from competition.train import follower_rank
+
+    if follower_rank() > 0:   # a ddp rank re-running this command: it trains in step, rank 0 speaks
+        console.quiet = err_console.quiet = True
     ws = workspace(ws_path)
     exp, overrides = split_exp_args(args or [])
     exps = [e.strip() for e in exp.split(",") if e.strip()]
