@@ -290,6 +290,14 @@ class TextConfig(_Strict):
                                           "users (@name -> '@user')")
 
 
+class DataConfig(_Strict):
+    """What training makes of the competition's rows (validation rows are never changed)."""
+
+    conflicts: Literal["keep", "majority", "drop"] = Field(
+        "keep", description="a text repeated among a fold's training rows with different targets: keep the "
+                            "copies, keep only those with the majority target (a tie drops all), or drop them all")
+
+
 class TrackConfig(_Strict):
     wandb: bool = Field(True, description="log to Weights & Biases (offline unless set up online)")
     project: str | None = Field(None, description="wandb project (None: the competition name)")
@@ -304,6 +312,7 @@ class ExperimentConfig(_Strict):
     model: _ModelConfig = Field(default_factory=EncoderModel)
     train: TrainConfig = Field(default_factory=TrainConfig)
     text: TextConfig = Field(default_factory=TextConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
     track: TrackConfig = Field(default_factory=TrackConfig)
     seed: int = Field(42, description="global seed (data order, initialisation)")
     search: dict[str, Any] = Field(default_factory=dict, description="Optuna search space (comp tune)")

@@ -325,12 +325,53 @@ def _short(texts, k: int = 2, width: int = 50) -> str:
     return ", ".join(repr(t if len(t) <= width else t[:width] + "...") for t in list(texts)[:k])
 
 
+def main_text(spec: Spec, train: pd.DataFrame) -> str:
+    """The text column duplicates are judged on: the longest on average."""
+    return max(spec.text, key=lambda c: strings(train[c]).str.len().mean())
+
+
+def resolve_conflicts(data: Dataset, rows: np.ndarray, rule: str) -> np.ndarray:
+    """Training ``rows`` under ``data.conflicts``: a text (the main text column) that repeats among
+    these rows with different targets is one input with two answers. ``keep``: as they are;
+    ``drop``: every copy goes; ``majority``: only the copies with the text's most frequent target
+    stay (a tie drops them all). Only ``rows`` are looked at, so a fold's validation rows neither
+    change nor inform the rule.
+
+    >>> spec = Spec(name="x", train="t.csv", targets=["y"], text=["text"], task="binary", metric="f1")
+    >>> train = pd.DataFrame({"text": ["a", "a", "a", "b", "b", "c"]})
+    >>> ds = Dataset(spec, train, None, np.array([1, 1, 0, 0, 1, 1]), [0, 1], "h", None)
+    >>> resolve_conflicts(ds, np.arange(6), "majority").tolist(), resolve_conflicts(ds, np.arange(6), "drop").tolist()
+    ([0, 1, 5], [5])
+    >>> resolve_conflicts(ds, np.array([0, 1, 3, 5]), "drop").tolist()     # row 2 is not among them
+    [0, 1, 3, 5]
+    """
+    rows = np.asarray(rows)
+    if rule == "keep" or not data.spec.text:
+        return rows
+    if data.spec.task == "regression":
+        raise InputError("data.conflicts: a regression target has no 'different label' to resolve; use keep")
+    text = strings(data.train[main_text(data.spec, data.train)]).to_numpy()[rows]
+    y = data.y[rows]
+    key = np.array([r.tobytes() for r in y]) if y.ndim == 2 else y
+    frame = pd.DataFrame({"text": text, "key": key})
+    counts = frame[frame["text"] != ""].groupby(["text", "key"]).size()
+    kinds = counts.groupby(level=0).size()
+    conflicted = set(kinds.index[kinds > 1])
+    keep = ~frame["text"].isin(conflicted)
+    if rule == "majority":
+        top = counts[counts.index.get_level_values(0).isin(conflicted)].groupby(level=0)
+        winners = {t: k for t, group in top for (_, k), n in group.items() if n == group.max()
+                   and (group == group.max()).sum() == 1}
+        keep |= np.array([winners.get(t, object()) == k for t, k in zip(frame["text"], frame["key"])], dtype=bool)
+    return rows[keep.to_numpy()]
+
+
 def data_warnings(spec: Spec, train: pd.DataFrame, test: pd.DataFrame | None, y: np.ndarray,
                   labels: list | None) -> list[str]:
     """Sentences about degraded input: conflicting duplicates, mojibake, empty texts, rare classes."""
     notes = []
     if spec.text:
-        main = max(spec.text, key=lambda c: strings(train[c]).str.len().mean())  # the long text column
+        main = main_text(spec, train)
         text = train[main]
         if spec.task != "regression":
             key = pd.Series([row.tobytes() for row in y] if y.ndim == 2 else y, index=train.index)

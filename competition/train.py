@@ -273,10 +273,19 @@ def _follow(ws, cfg, data, fold_of, chosen, hashes, force) -> TrainResult:
         if not force and fold_done(ws.fold_dir(cfg.exp, k), hashes, config) is not None:
             continue                      # rank 0 skips it too: it was done before the command started
         prepared = prepared if prepared is not None else impl.prepare(cfg, data)
-        train_idx = _limit(np.flatnonzero(fold_of != k), cfg.train.limit_rows, cfg.seed + k)
+        train_idx = _training_rows(cfg, data, fold_of, k)
         with tempfile.TemporaryDirectory(prefix=f"comp-rank{follower_rank()}-") as tmp:
             impl.fit_fold(prepared, k, train_idx, np.flatnonzero(fold_of == k), Path(tmp), track.Tracker())
     return TrainResult(cfg.exp, ws.run_dir(cfg.exp), data.spec.metric)
+
+
+def _training_rows(cfg: ExperimentConfig, data, fold_of: np.ndarray, k: int) -> np.ndarray:
+    """Fold k's training rows: the other folds' (``train.limit_rows`` of them), conflicting
+    duplicates resolved among them alone (``data.conflicts``)."""
+    from competition.data import resolve_conflicts
+
+    rows = _limit(np.flatnonzero(fold_of != k), cfg.train.limit_rows, cfg.seed + k)
+    return resolve_conflicts(data, rows, cfg.data.conflicts)
 
 
 def _fold_vector(fold_table: pd.DataFrame, data) -> np.ndarray:
@@ -294,7 +303,7 @@ def _train_fold(ws, cfg, spec, data, impl, prepared, fold_of, k, hashes, config_
         shutil.rmtree(stale, ignore_errors=True)
     tmp_dir = run_dir / f"fold{k}.tmp-{os.getpid()}"
     tmp_dir.mkdir(parents=True)
-    train_idx = _limit(np.flatnonzero(fold_of != k), cfg.train.limit_rows, cfg.seed + k)
+    train_idx = _training_rows(cfg, data, fold_of, k)
     valid_idx = np.flatnonzero(fold_of == k)
     tracker = track.start(enabled=cfg.track.wandb, project=cfg.track.project or spec.name,
                           group=cfg.exp, name=f"{cfg.exp}-fold{k}", config=cfg.to_dict(), run_dir=run_dir)

@@ -406,3 +406,59 @@ def test_lightgbm_records_its_early_stopping_as_inner(ws):
     train(ws, load_config(ws, "002"), folds="0")
     done = json.loads((ws.fold_dir("002", 0) / "done.json").read_text())
     assert done["select"] == "inner" and done["selected_on"] == {}
+
+
+@pytest.mark.parametrize("rule", ["drop", "majority"])
+def test_conflicting_duplicates_are_resolved_among_each_folds_training_rows_only(tmp_path, monkeypatch, rule):
+    """Texts repeated with different labels: each fold's model trains on its training rows with
+    the rule applied among those rows alone; every row is still predicted once as OOF."""
+    from competition.models import tfidf
+
+    ws = tweets_workspace(tmp_path / "ws", n_train=300, n_test=40, folds=False)
+    frame = pd.read_csv(ws.root / "train.csv")
+    twins = frame.head(30).copy()
+    twins["id"] += 1_000_000
+    twins["target"] = 1 - twins["target"]                       # the same texts, the other label
+    triplets = frame.head(10).copy()
+    triplets["id"] += 2_000_000                                  # a third copy of 10 of them: 2 votes to 1
+    pd.concat([frame, twins, triplets]).to_csv(ws.root / "train.csv", index=False)
+    from competition import data as data_mod
+    from competition import folds as folds_mod
+    from competition.spec import load_spec
+
+    ds = data_mod.load(load_spec(ws.spec_file))
+    folds_mod.write_folds(ws, ds)
+    seen = {}
+    honest = tfidf.fit_fold
+
+    def recording(prepared, fold, train_idx, valid_idx, out_dir, tracker=None):
+        seen[fold] = (np.asarray(train_idx).copy(), np.asarray(valid_idx).copy())
+        return honest(prepared, fold, train_idx, valid_idx, out_dir, tracker)
+
+    monkeypatch.setattr(tfidf, "fit_fold", recording)
+    cfg = load_config(ws, "001", [f"data.conflicts={rule}"])
+    result = train(ws, cfg, data=ds)
+    assert result.complete and len(pd.read_parquet(ws.run_dir("001") / "oof.parquet")) == len(ds.train)
+    text, y = ds.train["text"].astype(str).to_numpy(), ds.y
+    fold = folds_mod.read_folds(ws, ds)["fold"].to_numpy()
+    dropped_somewhere = False
+    for k, (train_idx, valid_idx) in seen.items():
+        assert (valid_idx == np.flatnonzero(fold == k)).all()            # validation rows untouched
+        rest = np.flatnonzero(fold != k)
+        expect = []
+        for i in rest:                                                   # computed here, row by row
+            same = [j for j in rest if text[j] == text[i]]
+            labels = [y[j] for j in same]
+            if len(set(labels)) == 1:
+                expect.append(i)
+            elif rule == "majority":
+                top = max(set(labels), key=labels.count)
+                if labels.count(top) > len(labels) - labels.count(top) and y[i] == top:
+                    expect.append(i)
+        assert sorted(train_idx.tolist()) == expect, k
+        dropped_somewhere |= len(expect) < len(rest)
+    assert dropped_somewhere
+    if rule == "majority":   # a text with two votes to one in some fold's training rows keeps its majority copies
+        kept_conflicted = any(len({y[j] for j in np.flatnonzero((fold != k) & (text == text[i]))}) > 1
+                              for k, (tr, _) in seen.items() for i in tr)
+        assert kept_conflicted
