@@ -123,12 +123,8 @@ def test_the_cli_trains_several_experiments_on_a_local_ray_with_a_line_per_fold(
     assert flag.exit_code == 2 and "give where to run: local" in flag.output
 
 
-def test_one_encoder_across_two_cpu_processes_with_ddp_spawn(tmp_path):
-    """train.devices=2, strategy=ddp_spawn on CPU (gloo): the two processes train one model, its
-    weights come back, and the fold is predicted once here: every OOF row exactly once."""
-    import numpy as np
-    from safetensors.numpy import load_file
-
+def _two_device_workspace(tmp_path, strategy: str):
+    """Tweets in 2 folds and experiment ``ddp``: a tiny encoder trained on 2 devices with ``strategy``."""
     from tests.tiny import tiny_bert
 
     ws = tweets_workspace(tmp_path / "ws", n_train=160, n_test=40, n_splits=2, experiments={})
@@ -136,7 +132,17 @@ def test_one_encoder_across_two_cpu_processes_with_ddp_spawn(tmp_path):
     tiny = tiny_bert(tmp_path, texts, vocab_size=300)
     (ws.root / "experiments" / "ddp.yaml").write_text(
         f"model: {{family: encoder, name: {tiny}, max_length: 32, lr: 1e-3}}\n"
-        "train: {epochs: 1, batch_size: 16, select: last, devices: 2, strategy: ddp_spawn}\n")
+        f"train: {{epochs: 1, batch_size: 16, select: last, devices: 2, strategy: {strategy}}}\n")
+    return ws, tiny
+
+
+def test_one_encoder_across_two_cpu_processes_with_ddp_spawn(tmp_path):
+    """train.devices=2, strategy=ddp_spawn on CPU (gloo): the two processes train one model, its
+    weights come back, and the fold is predicted once here: every OOF row exactly once."""
+    import numpy as np
+    from safetensors.numpy import load_file
+
+    ws, tiny = _two_device_workspace(tmp_path, "ddp_spawn")
     result = train(ws, load_config(ws, "ddp"))
     assert result.complete and np.isfinite(result.oof_score)
     oof = pd.read_parquet(ws.run_dir("ddp") / "oof.parquet")
@@ -221,14 +227,7 @@ def test_one_encoder_across_two_processes_with_ddp_rank_zero_writes(tmp_path):
 
     import numpy as np
 
-    from tests.tiny import tiny_bert
-
-    ws = tweets_workspace(tmp_path / "ws", n_train=160, n_test=40, n_splits=2, experiments={})
-    texts = pd.read_csv(ws.root / "train.csv")["text"].astype(str).tolist()
-    tiny = tiny_bert(tmp_path, texts, vocab_size=300)
-    (ws.root / "experiments" / "ddp.yaml").write_text(
-        f"model: {{family: encoder, name: {tiny}, max_length: 32, lr: 1e-3}}\n"
-        "train: {epochs: 1, batch_size: 16, select: last, devices: 2, strategy: ddp}\n")
+    ws, _ = _two_device_workspace(tmp_path, "ddp")
     comp = Path(sys.executable).parent / "comp"
     env = {**os.environ, "WANDB_MODE": "disabled", "COLUMNS": "120"}
     done = subprocess.run([str(comp), "train", "exp=ddp", "-w", str(ws.root)], capture_output=True, text=True,
