@@ -81,4 +81,19 @@ def render(r: dict) -> str:
         "with its 95% bootstrap interval over the 7,613 rows (*holds*: the interval is above 0; *noise*: it "
         "holds 0), and the command's wall seconds.", "",
         md_table(["variant", "f1", "vs baseline [95%]", "seconds"], rows), "",
+        *_minilm(r.get("minilm") or []),
         "- not run yet (MiniLM, ~27 min per 5-fold run on 2 cores): " + "; ".join(r["not_run"])])
+
+
+def _minilm(entries: list[dict]) -> list[str]:
+    """MiniLM variants measured against 042 (run by hand, one 5-fold fine-tune each)."""
+    if not entries:
+        return []
+    rows = []
+    for e in entries:
+        d, lo, hi = e["diff"]
+        verdict = " **holds**" if e["significant"] and d > 0 else " noise" if not e["significant"] else " worse"
+        rows.append([e["variant"], f"{e['f1']:.4f}", f"{e['base_f1']:.4f}", f"{d:+.4f} [{lo:+.4f}, {hi:+.4f}]{verdict}",
+                     e["seconds"]])
+    return ["MiniLM (042, 2 epochs) with the same options, against 042 on the same folds:", "",
+            md_table(["variant", "f1", "042 f1", "vs 042 [95%]", "seconds"], rows), ""]
