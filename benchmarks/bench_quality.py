@@ -4,8 +4,9 @@ Every variant is the baseline experiment plus one option (or the combination), t
 copy of the repository root's workspace (same spec and folds, so OOF rows pair up); the
 figure is the nested OOF F1, the paired difference to the baseline with a 95% bootstrap
 interval over the rows (:func:`competition.bootstrap.compare`), and the training seconds. So far
-the TF-IDF baseline (001): the encoder variants (5 x ~5 min of MiniLM each) are listed as not
-run until a session can give them the CPU time.
+the TF-IDF baseline (001), and the MiniLM variants in ``MINILM`` against 042 (its run at the
+root; ~15 min each on an idle 2-core machine, resumed from ``.work/quality-minilm``). Variants
+not run yet are listed.
 """
 
 from __future__ import annotations
@@ -28,6 +29,10 @@ VARIANTS = {
     "data.conflicts: drop": ["data.conflicts=drop"],
     "clean + conflicts majority": ["text.clean=[ftfy,html,urls,users]", "data.conflicts=majority"],
 }
+MINILM = {  # experiment id in .work/quality-minilm -> (what it is, overrides of 042)
+    "q042": ("042 + text.clean + data.conflicts majority", ["text.clean=[ftfy,html,urls,users]",
+                                                             "data.conflicts=majority"])}
+MINILM_WORK = Path(__file__).parent / ".work" / "quality-minilm"   # kept: a re-run resumes its folds
 NOT_RUN = ["encoder pooling attention / weighted_layers", "multi-sample dropout", "re-initialised top layers",
            "label smoothing", "pseudo-labelling", "distillation"]
 
@@ -38,16 +43,11 @@ def run() -> dict:
     from competition.data import load
     from competition.spec import load_spec
     from competition.train import train
-    from competition.workspace import Workspace
 
     os.environ.setdefault("COMP_DATA", str(shared_data()))
     os.environ["WANDB_MODE"] = "disabled"
     shutil.rmtree(WORK, ignore_errors=True)
-    (WORK / "experiments").mkdir(parents=True)
-    shutil.copy(REPO / "competition.yaml", WORK / "competition.yaml")
-    shutil.copytree(REPO / "folds", WORK / "folds", ignore=shutil.ignore_patterns("adversarial.csv"))
-    shutil.copy(REPO / "experiments" / "base.yaml", WORK / "experiments" / "base.yaml")
-    ws = Workspace(WORK)
+    ws = _copy_workspace(WORK)
     data = load(load_spec(ws.spec_file))
     out, decisions = {}, {}
     for i, (name, overrides) in enumerate(VARIANTS.items()):
@@ -65,7 +65,51 @@ def run() -> dict:
                      "significant": c.significant, "seconds": round(seconds, 1)}
         print(f"[bench] quality {name}: f1 {result.oof_score:.4f} {c.text()}", flush=True)
     shutil.rmtree(WORK, ignore_errors=True)
-    return {"variants": out, "not_run": NOT_RUN}
+    return {"variants": out, "minilm": run_minilm(data), "not_run": NOT_RUN}
+
+
+def _copy_workspace(root: Path):
+    """The repository root's spec, folds and experiment files (no runs) in ``root``."""
+    from competition.workspace import Workspace
+
+    (root / "experiments").mkdir(parents=True, exist_ok=True)
+    shutil.copy(REPO / "competition.yaml", root / "competition.yaml")
+    shutil.copytree(REPO / "folds", root / "folds", ignore=shutil.ignore_patterns("adversarial.csv"),
+                    dirs_exist_ok=True)
+    for name in ("base.yaml", "042.yaml"):
+        shutil.copy(REPO / "experiments" / name, root / "experiments" / name)
+    return Workspace(root)
+
+
+def run_minilm(data) -> list[dict]:
+    """Each MiniLM variant: 042's file plus its overrides, 5 folds, against the root's 042 run on the
+    same folds (paired interval over the rows). Skipped when 042 is not trained at the root."""
+    from competition import bootstrap, runs, thresholds
+    from competition.config import load_config
+    from competition.train import train
+    from competition.workspace import Workspace
+
+    root = Workspace(REPO)
+    if not (root.run_dir("042") / "oof.parquet").is_file():
+        return []
+    ws = _copy_workspace(MINILM_WORK)
+
+    def decided(run):
+        oof = run.oof()
+        return thresholds.decisions("f1", data.y, oof[["target"]].to_numpy(float), "binary", oof["fold"].to_numpy())[0]
+
+    base_run = runs.load_run(root, "042")
+    out = []
+    for exp, (name, overrides) in MINILM.items():
+        shutil.copy(ws.experiment_file("042"), ws.experiment_file(exp))
+        started = time.perf_counter()
+        result = train(ws, load_config(ws, exp, ["track.wandb=false", *overrides]), data=data)
+        c = bootstrap.compare("f1", data.y, decided(runs.load_run(ws, exp)), decided(base_run), "binary")
+        out.append({"variant": name, "overrides": overrides, "f1": result.oof_score,
+                    "base_f1": base_run.cv(data)[0].score, "diff": [c.diff, c.low, c.high],
+                    "significant": c.significant, "seconds": round(time.perf_counter() - started, 1)})
+        print(f"[bench] quality MiniLM {name}: f1 {result.oof_score:.4f} {c.text()}", flush=True)
+    return out
 
 
 def render(r: dict) -> str:
@@ -86,7 +130,7 @@ def render(r: dict) -> str:
 
 
 def _minilm(entries: list[dict]) -> list[str]:
-    """MiniLM variants measured against 042 (run by hand, one 5-fold fine-tune each)."""
+    """MiniLM variants measured against 042 (:func:`run_minilm`, one 5-fold fine-tune each)."""
     if not entries:
         return []
     rows = []
