@@ -298,6 +298,46 @@ class DataConfig(_Strict):
                             "copies, keep only those with the majority target (a tie drops all), or drop them all")
 
 
+def _as_list(value):
+    """One run name or a list of them; a number is refused with the fix (YAML reads 042 as 34)."""
+    value = [value] if not isinstance(value, list) else value
+    for item in value:
+        if not isinstance(item, str):
+            raise ValueError(f"run names are text: {item!r} was read as a number (YAML reads 042 as 34, 1e3 as "
+                             "1000); quote it ('042' in YAML, key=\"'042'\" on the command line)")
+    return value
+
+
+class PseudoConfig(_Strict):
+    """Pseudo-labelling: test rows join every fold's training rows, labelled by finished runs. Fold k
+    takes the sources' fold-k test predictions (``<col>__fold<k>``, from the model that never saw fold
+    k's rows), so its score stays honest."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_by_name=True, serialize_by_alias=True)
+    source: list[str] = Field(alias="from", min_length=1, description="finished experiment run(s) whose "
+                              "fold-k test predictions label the rows (several: their mean)")
+    rows: Literal["test"] = Field("test", description="which unlabelled rows join the training rows")
+    select: Literal["soft", "confident"] = Field(
+        "soft", description="soft: every row, the predicted probabilities as targets; confident: rows whose "
+                            "top probability reaches `confidence`, with the hard label")
+    confidence: float = Field(0.9, gt=0.5, lt=1, description="select confident: the top probability a row needs")
+    weight: float = Field(1.0, gt=0, description="each pseudo-labelled row's weight in the loss (a train row's is 1)")
+
+    _list = field_validator("source", mode="before")(_as_list)
+
+
+class DistillConfig(_Strict):
+    """Distillation: the loss mixes the true labels with the teacher's predictions of the same rows.
+    Fold k's teacher predictions come from the teachers' fold-k models (which never saw fold k's rows)."""
+
+    teacher: list[str] = Field(min_length=1, description="finished experiment run(s) (several: their mean)")
+    alpha: float = Field(0.5, ge=0, le=1, description="weight of the true labels (1 - alpha: the teacher's)")
+    temperature: float = Field(1.0, gt=0, description="classification: both sides' logits divided by this "
+                                                      "in the teacher's term (scaled back by its square)")
+
+    _list = field_validator("teacher", mode="before")(_as_list)
+
+
 class TrackConfig(_Strict):
     wandb: bool = Field(True, description="log to Weights & Biases (offline unless set up online)")
     project: str | None = Field(None, description="wandb project (None: the competition name)")
@@ -313,6 +353,8 @@ class ExperimentConfig(_Strict):
     train: TrainConfig = Field(default_factory=TrainConfig)
     text: TextConfig = Field(default_factory=TextConfig)
     data: DataConfig = Field(default_factory=DataConfig)
+    pseudo: PseudoConfig | None = Field(None, description="pseudo-labelled test rows (torch families)")
+    distill: DistillConfig | None = Field(None, description="distillation from finished runs (torch families)")
     track: TrackConfig = Field(default_factory=TrackConfig)
     seed: int = Field(42, description="global seed (data order, initialisation)")
     search: dict[str, Any] = Field(default_factory=dict, description="Optuna search space (comp tune)")
@@ -325,6 +367,10 @@ class ExperimentConfig(_Strict):
         m = self.model
         if m.family == "scratch" and m.d_model % m.heads:
             raise ValueError(f"model.d_model ({m.d_model}) must be divisible by model.heads ({m.heads})")
+        for key in ("pseudo", "distill"):
+            if getattr(self, key) is not None and not self.is_torch:
+                raise ValueError(f"{key}: applies to the torch families ({', '.join(torch_families())}), "
+                                 f"not model.family {m.family}; remove the {key} block")
         return self
 
     @property

@@ -78,27 +78,36 @@ class _Replay:
         return self.done[name]
 
     def _experiment(self, run: runs.Run) -> np.ndarray:
-        import yaml
+        cfg = experiment_config(run)
+        return np.mean([predict_fold(self.ws, self.spec, run, cfg, k, self.frame, self.tokens)
+                        for k in range(int(run.manifest["n_splits"]))], axis=0)
 
-        from competition.config import ExperimentConfig
-        from competition.models import family
 
-        config = run.dir / CONFIG
-        if not config.is_file():
-            raise InputError(f"{config}: missing; experiment {run.name} cannot be rebuilt without its "
-                             f"resolved config. Retrain it: `comp train exp={run.name} --fold all --force`")
-        cfg = ExperimentConfig.model_validate(yaml.safe_load(config.read_text()))
-        impl = family(cfg.model.family)
-        data = types.SimpleNamespace(spec=self.spec)    # predicting needs the spec, never the train rows
-        parts = []
-        for k in range(int(run.manifest["n_splits"])):
-            fold_dir = self.ws.fold_dir(run.name, k)
-            if not (fold_dir / DONE).is_file():
-                raise InputError(f"{fold_dir}: fold {k} of {run.name} is missing (no {DONE}); retrain it: "
-                                 f"`comp train exp={run.name} --fold {k} --force`")
-            kwargs = {"cache": self.tokens} if cfg.is_torch else {}
-            parts.append(np.asarray(impl.predict(fold_dir, cfg, data, self.frame, **kwargs), dtype=np.float64))
-        return np.mean(parts, axis=0)
+def experiment_config(run: runs.Run):
+    """The resolved :class:`~competition.config.ExperimentConfig` an experiment run was trained with."""
+    import yaml
+
+    from competition.config import ExperimentConfig
+
+    config = run.dir / CONFIG
+    if not config.is_file():
+        raise InputError(f"{config}: missing; experiment {run.name} cannot be rebuilt without its "
+                         f"resolved config. Retrain it: `comp train exp={run.name} --fold all --force`")
+    return ExperimentConfig.model_validate(yaml.safe_load(config.read_text()))
+
+
+def predict_fold(ws: Workspace, spec, run: runs.Run, cfg, k: int, frame: pd.DataFrame, tokens: dict) -> np.ndarray:
+    """Fold ``k``'s saved model of an experiment run, predicting ``frame``. ``tokens``: token ids per
+    tokenizer and text settings, shared by the calls on the same frame."""
+    from competition.models import family
+
+    fold_dir = ws.fold_dir(run.name, k)
+    if not (fold_dir / DONE).is_file():
+        raise InputError(f"{fold_dir}: fold {k} of {run.name} is missing (no {DONE}); retrain it: "
+                         f"`comp train exp={run.name} --fold {k} --force`")
+    data = types.SimpleNamespace(spec=spec)    # predicting needs the spec, never the train rows
+    kwargs = {"cache": tokens} if cfg.is_torch else {}
+    return np.asarray(family(cfg.model.family).predict(fold_dir, cfg, data, frame, **kwargs), dtype=np.float64)
 
 
 def _warn_versions(run: runs.Run) -> None:

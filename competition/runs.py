@@ -33,7 +33,8 @@ from competition.workspace import MANIFEST, METRICS, OOF, TEST, Workspace
 
 
 RUN_FILES = (OOF, TEST, METRICS)   # a complete run's predictions and scores
-HASHES = {"folds_hash": "folds", "data_hash": "train data", "test_hash": "test data"}  # what each fingerprints
+HASHES = {"folds_hash": "folds", "data_hash": "train data", "test_hash": "test data",   # what each fingerprints
+          "sources_hash": "pseudo-label / teacher runs"}                                # (pseudo, distill)
 
 
 @dataclass(frozen=True)

@@ -53,6 +53,7 @@ from competition import artifacts, runs, thresholds, track
 from competition.config import ExperimentConfig
 from competition.errors import InputError
 from competition.models import FoldResult, family
+from competition.teach import Teacher
 from competition.workspace import CONFIG, DONE, OOF, TEST, Workspace
 
 
@@ -203,8 +204,11 @@ def train(ws: Workspace, cfg: ExperimentConfig, *, folds: list[int] | str = "all
     chosen = parse_folds(folds, n_splits) if isinstance(folds, str) else parse_folds(
         ",".join(map(str, folds)), n_splits)
     hashes = runs.input_hashes(ws, data)
+    teacher = Teacher(ws, cfg, data, hashes) if cfg.pseudo or cfg.distill else None   # sources checked first
+    if teacher is not None:
+        hashes = {**hashes, "sources_hash": teacher.version()}
     if follower_rank() > 0:
-        return _follow(ws, cfg, data, fold_of, chosen, hashes, force)
+        return _follow(ws, cfg, data, fold_of, chosen, hashes, force, teacher)
 
     run_dir = ws.run_dir(cfg.exp)
     _check_previous_run(run_dir, cfg, hashes, force)
@@ -235,7 +239,7 @@ def train(ws: Workspace, cfg: ExperimentConfig, *, folds: list[int] | str = "all
                             prepared = impl.prepare(cfg, data)
                             prepare_seconds = time.perf_counter() - started
                         row = _train_fold(ws, cfg, spec, data, impl, prepared, fold_of, k, hashes, config_text,
-                                          prepare_seconds)
+                                          prepare_seconds, teacher)
                         prepare_seconds = 0.0   # charged to the first fold this process trains
                         # the run's config is the one its newest fold was trained with
                         artifacts.write_text(run_dir / CONFIG, config_text)
@@ -262,7 +266,7 @@ def follower_rank() -> int:
     return int(env.get("RANK") or 0) or int(env.get("NODE_RANK") or 0) or int(env.get("LOCAL_RANK") or 0)
 
 
-def _follow(ws, cfg, data, fold_of, chosen, hashes, force) -> TrainResult:
+def _follow(ws, cfg, data, fold_of, chosen, hashes, force, teacher) -> TrainResult:
     """A ddp rank other than 0: fit the folds rank 0 fits, in step with it (each fit is a collective
     operation of all ranks), in scratch folders; take no lock and write nothing. Rank 0 predicts
     every fold once and writes the run."""
@@ -275,7 +279,8 @@ def _follow(ws, cfg, data, fold_of, chosen, hashes, force) -> TrainResult:
         prepared = prepared if prepared is not None else impl.prepare(cfg, data)
         train_idx = _training_rows(cfg, data, fold_of, k)
         with tempfile.TemporaryDirectory(prefix=f"comp-rank{follower_rank()}-") as tmp:
-            impl.fit_fold(prepared, k, train_idx, np.flatnonzero(fold_of == k), Path(tmp), track.Tracker())
+            impl.fit_fold(prepared, k, train_idx, np.flatnonzero(fold_of == k), Path(tmp), track.Tracker(),
+                          **_taught(teacher, k))
     return TrainResult(cfg.exp, ws.run_dir(cfg.exp), data.spec.metric)
 
 
@@ -288,6 +293,12 @@ def _training_rows(cfg: ExperimentConfig, data, fold_of: np.ndarray, k: int) -> 
     return resolve_conflicts(data, rows, cfg.data.conflicts)
 
 
+def _taught(teacher: Teacher | None, k: int) -> dict:
+    """``fit_fold``'s lesson argument for fold k (none without pseudo/distill: every family's
+    ``fit_fold`` takes the call without it)."""
+    return {} if teacher is None else {"lesson": teacher.lesson(k)}
+
+
 def _fold_vector(fold_table: pd.DataFrame, data) -> np.ndarray:
     """Fold number of every train row, in the train file's order."""
     ids = data.train[data.spec.id_column].astype(str)
@@ -296,7 +307,7 @@ def _fold_vector(fold_table: pd.DataFrame, data) -> np.ndarray:
 
 
 def _train_fold(ws, cfg, spec, data, impl, prepared, fold_of, k, hashes, config_text,
-                prepare_seconds: float) -> FoldRow:
+                prepare_seconds: float, teacher: Teacher | None = None) -> FoldRow:
     run_dir = ws.run_dir(cfg.exp)
     fold_dir = ws.fold_dir(cfg.exp, k)
     for stale in run_dir.glob(f"fold{k}.tmp-*"):  # left by a killed process; we hold the lock
@@ -309,7 +320,7 @@ def _train_fold(ws, cfg, spec, data, impl, prepared, fold_of, k, hashes, config_
                           group=cfg.exp, name=f"{cfg.exp}-fold{k}", config=cfg.to_dict(), run_dir=run_dir)
     started = time.perf_counter()
     try:
-        fit: FoldResult = impl.fit_fold(prepared, k, train_idx, valid_idx, tmp_dir, tracker)
+        fit: FoldResult = impl.fit_fold(prepared, k, train_idx, valid_idx, tmp_dir, tracker, **_taught(teacher, k))
         seconds = time.perf_counter() - started
         _check_predictions(fit, len(valid_idx), data, spec, cfg.exp, k)
         score, threshold = thresholds.evaluate(spec.metric, data.y[valid_idx], fit.oof, spec.task)

@@ -42,7 +42,9 @@ class TokenDataset(Dataset):
 
     A batch is a dict: ``input_ids`` (B, T) padded with ``pad_id`` to the batch's longest
     row T, ``attention_mask`` (B, T) 1 on real tokens, ``index`` (B,) the rows' positions
-    in this dataset, and ``labels`` (B,) or (B, k) when targets are given.
+    in this dataset, and ``labels`` (B,) or (B, k) when targets are given; ``targets`` may also be
+    a dict of per-row tensors (``labels``, ``weight``, ``teacher``: a lesson, :mod:`competition.teach`),
+    each batched under its key.
     """
 
     def __init__(self, ids: list[torch.Tensor], targets: torch.Tensor | None = None, pad_id: int = 0):
@@ -64,7 +66,9 @@ class TokenDataset(Dataset):
             "attention_mask": (positions[None, :] < lengths[:, None]).long(),      # (B, T)
             "index": torch.tensor(rows),
         }
-        if self.targets is not None:
+        if isinstance(self.targets, dict):
+            batch.update({key: values[rows] for key, values in self.targets.items()})
+        elif self.targets is not None:
             batch["labels"] = self.targets[rows]
         return batch
 

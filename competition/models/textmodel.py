@@ -114,6 +114,7 @@ class TextModel(pl.LightningModule):
         if reinit_layers:
             reinit_top_layers(self.encoder, reinit_layers)
         self._train_loss_sum, self._train_steps = None, 0   # mean train loss between validations
+        self.distill = (1.0, 1.0)    # (alpha, temperature) of a lesson's teacher term (set by fit_seed)
         self._val_loss_sum, self._val_rows, self._val_out = 0.0, 0, []
 
     # -- model ---------------------------------------------------------------------------
@@ -139,13 +140,44 @@ class TextModel(pl.LightningModule):
             return torch.stack([self.head(self.dropout(pooled)) for _ in range(self.hparams.msd)]).mean(0)
         return self.head(self.dropout(pooled))                                             # (B, k)
 
-    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor | None = None,
+             teacher: torch.Tensor | None = None) -> torch.Tensor:
+        if weight is not None:
+            return self.taught_loss(logits, labels, weight, teacher)
         logits, eps = logits.float(), self.hparams.label_smoothing
         if self.hparams.task == "multiclass":
             return F.cross_entropy(logits, labels, label_smoothing=eps)   # labels (B,) class codes
         if self.hparams.task == "regression":
             return F.mse_loss(logits, labels)                     # labels (B, T)
         return F.binary_cross_entropy_with_logits(logits, labels * (1 - eps) + eps / 2)  # (B, 1) or (B, L) 0/1
+
+    def taught_loss(self, logits: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor,
+                    teacher: torch.Tensor | None) -> torch.Tensor:
+        """A lesson's loss (:mod:`competition.teach`): ``labels`` are probabilities (B, k) (one-hot,
+        soft pseudo labels), each row weighs ``weight`` (B,); with ``teacher`` (B, k) probabilities the
+        row's loss is ``alpha`` x its labels' + (1 - alpha) x T² x the teacher's at temperature T
+        (``self.distill``: (alpha, T)). Regression: squared errors to the values, T unused."""
+        logits, eps, task = logits.float(), self.hparams.label_smoothing, self.hparams.task
+        alpha, temperature = self.distill
+        if task == "regression":
+            per_row = ((logits - labels) ** 2).mean(-1)
+            if teacher is not None:
+                per_row = alpha * per_row + (1 - alpha) * ((logits - teacher) ** 2).mean(-1)
+            return (per_row * weight).sum() / weight.sum()
+
+        def soft_ce(z: torch.Tensor, p: torch.Tensor) -> torch.Tensor:      # per row
+            if task == "multiclass":
+                return -(p * z.log_softmax(-1)).sum(-1)
+            return F.binary_cross_entropy_with_logits(z, p, reduction="none").mean(-1)
+
+        share = 1 / labels.shape[-1] if task == "multiclass" else 0.5
+        per_row = soft_ce(logits, labels * (1 - eps) + eps * share)
+        if teacher is not None and alpha < 1:
+            p = teacher.float().clamp(1e-6, 1 - 1e-6)
+            soft = ((p.log() / temperature).softmax(-1) if task == "multiclass"
+                    else torch.sigmoid(torch.logit(p) / temperature))
+            per_row = alpha * per_row + (1 - alpha) * temperature ** 2 * soft_ce(logits / temperature, soft)
+        return (per_row * weight).sum() / weight.sum()
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         """What the framework stores: probabilities, or values for regression. (B, k) float32."""
@@ -159,7 +191,7 @@ class TextModel(pl.LightningModule):
     # -- steps ---------------------------------------------------------------------------
     def _shared_step(self, batch: dict, stage: str) -> tuple[torch.Tensor, torch.Tensor]:
         logits = self(batch["input_ids"], batch["attention_mask"])
-        return self.loss(logits, batch["labels"]), logits
+        return self.loss(logits, batch["labels"], batch.get("weight"), batch.get("teacher")), logits
 
     def on_train_epoch_start(self) -> None:
         # from_pretrained returns the encoder in eval mode and Lightning keeps the mode it

@@ -173,23 +173,27 @@ def watched_rows(prepared: Prepared, seed: int, train_idx: np.ndarray,
 
 
 def fit_seed(prepared: Prepared, seed: int, train_idx: np.ndarray, valid_idx: np.ndarray, tracker,
-             step_offset: int = 0) -> tuple[TextModel, FoldMonitor]:
+             step_offset: int = 0, lesson=None) -> tuple[TextModel, FoldMonitor]:
     """Train one model; returns it holding the weights ``train.select`` keeps: the best
-    validation's (``fold``, ``inner``), the final ones (``last``) or the SWA average."""
+    validation's (``fold``, ``inner``), the final ones (``last``) or the SWA average. ``lesson``: a
+    :class:`competition.teach.Lesson` (pseudo-labelled test rows, a teacher's predictions)."""
     cfg, t = prepared.cfg, prepared.cfg.train
     pad_id = prepared.tokenizer.pad_token_id or 0
     ids = prepared.train["plain"]
     pl.seed_everything(seed, workers=True, verbose=False)   # head init, dropout, batch order
     model = new_model(prepared, prepared.new_encoder())
     train_idx, watch_idx = watched_rows(prepared, seed, np.asarray(train_idx), np.asarray(valid_idx))
-    train_dl = train_loader([ids[i] for i in train_idx], prepared.targets[train_idx], pad_id,
-                            t.batch_size, seed, t.bucket)
+    rows, targets = taught(prepared, train_idx, lesson) if lesson is not None else (
+        [ids[i] for i in train_idx], prepared.targets[train_idx])
+    train_dl = train_loader(rows, targets, pad_id, t.batch_size, seed, t.bucket)
     valid_dl = eval_loader([ids[i] for i in watch_idx], prepared.targets[watch_idx], pad_id, t.eval_batch_size)
     spec = prepared.data.spec
     keep_best = not t.swa and t.select != "last"
     monitor = FoldMonitor(spec.metric, spec.task, np.asarray(prepared.data.y)[watch_idx], tracker,
                           t.patience, keep_best=keep_best, seed=seed, step_offset=step_offset,
                           progress=PROGRESS.get(), rows="inner" if t.select == "inner" else "val")
+    if lesson is not None:
+        model.distill = (lesson.alpha, lesson.temperature)
     swa = WeightAverage(t.swa_start, t.swa_snapshots, t.swa_lr) if t.swa else None
     callbacks: list[pl.Callback] = [monitor, *EXTRA_CALLBACKS.get(), *([swa] if swa else [])]
     with _quiet_lightning():
@@ -215,7 +219,27 @@ def fit_seed(prepared: Prepared, seed: int, train_idx: np.ndarray, valid_idx: np
     return model, monitor
 
 
-def fit_fold(prepared: Prepared, fold: int, train_idx, valid_idx, out_dir, tracker) -> FoldResult:
+def taught(prepared: Prepared, train_idx: np.ndarray, lesson) -> tuple[list[torch.Tensor], dict[str, torch.Tensor]]:
+    """The training rows' token ids and targets with a lesson: probabilities as labels (one-hot for
+    multiclass), a weight per row (1; ``pseudo.weight`` for the pseudo-labelled test rows, which follow
+    the training rows) and, with a teacher, its predictions (a pseudo row's teacher is its pseudo label)."""
+    ids = [prepared.train["plain"][i] for i in train_idx]
+    labels = prepared.targets[train_idx]
+    if prepared.data.spec.task == "multiclass":
+        labels = torch.nn.functional.one_hot(labels, prepared.n_out).float()
+    weight = torch.ones(len(train_idx))
+    teacher = None if lesson.teacher is None else torch.tensor(lesson.teacher[train_idx], dtype=torch.float32)
+    if lesson.pseudo_targets is not None and len(lesson.pseudo_rows):
+        ids += [prepared.test["plain"][i] for i in lesson.pseudo_rows]
+        pseudo = torch.tensor(lesson.pseudo_targets, dtype=torch.float32)
+        labels = torch.cat([labels, pseudo])
+        weight = torch.cat([weight, torch.full((len(pseudo),), float(lesson.pseudo_weight))])
+        teacher = None if teacher is None else torch.cat([teacher, pseudo])
+    targets = {"labels": labels, "weight": weight, **({"teacher": teacher} if teacher is not None else {})}
+    return ids, targets
+
+
+def fit_fold(prepared: Prepared, fold: int, train_idx, valid_idx, out_dir, tracker, lesson=None) -> FoldResult:
     """Fit one model per seed on ``train_idx``; predict ``valid_idx`` (OOF) and the test set.
 
     Predictions average the seeds and, with ``train.tta``, the text variants. ``extra``
@@ -229,7 +253,7 @@ def fit_fold(prepared: Prepared, fold: int, train_idx, valid_idx, out_dir, track
     oof, test, history, best_epochs, steps, train_seconds, swa_steps = [], [], [], [], 0, 0.0, []
     chose = False     # did any seed keep weights chosen on the fold's own labels?
     for seed in t.seeds:
-        model, monitor = fit_seed(prepared, seed, train_idx, valid_idx, tracker, step_offset=steps)
+        model, monitor = fit_seed(prepared, seed, train_idx, valid_idx, tracker, step_offset=steps, lesson=lesson)
         chose = chose or (monitor.chose and t.select == "fold")
         steps += monitor.steps
         train_seconds += monitor.train_seconds
@@ -249,6 +273,7 @@ def fit_fold(prepared: Prepared, fold: int, train_idx, valid_idx, out_dir, track
         extra={"seeds": list(t.seeds), "best_epoch_per_seed": best_epochs,
                "selected_on": {"best_epoch": [int(fold)]} if chose else {},
                "train_seconds": round(train_seconds, 2),   # optimisation only: no validation, no inference
+               **({"lesson": lesson.summary()} if lesson is not None else {}),
                **({"swa_steps_per_seed": swa_steps} if t.swa else {})},
     )
 
