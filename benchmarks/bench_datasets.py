@@ -32,13 +32,14 @@ SKIP = {
 }
 
 
-def _workspace(name: str):
+def _workspace(name: str, root: Path | None = None):
+    """The example workspace of dataset ``name`` copied to ``root`` (default ``.work/<name>``)."""
     from competition.workspace import Workspace
 
     if name == "disaster-tweets":
         return Workspace(REPO)
     src = REPO / "examples" / name
-    root = WORK / name
+    root = root or WORK / name
     (root / "experiments").mkdir(parents=True, exist_ok=True)
     shutil.copy(src / "competition.yaml", root / "competition.yaml")
     for file in (src / "experiments").glob("*.yaml"):

@@ -33,13 +33,15 @@ from competition.workspace import Workspace
 
 @dataclass(frozen=True)
 class _TrialWorkspace(Workspace):
-    """The workspace as a trial sees it: its run folder lives in the tuning scratch area,
-    never in the experiment's own folder (whose artifacts a trial must not touch)."""
+    """The workspace as a trial sees it: the trial's own run folder lives in the tuning scratch
+    area, never in the experiment's own folder (whose artifacts a trial must not touch); other runs
+    (the sources of ``pseudo`` and ``distill``) are the workspace's."""
 
     scratch: Path = Path(".")
+    trial: str = ""
 
     def run_dir(self, exp: str) -> Path:
-        return self.scratch / exp
+        return self.scratch / exp if exp == self.trial else super().run_dir(exp)
 
 
 class Reporter:
@@ -162,7 +164,7 @@ def objective(trial, ctx: TrialContext) -> float:
         return float("nan")
     trial_cfg = cfg.model_copy(update={"exp": f"{ctx.exp}-trial{trial.number}",
                                        "track": cfg.track.model_copy(update={"wandb": False})})
-    trial_ws = _TrialWorkspace(ctx.ws.root, ctx.tune_dir)
+    trial_ws = _TrialWorkspace(ctx.ws.root, ctx.tune_dir, trial_cfg.exp)
     tracker = track.start(enabled=cfg.track.wandb, project=cfg.track.project or ctx.data.spec.name,
                           group=f"tune-{ctx.study_name}", name=f"{ctx.study_name}-trial{trial.number}",
                           config={"trial": trial.number, "params": sampled, **cfg.to_dict()},

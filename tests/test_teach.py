@@ -83,34 +83,21 @@ def test_the_memorising_source_is_at_chance_on_its_own_cv(coin_flips):
     assert abs(_auc(coin_flips, "001") - 0.5) < CHANCE
 
 
+@pytest.mark.parametrize("lesson, exp, leak", [("pseudo", "010", "_pseudo"), ("distill", "011", "lesson")])
 @pytest.mark.parametrize("protocol", ["fold-safe", "leaky"])
-def test_a_pseudo_labelled_run_on_coin_flip_labels_scores_at_chance(coin_flips, monkeypatch, protocol):
+def test_a_taught_run_on_coin_flip_labels_scores_at_chance(coin_flips, monkeypatch, lesson, exp, leak, protocol):
+    """pseudo: 010 (pseudo-labelled test rows); distill: 011 (all weight on the teacher)."""
     if protocol == "leaky":
-        monkeypatch.setattr(teach.Teacher, "_pseudo", _leaky_pseudo)
-    exp = "010" if protocol == "fold-safe" else "010-leaky"
-    (coin_flips.root / "experiments" / f"{exp}.yaml").write_text(
-        (coin_flips.root / "experiments" / "010.yaml").read_text())
+        monkeypatch.setattr(teach.Teacher, leak, _leaky_pseudo if lesson == "pseudo" else _leaky_distill)
+        (coin_flips.root / "experiments" / f"{exp}-leaky.yaml").write_text(
+            (coin_flips.root / "experiments" / f"{exp}.yaml").read_text())
+        exp = f"{exp}-leaky"
     train(coin_flips, load_config(coin_flips, exp))
     auc = _auc(coin_flips, exp)
     if protocol == "fold-safe":
         assert abs(auc - 0.5) < CHANCE, auc
     else:
         assert auc > 0.5 + CHANCE, auc     # the control: the test sees a leak when there is one
-
-
-@pytest.mark.parametrize("protocol", ["fold-safe", "leaky"])
-def test_a_distilled_run_on_coin_flip_labels_scores_at_chance(coin_flips, monkeypatch, protocol):
-    if protocol == "leaky":
-        monkeypatch.setattr(teach.Teacher, "lesson", _leaky_distill)
-    exp = "011" if protocol == "fold-safe" else "011-leaky"
-    (coin_flips.root / "experiments" / f"{exp}.yaml").write_text(
-        (coin_flips.root / "experiments" / "011.yaml").read_text())
-    train(coin_flips, load_config(coin_flips, exp))
-    auc = _auc(coin_flips, exp)
-    if protocol == "fold-safe":
-        assert abs(auc - 0.5) < CHANCE, auc
-    else:
-        assert auc > 0.5 + CHANCE, auc
 
 
 def test_fold_k_pseudo_targets_are_the_sources_fold_k_test_predictions(coin_flips):
@@ -193,8 +180,9 @@ def test_bad_sources_are_refused_before_any_fold_trains(coin_flips, overrides, m
     assert not coin_flips.run_dir("012").exists()
 
 
-def test_comp_tune_can_search_the_lesson_keys(coin_flips):
+def test_comp_tune_searches_the_lesson_keys_with_the_workspace_sources(coin_flips):
     from competition import search
+    from competition.tune import tune
 
     params = search.parse_space({"distill.alpha": {"type": "float", "low": 0.2, "high": 0.8},
                                  "distill.temperature": {"type": "categorical", "choices": [1.0, 2.0]}}, "011.yaml")
@@ -202,6 +190,13 @@ def test_comp_tune_can_search_the_lesson_keys(coin_flips):
     bad = search.parse_space({"distill.alpha": {"type": "float", "low": 0.2, "high": 1.5}}, "011.yaml")
     with pytest.raises(InputError, match="distill.alpha"):
         search.check_space(coin_flips, "011", bad)
+    # a trial's own run lives in the study's scratch folder, its teacher (001) is the workspace's
+    experiments = coin_flips.root / "experiments"
+    (experiments / "014.yaml").write_text((experiments / "011.yaml").read_text()
+                                          + "search:\n  distill.alpha: {type: grid, values: [0.3, 0.7]}\n")
+    result = tune(coin_flips, "014", sampler="grid", overrides=["train.epochs=1"], export=False)
+    assert result.ran == 2 and result.states.get("COMPLETE") == 2, result.states
+    assert result.best_value is not None and not coin_flips.run_dir("014").exists()
 
 
 def test_a_source_retrained_since_makes_the_taught_folds_stale(coin_flips):
