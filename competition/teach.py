@@ -7,7 +7,7 @@ averaged test prediction, or its OOF, would carry what its other folds' models l
 labels into fold k's training, and the CV would rise without the model getting better.
 
 - ``pseudo``: the test rows join the training rows with the sources' fold-k test predictions
-  (``<col>__fold<k>`` of their ``test.parquet``, mean over sources) as targets: all of them as
+  (``fold<k>/test.parquet``, the run's ``<col>__fold<k>``; mean over sources) as targets: all of them as
   probabilities (``select: soft``) or the confident ones as hard labels (``select: confident``),
   each weighing ``weight`` in the loss.
 - ``distill``: every training row's loss mixes its true label (``alpha``) with the teachers' fold-k
@@ -22,9 +22,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 
 from competition import runs
 from competition.errors import InputError
+from competition.workspace import DONE, TEST
 
 
 @dataclass
@@ -66,20 +68,28 @@ class Teacher:
 
     def version(self) -> str:
         """A fingerprint of the sources' predictions (``sources_hash`` in each fold's ``done.json``): a
-        source retrained since makes the folds taught by it stale."""
+        source retrained since makes the folds taught by it stale. A complete source is fingerprinted by
+        its ``oof.parquet`` and ``test.parquet``, a partly trained one by its folds' (so it changes, and
+        the folds it taught are retrained, once the source is complete)."""
         import hashlib
 
         from competition import artifacts
-        from competition.workspace import OOF, TEST
+        from competition.workspace import OOF
 
-        parts = [f"{run.name}:{artifacts.file_hash(run.dir / name)}" for run in [*self.pseudo, *self.teachers]
-                 for name in (OOF, TEST) if (run.dir / name).is_file()]
+        parts = []
+        for run in [*self.pseudo, *self.teachers]:
+            if (run.dir / OOF).is_file():
+                parts += [f"{run.name}:{artifacts.file_hash(run.dir / name)}" for name in (OOF, TEST)
+                          if (run.dir / name).is_file()]
+            else:
+                files = sorted(run.dir.glob(f"fold[0-9]*/{OOF}")) + sorted(run.dir.glob(f"fold[0-9]*/{TEST}"))
+                parts += [f"{run.name}/{path.parent.name}:{artifacts.file_hash(path)}" for path in files]
         return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
     def _source(self, name: str, key: str, hashes: dict) -> runs.Run:
         if name == self.cfg.exp:
             raise InputError(f"{key}: {name!r} is this experiment itself; name another, finished run")
-        run = runs.load_run(self.ws, name)
+        run = runs.load_run(self.ws, name, complete=False)    # its fold k is checked when fold k trains
         kind = run.manifest.get("kind", "experiment")
         if kind != "experiment":
             inputs = ", ".join(run.manifest.get("inputs", []))
@@ -119,17 +129,15 @@ class Teacher:
         spec, ids = self.data.spec, self.data.test[self.data.spec.id_column].astype(str).to_numpy()
         parts = []
         for run in self.pseudo:
-            test = run.test()
-            columns = [f"{c}__fold{k}" for c in spec.pred_columns]
-            missing = columns if test is None else [c for c in columns if c not in test.columns]
-            if missing:
-                raise InputError(f"pseudo.from: {run.dir / 'test.parquet'} has no per-fold test predictions "
-                                 f"({', '.join(missing)}); runs made before they were kept lack them. "
-                                 f"Retrain it: `comp train exp={run.name} --fold all --force`")
+            fold_dir = self.ws.fold_dir(run.name, k)
+            if not (fold_dir / DONE).is_file() or not (fold_dir / TEST).is_file():
+                raise InputError(f"pseudo.from: {fold_dir} holds no finished fold {k} with test predictions; "
+                                 f"train it: `comp train exp={run.name} --fold {k}`")
+            test = pd.read_parquet(fold_dir / TEST)
             if not np.array_equal(test["id"].astype(str).to_numpy(), ids):
-                raise InputError(f"pseudo.from: {run.dir / 'test.parquet'}: its ids are not the test file's; "
+                raise InputError(f"pseudo.from: {fold_dir / TEST}: its ids are not the test file's; "
                                  f"retrain it: `comp train exp={run.name} --fold all --force`")
-            parts.append(test[columns].to_numpy(np.float64))
+            parts.append(test[list(spec.pred_columns)].to_numpy(np.float64))
         probs = np.mean(parts, axis=0)
         rows = np.arange(len(probs))
         if self.cfg.pseudo.select == "soft":

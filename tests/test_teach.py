@@ -211,3 +211,15 @@ def test_a_source_retrained_since_makes_the_taught_folds_stale(coin_flips):
     with pytest.raises(InputError, match="pseudo-label / teacher runs changed"):
         train(coin_flips, load_config(coin_flips, "013", overrides), folds=[0])
     assert train(coin_flips, load_config(coin_flips, "013", overrides), folds=[0], force=True).folds[0].status == "trained"
+
+
+def test_a_partly_trained_source_teaches_the_folds_it_has(coin_flips):
+    experiments = coin_flips.root / "experiments"
+    (experiments / "004.yaml").write_text("template: tfidf\n")
+    train(coin_flips, load_config(coin_flips, "004"), folds=[0])
+    (experiments / "015.yaml").write_text((experiments / "010.yaml").read_text())
+    overrides = ["pseudo.from=['004']", "distill.teacher=['004']", "train.epochs=1"]
+    assert train(coin_flips, load_config(coin_flips, "015", overrides), folds=[0]).folds[0].status == "trained"
+    with pytest.raises(InputError, match=r"no finished fold 1 .*comp train exp=004 --fold 1"):
+        train(coin_flips, load_config(coin_flips, "015", overrides), folds=[1])
+    assert not (coin_flips.run_dir("015") / "fold1").exists()
