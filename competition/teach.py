@@ -106,12 +106,9 @@ class Teacher:
                              f"`comp train exp={name} --fold all --force`")
         return run
 
-    def lesson(self, k: int) -> Lesson | None:
+    def lesson(self, k: int) -> Lesson:
         """Fold k's lesson, from the sources' fold-k models only."""
-        cfg = self.cfg
-        if not (cfg.pseudo or cfg.distill):
-            return None
-        lesson = Lesson()
+        cfg, lesson = self.cfg, Lesson()
         if cfg.pseudo:
             rows, targets = self._pseudo(k)
             lesson.pseudo_rows, lesson.pseudo_targets, lesson.pseudo_weight = rows, targets, cfg.pseudo.weight
