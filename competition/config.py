@@ -243,6 +243,12 @@ class TrainConfig(_Strict):
     @classmethod
     def _precision_as_text(cls, value):
         return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+    freeze_layers: int = Field(0, ge=0, description="freeze the embeddings and the bottom k encoder layers: their "
+                                                     "output is computed once per text (cached on disk) and every "
+                                                     "fold, epoch, seed and prediction runs only the top layers")
+    freeze_dtype: Literal["float16", "float32"] = Field(
+        "float16", description="freeze_layers: the frozen layers' output is stored in (and, in every path, "
+                               "rounded to) this dtype")
     bucket: bool = Field(True, description="group training batches by text length")
     tta: list[Literal["none", "no_keyword", "tail"]] = Field(
         default_factory=list, description="extra text variants averaged at inference")
@@ -371,6 +377,10 @@ class ExperimentConfig(_Strict):
             if getattr(self, key) is not None and not self.is_torch:
                 raise ValueError(f"{key}: applies to the torch families ({', '.join(torch_families())}), "
                                  f"not model.family {m.family}; remove the {key} block")
+        if self.train.freeze_layers and m.family != "encoder":
+            raise ValueError(f"train.freeze_layers={self.train.freeze_layers}: freezing layers keeps pretrained "
+                             f"weights, and model.family {m.family} has none (family encoder has); set "
+                             "train.freeze_layers=0")
         return self
 
     @property

@@ -29,6 +29,7 @@ from competition.errors import InputError
 
 SPEC_FILE = "competition.yaml"
 ENV_VAR = "COMP_WORKSPACE"
+CACHE_VAR = "COMP_CACHE"       # comp's machine-wide cache (assembled models, frozen-layer states)
 
 # The file names of the artifacts, spelled here only (their contents: competition.runs).
 MANIFEST = "manifest.json"   # every output folder's record: folds/, a run, a report, predictions, a bundle
@@ -51,6 +52,14 @@ def plain_name(name: str, what: str = "experiment id") -> str:
         raise InputError(f"{what} {name!r}: use letters, digits, '_', '.', '-' only (it names a file "
                          "inside the workspace), e.g. 042")
     return name
+
+
+def cache_dir(kind: str) -> Path:
+    """``$COMP_CACHE/<kind>`` (default ``$XDG_CACHE_HOME/comp`` or ``~/.cache/comp``): what comp computes
+    once per machine and every workspace may reuse: ``models`` (pretrained folders assembled from
+    packages), ``states`` (hidden states of frozen encoder layers). Deleting it only costs time."""
+    root = os.environ.get(CACHE_VAR) or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "comp"
+    return Path(root).expanduser() / kind
 
 
 class WorkspaceError(InputError):

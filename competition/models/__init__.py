@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import importlib
 import re
+import sys
+import time
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +23,38 @@ import numpy as np
 # Where the torch families send a line per validation (epoch, score, elapsed, time left): the CLI
 # and the demo set it, so a long fine-tune shows progress also when output is not a terminal.
 PROGRESS: ContextVar = ContextVar("progress", default=None)
+
+
+class Steps:
+    """Progress of a long pass over rows (embedding, caching frozen states): one line per step, at most
+    one every ``every`` seconds, and the last, each with rows/s and the time left.
+
+    Lines go to ``progress`` (default: :data:`PROGRESS`, else stderr), so they show on a terminal and
+    in a log file alike.
+
+    >>> lines = []
+    >>> steps = Steps("embedding train", 100, lines.append, every=0)
+    >>> steps.advance(40); steps.advance(60)
+    >>> [line.split(" · ")[0] for line in lines]
+    ['    embedding train: 40/100 rows', '    embedding train: 100/100 rows']
+    """
+
+    def __init__(self, what: str, total: int, progress=None, every: float = 5.0):
+        self.what, self.total, self.every = what, total, every
+        self.emit = progress or PROGRESS.get() or (lambda line: print(line, file=sys.stderr, flush=True))
+        self.done, self.started, self.last = 0, time.perf_counter(), float("-inf")
+
+    def advance(self, rows: int) -> None:
+        self.done += rows
+        now = time.perf_counter()
+        if now - self.last < self.every and self.done < self.total:
+            return
+        self.last = now
+        elapsed = max(now - self.started, 1e-9)
+        rate = self.done / elapsed
+        left = (self.total - self.done) / rate if rate > 0 else float("nan")
+        self.emit(f"    {self.what}: {self.done:,}/{self.total:,} rows · {rate:,.1f} rows/s · "
+                  f"{elapsed:.0f}s, ~{left:.0f}s left")
 
 
 @dataclass

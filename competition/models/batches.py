@@ -40,6 +40,9 @@ def lengths_of(ids: list[torch.Tensor]) -> np.ndarray:
 class TokenDataset(Dataset):
     """Rows of token ids (and targets); a whole batch is built in one call (``__getitems__``).
 
+    A row may instead be the cached (length, H) hidden states of an encoder's frozen layers
+    (:mod:`competition.models.frozen`): the batch then holds ``states`` (B, T, H), not ``input_ids``.
+
     A batch is a dict: ``input_ids`` (B, T) padded with ``pad_id`` to the batch's longest
     row T, ``attention_mask`` (B, T) 1 on real tokens, ``index`` (B,) the rows' positions
     in this dataset, and ``labels`` (B,) or (B, k) when targets are given; ``targets`` may also be
@@ -59,10 +62,13 @@ class TokenDataset(Dataset):
     def __getitems__(self, rows: list[int]) -> dict:
         seqs = [self.ids[r] for r in rows]
         lengths = torch.tensor([len(s) for s in seqs])                              # (B,)
-        input_ids = pad_sequence(seqs, batch_first=True, padding_value=self.pad_id)  # (B, T)
-        positions = torch.arange(input_ids.shape[1])                               # (T,)
+        if seqs[0].ndim == 2:   # cached states of frozen layers (T_i, H): zeros where padded
+            key, padded = "states", pad_sequence(seqs, batch_first=True).float()   # (B, T, H)
+        else:
+            key, padded = "input_ids", pad_sequence(seqs, batch_first=True, padding_value=self.pad_id)  # (B, T)
+        positions = torch.arange(padded.shape[1])                                  # (T,)
         batch = {
-            "input_ids": input_ids,
+            key: padded,
             "attention_mask": (positions[None, :] < lengths[:, None]).long(),      # (B, T)
             "index": torch.tensor(rows),
         }

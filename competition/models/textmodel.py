@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from competition import metrics, thresholds
+from competition.models import frozen
 from competition.models.batches import pool
 
 _LAYER = re.compile(r"\.(?:layer|layers|block|blocks|h)\.(\d+)\.")
@@ -96,12 +97,16 @@ class TextModel(pl.LightningModule):
         msd: multi-sample dropout: in training, the logits are the mean over ``msd`` dropout masks.
         reinit_layers: the top n transformer layers start from fresh random weights.
         label_smoothing: classification targets move this far towards uniform (BCE: y(1-e)+e/2).
+        freeze_layers, freeze_dtype: the embeddings and the bottom k layers never learn and run in eval
+            mode; their output is rounded to ``freeze_dtype`` and may come precomputed (``states``):
+            :mod:`competition.models.frozen`.
     """
 
     def __init__(self, encoder: nn.Module, task: str, n_out: int, pooling: str = "mean", dropout: float = 0.1,
                  lr: float = 5e-5, head_lr: float | None = None, weight_decay: float = 0.01,
                  layer_decay: float = 1.0, warmup: float = 0.1, schedule: str = "linear", pool_layers: int = 4,
-                 msd: int = 1, reinit_layers: int = 0, label_smoothing: float = 0.0):
+                 msd: int = 1, reinit_layers: int = 0, label_smoothing: float = 0.0, freeze_layers: int = 0,
+                 freeze_dtype: str = "float16"):
         super().__init__()
         self.save_hyperparameters(ignore=["encoder"])
         self.encoder = drop_pooler(encoder)
@@ -111,6 +116,10 @@ class TextModel(pl.LightningModule):
         # pooling parameters learn with the head's learning rate (see param_groups)
         self.token_score = nn.Linear(hidden, 1) if pooling == "attention" else None
         self.layer_logits = nn.Parameter(torch.zeros(pool_layers)) if pooling == "weighted_layers" else None
+        if freeze_layers:
+            frozen.check_depth(self.encoder, freeze_layers, pool_layers if pooling == "weighted_layers" else None,
+                               reinit_layers)
+            frozen.freeze(self.encoder, freeze_layers)
         if reinit_layers:
             reinit_top_layers(self.encoder, reinit_layers)
         self._train_loss_sum, self._train_steps = None, 0   # mean train loss between validations
@@ -118,11 +127,18 @@ class TextModel(pl.LightningModule):
         self._val_loss_sum, self._val_rows, self._val_out = 0.0, 0, []
 
     # -- model ---------------------------------------------------------------------------
-    def sentence(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """The pooled sentence vectors (B, H)."""
-        how = self.hparams.pooling
-        out = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
-                           output_hidden_states=how == "weighted_layers")
+    def sentence(self, input_ids: torch.Tensor | None, attention_mask: torch.Tensor,
+                 states: torch.Tensor | None = None) -> torch.Tensor:
+        """The pooled sentence vectors (B, H), from token ids or, with frozen layers, from their cached
+        output ``states`` (B, T, H)."""
+        how, k = self.hparams.pooling, self.hparams.freeze_layers
+        if k:
+            if states is None:
+                states = frozen.bottom(self.encoder, input_ids, attention_mask, k, self.hparams.freeze_dtype)
+            out = frozen.top(self.encoder, states, attention_mask, k, output_hidden_states=how == "weighted_layers")
+        else:
+            out = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
+                               output_hidden_states=how == "weighted_layers")
         if how == "weighted_layers":
             layers = torch.stack(out.hidden_states[-self.hparams.pool_layers:])           # (k, B, T, H)
             mix = self.layer_logits.softmax(0).to(layers.dtype)
@@ -134,8 +150,9 @@ class TextModel(pl.LightningModule):
             return (scores.unsqueeze(-1).to(hidden.dtype) * hidden).sum(1)
         return pool(hidden, attention_mask, how)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        pooled = self.sentence(input_ids, attention_mask)                                  # (B, H)
+    def forward(self, input_ids: torch.Tensor | None, attention_mask: torch.Tensor,
+                states: torch.Tensor | None = None) -> torch.Tensor:
+        pooled = self.sentence(input_ids, attention_mask, states)                          # (B, H)
         if self.training and self.hparams.msd > 1:   # multi-sample dropout: average over masks
             return torch.stack([self.head(self.dropout(pooled)) for _ in range(self.hparams.msd)]).mean(0)
         return self.head(self.dropout(pooled))                                             # (B, k)
@@ -190,7 +207,7 @@ class TextModel(pl.LightningModule):
 
     # -- steps ---------------------------------------------------------------------------
     def _shared_step(self, batch: dict, stage: str) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = self(batch["input_ids"], batch["attention_mask"])
+        logits = self(batch.get("input_ids"), batch["attention_mask"], batch.get("states"))
         return self.loss(logits, batch["labels"], batch.get("weight"), batch.get("teacher")), logits
 
     def on_train_epoch_start(self) -> None:

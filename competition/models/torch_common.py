@@ -54,6 +54,16 @@ class Prepared:
     test: dict[str, list[torch.Tensor]] | None
     targets: torch.Tensor                     # (n,) long for multiclass, else (n, k) float32
     n_out: int
+    # train.freeze_layers: each row's cached states after the frozen layers, (length, H), per variant
+    train_states: dict[str, list[torch.Tensor]] | None = None
+    test_states: dict[str, list[torch.Tensor]] | None = None
+
+    def inputs(self, split: str) -> dict[str, list[torch.Tensor]] | None:
+        """What the model reads for each row of ``split`` (train / test), per text variant: the cached
+        states of the frozen layers when there are some, else the token ids."""
+        if split == "train":
+            return self.train_states or self.train
+        return self.test_states or self.test
 
 
 # -- inputs --------------------------------------------------------------------------------
@@ -95,7 +105,33 @@ def build_prepared(cfg: ExperimentConfig, data, tokenizer, new_encoder) -> Prepa
     train = encode_frame(cfg, data.spec, tokenizer, data.train)
     test = encode_frame(cfg, data.spec, tokenizer, data.test) if data.test is not None else None
     targets, n_out = targets_of(data)
-    return Prepared(cfg, data, tokenizer, new_encoder, train, test, targets, n_out)
+    prepared = Prepared(cfg, data, tokenizer, new_encoder, train, test, targets, n_out)
+    if cfg.train.freeze_layers:
+        cache_frozen(prepared)
+    return prepared
+
+
+def cache_frozen(prepared: Prepared) -> None:
+    """The states after the frozen layers of every train and test row and text variant: computed once
+    (:func:`competition.models.frozen.cached_states`, shared by folds, epochs, seeds and runs with the
+    same model, layers and texts), then read from disk."""
+    from competition.models import frozen
+
+    cfg, t = prepared.cfg, prepared.cfg.train
+    encoder = prepared.new_encoder()
+    m = cfg.model
+    frozen.check_depth(encoder, t.freeze_layers, m.pool_layers if m.pooling == "weighted_layers" else None,
+                       m.reinit_layers)
+    pad_id = prepared.tokenizer.pad_token_id or 0
+
+    def states(variants: dict[str, list[torch.Tensor]], split: str) -> dict[str, list[torch.Tensor]]:
+        return {v: frozen.cached_states(encoder, ids, t.freeze_layers, t.freeze_dtype, pad_id, t.eval_batch_size,
+                                        f"{split} ({v})" if v != "plain" else split, PROGRESS.get())
+                for v, ids in variants.items()}
+
+    prepared.train_states = states(prepared.train, "train")
+    if prepared.test is not None:
+        prepared.test_states = states(prepared.test, "test")
 
 
 # -- training --------------------------------------------------------------------------------
@@ -150,7 +186,8 @@ def new_model(prepared: Prepared, encoder: torch.nn.Module) -> TextModel:
                      lr=m.lr, head_lr=m.head_lr, weight_decay=m.weight_decay, layer_decay=m.layer_decay,
                      warmup=prepared.cfg.train.warmup, schedule=prepared.cfg.train.schedule,
                      pool_layers=m.pool_layers, msd=m.msd, reinit_layers=m.reinit_layers,
-                     label_smoothing=m.label_smoothing)
+                     label_smoothing=m.label_smoothing, freeze_layers=prepared.cfg.train.freeze_layers,
+                     freeze_dtype=prepared.cfg.train.freeze_dtype)
 
 
 def watched_rows(prepared: Prepared, seed: int, train_idx: np.ndarray,
@@ -179,7 +216,7 @@ def fit_seed(prepared: Prepared, seed: int, train_idx: np.ndarray, valid_idx: np
     :class:`competition.teach.Lesson` (pseudo-labelled test rows, a teacher's predictions)."""
     cfg, t = prepared.cfg, prepared.cfg.train
     pad_id = prepared.tokenizer.pad_token_id or 0
-    ids = prepared.train["plain"]
+    ids = prepared.inputs("train")["plain"]
     pl.seed_everything(seed, workers=True, verbose=False)   # head init, dropout, batch order
     model = new_model(prepared, prepared.new_encoder())
     train_idx, watch_idx = watched_rows(prepared, seed, np.asarray(train_idx), np.asarray(valid_idx))
@@ -223,14 +260,14 @@ def taught(prepared: Prepared, train_idx: np.ndarray, lesson) -> tuple[list[torc
     """The training rows' token ids and targets with a lesson: probabilities as labels (one-hot for
     multiclass), a weight per row (1; ``pseudo.weight`` for the pseudo-labelled test rows, which follow
     the training rows) and, with a teacher, its predictions (a pseudo row's teacher is its pseudo label)."""
-    ids = [prepared.train["plain"][i] for i in train_idx]
+    ids = [prepared.inputs("train")["plain"][i] for i in train_idx]
     labels = prepared.targets[train_idx]
     if prepared.data.spec.task == "multiclass":
         labels = torch.nn.functional.one_hot(labels, prepared.n_out).float()
     weight = torch.ones(len(train_idx))
     teacher = None if lesson.teacher is None else torch.tensor(lesson.teacher[train_idx], dtype=torch.float32)
     if lesson.pseudo_targets is not None and len(lesson.pseudo_rows):
-        ids += [prepared.test["plain"][i] for i in lesson.pseudo_rows]
+        ids += [prepared.inputs("test")["plain"][i] for i in lesson.pseudo_rows]
         pseudo = torch.tensor(lesson.pseudo_targets, dtype=torch.float32)
         labels = torch.cat([labels, pseudo])
         weight = torch.cat([weight, torch.full((len(pseudo),), float(lesson.pseudo_weight))])
@@ -262,10 +299,10 @@ def fit_fold(prepared: Prepared, fold: int, train_idx, valid_idx, out_dir, track
         swa_steps.append(monitor.swa_steps)
         model.encoder.config.save_pretrained(out_dir / "encoder")
         save_model(model, out_dir / f"seed{seed}", cfg, monitor.best_epoch)
-        valid_variants = {k: [v[i] for i in valid_idx] for k, v in prepared.train.items()}
+        valid_variants = {k: [v[i] for i in valid_idx] for k, v in prepared.inputs("train").items()}
         oof.append(predict_variants(model, valid_variants, cfg, prepared.tokenizer))
         if prepared.test is not None:
-            test.append(predict_variants(model, prepared.test, cfg, prepared.tokenizer))
+            test.append(predict_variants(model, prepared.inputs("test"), cfg, prepared.tokenizer))
         model.cpu()
     return FoldResult(
         oof=np.mean(oof, axis=0), test=np.mean(test, axis=0) if test else None,
@@ -314,13 +351,15 @@ def _autocast(cfg: ExperimentConfig, device: torch.device):
 
 @torch.inference_mode()
 def predict_ids(model: TextModel, ids: list[torch.Tensor], cfg: ExperimentConfig, pad_id: int) -> np.ndarray:
-    """(n, k) predictions of rows of token ids, batched longest first, returned in input order."""
+    """(n, k) predictions of rows of token ids (or of cached frozen states), batched longest first,
+    returned in input order."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device).eval()
     out = np.empty((len(ids), model.hparams.n_out), dtype=np.float32)
     with _autocast(cfg, device):
         for batch in eval_loader(ids, None, pad_id, cfg.train.eval_batch_size):
-            logits = model(batch["input_ids"].to(device), batch["attention_mask"].to(device))  # (B, k)
+            inputs = {k: batch[k].to(device) if k in batch else None for k in ("input_ids", "states")}
+            logits = model(inputs["input_ids"], batch["attention_mask"].to(device), inputs["states"])  # (B, k)
             out[batch["index"].numpy()] = model.probabilities(logits).cpu().numpy()
     return out
 
