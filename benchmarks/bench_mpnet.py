@@ -6,7 +6,8 @@ OOF F1 with a paired 95% bootstrap interval against 042 on the same rows. Varian
 the cheap first look; the best runs on all 5 folds (its folds 0-1 resume). Seconds: 5 x the median
 fold's wall seconds, and the shared caching pass of the frozen layers once (from the cache's
 ``meta.json``). Runs are kept, so ``python -m benchmarks.bench_mpnet m11 m10 m8`` trains variants
-ahead (one at a time, in the background) and ``make bench`` collects what was trained
+ahead (one at a time, in the background; ``m8:all`` on all 5 folds, ``mfull:0`` on fold 0 only) and
+``make bench`` collects what was trained
 (``BENCH_MPNET_TRAINED_ONLY=1`` trains nothing).
 """
 
@@ -84,8 +85,9 @@ def _trained(exp: str, folds: list[int] | None) -> bool:
     return all((WORK / "experiments" / exp / f"fold{k}" / "done.json").is_file() for k in (folds or range(5)))
 
 
-def train_variants(data, only: list[str] | None = None, all_folds: tuple[str, ...] = ()) -> list[dict]:
-    """Each variant (or those in ``only``; those in ``all_folds`` on all 5 folds) against the root's 042."""
+def train_variants(data, only: list[str] | None = None, folds: dict[str, list[int] | None] | None = None) -> list[dict]:
+    """Each variant (or those in ``only``) against the root's 042; ``folds`` overrides a variant's folds
+    (None: all 5)."""
     from competition import runs
     from competition.workspace import Workspace
 
@@ -99,10 +101,11 @@ def train_variants(data, only: list[str] | None = None, all_folds: tuple[str, ..
             link.symlink_to(root.run_dir(name).resolve(), target_is_directory=True)
     base_oof = runs.load_run(root, "042").oof()
     out = []
-    for exp, (what, text, overrides, folds) in VARIANTS.items():
+    for exp, (what, text, overrides, chosen) in VARIANTS.items():
         if only is not None and exp not in only:
             continue
-        out.append(_variant(ws, data, base_oof, exp, what, text, overrides, None if exp in all_folds else folds))
+        chosen = (folds or {}).get(exp, chosen)
+        out.append(_variant(ws, data, base_oof, exp, what, text, overrides, chosen))
     return out
 
 
@@ -185,8 +188,8 @@ if __name__ == "__main__":
 
     os.environ.setdefault("COMP_DATA", str(shared_data()))
     os.environ["WANDB_MODE"] = "disabled"
-    args = sys.argv[1:]
-    every = tuple(a.removesuffix(":all") for a in args if a.endswith(":all"))   # m8:all trains all 5 folds
+    args = [a.partition(":") for a in sys.argv[1:]]      # m8:all trains all 5 folds, mfull:0 fold 0 only
+    chosen = {exp: None if spec == "all" else [int(k) for k in spec.split(",")] for exp, _, spec in args if spec}
     data = load(load_spec(REPO / "competition.yaml"))
-    done = train_variants(data, [a.removesuffix(":all") for a in args] or None, all_folds=every)
+    done = train_variants(data, [exp for exp, _, _ in args] or None, folds=chosen)
     stacks(data, done)

@@ -93,8 +93,57 @@ def write_json(path: Path | str, data: Any) -> Path:
     return write_text(path, json.dumps(data, indent=2, default=_jsonable) + "\n")
 
 
-def read_json(path: Path | str) -> Any:
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+def read_json(path: Path | str, expect: type | None = dict) -> Any:
+    """A JSON artifact comp wrote: a mapping (``expect=list``: a list; None: anything).
+
+    Raises:
+        InputError: the file is damaged (empty, truncated, not JSON, not UTF-8, another shape);
+            the message names it and the command that writes it again.
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise damaged(path, f"not valid JSON: {str(err).splitlines()[0][:100]}") from None
+    if expect is not None and not isinstance(data, expect):
+        raise damaged(path, f"it holds a JSON {type(data).__name__}, not a {'list' if expect is list else 'mapping'}")
+    return data
+
+
+def damaged(path: Path, why: str):
+    """The error for an artifact comp wrote whole that no longer reads: what it is and how to rebuild it.
+
+    >>> str(damaged(Path("ws/experiments/042/fold3/done.json"), "empty"))
+    'ws/experiments/042/fold3/done.json: damaged (empty); comp writes it whole, so something else changed it. Retrain that fold: comp train exp=042 --fold 3 --force'
+    >>> str(damaged(Path("ws/experiments/s01/manifest.json"), "empty")).split(". ")[-1]
+    'Rebuild that run: comp train exp=s01 --fold all --force (a stack or blend: run its comp stack / comp blend again with --force)'
+    """
+    from competition.errors import InputError
+
+    return InputError(f"{path}: damaged ({why}); comp writes it whole, so something else changed it. {rebuild(path)}")
+
+
+def rebuild(path: Path) -> str:
+    """The command that writes a comp artifact ``path`` again, from where it sits in the workspace.
+
+    >>> rebuild(Path("ws/experiments/001/fold2/head/model0.skops"))
+    'Retrain that fold: comp train exp=001 --fold 2 --force'
+    """
+    parts = Path(path).parts
+    fold = next((i for i in range(len(parts) - 1, 0, -1) if parts[i].startswith("fold") and parts[i][4:].isdigit()),
+                None)
+    if fold is not None and fold >= 2 and parts[fold - 2] == "experiments":
+        fix = f"Retrain that fold: comp train exp={parts[fold - 1]} --fold {parts[fold][4:]} --force"
+    elif len(parts) >= 3 and parts[-3] == "experiments":
+        fix = (f"Rebuild that run: comp train exp={parts[-2]} --fold all --force (a stack or blend: run its "
+               "comp stack / comp blend again with --force)")
+    elif len(parts) >= 2 and parts[-2] == "folds":
+        fix = "Write the folds again: comp folds --force"
+    elif Path(path).name == "bundle.json":
+        fix = "Export the bundle again: comp export RUN DIR"
+    else:
+        fix = "Delete it and run the command that wrote it again"
+    return fix
 
 
 def write_parquet(path: Path | str, frame) -> Path:

@@ -48,7 +48,7 @@ import pandas as pd
 
 from competition import artifacts, metrics, runs, thresholds
 from competition.errors import InputError
-from competition.inputs import best_of, claim_name, feature_matrix, gain, load_inputs, require_two, versus_best
+from competition.inputs import best_of, check_name, claim_name, feature_matrix, gain, load_inputs, require_two, versus_best
 from competition.workspace import Workspace
 
 METHODS = ("hill-climb", "mean", "weighted", "rank", "vote-hard", "vote-soft", "moe")
@@ -273,6 +273,7 @@ def blend(ws: Workspace, *, inputs: list[str] | None = None, method: str = "hill
     """
     if method not in METHODS:
         raise InputError(f"{{method}} {method!r}: choose one of {', '.join(METHODS)}", method="method")
+    check_name(name)
     src = load_inputs(ws, inputs, data=data, exclude=name)
     spec, data = src.spec, src.data
     if method in TASKS and spec.task not in TASKS[method]:

@@ -148,7 +148,11 @@ def train_on_ray(ws: Workspace, cfgs: list, *, folds: list[int] | str = "all", f
     for cfg in cfgs:   # every finished fold is on disk: a local train() skips them and assembles
         if (ws.run_dir(cfg.exp) / CONFIG).is_file():
             done_folds = [k for k in chosen if (cfg.exp, k) not in out.failed]
-            out.results[cfg.exp] = train(ws, cfg, folds=done_folds or chosen, data=data) if done_folds else None
+            result = train(ws, cfg, folds=done_folds or chosen, data=data) if done_folds else None
+            for row in result.folds if result is not None else []:   # the local pass found them done: on Ray
+                if (cfg.exp, row.fold) in out.nodes and row.status == "skipped":
+                    row.status = "trained on Ray"
+            out.results[cfg.exp] = result
     return out
 
 

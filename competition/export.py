@@ -173,6 +173,8 @@ def export(ws: Workspace, name: str, out: Path | str, *, kaggle_dataset: str | N
            wheel: bool = True) -> ExportResult:
     """Write run ``name`` and every run it needs into ``out`` (new or empty), whole or not at all."""
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: is a file; a bundle is a folder (new or empty): export into another path")
     if out.exists() and any(out.iterdir()):
         raise InputError(f"{out}: exists and is not empty; export into a new folder")
     if kaggle_dataset is not None and (kaggle_dataset.count("/") != 1 or not all(kaggle_dataset.split("/"))):

@@ -23,7 +23,7 @@ import pandas as pd
 
 from competition import artifacts, metrics, runs, thresholds
 from competition.errors import InputError
-from competition.workspace import MANIFEST, OOF, TEST, Workspace
+from competition.workspace import MAX_NAME, MANIFEST, OOF, TEST, Workspace
 
 COMBINED_KINDS = ("stack", "blend")   # left out of the default inputs: name them to use them
 DERIVED = ("text_len", "n_words")     # features computed from the spec's text columns
@@ -199,12 +199,19 @@ def next_name(ws: Workspace, prefix: str) -> str:
     return next(f"{prefix}{i:02d}" for i in range(1, 10_000) if f"{prefix}{i:02d}" not in taken)
 
 
+def check_name(name: str | None) -> None:
+    """Refuse an output run name that is not a plain folder name (checked before any work is done)."""
+    if name is not None and (not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name) or ".." in name
+                             or len(name) > MAX_NAME):
+        raise InputError(f"{{name}} {name[:40]!r}: use letters, digits, '_', '.', '-' (it names a folder), at most "
+                         f"{MAX_NAME} characters", name="name")
+
+
 def claim_name(ws: Workspace, name: str | None, prefix: str, kind: str, force: bool) -> str:
     """The output run's name; refuses to overwrite another run unless ``force`` and of the same kind."""
     if name is None:
         return next_name(ws, prefix)
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
-        raise InputError(f"{{name}} {name!r}: use letters, digits, '_', '.', '-' (it names a folder)", name="name")
+    check_name(name)
     manifest = ws.run_dir(name) / MANIFEST
     if ws.experiment_file(name).is_file():
         raise InputError(f"{{name}} {name!r}: {ws.experiment_file(name)} is an experiment; pick another name",
@@ -218,6 +225,22 @@ def claim_name(ws: Workspace, name: str | None, prefix: str, kind: str, force: b
     if ws.run_dir(name).exists():
         shutil.rmtree(ws.run_dir(name))
     return name
+
+
+def twin_of(ws: Workspace, kind: str, recipe: dict, exclude: str | None = None) -> str | None:
+    """An existing run of ``kind`` whose manifest records this ``recipe`` (every key equal): fitting it
+    again would write a copy that doubles on the leaderboard and in the report."""
+    for name in ws.run_ids():
+        if name == exclude or not (ws.run_dir(name) / MANIFEST).is_file():
+            continue
+        try:
+            manifest = artifacts.read_json(ws.run_dir(name) / MANIFEST)
+        except InputError:
+            continue                  # a damaged run is reported where it is read, not here
+        if manifest.get("kind") == kind and "holdout" not in manifest and all(
+                manifest.get(key) == value for key, value in recipe.items()):
+            return name
+    return None
 
 
 def best_of(scores: dict[str, float], metric: str) -> tuple[str, float]:

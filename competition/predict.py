@@ -166,6 +166,9 @@ def _sample(spec, frame: pd.DataFrame, given: Path | None, labels) -> tuple[pd.D
 def _out_dir(ws: Workspace, out: Path | None, name: str) -> Path:
     if out is not None:
         out = Path(out)
+        if out.exists() and not out.is_dir():
+            raise InputError(f"{out}: is a file; {{out}} names a folder to write (new or empty): choose another",
+                             out="out")
         if out.exists() and any(out.iterdir()):
             raise InputError(f"{out}: exists and is not empty; choose another {{out}} (predictions are never "
                              "overwritten)", out="out")

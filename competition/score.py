@@ -267,13 +267,7 @@ def read_scores(run_dir: Path) -> list[dict]:
     path = Path(run_dir) / SCORES_FILE
     if not path.is_file():
         return []
-    try:
-        entries = artifacts.read_json(path)
-    except (OSError, ValueError) as err:
-        raise InputError(f"{path}: cannot be read ({err}); fix or remove it") from None
-    if not isinstance(entries, list):
-        raise InputError(f"{path}: not a list of scores; fix or remove it")
-    return entries
+    return artifacts.read_json(path, expect=list)
 
 
 def latest_score(run) -> float | None:

@@ -36,8 +36,8 @@ import pandas as pd
 
 from competition import artifacts, runs, thresholds
 from competition.errors import InputError
-from competition.inputs import (best_of, claim_name, feature_matrix, gain, load_inputs, require_two,
-                                versus_best)
+from competition.inputs import (best_of, check_name, claim_name, feature_matrix, gain, load_inputs, require_two,
+                                twin_of, versus_best)
 from competition.models import estimators
 from competition.workspace import MANIFEST, Workspace
 
@@ -152,6 +152,7 @@ def stack(ws: Workspace, *, inputs: list[str] | None = None, features: list[str]
     if meta not in ("lgbm", "logistic", "ridge"):
         raise InputError(f"{{meta}} {meta!r}: choose lgbm, logistic or ridge", meta="meta")
     features, params = list(features or []), dict(params or {})
+    check_name(name)
     src = load_inputs(ws, inputs, data=data, exclude=name)
     spec, data, task = src.spec, src.data, src.spec.task
     if not features:   # one run plus row features is a new model; one run alone is that run
@@ -170,6 +171,15 @@ def stack(ws: Workspace, *, inputs: list[str] | None = None, features: list[str]
                              "only {meta} lgbm takes them (or drop them)", features="features", meta="meta")
         if data.test is not None:
             rows_test = feature_matrix(data.test, spec, features, recipe["categories"])[0]
+    if holdout is None:   # the same stack again would be a copy that doubles on the leaderboard
+        twin = twin_of(ws, "stack", {"inputs": src.names, "input_hashes": src.versions, "features": features,
+                                     "meta": meta, "params": params, "seed": seed, **src.hashes},
+                       exclude=name if force else None)
+        if twin is not None:
+            raise InputError(f"this stack is the same as {twin} (the same inputs at the same versions, meta-model, "
+                             f"features, parameters and seed): nothing written; its results are in "
+                             f"{ws.run_dir(twin)}. To fit it again anyway: {{name}} {twin} with {{force}}",
+                             name="name", force="force=True")
     guard = None
     if holdout is not None:   # before anything is written: a refusal there leaves no stack behind
         from competition import holdout as holdout_mod

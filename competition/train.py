@@ -61,6 +61,7 @@ from competition.workspace import CONFIG, DONE, OOF, TEST, Workspace
 class FoldRow:
     fold: int
     status: str                      # trained | skipped (done before) | busy (another process holds it)
+                                     # | trained on Ray (comp train --ray)
     score: float | None = None
     best_epoch: int | None = None
     seconds: float | None = None

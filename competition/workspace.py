@@ -39,6 +39,7 @@ TEST = "test.parquet"        # test predictions: a run's (fold average), each fo
 METRICS = "metrics.json"     # a run's scores
 DONE = "done.json"           # a finished fold's record (fold<k>/)
 PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+MAX_NAME = 100   # characters of a run name: every file name made from it (submissions, predictions) still fits
 
 
 def plain_name(name: str, what: str = "experiment id") -> str:
@@ -47,10 +48,20 @@ def plain_name(name: str, what: str = "experiment id") -> str:
 
     >>> plain_name("042-sweep-abc")
     '042-sweep-abc'
+    >>> plain_name("..")
+    Traceback (most recent call last):
+    ...
+    competition.errors.InputError: experiment id '..': a name of dots only is not allowed ('.' and '..' are folders); start it with a letter or digit, e.g. 042
     """
+    if isinstance(name, str) and name and set(name) == {"."}:
+        raise InputError(f"{what} {name!r}: a name of dots only is not allowed ('.' and '..' are folders); "
+                         "start it with a letter or digit, e.g. 042")
+    if isinstance(name, str) and len(name) > MAX_NAME:
+        raise InputError(f"{what} {name[:20]}… ({len(name)} characters): at most {MAX_NAME}, so the files named "
+                         "after it (submissions, predictions) fit a file system's 255-byte limit; choose a shorter one")
     if not isinstance(name, str) or not PLAIN_NAME.fullmatch(name) or ".." in name:
-        raise InputError(f"{what} {name!r}: use letters, digits, '_', '.', '-' only (it names a file "
-                         "inside the workspace), e.g. 042")
+        raise InputError(f"{what} {name!r}: use letters, digits, '_', '.', '-' only, starting with a letter or "
+                         "digit (it names a file inside the workspace), e.g. 042")
     return name
 
 

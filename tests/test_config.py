@@ -222,8 +222,21 @@ def test_ids_that_are_paths_are_refused_before_anything_is_read_or_written(tmp_p
     before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
     for args in (["new", bad], ["train", f"exp={bad}"], ["new", "x", "--template", f"../{bad}"]):
         out = CliRunner().invoke(app, [*args, "-w", str(root)])
-        assert out.exit_code == 2 and ("use letters, digits" in out.output or "valid templates" in out.output), out.output
+        assert out.exit_code == 2 and ("use letters, digits" in out.output or "valid templates" in out.output
+                                       or "dots only" in out.output), out.output
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+
+
+@pytest.mark.parametrize("dots", [".", "..", "..."])
+def test_a_name_of_dots_is_refused_as_such(tmp_path, dots):
+    """Dots are allowed characters: the message says what is wrong with the name instead."""
+    from typer.testing import CliRunner
+
+    from competition.cli import app
+
+    root = _titanic_ws(tmp_path)
+    out = CliRunner().invoke(app, ["new", dots, "-w", str(root)])
+    assert out.exit_code == 2 and "a name of dots only is not allowed" in " ".join(out.output.split()), out.output
 
 
 def test_a_template_is_a_packaged_name_not_a_path(tmp_path):

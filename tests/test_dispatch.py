@@ -117,6 +117,7 @@ def test_the_cli_trains_several_experiments_on_a_local_ray_with_a_line_per_fold(
     lines = [line for line in out.output.splitlines() if re.match(r"\s+00[12] fold \d: trained .* on \S", line)]
     assert len(lines) == 6 and {line.split()[0] for line in lines} == {"001", "002"}
     assert out.output.count("OOF f1:") == 2 and "a local Ray" in out.output
+    assert "skipped" not in out.output and out.output.count("trained on Ray") == 6   # the tables say so too
     refused = CliRunner().invoke(app, ["train", "exp=001", "--ray", "local", "--sweep", "-w", str(ws.root)])
     assert refused.exit_code == 2 and "--sweep trains one experiment" in refused.output
     flag = CliRunner().invoke(app, ["train", "exp=001", "--ray", "--fold", "all", "-w", str(ws.root)])

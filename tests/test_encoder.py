@@ -621,3 +621,26 @@ def test_a_fold_with_every_new_option_trains_saves_and_replays(tiny, tmp_path):
     assert np.isfinite(result.oof).all() and ((result.oof > 0) & (result.oof < 1)).all()
     np.testing.assert_allclose(encoder.predict(tmp_path, cfg, data, data.test), result.test, atol=1e-6)
     np.testing.assert_allclose(encoder.predict(tmp_path, None, data, data.test), result.test, atol=1e-6)
+
+
+def test_a_fine_tune_prints_progress_inside_each_epoch(tiny, tmp_path, monkeypatch):
+    """Besides the line per validation, a line every STEP_SHARE of an epoch's batches (or STEP_SECONDS)
+    with the batch, rows/s and the time left; none for the epoch's last batch (its validation line
+    follows)."""
+    from competition.models import PROGRESS
+
+    monkeypatch.setattr(FoldMonitor, "STEP_GAP", 0.0)
+    monkeypatch.setattr(FoldMonitor, "STEP_SHARE", 0.5)
+    lines: list[str] = []
+    token = PROGRESS.set(lines.append)
+    try:
+        fit(make_cfg(tiny, epochs=2, batch_size=8), tweets("binary", N), tmp_path)   # 7 batches per epoch
+    finally:
+        PROGRESS.reset(token)
+    steps = [line.strip() for line in lines if " batch " in line]
+    assert [line.split(" · ")[0] for line in steps] == [
+        "seed 42 epoch 1/2: batch 4/7", "seed 42 epoch 2/2: batch 4/7"]   # 4 of 7 batches: half an epoch
+    assert all("rows/s" in line and "left" in line for line in steps)
+    validations = [line.strip() for line in lines if "val f1" in line]
+    assert len(validations) == 2 and lines.index(next(x for x in lines if "epoch 2/2: batch" in x)) > \
+        lines.index(next(x for x in lines if "epoch 1/2: val" in x))

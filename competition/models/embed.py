@@ -41,10 +41,10 @@ def load_encoder(name: str):
     """(tokenizer, model) of a hub id or local folder, in eval mode, on the CPU."""
     from transformers import AutoModel, AutoTokenizer
 
-    from competition.models.pretrained import loading, resolve_pretrained
+    from competition.models.pretrained import loading, no_progress_bar, resolve_pretrained
 
     path = resolve_pretrained(name)
-    with loading(name, path):
+    with loading(name, path), no_progress_bar():
         tokenizer = AutoTokenizer.from_pretrained(path)
         model = AutoModel.from_pretrained(path)
     model.eval()

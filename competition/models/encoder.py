@@ -13,7 +13,7 @@ from functools import partial
 
 from competition.config import ExperimentConfig
 from competition.errors import InputError
-from competition.models.pretrained import loading, resolve_pretrained
+from competition.models.pretrained import loading, no_progress_bar, resolve_pretrained
 from competition.models.torch_common import Prepared, build_prepared, fit_fold, predict  # noqa: F401
 
 # the names different architectures give their dropout probabilities
@@ -25,21 +25,13 @@ def load_encoder(source: str, dropout: float):
     """The pretrained encoder with ``model.dropout`` in place of the dropout it was trained with."""
     from transformers import AutoConfig, AutoModel
 
-    from transformers.utils import logging as hf_logging
-
     with loading(source, source):
         config = AutoConfig.from_pretrained(source)
     for attr in DROPOUT_ATTRS:
         if isinstance(getattr(config, attr, None), float):
             setattr(config, attr, dropout)
-    bar = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()  # a "Loading weights" bar per fold and seed is noise
-    try:
-        with loading(source, source):
-            return AutoModel.from_pretrained(source, config=config)
-    finally:
-        if bar:
-            hf_logging.enable_progress_bar()
+    with loading(source, source), no_progress_bar():
+        return AutoModel.from_pretrained(source, config=config)
 
 
 def prepare(cfg: ExperimentConfig, data) -> Prepared:

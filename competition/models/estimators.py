@@ -358,18 +358,26 @@ def load_model(folder: Path, entry: dict):
     if entry["kind"] == "constant":
         return _Constant(float(entry["value"]))
     if not path.is_file():
-        raise InputError(f"{path}: missing; retrain this fold (comp train ... --force)")
-    if entry["kind"] == "lightgbm":
-        import lightgbm as lgb
+        raise InputError(f"{path}: missing. {artifacts.rebuild(path)}")
+    import zipfile
 
-        return lgb.Booster(model_str=path.read_text())
-    import skops.io as sio
+    try:
+        if entry["kind"] == "lightgbm":
+            import lightgbm as lgb
 
-    untrusted = [t for t in sio.get_untrusted_types(file=path) if t not in SKOPS_TRUSTED]
-    if untrusted:
-        raise InputError(f"{path}: holds types comp does not load ({', '.join(untrusted)}); it was not "
-                         "written by comp. Retrain this fold.")
-    return sio.load(path, trusted=SKOPS_TRUSTED)
+            return lgb.Booster(model_str=path.read_text())
+        import skops.io as sio
+
+        untrusted = [t for t in sio.get_untrusted_types(file=path) if t not in SKOPS_TRUSTED]
+        if untrusted:
+            raise InputError(f"{path}: holds types comp does not load ({', '.join(untrusted)}); it was not "
+                             "written by comp. Retrain this fold.")
+        return sio.load(path, trusted=SKOPS_TRUSTED)
+    except (zipfile.BadZipFile, UnicodeDecodeError, EOFError, KeyError, ValueError) as err:
+        if isinstance(err, InputError):
+            raise
+        raise artifacts.damaged(path, f"cannot load the model: {type(err).__name__}: "
+                                      f"{str(err).splitlines()[0][:80] if str(err) else 'truncated'}") from None
 
 
 def save_head(folder: Path, head: Head) -> None:
@@ -388,8 +396,7 @@ def load_head(folder: Path, family: str) -> Head:
         old = [p.name for p in folder.parent.glob("*.pkl")]
         why = (f"it holds {old[0]}, the pickle format comp used before, which can run code when loaded and "
                "is no longer read") if old else "it holds no fitted model"
-        raise InputError(f"{saved}: missing: {why}. Retrain this {family} fold: "
-                         "`comp train exp=<id> --fold <k> --force`.")
+        raise InputError(f"{saved}: missing: {why}. {artifacts.rebuild(saved)}")
     info = artifacts.read_json(saved)
     return Head(info["estimator"], info["task"], int(info["n_outputs"]),
                 [load_model(folder, e) for e in info["models"]], list(info.get("best_iterations") or []))

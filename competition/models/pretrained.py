@@ -295,3 +295,17 @@ def loading(name: str, source: str):
         raise InputError(f"model.name {name!r}: cannot load the model in {source} ({first}). The folder needs "
                          "what save_pretrained writes: config.json, the weights (model.safetensors) and the "
                          "tokenizer files; save it again or point model.name at a good copy.") from None
+
+
+@contextmanager
+def no_progress_bar():
+    """transformers' "Loading weights" bar, once per fold and seed, is noise in comp's own lines."""
+    from transformers.utils import logging as hf_logging
+
+    bar = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if bar:
+            hf_logging.enable_progress_bar()

@@ -344,9 +344,35 @@ class FoldMonitor(pl.Callback):
         self._bad = 0
         self._fit_started = self._val_started = 0.0
         self._val_seconds = 0.0
+        self._rows, self._line_at, self._line_batch = 0, 0.0, -1   # training rows seen; the last step line
+
+    # a line inside an epoch every STEP_SHARE of its batches or every STEP_SECONDS, never two within
+    # STEP_GAP seconds: a fold of a base-size encoder is minutes per epoch
+    STEP_SHARE, STEP_SECONDS, STEP_GAP = 0.1, 30.0, 5.0
 
     def on_fit_start(self, trainer: pl.Trainer, module: TextModel) -> None:
-        self._fit_started = time.perf_counter()
+        self._fit_started = self._line_at = time.perf_counter()
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, module: TextModel) -> None:
+        self._line_batch = -1
+
+    def on_train_batch_end(self, trainer: pl.Trainer, module: TextModel, outputs, batch, batch_idx: int) -> None:
+        self._rows += len(batch["index"])
+        if self.progress is None:
+            return
+        now, n = time.perf_counter(), max(int(trainer.num_training_batches), 1)
+        share = (batch_idx - self._line_batch) / n >= self.STEP_SHARE
+        if batch_idx + 1 >= n or now - self._line_at < self.STEP_GAP or not (
+                share or now - self._line_at >= self.STEP_SECONDS):
+            return
+        self._line_at, self._line_batch = now, batch_idx
+        elapsed = now - self._fit_started
+        done = trainer.global_step / max(trainer.estimated_stepping_batches, 1)
+        left = elapsed * (1 - done) / done if done > 0 else float("nan")
+        seed = f"seed {self.seed} " if self.seed is not None else ""
+        self.progress(f"    {seed}epoch {trainer.current_epoch + 1}/{trainer.max_epochs}: batch {batch_idx + 1}/{n}"
+                      f" · {self._rows / max(elapsed - self._val_seconds, 1e-9):.1f} rows/s · {elapsed:.0f}s, "
+                      f"~{left:.0f}s left")
 
     def on_validation_start(self, trainer: pl.Trainer, module: TextModel) -> None:
         self._val_started = time.perf_counter()

@@ -116,7 +116,7 @@ def load_vectorizer(fold_dir: Path, cfg: ExperimentConfig):
     path = Path(fold_dir) / VOCABULARY
     if not path.is_file():
         classical.load(fold_dir, "tfidf")    # names an old pickled fold, if it is one
-        raise InputError(f"{path}: missing; retrain this fold (`comp train exp=<id> --fold <k> --force`)")
+        raise InputError(f"{path}: missing. {artifacts.rebuild(path)}")
     saved = artifacts.read_json(path)
     vectorizer = make_vectorizer(cfg)
     for name, part in vectorizer.transformer_list:

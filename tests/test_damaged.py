@@ -1,0 +1,121 @@
+"""Damaged artifacts (issue 24): every file comp reads is a one-line refusal naming the file and the
+command that rebuilds it, exit 2, nothing written -- never a traceback, never a silent result."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from competition.cli import app
+from tests.workspaces import tweets_workspace
+
+DAMAGE = {"empty": b"", "garbage": b"\x00\xff{not json", "truncated": b'{"folds_hash": "ab', "a list": b"[1, 2]"}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A workspace with two trained TF-IDF runs and a stack (the reference copy; tests damage copies)."""
+    ws = tweets_workspace(tmp_path_factory.mktemp("damaged") / "ws", n_train=300, n_test=60,
+                          experiments={"001": "template: tfidf\n", "002": "template: tfidf\nmodel: {C: 1.0}\n"})
+    for args in (["train", "exp=001,002", "--fold", "all"], ["stack", "--exp", "001,002", "--name", "s01"]):
+        out = CliRunner().invoke(app, [*args, "-w", str(ws.root)])
+        assert out.exit_code == 0, out.output
+    return ws.root
+
+
+def _copy(trained, tmp_path):
+    import shutil
+
+    root = tmp_path / "ws"
+    shutil.copytree(trained, root, symlinks=True)
+    return root
+
+
+def _snapshot(root):
+    return {p: p.read_bytes() for p in root.rglob("*") if p.is_file() and "wandb" not in p.parts}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGE))
+@pytest.mark.parametrize("artifact,command,fix", [
+    ("experiments/001/fold1/done.json", ["train", "exp=001", "--fold", "all"], "comp train exp=001 --fold 1 --force"),
+    ("experiments/001/metrics.json", ["leaderboard"], "comp train exp=001 --fold all --force"),
+    ("experiments/001/manifest.json", ["submit", "001"], "comp train exp=001 --fold all --force"),
+    ("experiments/002/manifest.json", ["stack", "--exp", "001,002", "--name", "s02"], "exp=002 --fold all --force"),
+    ("folds/manifest.json", ["stack", "--exp", "001,002", "--name", "s02"], "comp folds --force"),
+    ("experiments/001/fold0/vocabulary.json", ["predict", "001", "--test", "{test}"], "exp=001 --fold 0 --force"),
+])
+def test_a_damaged_json_artifact_is_one_line_naming_it_and_the_fix(trained, tmp_path, damage, artifact, command, fix):
+    root = _copy(trained, tmp_path)
+    target = root / artifact
+    if not target.is_file():
+        pytest.skip(f"{artifact} is not written by this family")
+    target.write_bytes(DAMAGE[damage])
+    before = _snapshot(root)
+    args = [a.replace("{test}", str(root / "test.csv")) for a in command]
+    out = CliRunner().invoke(app, [*args, "-w", str(root)])
+    text = " ".join(out.output.split())
+    assert out.exit_code == 2, out.output
+    assert "Traceback" not in out.output and "JSONDecodeError" not in out.output
+    assert artifact.split("/")[-1] in text and "damaged" in text and fix in text, out.output
+    assert _snapshot(root) == before                      # nothing written, nothing half-written
+
+
+@pytest.mark.parametrize("damage", ["empty", "truncated"])
+def test_a_damaged_model_file_at_predict_names_the_fold_to_retrain(trained, tmp_path, damage):
+    root = _copy(trained, tmp_path)
+    (model,) = [p for p in (root / "experiments" / "001" / "fold2").rglob("*") if p.suffix in (".skops", ".txt")][:1]
+    data = model.read_bytes()
+    model.write_bytes(b"" if damage == "empty" else data[:len(data) // 2])
+    before = _snapshot(root)
+    out = CliRunner().invoke(app, ["predict", "001", "--test", str(root / "test.csv"), "-w", str(root)])
+    text = " ".join(out.output.split())
+    assert out.exit_code == 2 and "Traceback" not in out.output, out.output
+    assert model.name in text and "damaged" in text and "comp train exp=001 --fold 2 --force" in text, out.output
+    assert _snapshot(root) == before
+
+
+def test_the_same_stack_twice_is_refused_and_writes_nothing(trained, tmp_path):
+    """Issue 24 #21: a stack with the same inputs (at the same versions), meta-model and seed as s01
+    would be a copy that doubles on the leaderboard; another seed or a retrained input is a new stack."""
+    root = _copy(trained, tmp_path)
+    before = _snapshot(root)
+    out = CliRunner().invoke(app, ["stack", "--exp", "001,002", "-w", str(root)])
+    assert out.exit_code == 2 and "the same as s01" in " ".join(out.output.split()), out.output
+    assert _snapshot(root) == before and not (root / "experiments" / "s02").exists()
+    again = CliRunner().invoke(app, ["stack", "--exp", "001,002", "--name", "s01", "--force", "-w", str(root)])
+    assert again.exit_code == 0, again.output                       # asked for by name: fitted again
+    other = CliRunner().invoke(app, ["stack", "--exp", "001,002", "--seed", "7", "-w", str(root)])
+    assert other.exit_code == 0 and (root / "experiments" / "s02").is_dir(), other.output
+
+
+def test_a_missing_model_names_the_fold_to_retrain_not_placeholders(trained, tmp_path):
+    import shutil
+
+    root = _copy(trained, tmp_path)
+    shutil.rmtree(root / "experiments" / "001" / "fold2" / "head")
+    out = CliRunner().invoke(app, ["predict", "001", "--test", str(root / "test.csv"), "-w", str(root)])
+    text = " ".join(out.output.split())
+    assert out.exit_code == 2 and "comp train exp=001 --fold 2 --force" in text and "<id>" not in text, out.output
+
+
+@pytest.mark.parametrize("command", [["predict", "001", "--test", "{test}", "--out", "{file}"], ["export", "001", "{file}"]])
+def test_an_output_folder_that_is_a_file_is_refused(trained, tmp_path, command):
+    root = _copy(trained, tmp_path)
+    file = tmp_path / "taken.txt"
+    file.write_text("mine")
+    before = _snapshot(root)
+    args = [a.replace("{test}", str(root / "test.csv")).replace("{file}", str(file)) for a in command]
+    out = CliRunner().invoke(app, [*args, "-w", str(root)])
+    assert out.exit_code == 2 and "is a file" in out.output and "Traceback" not in out.output, out.output
+    assert file.read_text() == "mine" and _snapshot(root) == before
+
+
+@pytest.mark.parametrize("command", [["new", "{long}"], ["train", "exp={long}"],
+                                     ["stack", "--exp", "001,002", "--name", "{long}"]])
+def test_a_name_too_long_for_the_files_made_from_it_is_refused_first(trained, tmp_path, command):
+    root = _copy(trained, tmp_path)
+    before = _snapshot(root)
+    args = [a.replace("{long}", "x" * 235) for a in command]
+    out = CliRunner().invoke(app, [*args, "-w", str(root)])
+    assert out.exit_code == 2 and "at most 100" in " ".join(out.output.split()), out.output
+    assert _snapshot(root) == before
