@@ -63,6 +63,7 @@ def best_run(ws: Workspace, data) -> tuple[str, list[str]]:
     ``comp leaderboard``), passing over stacks that failed their holdout check; and notes
     saying what was passed over and which simpler run is statistically tied with the one taken.
     InputError when there is none."""
+    from competition.inputs import gain
     from competition.leaderboard import leaderboard
 
     entries = leaderboard(ws, data=data)
@@ -77,6 +78,12 @@ def best_run(ws: Workspace, data) -> tuple[str, list[str]]:
                          f"holdout rows (name it to submit it anyway)")
     if usable:
         chosen = usable[0]
+        for e in entries:   # what a user would expect to be taken: damaged runs, better runs left out
+            if e in usable or (e.status != "damaged" and (e.cv is None or chosen.cv is None or
+                                                          gain(chosen.metric, e.cv, chosen.cv) <= 0)):
+                continue
+            why = f"{e.status}{': ' + e.notes[0] if e.notes else ''}"
+            notes.append(f"passed over {e.name} ({why})")
         tied = [e for e in usable[1:] if e.vs_best and e.vs_best.get("tied")
                 and (SIMPLER.get(e.kind, 3), e.seconds or 0.0) < (SIMPLER.get(chosen.kind, 3), chosen.seconds or 0.0)]
         if tied and chosen.rank == 1:

@@ -119,3 +119,17 @@ def test_a_name_too_long_for_the_files_made_from_it_is_refused_first(trained, tm
     out = CliRunner().invoke(app, [*args, "-w", str(root)])
     assert out.exit_code == 2 and "at most 100" in " ".join(out.output.split()), out.output
     assert _snapshot(root) == before
+
+
+def test_submit_names_the_damaged_run_it_passed_over(trained, tmp_path):
+    """Issue 24 #13: the best run by CV is damaged; submit takes the next and says which it passed over."""
+    from competition.leaderboard import leaderboard
+    from competition.workspace import Workspace
+
+    root = _copy(trained, tmp_path)
+    best = leaderboard(Workspace(root))[0].name
+    (root / "experiments" / best / "test.parquet").write_bytes(b"PAR1 truncated")
+    out = CliRunner().invoke(app, ["submit", "-w", str(root)])
+    text = " ".join(out.output.split())
+    assert out.exit_code == 0, out.output
+    assert f"passed over {best} (damaged" in text, out.output

@@ -142,6 +142,9 @@ def test_the_cache_is_computed_once_and_invalidated_by_model_texts_and_depth(tin
     assert len(first) == 2                      # train and test rows
     stamp = {e: (cache_dir("states") / e / "states.npy").stat().st_mtime_ns for e in first}
     encoder.prepare(cfg_of(tiny, seeds=[1, 2], epochs=3), data)     # folds, epochs, seeds share it
+    dropout = ExperimentConfig.model_validate({**cfg_of(tiny).to_dict(), "model": {
+        **cfg_of(tiny).to_dict()["model"], "dropout": 0.3}})           # eval-mode states do not depend on it
+    encoder.prepare(dropout, data)
     assert _entries() - before == first
     assert stamp == {e: (cache_dir("states") / e / "states.npy").stat().st_mtime_ns for e in first}
     seen = set(first)

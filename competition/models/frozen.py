@@ -128,8 +128,11 @@ def top(encoder: nn.Module, states: torch.Tensor, attention_mask: torch.Tensor, 
 def cache_key(encoder: nn.Module, k: int, dtype: str, ids: list[torch.Tensor]) -> str:
     """sha256 of everything the states depend on: the architecture, the frozen weights, ``k``, the
     dtype and every row's token ids (which carry the tokenizer, the text settings and max_length)."""
-    digest = hashlib.sha256(json.dumps({"k": k, "dtype": dtype, "config": encoder.config.to_json_string()},
-                                       sort_keys=True).encode())
+    # the architecture, less what cannot change eval-mode states (dropout) or names a copy (its path)
+    config = {key: value for key, value in encoder.config.to_dict().items()
+              if "dropout" not in key and key not in ("_name_or_path", "transformers_version")}
+    digest = hashlib.sha256(json.dumps({"k": k, "dtype": dtype, "config": config}, sort_keys=True,
+                                       default=str).encode())
     _, layers = layer_list(encoder)
     top_ids = {id(p) for layer in list(layers)[k:] for p in layer.parameters()}
     for name, p in encoder.state_dict(keep_vars=True).items():
@@ -153,6 +156,8 @@ def cached_states(encoder: nn.Module, ids: list[torch.Tensor], k: int, dtype: st
 
     from competition.workspace import cache_dir
 
+    if not ids:
+        return []
     root = root or cache_dir("states")
     folder = root / cache_key(encoder, k, dtype, ids)[:32]
     if not (folder / "meta.json").is_file():
