@@ -134,6 +134,8 @@ def rebuild(path: Path) -> str:
                 None)
     if fold is not None and fold >= 2 and parts[fold - 2] == "experiments":
         fix = f"Retrain that fold: comp train exp={parts[fold - 1]} --fold {parts[fold][4:]} --force"
+    elif fold is not None:           # a fold folder outside a workspace (a copy, a bundle)
+        fix = f"Retrain that fold: comp train exp=<its experiment> --fold {parts[fold][4:]} --force"
     elif len(parts) >= 3 and parts[-3] == "experiments":
         fix = (f"Rebuild that run: comp train exp={parts[-2]} --fold all --force (a stack or blend: run its "
                "comp stack / comp blend again with --force)")

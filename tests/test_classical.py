@@ -370,7 +370,7 @@ def test_a_fold_saved_as_pickle_by_an_older_version_is_refused_not_loaded(tmp_pa
     fold = tmp_path / "fold0"
     fold.mkdir()
     (fold / "tfidf.pkl").write_bytes(b"\x80\x04 anything: it must never be unpickled")
-    with pytest.raises(InputError, match="pickle format comp used before.*Retrain this tfidf fold"):
+    with pytest.raises(InputError, match="pickle format comp used before.*Retrain that fold: comp train"):
         tfidf.predict(fold, config(family="tfidf"), None, pd.DataFrame({"text": ["a"]}))
 
 
