@@ -69,10 +69,14 @@ def check_depth(encoder: nn.Module, k: int, pool_layers: int | None = None, rein
                          f"(train.freeze_layers={k} of {n}); choose pool_layers <= {n - k}")
 
 
+def _top_ids(encoder: nn.Module, k: int) -> set[int]:
+    """ids of the parameters of the top layers ``layer[k:]``: the only ones that learn."""
+    return {id(p) for layer in list(layer_list(encoder)[1])[k:] for p in layer.parameters()}
+
+
 def freeze(encoder: nn.Module, k: int) -> None:
     """Stop every encoder parameter but those of the top layers ``layer[k:]`` from learning."""
-    _, layers = layer_list(encoder)
-    top = {id(p) for layer in list(layers)[k:] for p in layer.parameters()}
+    top = _top_ids(encoder, k)
     for p in encoder.parameters():
         if id(p) not in top:
             p.requires_grad_(False)
@@ -125,20 +129,26 @@ def top(encoder: nn.Module, states: torch.Tensor, attention_mask: torch.Tensor, 
 
 # -- the cache ------------------------------------------------------------------------------
 
-def cache_key(encoder: nn.Module, k: int, dtype: str, ids: list[torch.Tensor]) -> str:
-    """sha256 of everything the states depend on: the architecture, the frozen weights, ``k``, the
-    dtype and every row's token ids (which carry the tokenizer, the text settings and max_length)."""
+def frozen_digest(encoder: nn.Module, k: int, dtype: str) -> str:
+    """sha256 of what the states depend on besides the texts: the architecture, the frozen weights,
+    ``k`` and the dtype (hashed once per run, shared by its splits and text variants)."""
     # the architecture, less what cannot change eval-mode states (dropout) or names a copy (its path)
     config = {key: value for key, value in encoder.config.to_dict().items()
               if "dropout" not in key and key not in ("_name_or_path", "transformers_version")}
     digest = hashlib.sha256(json.dumps({"k": k, "dtype": dtype, "config": config}, sort_keys=True,
                                        default=str).encode())
-    _, layers = layer_list(encoder)
-    top_ids = {id(p) for layer in list(layers)[k:] for p in layer.parameters()}
+    top = _top_ids(encoder, k)
     for name, p in encoder.state_dict(keep_vars=True).items():
-        if id(p) not in top_ids:
+        if id(p) not in top:
             digest.update(name.encode())
             digest.update(p.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def cache_key(frozen: str, ids: list[torch.Tensor]) -> str:
+    """sha256 of :func:`frozen_digest` and every row's token ids (which carry the tokenizer, the text
+    settings and max_length)."""
+    digest = hashlib.sha256(frozen.encode())
     for row in ids:
         digest.update(np.int64(len(row)).tobytes())
         digest.update(row.numpy().astype(np.int64).tobytes())
@@ -146,11 +156,13 @@ def cache_key(encoder: nn.Module, k: int, dtype: str, ids: list[torch.Tensor]) -
 
 
 def cached_states(encoder: nn.Module, ids: list[torch.Tensor], k: int, dtype: str, pad_id: int,
-                  batch_size: int, what: str, progress=None, root: Path | None = None) -> list[torch.Tensor]:
+                  batch_size: int, what: str, progress=None, root: Path | None = None,
+                  frozen: str | None = None) -> list[torch.Tensor]:
     """Every row's states after layer ``k``, (length, H) each: read from the cache, or computed once
     (batched as prediction batches them), written whole and read back memory-mapped.
 
-    ``progress``: called with a line per step of a computing pass (rows/s, time left).
+    ``progress``: called with a line per step of a computing pass (rows/s, time left); ``frozen``: the
+    encoder's :func:`frozen_digest`, when the caller has it already.
     """
     from filelock import FileLock
 
@@ -159,7 +171,7 @@ def cached_states(encoder: nn.Module, ids: list[torch.Tensor], k: int, dtype: st
     if not ids:
         return []
     root = root or cache_dir("states")
-    folder = root / cache_key(encoder, k, dtype, ids)[:32]
+    folder = root / cache_key(frozen or frozen_digest(encoder, k, dtype), ids)[:32]
     if not (folder / "meta.json").is_file():
         root.mkdir(parents=True, exist_ok=True)
         with FileLock(str(folder) + ".lock"):

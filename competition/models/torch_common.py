@@ -123,10 +123,12 @@ def cache_frozen(prepared: Prepared) -> None:
     frozen.check_depth(encoder, t.freeze_layers, m.pool_layers if m.pooling == "weighted_layers" else None,
                        m.reinit_layers)
     pad_id = prepared.tokenizer.pad_token_id or 0
+    digest = frozen.frozen_digest(encoder, t.freeze_layers, t.freeze_dtype)   # once for every split and variant
 
     def states(variants: dict[str, list[torch.Tensor]], split: str) -> dict[str, list[torch.Tensor]]:
         return {v: frozen.cached_states(encoder, ids, t.freeze_layers, t.freeze_dtype, pad_id, t.eval_batch_size,
-                                        f"{split} ({v})" if v != "plain" else split, PROGRESS.get())
+                                        f"{split} ({v})" if v != "plain" else split, PROGRESS.get(),
+                                        frozen=digest)
                 for v, ids in variants.items()}
 
     prepared.train_states = states(prepared.train, "train")
