@@ -30,6 +30,9 @@ VARIANTS: dict[str, tuple[str, str, list[str], list[int] | None]] = {
     "m10": ("mpnet, freeze_layers 10", MPNET, ["train.freeze_layers=10"], [0, 1]),
     "m8": ("mpnet, freeze_layers 8", MPNET, ["train.freeze_layers=8"], [0, 1]),
     "mfull": ("mpnet, full fine-tune (the ceiling)", MPNET, ["train.freeze_layers=0"], [0, 1]),
+    # MiniLM (042's recipe) taught by m8's fold models: does a student keep mpnet's view at MiniLM's cost?
+    "mdist": ("MiniLM distilled from mpnet freeze_layers 8", "template: minilm\n"
+              "distill: {teacher: ['m8'], alpha: 0.5, temperature: 2.0}\n", [], None),
 }
 
 
@@ -191,6 +194,8 @@ if __name__ == "__main__":
 
     os.environ.setdefault("COMP_DATA", str(shared_data()))
     os.environ["WANDB_MODE"] = "disabled"
+    import competition.stack, competition.teach, competition.predict  # noqa: E401,F401  (imported now:
+    # a long run must not import modules edited while it trains)
     args = [a.partition(":") for a in sys.argv[1:]]      # m8:all trains all 5 folds, mfull:0 fold 0 only
     chosen = {exp: None if spec == "all" else [int(k) for k in spec.split(",")] for exp, _, spec in args if spec}
     data = load(load_spec(REPO / "competition.yaml"))

@@ -523,6 +523,61 @@ def test_a_damaged_model_folder_is_one_line_naming_the_fix(tiny, tmp_path, damag
         fit(cfg, data, tmp_path / "out", prepared=prepared)
 
 
+def _wordpiece_bert(folder: Path, texts: list[str]) -> Path:
+    """A tiny random BERT with a WordPiece vocabulary (vocab.txt + tokenizer.json), as a hub BERT has."""
+    import re
+
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    words = sorted({w for t in texts for w in re.findall(r"\w+|[^\w\s]", t.lower())})
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]
+    tokenizer = BertTokenizerFast(vocab={w: i for i, w in enumerate(vocab)})
+    tokenizer.save_pretrained(folder)                     # transformers 5 writes tokenizer.json only
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=128)
+    BertModel(config).save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.parametrize("family", ["encoder", "embed"])
+def test_a_model_folder_without_its_vocabulary_is_refused_naming_the_files(tmp_path, family):
+    """Issue 24 #1: with tokenizer.json and vocab.txt deleted, transformers still loads a tokenizer of
+    the 5 special tokens and every word becomes [UNK]; the fold trained at chance and said "score 0.59"."""
+    from competition.models import embed
+
+    data = tweets("binary", N)
+    good = _wordpiece_bert(tmp_path / "good", all_texts(data))
+    cfg = make_cfg(str(good)) if family == "encoder" else ExperimentConfig.model_validate(
+        {"exp": "t", "model": {"family": "embed", "name": str(good), "max_length": 48}, "track": {"wandb": False}})
+    prepare = encoder.prepare if family == "encoder" else embed.prepare
+    prepare(cfg, data)                                           # the whole vocabulary: accepted
+    (good / "tokenizer.json").unlink()
+    (good / "vocab.txt").unlink()
+    embed._CACHE.clear()
+    with pytest.raises(InputError) as err:
+        prepare(cfg, data)
+    message = str(err.value)
+    assert str(good) in message and "no vocabulary file (tokenizer.json, vocab.txt" in message, message
+    assert "reads 100% of the tokens" in message and "[UNK]" in message, message
+
+
+def test_a_tokenizer_that_knows_some_words_passes_and_most_unknown_is_refused(tmp_path):
+    """The line between them is the share of unknown tokens in a sample of the train texts."""
+    data = tweets("binary", N)
+    texts = all_texts(data)
+    folder = _wordpiece_bert(tmp_path / "m", texts)
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    pretrained.check_tokenizer("m", str(folder), tokenizer, texts)            # 0% unknown
+    foreign = ["Ein Waldbrand nahe Lac La Ronge, Saskatchewan: Evakuierung angeordnet"] * 50
+    with pytest.raises(InputError, match="does not fit this text"):
+        pretrained.check_tokenizer("m", str(folder), tokenizer, foreign)
+    mixed = texts[:30] + foreign[:2]                                          # a few foreign rows: fine
+    pretrained.check_tokenizer("m", str(folder), tokenizer, mixed)
+
+
 # -- pooling, multi-sample dropout, re-initialised layers, label smoothing ---------------------
 
 def _encoder(tiny):

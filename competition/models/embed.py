@@ -27,6 +27,7 @@ from competition import artifacts
 from competition.config import ExperimentConfig
 from competition.errors import InputError
 from competition.models import FoldResult, classical, input_texts
+from competition.models.pretrained import check_tokenizer, loading, no_progress_bar, resolve_pretrained
 
 
 @dataclass
@@ -40,8 +41,6 @@ class Prepared:
 def load_encoder(name: str):
     """(tokenizer, model) of a hub id or local folder, in eval mode, on the CPU."""
     from transformers import AutoModel, AutoTokenizer
-
-    from competition.models.pretrained import loading, no_progress_bar, resolve_pretrained
 
     path = resolve_pretrained(name)
     with loading(name, path), no_progress_bar():
@@ -90,6 +89,7 @@ def embeddings(cfg: ExperimentConfig, texts: list[str], name: str | None = None)
         if cfg.train.threads:
             torch.set_num_threads(cfg.train.threads)
         tokenizer, model = load_encoder(name)
+        check_tokenizer(name, name, tokenizer, texts)
         _CACHE.clear()
         _CACHE[key] = embed_texts(texts, tokenizer, model, pooling=m.pooling, max_length=m.max_length,
                                   batch_size=m.batch_size)

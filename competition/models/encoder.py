@@ -13,7 +13,8 @@ from functools import partial
 
 from competition.config import ExperimentConfig
 from competition.errors import InputError
-from competition.models.pretrained import loading, no_progress_bar, resolve_pretrained
+from competition.models import input_texts
+from competition.models.pretrained import check_tokenizer, loading, no_progress_bar, resolve_pretrained
 from competition.models.torch_common import Prepared, build_prepared, fit_fold, predict  # noqa: F401
 
 # the names different architectures give their dropout probabilities
@@ -45,4 +46,5 @@ def prepare(cfg: ExperimentConfig, data) -> Prepared:
     if positions is not None and cfg.model.max_length > positions:
         raise InputError(f"model.max_length {cfg.model.max_length}: {cfg.model.name} reads at most "
                          f"{positions} tokens; set model.max_length={positions} or less")
+    check_tokenizer(cfg.model.name, source, tokenizer, input_texts(cfg, data.spec, data.train))
     return build_prepared(cfg, data, tokenizer, partial(load_encoder, source, cfg.model.dropout))

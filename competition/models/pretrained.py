@@ -297,6 +297,39 @@ def loading(name: str, source: str):
                          "tokenizer files; save it again or point model.name at a good copy.") from None
 
 
+UNKNOWN_SHARE = 0.5     # more of a sample's tokens unknown than this: the tokenizer cannot read the text
+VOCAB_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "merges.txt", "spiece.model",
+               "sentencepiece.bpe.model", "tokenizer.model")
+
+
+def check_tokenizer(name: str, source: str, tokenizer, texts: list[str], sample: int = 500) -> None:
+    """Refuse a tokenizer that reads most of the competition's own text as unknown.
+
+    A model folder without its vocabulary (``tokenizer.json`` and ``vocab.txt`` deleted) still
+    loads: transformers builds a tokenizer of the special tokens only, every word becomes
+    ``[UNK]``, and a model trains on nothing at chance level. Tokenizers without an unknown
+    token (byte-level BPE) read any text and are not checked.
+    """
+    unk = getattr(tokenizer, "unk_token_id", None)
+    if unk is None or not texts:
+        return
+    rows = texts[:: max(1, len(texts) // sample)][:sample]
+    ids = tokenizer(rows, add_special_tokens=False, truncation=True, max_length=256)["input_ids"]
+    total = sum(len(row) for row in ids)
+    unknown = sum(row.count(unk) for row in ids)
+    if not total or unknown / total <= UNKNOWN_SHARE:
+        return
+    folder = Path(source)
+    have = [f for f in VOCAB_FILES if (folder / f).is_file()] if folder.is_dir() else None
+    what = (f"the folder {source} has no vocabulary file ({', '.join(VOCAB_FILES[:2])} or the like)"
+            if have == [] else f"its vocabulary ({', '.join(have)}) does not fit this text" if have
+            else "its vocabulary does not fit this text")
+    raise InputError(f"model.name {name!r}: its tokenizer ({len(tokenizer)} tokens) reads {unknown / total:.0%} of "
+                     f"the tokens of {len(rows)} train texts as {tokenizer.unk_token}: {what}. Copy the tokenizer "
+                     "files that save_pretrained wrote beside the weights into the folder, or point model.name "
+                     "at a complete copy of the model.")
+
+
 @contextmanager
 def no_progress_bar():
     """transformers' "Loading weights" bar, once per fold and seed, is noise in comp's own lines."""
