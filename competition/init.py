@@ -35,7 +35,7 @@ from competition import artifacts
 from competition.data import load, placeholder
 from competition.errors import InputError, explain
 from competition.spec import ReadOptions, Spec, load_spec
-from competition.splitters import quantile_bins
+from competition.splitters import quantile_bins, stratified_sample
 from competition.tables import read_table, strings
 from competition.workspace import Workspace
 
@@ -179,26 +179,6 @@ def _columns(train, test, exclude, fields, notes) -> tuple[list[str], list[str]]
     return list(text), list(features)
 
 
-def _stratified_holdout(strata: np.ndarray, fraction: float, seed: int) -> np.ndarray:
-    """Sorted row indices of a seeded holdout taking ``fraction`` of every stratum
-    (scikit-learn's ``train_test_split(stratify=)``; strata of one row are pooled, as no split
-    can put a single row on both sides).
-
-    >>> idx = _stratified_holdout(np.array([0] * 80 + [1] * 20), 0.25, seed=0)
-    >>> len(idx), int((idx >= 80).sum())
-    (25, 5)
-    """
-    from sklearn.model_selection import train_test_split
-
-    values, counts = np.unique(strata.astype(str), return_counts=True)
-    lone = set(values[counts < 2])
-    pooled = np.where(np.isin(strata.astype(str), list(lone)), "\x00rare", strata.astype(str))
-    if lone and (pooled == "\x00rare").sum() < 2:      # a single rare row joins the largest stratum
-        pooled[pooled == "\x00rare"] = values[counts.argmax()]
-    _, hold = train_test_split(np.arange(len(strata)), test_size=fraction, random_state=seed, stratify=pooled)
-    return np.sort(hold)
-
-
 def _carve(root: Path, frame: pd.DataFrame, spec_fields: dict, fraction: float, seed: int,
            force: bool, written: list[Path]) -> None:
     """Split train into data/{train,test,sample_submission,solution}.csv, adding each to ``written``."""
@@ -219,7 +199,7 @@ def _carve(root: Path, frame: pd.DataFrame, spec_fields: dict, fraction: float, 
         strata = quantile_bins(frame[targets[0]].to_numpy(dtype=float), 10)
     else:
         strata = np.zeros(len(frame))
-    hold = _stratified_holdout(strata, fraction, seed)
+    hold = stratified_sample(strata, fraction, seed)
     is_hold = np.zeros(len(frame), dtype=bool)
     is_hold[hold] = True
     train, test = frame[~is_hold], frame[is_hold]

@@ -187,7 +187,7 @@ def _check_balance(y: np.ndarray, scheme: str, n_splits: int, labels) -> None:
                           FoldWarning, stacklevel=3)
 
 
-def _time_order(time) -> np.ndarray:
+def time_order(time) -> np.ndarray:
     """Stable order of rows by their time values (numbers, datetimes, or date strings)."""
     values = pd.Series(np.asarray(time, dtype=object) if not hasattr(time, "dtype") else time)
     missing = int(values.isna().sum())
@@ -232,7 +232,7 @@ def make_folds(ids, y, *, task: str, scheme: str, n_splits: int = 5, seed: int =
     _check_columns(scheme, n_splits, groups, time)
     _check_balance(y, scheme, n_splits, labels)
     n = len(y)
-    order = _time_order(time) if scheme == "time-ordered" and time is not None else np.arange(n)
+    order = time_order(time) if scheme == "time-ordered" and time is not None else np.arange(n)
     group_values = None if groups is None else pd.factorize(np.asarray(groups, dtype=object))[0][order]
     splitter = make_splitter(scheme, n_splits, seed, bins)
     fold = np.full(n, -1, dtype=np.int64)
@@ -252,3 +252,23 @@ def make_folds(ids, y, *, task: str, scheme: str, n_splits: int = 5, seed: int =
         warnings.warn(f"folds.bins={bins}: the target has tied quantiles, so only {got} bins were used",
                       FoldWarning, stacklevel=2)
     return pd.DataFrame({"id": np.asarray(ids), "fold": fold})
+
+
+def stratified_sample(strata: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Sorted row indices of a seeded sample taking ``fraction`` of every stratum
+    (scikit-learn's ``train_test_split(stratify=)``; strata of one row are pooled, as no split
+    can put a single row on both sides).
+
+    >>> idx = stratified_sample(np.array([0] * 80 + [1] * 20), 0.25, seed=0)
+    >>> len(idx), int((idx >= 80).sum())
+    (25, 5)
+    """
+    from sklearn.model_selection import train_test_split
+
+    values, counts = np.unique(strata.astype(str), return_counts=True)
+    lone = set(values[counts < 2])
+    pooled = np.where(np.isin(strata.astype(str), list(lone)), "\x00rare", strata.astype(str))
+    if lone and (pooled == "\x00rare").sum() < 2:      # a single rare row joins the largest stratum
+        pooled[pooled == "\x00rare"] = values[counts.argmax()]
+    _, hold = train_test_split(np.arange(len(strata)), test_size=fraction, random_state=seed, stratify=pooled)
+    return np.sort(hold)

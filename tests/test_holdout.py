@@ -14,14 +14,15 @@ from competition import holdout, metrics, runs
 from competition.config import load_config
 from competition.errors import InputError
 from competition.spec import load_spec
+from competition.splitters import make_folds
 from competition.stack import stack
 from competition.submit import best_run
 from competition.train import train
 from tests.workspaces import tweets_workspace
 
 
-def workspace(tmp_path, experiments: dict[str, str]):
-    ws = tweets_workspace(tmp_path / "ws", n_train=1200, n_test=100, experiments=experiments)
+def workspace(tmp_path, experiments: dict[str, str], n_splits: int = 3):
+    ws = tweets_workspace(tmp_path / "ws", n_train=1200, n_test=100, experiments=experiments, n_splits=n_splits)
     text = ws.spec_file.read_text().replace("metric: f1", "metric: log_loss")
     ws.spec_file.write_text(text)
     data = data_mod.load(load_spec(ws.spec_file))
@@ -30,16 +31,80 @@ def workspace(tmp_path, experiments: dict[str, str]):
     return ws, data
 
 
+def _folds(ws) -> np.ndarray:
+    import pandas as pd
+
+    return pd.read_csv(ws.root / "folds" / "folds.csv")["fold"].to_numpy()
+
+
 def test_the_holdout_rows_follow_the_fold_scheme_and_the_seed(tmp_path):
     ws = tweets_workspace(tmp_path / "ws", n_train=1000, n_test=50)
     data = data_mod.load(load_spec(ws.spec_file))
-    mask = holdout.holdout_rows(data, 0.1, seed=3)
-    assert mask.sum() == 100
+    fold = _folds(ws)
+    mask = holdout.holdout_rows(data, fold, 0.1, seed=3)
+    assert abs(mask.sum() - 100) <= 3
     assert abs(data.y[mask].mean() - data.y.mean()) < 0.01                 # stratified
-    assert (mask == holdout.holdout_rows(data, 0.1, seed=3)).all()
-    assert (mask != holdout.holdout_rows(data, 0.1, seed=4)).any()
+    assert (mask == holdout.holdout_rows(data, fold, 0.1, seed=3)).all()
+    assert (mask != holdout.holdout_rows(data, fold, 0.1, seed=4)).any()
     with pytest.raises(InputError, match="between 0 and 0.5"):
-        holdout.holdout_rows(data, 0.9, seed=0)
+        holdout.holdout_rows(data, fold, 0.9, seed=0)
+
+
+@pytest.mark.parametrize("n_splits", [3, 5])
+def test_every_fraction_takes_its_share_of_every_fold(tmp_path, n_splits):
+    """Issue 24 #7: the holdout was one part of a split made with the folds' own splitter and seed,
+    which nests in the folds: 0.2 with 5 folds, and 0.3-0.5 with 3, took all of fold 0."""
+    ws = tweets_workspace(tmp_path / "ws", n_train=1200, n_test=50, n_splits=n_splits)
+    data = data_mod.load(load_spec(ws.spec_file))
+    fold = _folds(ws)
+    for fraction in np.arange(0.05, 0.51, 0.05):
+        mask = holdout.holdout_rows(data, fold, float(fraction), seed=42)
+        assert abs(mask.sum() - fraction * 1200) <= n_splits * 2, (fraction, mask.sum())
+        for k in range(n_splits):
+            in_fold = fold == k
+            assert abs(mask[in_fold].mean() - fraction) < 0.02, (fraction, k)          # its share of each fold
+            kept = data.y[in_fold & ~mask]
+            assert abs(kept.mean() - data.y[in_fold].mean()) < 0.03, (fraction, k)     # both classes kept
+
+
+@pytest.mark.parametrize("fraction, says", [(1e-9, "holds out 0 of 1,200 train rows"),
+                                             (0.001, "holds out 1 of 1,200 train rows"),
+                                             (1, "between 0 and 0.5"), (-0.1, "between 0 and 0.5")])
+def test_tiny_or_huge_fractions_are_refused_about_the_fraction(tmp_path, fraction, says):
+    from typer.testing import CliRunner
+
+    from competition.cli import app
+
+    ws, _ = workspace(tmp_path, {"001": "template: tfidf\n", "002": "template: tfidf\nmodel: {C: 1.0}\n"})
+    before = sorted(p.relative_to(ws.root) for p in ws.root.rglob("*"))
+    result = CliRunner().invoke(app, ["stack", "--exp", "001,002", "--holdout", str(fraction), "-w", str(ws.root)])
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.output.split())
+    assert f"--holdout {fraction:g}" in text and says in text and "n_splits" not in text, text
+    assert sorted(p.relative_to(ws.root) for p in ws.root.rglob("*")) == before        # nothing written
+
+
+def test_group_holdouts_take_whole_groups_and_time_holdouts_the_latest_rows(tmp_path):
+    ws = tweets_workspace(tmp_path / "ws", n_train=1200, n_test=50)
+    data = data_mod.load(load_spec(ws.spec_file))
+    fold = _folds(ws)
+    keyword = data.train["keyword"].fillna("none").astype(str)
+    grouped = dataclasses.replace(data, spec=data.spec.model_copy(update={
+        "folds": data.spec.folds.model_copy(update={"scheme": "group", "group": "keyword"})}))
+    g_fold = make_folds(data.train["id"], data.y, task="binary", scheme="group", n_splits=3, seed=42,
+                        groups=keyword)["fold"].to_numpy()
+    mask = holdout.holdout_rows(grouped, g_fold, 0.2, seed=1)
+    for name in keyword.unique():                                   # a group is held out whole or not at all
+        assert len(set(mask[(keyword == name).to_numpy()])) == 1, name
+    for k in range(3):
+        assert 0.1 < mask[g_fold == k].mean() < 0.3
+    timed = dataclasses.replace(data, spec=data.spec.model_copy(update={
+        "folds": data.spec.folds.model_copy(update={"scheme": "time-ordered", "time": "id"})}))
+    t_fold = np.repeat([0, 1, 2], 400)                             # ids are sorted: blocks in id order
+    mask = holdout.holdout_rows(timed, t_fold, 0.25, seed=0)
+    assert mask.sum() == 300 and mask[-300:].all()                 # the latest rows
+    with pytest.raises(InputError, match="leaves fold 2 with 0 rows.*Hold out 0.332 or less"):
+        holdout.holdout_rows(timed, t_fold, 0.4, seed=0)
 
 
 def test_a_genuine_stack_is_preferred_and_nothing_of_the_holdout_is_seen(tmp_path):
@@ -49,7 +114,7 @@ def test_a_genuine_stack_is_preferred_and_nothing_of_the_holdout_is_seen(tmp_pat
     result = stack(ws, inputs=["001", "002"], meta="logistic", holdout=0.2, data=data)
     h = result.holdout
     assert h.rows == 240 and set(h.scores) == {"001", "002", "stack", "mean"}
-    mask = holdout.holdout_rows(data, 0.2, seed=42)
+    mask = holdout.holdout_rows(data, _folds(ws), 0.2, seed=42)
     held_ids = set(data.train.loc[mask, "id"].astype(str))
     sub = ws.root / "holdout" / "0.2-42"
     for run in ("001", "002", "stack"):                   # trained without the holdout rows, which it predicts
@@ -92,6 +157,19 @@ def test_a_stack_on_a_leaky_input_is_not_preferred_and_submit_passes_over_it(tmp
     assert json.loads((result.run_dir / "manifest.json").read_text())["holdout"]["preferred"] is False
     chosen, notes = best_run(ws, data)
     assert chosen != result.name and any(f"passed over {result.name}" in n for n in notes)
+
+
+@pytest.mark.parametrize("n_splits", [3, 5])
+def test_the_stack_holdout_runs_at_every_fraction(tmp_path, n_splits):
+    """The crash of issue 24 #7 end to end: every fraction from 0.05 to 0.5 retrains and scores."""
+    ws, data = workspace(tmp_path, {"001": "template: tfidf\nmodel: {char_ngrams: null}\n",
+                                    "002": "template: tfidf\nmodel: {word_ngrams: null}\n"}, n_splits=n_splits)
+    for fraction in (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5):
+        result = stack(ws, inputs=["001", "002"], meta="logistic", holdout=fraction, data=data,
+                       name=f"h{n_splits}", force=True)
+        h = result.holdout
+        assert abs(h.rows - fraction * 1200) <= 2 * n_splits and set(h.scores) == {"001", "002", "stack", "mean"}
+        assert all(0 < v < 1 for v in h.scores.values()), h.scores
 
 
 def test_holdout_refuses_inputs_it_cannot_retrain(tmp_path):
