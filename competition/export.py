@@ -17,6 +17,10 @@
                              from a source checkout)
         dataset-metadata.json    with --kaggle-dataset OWNER/SLUG: what `kaggle datasets create` reads
 
+Before writing anything, the run is replayed as ``comp predict`` replays it on the first rows of the
+workspace's test file (:func:`competition.predict.rehearse`): a run that predict would refuse (a
+fold or model file missing, a damaged meta-model) is refused here, naming the same fix.
+
 No file of a bundle can run code when it loads (safetensors, JSON, LightGBM's text model, skops
 with its trusted-types check). Before ``comp predict`` loads anything from a bundle it also
 checks every file against ``bundle.json`` (:func:`verify`): a damaged or altered file is refused.
@@ -182,6 +186,9 @@ def export(ws: Workspace, name: str, out: Path | str, *, kaggle_dataset: str | N
                          kaggle_dataset="kaggle_dataset")
     top = runs.load_run(ws, name)
     chosen = needed_runs(ws, name)
+    from competition.predict import rehearse
+
+    rehearse(ws, name)            # what `comp predict` would refuse is refused here, before writing
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)

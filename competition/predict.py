@@ -163,6 +163,52 @@ def _sample(spec, frame: pd.DataFrame, given: Path | None, labels) -> tuple[pd.D
     return built, None
 
 
+REHEARSAL_ROWS = 16
+
+
+def rehearse(ws: Workspace, name: str, rows: int = REHEARSAL_ROWS) -> int:
+    """Replay run ``name`` as :func:`predict` does on the first ``rows`` rows of the workspace's test
+    file: every run it reads is complete and every fold model it needs loads and predicts finite
+    values. What ``comp export`` checks before it writes a bundle; returns the rows replayed (0 when
+    the workspace has no test file, as a bundle has not: then only the runs are checked).
+
+    Raises:
+        InputError: as :func:`predict` raises for an incomplete or damaged run.
+    """
+    from competition import data as data_mod
+    from competition.spec import load_spec
+
+    spec = load_spec(ws.spec_file)
+    run = runs.load_run(ws, name)
+    path = spec.file(spec.test) if spec.test else None
+    if path is None or not path.is_file():
+        _check_columns(run, spec)
+        return 0
+    frame, _ = data_mod.read_inputs(spec, path)
+    _replayed(ws, spec, run, frame.head(rows).reset_index(drop=True))
+    return min(rows, len(frame))
+
+
+def _check_columns(run: runs.Run, spec) -> None:
+    if run.pred_columns != spec.pred_columns:
+        raise InputError(f"{run.dir / MANIFEST}: run {run.name} predicts {run.pred_columns}, competition.yaml "
+                         f"expects {spec.pred_columns}; remake it: `{runs.remake_command(run.name, run.manifest)}`")
+
+
+def _replayed(ws: Workspace, spec, run: runs.Run, frame: pd.DataFrame) -> tuple[pd.DataFrame, _Replay]:
+    """id + the run's prediction columns for ``frame``, checked finite (and probabilities in [0, 1])."""
+    from competition import submission
+
+    _check_columns(run, spec)
+    replay = _Replay(ws, spec, frame)
+    preds = pd.DataFrame(replay.run(run.name), columns=spec.pred_columns)
+    preds.insert(0, "id", frame[spec.id_column].to_numpy())
+    submission.check_values(preds, spec.pred_columns, where=f"predictions of {run.name}",
+                            fix="the run's models are damaged; retrain it",
+                            probabilities=spec.task != "regression", ids=preds["id"])
+    return preds, replay
+
+
 def _out_dir(ws: Workspace, out: Path | None, name: str) -> Path:
     if out is not None:
         out = Path(out)
@@ -200,17 +246,8 @@ def predict(ws: Workspace, name: str, test_file: Path | str, *, out: Path | None
     run = runs.load_run(ws, name)
     test_file = Path(test_file)
     frame, frame_hash = data_mod.read_inputs(spec, test_file)
-    if run.pred_columns != spec.pred_columns:
-        raise InputError(f"{run.dir / MANIFEST}: run {name} predicts {run.pred_columns}, "
-                         f"competition.yaml expects {spec.pred_columns}; remake it: `{runs.remake_command(name, run.manifest)}`")
-    replay = _Replay(ws, spec, frame)
-    values = replay.run(name)
+    preds, replay = _replayed(ws, spec, run, frame)
     cols = spec.pred_columns
-    preds = pd.DataFrame(values, columns=cols)
-    preds.insert(0, "id", frame[spec.id_column].to_numpy())
-    submission.check_values(preds, cols, where=f"predictions of {name}",
-                            fix="the run's models are damaged; retrain it",
-                            probabilities=spec.task != "regression", ids=preds["id"])
 
     output = submission.output_kind(spec.task, spec.metric)
     labels = run_labels(ws, spec, run)

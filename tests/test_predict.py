@@ -229,6 +229,29 @@ def test_bad_files_and_damaged_runs_are_refused_with_the_fix(damaged, tmp_path, 
 
 # -- comp export: a bundle that predicts with no workspace, no training data, no network -----------
 
+DAMAGED_RUNS = [b for b in BAD if b[0] in ("fold folder deleted", "config.yaml deleted", "encoder weights deleted",
+                                           "blend parameters deleted", "stack meta-model deleted", "partial run")]
+
+
+@pytest.mark.parametrize("what,setup,message", DAMAGED_RUNS, ids=[b[0] for b in DAMAGED_RUNS])
+def test_export_refuses_what_predict_refuses_and_writes_nothing(damaged, tmp_path, what, setup, message):
+    """Issue 24 #2: export wrote a bundle of a run that predict refuses; it failed later, offline."""
+    run, _ = setup(damaged, tmp_path)
+    for name in {run, "s03" if run in ("001", "003", "004", "002", "005", "s01") else run}:   # it, and a stack over it
+        out = CliRunner().invoke(app, ["export", name, str(tmp_path / "bundle"), "-w", str(damaged.root)])
+        text = " ".join(out.output.split())
+        assert out.exit_code == 2 and message in text, (name, text)
+        assert not (tmp_path / "bundle").exists() and not list(tmp_path.glob(".bundle.tmp-*"))
+
+
+def test_export_of_a_stack_over_a_run_missing_a_model_file_names_the_fold(damaged, tmp_path):
+    """The issue's case: experiments/001/fold2's classical model deleted, then `comp export s01 bundle`."""
+    shutil.rmtree(damaged.run_dir("001") / "fold2" / "head")
+    out = CliRunner().invoke(app, ["export", "s01", str(tmp_path / "bundle"), "-w", str(damaged.root)])
+    text = " ".join(out.output.split())
+    assert out.exit_code == 2 and "fold2" in text and "comp train exp=001 --fold 2" in text, text
+    assert not (tmp_path / "bundle").exists()
+
 def _venv_with_wheel(wheel: Path, where: Path) -> Path:
     """A new virtualenv with comp installed from ``wheel`` (not editable); its dependencies are
     borrowed from this test environment through a path entry, so nothing is downloaded."""
