@@ -141,12 +141,14 @@ def load_inputs(ws: Workspace, names: list[str] | None = None, *, data=None, exc
     test = None if data.test is None else np.empty((len(data.test), m, k), dtype=np.float32)
     train_ids = data.train[spec.id_column]
     versions: dict[str, str] = {}
-    for j, run in enumerate(chosen):
+    for j, name in enumerate(run.name for run in chosen):
+        # the OOF and test predictions of one version: a retrain running meanwhile could swap one of them
+        wants_test = test is not None and (ws.run_dir(name) / TEST).is_file()
+        run, frame, test_frame, versions[name] = runs.read_version(ws, name, ["id", *cols], test=wants_test)
+        chosen[j] = run
         if run.pred_columns != cols:
             raise InputError(f"{run.dir}: run {run.name} predicts {run.pred_columns}, this competition "
                              f"needs {cols}; it belongs to another competition or task.")
-        remake = runs.remake_command(run.name, run.manifest)
-        frame, versions[run.name] = runs.read_hashed(run.dir / OOF, remake, ["id", *cols])
         pos = _aligned(frame, train_ids, str(run.dir / OOF))
         values = frame[cols].to_numpy(dtype=np.float32)
         oof[:, j] = values if pos is None else values[pos]
@@ -157,12 +159,11 @@ def load_inputs(ws: Workspace, names: list[str] | None = None, *, data=None, exc
             raise InputError(f"{run.dir}: run {run.name} predicted another test file (test_hash "
                              f"{moved[0].then} != current {moved[0].now}). "
                              f"Retrain it: `comp train exp={run.name} --force`, or leave it out.")
-        path = run.dir / TEST
-        if not path.is_file():
-            raise InputError(f"{path}: run {run.name} has no test predictions; retrain it with the test set.")
-        frame = runs.read_predictions(path, remake, ["id", *cols])
-        pos = _aligned(frame, data.test[spec.id_column], str(path))
-        values = frame[cols].to_numpy(dtype=np.float32)
+        if test_frame is None:
+            raise InputError(f"{run.dir / TEST}: run {run.name} has no test predictions; retrain it with the "
+                             "test set.")
+        pos = _aligned(test_frame, data.test[spec.id_column], str(run.dir / TEST))
+        values = test_frame[cols].to_numpy(dtype=np.float32)
         test[:, j] = values if pos is None else values[pos]
     inputs = Inputs(spec, data, fold, hashes, chosen, oof, test, notes, versions)
     inputs.notes += drift_warnings(inputs)

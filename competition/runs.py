@@ -121,6 +121,38 @@ def read_hashed(path: Path, remake: str, columns: list[str] | None = None) -> tu
                          f"Remake it: `{remake}`") from None
 
 
+READ_TRIES = 6
+
+
+def read_version(ws: Workspace, name: str, columns: list[str] | None = None, *, test: bool = True
+                 ) -> tuple[Run, pd.DataFrame, pd.DataFrame | None, str]:
+    """Run ``name`` with its OOF (and test) predictions read as one version: the hashes of the bytes
+    read equal those its manifest recorded (``files``), else the run is being rewritten (a retrain
+    renames oof, test, metrics, then the manifest) and it is read again, a little later, up to
+    ``READ_TRIES`` times. Returns the run, both frames and the OOF hash.
+
+    Without this, a stack read while an input was retrained could take the new OOF with the old
+    test predictions. Runs written before manifests recorded ``files`` are read as they are.
+
+    Raises:
+        InputError: the run kept changing while it was read, or a file is missing or damaged.
+    """
+    import time
+
+    for attempt in range(READ_TRIES):
+        run = load_run(ws, name)
+        remake = remake_command(name, run.manifest)
+        oof, oof_hash = read_hashed(run.dir / OOF, remake, columns)
+        test_frame, test_hash = read_hashed(run.dir / TEST, remake, columns) if test else (None, None)
+        recorded = run.manifest.get("files")
+        if recorded is None or (recorded.get(OOF) == oof_hash and (not test or recorded.get(TEST) == test_hash)):
+            return run, oof, test_frame, oof_hash
+        time.sleep(0.2 * 2 ** attempt)
+    raise InputError(f"{run.dir}: run {name} changed while it was read (its predictions files and manifest "
+                     f"differ: is it being retrained?). Let the other command finish, then run this one again; "
+                     f"if nothing else is running, remake it: `{remake}`.")
+
+
 def load_run(ws: Workspace, name: str, *, complete: bool = True) -> Run:
     """Read one run; InputError when it does not exist or (with ``complete``) is unfinished."""
     run_dir = ws.run_dir(name)
@@ -231,7 +263,9 @@ def write_run(ws: Workspace, name: str, *, spec, data, oof: pd.DataFrame, test: 
     base = thresholds.baseline(spec.metric, data.y, spec.task, oof["fold"].to_numpy())
     run_metrics.update(baseline_score=base, trivial=trivial_reason(spec.metric, pred, result.score, base))
     artifacts.write_json(run_dir / METRICS, run_metrics)
-    full = {**_header(name, spec, "complete"), "labels": _plain(data.labels), **manifest, **artifacts.environment()}
+    files = {OOF: artifacts.file_hash(run_dir / OOF), **({TEST: artifacts.file_hash(run_dir / TEST)} if test is not None else {})}
+    full = {**_header(name, spec, "complete"), "labels": _plain(data.labels), **manifest, "files": files,
+            **artifacts.environment()}
     artifacts.write_json(run_dir / MANIFEST, full)
     return Run(name, run_dir, full, run_metrics)
 

@@ -308,34 +308,66 @@ def test_leaderboard_names_inputs_retrained_or_removed_since_the_stack(binary):
                                               if e.name == "s01").notes)
 
 
-def test_a_stack_records_the_hash_of_the_predictions_it_read(tmp_path, monkeypatch):
-    """A retrain that rewrites an input between the stack's read and its manifest: the stack still
-    names what it used, so the leaderboard sees the input changed since."""
-    from competition.leaderboard import leaderboard
+def test_a_stack_reads_each_input_as_one_version_while_it_is_retrained(tmp_path, monkeypatch):
+    """Issue 24 #3: a retrain of input a lands right after the stack read a's OOF (it renames oof,
+    test, metrics, then the manifest). The stack read the old OOF with the new test predictions
+    and recorded one hash; it now reads a again and uses the new version whole."""
+    import shutil
 
     env = synth_workspace(tmp_path / "ws")
     add_runs(env, {"a": 1.0, "b": 0.5})
+    rng = np.random.default_rng(7)
+    new_oof, new_test = signal(env.data.y, 2.0, rng), signal(env.y_test, 2.0, rng)
     oof_a = env.ws.run_dir("a") / "oof.parquet"
-    read = oof_a.read_bytes()
     real_read_bytes = Path.read_bytes
+    landed = []
 
     def read_then_retrained(self):
         raw = real_read_bytes(self)
-        if self == oof_a:                       # a concurrent --force retrain lands right after the read
-            frame = pd.read_parquet(oof_a)
-            frame["target"] = 1.0 - frame["target"]
-            artifacts.write_parquet(oof_a, frame)
+        if self == oof_a and not landed:          # the concurrent --force retrain lands right after the read
+            landed.append(True)
+            fake_run(env, "a", new_oof, new_test)
         return raw
 
     monkeypatch.setattr(Path, "read_bytes", read_then_retrained)
     stack(env.ws, data=env.data, inputs=["a", "b"], name="s01")
     monkeypatch.setattr(Path, "read_bytes", real_read_bytes)
-    import hashlib
-
+    assert landed
     manifest = json.loads((env.ws.run_dir("s01") / "manifest.json").read_text())
-    assert manifest["input_hashes"]["a"] == hashlib.sha256(read).hexdigest()[:16]
-    s01 = next(e for e in leaderboard(env.ws, data=env.data) if e.name == "s01")
-    assert s01.notes and s01.notes[0].startswith("input a changed since")
+    assert manifest["input_hashes"]["a"] == artifacts.file_hash(oof_a)           # the version it used: the new one
+    clean = tmp_path / "clean"                                                   # the same stack, nothing racing
+    shutil.copytree(env.ws.root, clean, ignore=shutil.ignore_patterns("s01"))
+    from competition.workspace import Workspace
+
+    stack(Workspace(clean), data=env.data, inputs=["a", "b"], name="s01")
+    for name in ("oof.parquet", "test.parquet"):
+        got, want = pd.read_parquet(env.ws.run_dir("s01") / name), pd.read_parquet(clean / "experiments" / "s01" / name)
+        np.testing.assert_allclose(got["target"], want["target"], atol=1e-9, err_msg=name)
+
+
+def test_an_input_that_keeps_changing_while_read_is_refused_and_nothing_written(tmp_path, monkeypatch):
+    import time
+
+    env = synth_workspace(tmp_path / "ws")
+    add_runs(env, {"a": 1.0, "b": 0.5})
+    rng = np.random.default_rng(7)
+    versions = [(signal(env.data.y, s, rng), signal(env.y_test, s, rng)) for s in (2.0, 0.3)]
+    oof_a = env.ws.run_dir("a") / "oof.parquet"
+    real_read_bytes = Path.read_bytes
+    reads = []
+
+    def retrained_after_every_read(self):
+        raw = real_read_bytes(self)
+        if self == oof_a:
+            reads.append(1)
+            fake_run(env, "a", *versions[len(reads) % 2])
+        return raw
+
+    monkeypatch.setattr(Path, "read_bytes", retrained_after_every_read)
+    monkeypatch.setattr(time, "sleep", lambda seconds: None)
+    with pytest.raises(InputError, match="run a changed while it was read .*being retrained"):
+        stack(env.ws, data=env.data, inputs=["a", "b"], name="s01")
+    assert len(reads) == runs.READ_TRIES and not env.ws.run_dir("s01").exists()
 
 
 def test_a_stack_of_one_run_is_refused_and_trivial_runs_are_left_out_by_default(tmp_path):
