@@ -32,7 +32,7 @@ from competition import artifacts, runs
 from competition.errors import InputError
 from competition.submission import (check_ids, check_output, check_sample_columns, check_values, format_submission,
                                     has_bom, line_terminator, output_kind)
-from competition.workspace import MANIFEST, TEST, Workspace
+from competition.workspace import DONE, MANIFEST, TEST, Workspace
 
 
 @dataclass(frozen=True)
@@ -109,13 +109,31 @@ def _retrain(run) -> str:
 
 
 def _check_fresh(ws: Workspace, run, data, allow_stale: bool) -> None:
-    """A run trained on other folds or other train data: its CV no longer describes this data."""
+    """A run trained on other folds or other train data: its CV no longer describes this data.
+
+    The evidence is what ``comp stack`` reads too, not the run's manifest alone (an edited
+    ``data_hash`` there proves nothing): the folds must have been made on this train data
+    (``folds/manifest.json``), and every fold of an experiment must record these folds and data
+    in its ``done.json``."""
     current = {k: v for k, v in runs.input_hashes(ws, data).items() if k != "test_hash" and v is not None}
-    stale = runs.changes(run.manifest, current)
-    if stale and not allow_stale:
-        raise InputError(f"{run.dir / MANIFEST}: run {run.name!r} is stale: {'; '.join(map(str, stale))}; its "
-                         f"CV describes other data. Remake it: {_retrain(run)}, or submit it anyway with "
-                         "{allow_stale}.", allow_stale="allow_stale=True")
+    if allow_stale:
+        return
+    records = [run.dir / MANIFEST]
+    if run.manifest.get("kind", "experiment") == "experiment":
+        records += [ws.fold_dir(run.name, k) / DONE for k in range(int(run.manifest.get("n_splits", 0)))]
+    for record in records:
+        info = artifacts.read_json(record) if record.is_file() else None
+        stale = runs.changes(info, current) if info is not None else []
+        if stale:
+            raise InputError(f"{record}: run {run.name!r} is stale: {'; '.join(map(str, stale))}; its CV describes "
+                             f"other data. Remake it: {_retrain(run)}, or submit it anyway with {{allow_stale}}.",
+                             allow_stale="allow_stale=True")
+    made_on = artifacts.read_json(ws.folds_manifest).get("data_hash") if ws.folds_manifest.is_file() else None
+    if made_on is not None and made_on != data.train_hash:
+        raise InputError(f"{ws.folds_manifest}: train data changed since the folds were made (data_hash {made_on} "
+                         f"then, {data.train_hash} now), and run {run.name!r} was trained on those folds: its CV "
+                         f"describes other data. Run `comp folds --force`, then remake it: {_retrain(run)}; or "
+                         "submit it anyway with {allow_stale}.", allow_stale="allow_stale=True")
 
 
 def _check_run(run, spec, data) -> pd.DataFrame:

@@ -511,3 +511,33 @@ def test_a_read_only_or_full_folder_is_a_message_not_a_traceback(binary_ws, monk
     text = " ".join(out.output.split())
     assert out.exit_code == 2 and "cannot write it" in text and ("free some disk space" in text or "writable" in text)
     assert written(ws) == []
+
+
+def test_an_edited_data_hash_does_not_make_a_run_on_other_labels_submittable(tmp_path):
+    """Issue 24 #4: change train labels, write the new data_hash into the run's manifest: submit took
+    the old CV. The folds' done.json and folds/manifest.json still say which data it was trained on."""
+    from competition.config import load_config
+    from competition.train import train
+    from tests.workspaces import tweets_workspace
+
+    ws = tweets_workspace(tmp_path / "ws", n_train=300, n_test=40)
+    train(ws, load_config(ws, "001"), data=data_mod.load(load_spec(ws.spec_file)))
+    frame = pd.read_csv(ws.root / "train.csv")
+    frame.loc[:60, "target"] = 1 - frame.loc[:60, "target"]
+    frame.to_csv(ws.root / "train.csv", index=False)
+    data = data_mod.load(load_spec(ws.spec_file))
+
+    def forge(path: Path) -> None:
+        info = json.loads(path.read_text())
+        path.write_text(json.dumps({**info, "data_hash": data.train_hash}))
+
+    forge(ws.run_dir("001") / "manifest.json")
+    with pytest.raises(InputError, match=r"fold0/done.json: run '001' is stale: train data changed"):
+        submit(ws, "001", data=data)
+    for k in range(3):
+        forge(ws.fold_dir("001", k) / "done.json")
+    with pytest.raises(InputError, match=r"folds/manifest.json: train data changed since the folds were made.*"
+                                         r"run '001' was trained on those folds"):
+        submit(ws, "001", data=data)
+    assert not list(ws.root.glob("submissions/*.csv"))                         # nothing written
+    assert submit(ws, "001", data=data, allow_stale=True).path.is_file()       # the user's call, when named
