@@ -129,8 +129,16 @@ def _infer_id(train: pd.DataFrame, test: pd.DataFrame | None, sample: pd.DataFra
     if sample is not None:
         first = str(sample.columns[0])
         if first not in train.columns:
+            from competition.tables import sep_hint
+
+            hint = ""
+            for what, frame in (("train", train), ("the sample submission", sample)):
+                if len(frame.columns) == 1 and sep_hint(str(frame.columns[0]), ""):
+                    hint = f" The header of {what} was read as one column." + sep_hint(str(frame.columns[0]), "")
+                    break
             raise InputError(f"the sample submission's first column {first!r} is not a train column "
-                             f"({', '.join(map(str, train.columns))}); pass {{id}} COLUMN (or {{id}} none)", id="id")
+                             f"({', '.join(map(str, train.columns))}); pass {{id}} COLUMN (or {{id}} none).{hint}",
+                             id="id")
         return first
     for column in train.columns:
         name = str(column)

@@ -107,6 +107,37 @@ def _merged_rows(frame: pd.DataFrame, sep: str, path: Path) -> list[str]:
             "(comp init --quoting none)."]
 
 
+SEPARATORS = (",", ";", "\t", "|")
+
+
+def sniff_sep(text: str) -> str | None:
+    r"""The separator the first lines of ``text`` seem to use (one of ``SEPARATORS``), or None.
+
+    >>> sniff_sep("id;text;target\n1;fire;1\n2;calm;0\n"), sniff_sep("a\tb\n1\t2\n"), sniff_sep("one\ntwo\n")
+    (';', '\t', None)
+    """
+    import csv as csv_mod
+
+    head = "\n".join(text.splitlines()[:20])
+    try:
+        found = csv_mod.Sniffer().sniff(head, delimiters="".join(SEPARATORS)).delimiter
+    except csv_mod.Error:
+        first = head.split("\n", 1)[0]
+        counts = {sep: first.count(sep) for sep in SEPARATORS}
+        found = max(counts, key=counts.get) if max(counts.values()) else None
+    return found
+
+
+def sep_hint(text: str, sep: str) -> str:
+    """' The file looks ';'-separated: set ...' when it seems to use another separator than ``sep``."""
+    found = sniff_sep(text)
+    if found is None or found == sep:
+        return ""
+    shown = "\\t" if found == "\t" else found
+    return (f" The file looks '{shown}'-separated: set `read.sep: '{shown}'` in competition.yaml "
+            f"(comp init --sep '{shown}').")
+
+
 def read_with_notes(path: Path, read: ReadOptions, role: str, ids: str | None,
                     dtype: type | None, given: bool = False) -> tuple[pd.DataFrame, list[str]]:
     """:func:`read_table`, returning its :class:`DataWarning` sentences instead of warning them
@@ -124,13 +155,15 @@ def read_with_notes(path: Path, read: ReadOptions, role: str, ids: str | None,
             warnings.simplefilter("error", pd.errors.ParserWarning)
             frame = pd.read_csv(io.StringIO(text), **kwargs)
     except pd.errors.ParserWarning:
+        hint = sep_hint(text, sep) or (f" Check read.sep ({sep!r}) or read.quoting (use `none` when texts hold "
+                                       "unescaped quotes).")
         raise InputError(f"{path} ({role}): some rows have more fields than the header "
-                         f"({read.names or 'first line'}); check read.sep ({sep!r}) or read.quoting "
-                         "(use `none` when texts hold unescaped quotes).") from None
+                         f"({read.names or 'first line'}).{hint}") from None
     except (pd.errors.ParserError, csv.Error, ValueError) as err:
+        hint = sep_hint(text, sep) or (" Check read.sep; files whose texts hold unescaped quotes need "
+                                       "`read.quoting: none`.")
         raise InputError(f"{path} ({role}): cannot parse it with sep {sep!r} and quoting {read.quoting!r}: "
-                         f"{str(err).strip()}. Check read.sep; files whose texts hold unescaped quotes "
-                         "need `read.quoting: none`.") from None
+                         f"{str(err).strip()}.{hint}") from None
     if frame.empty:
         raise InputError(f"{path} ({role}): the file has a header ({', '.join(map(str, frame.columns))}) "
                          "but no rows.")
@@ -169,12 +202,8 @@ def require_columns(frame: pd.DataFrame, columns: list[str], path: Path, role: s
         have = [str(c) for c in frame.columns]
         close = difflib.get_close_matches(column, have, n=1, cutoff=0.6)
         hint = f" Did you mean {close[0]!r}?" if close else ""
-        if len(have) == 1:
-            seps = [s for s in ("\t", ";", "|", ",") if s in have[0]]
-            if seps:
-                shown = "\\t" if seps[0] == "\t" else seps[0]
-                hint += (f" The whole header is one column: the file looks '{shown}'-separated; check "
-                         f"read.sep: set `read.sep: '{shown}'` in competition.yaml (comp init --sep '{shown}').")
+        if len(have) == 1 and sniff_sep(have[0]) is not None:
+            hint += " The whole header is one column." + sep_hint(have[0], "")
         raise InputError(f"{path} ({role}): column {column!r} (named by `{key}` in competition.yaml) "
                          f"is missing; the columns are: {', '.join(map(repr, have))}.{hint}")
 

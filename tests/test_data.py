@@ -240,7 +240,7 @@ def test_missing_column_lists_the_columns(tmp_path):
     with pytest.raises(InputError, match=r"column 'text' \(named by `text`.*'id', 'txt', 'target'.*Did you mean 'txt'"):
         data.load(spec)
     spec = bad(tmp_path, "id\ttext\ttarget\n1\ta\t0\n")
-    with pytest.raises(InputError, match="check read.sep"):
+    with pytest.raises(InputError, match=r"whole header is one column\. The file looks '\\t'-separated: set `read.sep"):
         data.load(spec)
 
 
@@ -378,7 +378,7 @@ metric: macro_f1
 @pytest.mark.parametrize("kind,content,message", [
     ("gzip", lambda: __import__("gzip").compress(b"id,text\n1,a\n"), "gzip-compressed, not a CSV; gunzip it"),
     ("zip", lambda: b"PK\x03\x04rest", "a zip archive, not a CSV; unzip it"),
-    ("semicolons", lambda: b"id;text\n1;a\n", "looks ';'-separated; check read.sep: set `read.sep: ';'`"),
+    ("semicolons", lambda: b"id;text\n1;a\n", "looks ';'-separated: set `read.sep: ';'`"),
 ])
 def test_compressed_or_misseparated_files_say_what_they_are(tmp_path, kind, content, message):
     from competition.data import read_inputs
@@ -400,3 +400,34 @@ def test_a_missing_file_says_where_its_path_came_from(tmp_path):
         read_table(tmp_path / "given.csv", ReadOptions(), role="submission", given=True)
     with pytest.raises(InputError, match="file not found. Fix the path in competition.yaml"):
         data.load(spec)
+
+
+@pytest.mark.parametrize("sep,shown", [(";", ";"), ("\t", "\\t")])
+def test_a_file_with_another_separator_that_fails_to_parse_names_it(tmp_path, sep, shown):
+    """Issue 24 #14: a ';' or tab file whose texts hold commas failed with "cannot parse it with
+    sep ','... check read.sep": the message names the separator the file uses."""
+    from competition.data import read_inputs
+    from competition.spec import Spec
+
+    rows = ["id", "keyword", "text"], ["1", "fire", "Forest fire, near La Ronge, Sask"], \
+        ["2", "", "calm, quiet, sunny, day, here, now"]
+    (tmp_path / "rows.csv").write_text("\n".join(sep.join(r) for r in rows) + "\n")
+    spec = Spec(name="x", train="t.csv", targets=["y"], text=["text"], task="binary", metric="f1",
+                data_dir=str(tmp_path))
+    with pytest.raises(InputError) as err:
+        read_inputs(spec, tmp_path / "rows.csv")
+    assert f"looks '{shown}'-separated: set `read.sep: '{shown}'`" in str(err.value), str(err.value)
+
+
+def test_comp_init_on_semicolon_files_names_the_separator(tmp_path):
+    """The issue's second case: a ';' file read as one column said only "first column 'id' is not a
+    train column"."""
+    from competition.init import init_workspace
+
+    (tmp_path / "train.csv").write_text("id;text;target\n1;fire here now;1\n2;calm day;0\n3;more fire;1\n")
+    (tmp_path / "test.csv").write_text("id;text\n4;a fire;\n5;quiet;\n")
+    (tmp_path / "sample_submission.csv").write_text("id,target\n4,0\n5,0\n")
+    with pytest.raises(InputError, match=r"is not a train column.*header of train was read as one column\. "
+                                         r"The file looks ';'-separated: set `read.sep: ';'`"):
+        init_workspace(tmp_path / "ws", train=tmp_path / "train.csv", test=tmp_path / "test.csv",
+                       sample_submission=tmp_path / "sample_submission.csv")
