@@ -158,9 +158,11 @@ def render(r: dict) -> str:
         "Nested OOF F1, the paired difference to 042 on the same rows with its 95% bootstrap interval, "
         "*seconds*: 5 x the median fold's wall seconds; *caching*: the one pass that computes the frozen "
         "layers' output for every train and test text (shared by every fold, epoch and seed). The runs were "
-        "trained ahead (`python -m benchmarks.bench_mpnet m8:all m10`) and collected by `make bench`; some folds "
-        "shared the 2 cores with the test suite (freeze_layers 8: folds took 682-792 s, one 1,351 s; 042's "
-        "took 378-668 s the same way). Target of issue 23: >= 0.83 nested OOF F1.", "",
+        "trained ahead (`python -m benchmarks.bench_mpnet m8:all m10`, then `mfull m11 mdist:all`) and collected "
+        "by `make bench`; many folds shared the 2 cores with the test suite (freeze_layers 8: folds took "
+        "682-792 s, one 1,351 s; 042's took 378-668 s the same way; the full fine-tune's two folds 1,893 and "
+        "1,992 s). *MiniLM distilled*: 042's recipe with `distill: {teacher: ['m8']}` (alpha 0.5, T 2): each "
+        "fold learns from m8's fold model, which never saw that fold. Target of issue 23: >= 0.83 nested OOF F1.", "",
         md_table(["variant", "folds", "f1", "042 f1", "vs 042 [95%]", "seconds", "caching s"], rows), "",
         *_stacks(r.get("stacks") or []),
         *(["- not run: " + "; ".join(r["not_run"])] if r.get("not_run") else [])])

@@ -63,6 +63,15 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
 _NO_ROOM = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT}
 
 
+def unwritable(err: OSError):
+    """The InputError for an OSError raised while writing (a read-only, forbidden or full folder),
+    or None for any other OSError. Every command turns these into one line (the CLI's handler):
+    a lock file or a folder comp creates outside :func:`atomic_path` included."""
+    if err.errno not in _NO_ROOM:
+        return None
+    return _unwritable(Path(err.filename or "."), err)
+
+
 def _unwritable(path: Path, err: OSError):
     """A folder that cannot be written (permissions, read-only, full disk): the user's to fix."""
     from competition.errors import InputError

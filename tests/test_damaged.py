@@ -133,3 +133,34 @@ def test_submit_names_the_damaged_run_it_passed_over(trained, tmp_path):
     text = " ".join(out.output.split())
     assert out.exit_code == 0, out.output
     assert f"passed over {best} (damaged" in text, out.output
+
+
+@pytest.mark.parametrize("command", [["train", "exp=001", "--fold", "0", "--force"],
+                                     ["stack", "--exp", "001,002", "--seed", "7"]])
+def test_a_read_only_experiments_folder_is_one_line_not_a_traceback(trained, tmp_path, monkeypatch, command):
+    """Issue 24 #8: with experiments/ read-only (a bind mount), the fold lock (os.open) and the stack's
+    folder (mkdir) raised EROFS tracebacks; now the message submit gives: the path and the fix."""
+    import errno
+    import os
+
+    root = _copy(trained, tmp_path)
+    experiments = str(root / "experiments")
+    real_open, real_mkdir = os.open, os.mkdir
+
+    def read_only(real):
+        def call(path, *args, **kwargs):
+            if str(path).startswith(experiments) and (real is real_mkdir or args and args[0] & (os.O_WRONLY | os.O_RDWR
+                                                                                           | os.O_CREAT)):
+                raise OSError(errno.EROFS, "Read-only file system", str(path))
+            return real(path, *args, **kwargs)
+        return call
+
+    before = _snapshot(root)
+    monkeypatch.setattr(os, "open", read_only(real_open))
+    monkeypatch.setattr(os, "mkdir", read_only(real_mkdir))
+    out = CliRunner().invoke(app, [*command, "-w", str(root)])
+    monkeypatch.undo()
+    text = " ".join(out.output.split())
+    assert out.exit_code == 2 and "Traceback" not in text, out.output
+    assert experiments in text and "cannot write it (Read-only file system)" in text and "make the folder writable" in text
+    assert _snapshot(root) == before

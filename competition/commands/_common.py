@@ -47,6 +47,14 @@ def handle_errors(fn=None, *, data_warnings: str = "summary", flags: dict[str, s
             # escaped: messages quote YAML lists such as [keyword, text], which are not markup
             err_console.print(f"[bold red]error:[/] {escape(err.phrased(names))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
+        except OSError as err:      # a read-only, forbidden or full folder (a lock, a run folder): one line
+            from competition.artifacts import unwritable
+
+            known = unwritable(err)
+            if known is None:
+                raise
+            err_console.print(f"[bold red]error:[/] {escape(str(known))}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
         except KeyboardInterrupt:
             err_console.print(f"[yellow]{INTERRUPTED}[/]")
             raise typer.Exit(130) from None
