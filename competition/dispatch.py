@@ -83,6 +83,25 @@ def _write_fold(ws: Workspace, exp: str, fold: int, files: dict[str, bytes], con
         artifacts.write_text(run_dir / CONFIG, config_text)   # as train() does when a fold finishes
 
 
+def start_ray(address: str | None, ray_init: dict | None = None) -> None:
+    """``ray.init``; a Ray that cannot start or connect (``node timed out during startup``, a wrong
+    address) is an InputError saying so and how to run without Ray, not Ray's traceback."""
+    import ray
+
+    try:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, **(ray_init or {}))
+    except Exception as err:            # Ray raises plain Exception, RuntimeError, ConnectionError...
+        try:
+            ray.shutdown()
+        except Exception:               # noqa: BLE001  (nothing more to undo)
+            pass
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        where = f"the Ray cluster at {address!r}" if address and address != "local" else "a local Ray"
+        raise InputError(f"{where} could not start or be reached ({first}). Run without {{ray}} to train in "
+                         "this process (the same results), or check `ray status` / free memory and /tmp space "
+                         "and try again.", ray="--ray") from None
+
+
 def train_on_ray(ws: Workspace, cfgs: list, *, folds: list[int] | str = "all", force: bool = False,
                  address: str | None = None, retries: int = 2, data=None, on_fold=None,
                  ray_init: dict | None = None) -> DispatchResult:
@@ -116,7 +135,7 @@ def train_on_ray(ws: Workspace, cfgs: list, *, folds: list[int] | str = "all", f
     out = DispatchResult()
     owned = not ray.is_initialized()
     if owned:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, **(ray_init or {}))
+        start_ray(address, ray_init)
     try:
         data_ref = ray.put(data)
         folds_csv, manifest = ws.folds_file.read_bytes(), ws.folds_manifest.read_bytes()
@@ -198,7 +217,7 @@ def tune_on_ray(ws: Workspace, exp: str, workers: int, *, storage: str | None, a
              for p in [ws.spec_file, ws.folds_file, ws.folds_manifest, *ws.experiments_dir.glob("*.yaml")]}
     owned = not ray.is_initialized()
     if owned:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, **(ray_init or {}))
+        start_ray(address, ray_init)
     try:
         task = ray.remote(max_calls=1, max_retries=0, num_cpus=1)(_tune_task)
         data_ref = ray.put(data)

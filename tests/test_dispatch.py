@@ -241,3 +241,23 @@ def test_one_encoder_across_two_processes_with_ddp_rank_zero_writes(tmp_path):
     assert len(oof) == len(train_ids) and oof["id"].is_unique and set(oof["id"]) == set(train_ids)
     assert np.isfinite(oof["target"]).all()
     assert sorted(p.name for p in ws.run_dir("ddp").iterdir() if p.is_dir()) == ["fold0", "fold1"]
+
+
+def test_a_ray_that_cannot_start_says_so_and_how_to_run_without_it(tmp_path, monkeypatch):
+    """Issue 24 #11: `node timed out during startup` was a traceback."""
+    from typer.testing import CliRunner
+
+    from competition.cli import app
+
+    ws = tweets_workspace(tmp_path / "ws", n_train=120, n_test=20)
+
+    def fails(*args, **kwargs):
+        raise Exception("The current node timed out during startup. This could happen because ...")
+
+    monkeypatch.setattr(ray, "init", fails)
+    out = CliRunner().invoke(app, ["train", "exp=001", "--fold", "all", "--ray", "local", "-w", str(ws.root)])
+    text = " ".join(out.output.split())
+    assert out.exit_code == 2 and "Traceback" not in text, out.output
+    assert "Ray could not start or be reached (The current node timed out during startup" in text, text
+    assert "Run without --ray to train in this process" in text, text
+    assert not (ws.root / "experiments" / "001").exists()
