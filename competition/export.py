@@ -44,19 +44,42 @@ BUNDLE_MANIFEST = "bundle.json"
 SKIPPED = {OOF, TEST, "importance.json"}        # predictions, not models
 ENTRY_POINT = '''"""Predict with this bundle, offline: python predict.py --test FILE [--out DIR] [--sample-submission FILE]
 
-Exported by `comp export {run}`; needs the comp package (its wheel is in wheels/) and no network.
+Exported by `comp export {run}`. Runs with or without comp installed: without it, comp's own wheel in
+wheels/ (pure Python) is put on the path. Writes into DIR, by default a new folder in the current
+directory (the bundle itself may be read-only, as a Kaggle input is). Needs no network.
 """
 import os
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
+HERE = Path(__file__).resolve().parent
+PIP_NAMES = {{"sklearn": "scikit-learn", "yaml": "pyyaml", "skops": "skops", "pydantic": "pydantic"}}
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "disabled")
 
-from competition.cli import app  # noqa: E402
+try:
+    import competition  # noqa: F401
+except ModuleNotFoundError:
+    wheels = sorted(HERE.glob("wheels/competition-*.whl"))
+    if not wheels:
+        sys.exit(f"predict.py: comp is not installed and {{HERE / 'wheels'}} holds no competition-*.whl: "
+                 "pip install comp's wheel first")
+    sys.path.insert(0, str(wheels[-1]))          # a pure-Python wheel imports as a zip
+try:
+    from competition.cli import app
+except ModuleNotFoundError as err:
+    package = PIP_NAMES.get((err.name or "").split(".")[0], (err.name or "?").split(".")[0])
+    sys.exit(f"predict.py: comp needs the package {{package!r}}, which this Python lacks: "
+             f"pip install {{package}} (offline: add its wheel to the bundle's dataset and "
+             f"pip install --no-index --no-deps it)")
 
 if __name__ == "__main__":
-    app(["predict", {run!r}, "--workspace", str(Path(__file__).resolve().parent), *sys.argv[1:]])
+    args = sys.argv[1:]
+    if not any(a == "--out" or a.startswith("--out=") for a in args):
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+        args += ["--out", str(Path.cwd() / f"{run}_predict_{{stamp}}")]
+    app(["predict", {run!r}, "--workspace", str(HERE), *args])
 '''
 
 

@@ -310,6 +310,45 @@ def test_exported_bundle_predicts_offline_from_a_wheel_install(tweets, tmp_path)
         submit(tweets, "s03", out=tmp_path / "s03.csv").path.read_bytes()
 
 
+def test_the_bundles_predict_py_runs_as_printed_without_comp_installed(tweets, tmp_path):
+    """Issue 24 #18-19: `python bundle/predict.py --test FILE` with a Python that lacks comp was a raw
+    ModuleNotFoundError, and without --out it wrote into the bundle (read-only on Kaggle)."""
+    import os
+    import subprocess
+    import sys
+    import sysconfig
+
+    bundle = tmp_path / "bundle"
+    out = CliRunner().invoke(app, ["export", "s01", str(bundle), "-w", str(tweets.root)])
+    assert out.exit_code == 0, out.output
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("COMP_", "HF_", "TRANSFORMERS_", "PYTHON"))}
+    env.update(HF_HOME=str(tmp_path / "empty-hf-home"))
+    bare = tmp_path / "bare"                      # a Python with nothing: says which package is missing
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True)
+    proc = subprocess.run([str(bare / "bin" / "python"), str(bundle / "predict.py"), "--test",
+                           str(tweets.root / "test.csv")], cwd=elsewhere, env=env, capture_output=True, text=True)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert "comp needs the package" in proc.stderr and "pip install" in proc.stderr, proc.stderr
+    deps = tmp_path / "deps"                      # the dependencies, but not comp
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(deps)], check=True)
+    site = Path(subprocess.run([str(deps / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()"
+                                "['purelib'])"], capture_output=True, text=True, check=True).stdout.strip())
+    (site / "zz_borrowed_dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    lacks = subprocess.run([str(deps / "bin" / "python"), "-c", "import competition"], cwd=elsewhere, env=env,
+                           capture_output=True, text=True)
+    assert lacks.returncode != 0                  # comp itself is not importable there
+    proc = subprocess.run([str(deps / "bin" / "python"), str(bundle / "predict.py"), "--test",
+                           str(tweets.root / "test.csv")], cwd=elsewhere, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (written,) = elsewhere.glob("s01_predict_*/predictions.parquet")          # in the working directory
+    assert not list(bundle.glob("submissions"))                               # never inside the bundle
+    got, want = pd.read_parquet(written), runs.load_run(tweets, "s01").test()
+    assert np.abs(got["target"].to_numpy() - want["target"].to_numpy()).max() <= 1e-6
+
+
 @pytest.mark.parametrize("damage,message", [
     ("truncate-weights", "differs from what was exported"),
     ("delete-meta", "is missing"),
