@@ -90,6 +90,7 @@ class ExportResult:
     runs: list[str]
     sizes: dict[str, int]          # part -> bytes
     wheel: Path | None
+    digest: str = ""               # sha256 of bundle.json: pins every file (predict --expect)
 
 
 def needed_runs(ws: Workspace, name: str) -> list[str]:
@@ -241,11 +242,34 @@ def export(ws: Workspace, name: str, out: Path | str, *, kaggle_dataset: str | N
     for rel, info in files.items():
         part = part_of(Path(rel))
         sizes[part] = sizes.get(part, 0) + info["bytes"]
-    return ExportResult(name, out, chosen, sizes, None if built is None else out / "wheels" / built.name)
+    return ExportResult(name, out, chosen, sizes, None if built is None else out / "wheels" / built.name,
+                        digest(out))
 
 
-def verify(root: Path) -> None:
-    """Every file ``bundle.json`` lists is there with its sha256, before anything is loaded from it."""
+def digest(root: Path) -> str:
+    """sha256 of a bundle's ``bundle.json``. That file lists every other file's sha256, so this one
+    value pins the whole bundle: ``comp predict --expect DIGEST`` (``predict.py --expect``) refuses
+    a bundle with any other."""
+    return _sha256(Path(root) / BUNDLE_MANIFEST)
+
+
+def verify(root: Path, expect: str | None = None) -> None:
+    """Every file ``bundle.json`` lists is there with its sha256, before anything is loaded from it;
+    with ``expect``, ``bundle.json`` itself has that digest (:func:`digest`).
+
+    Without ``expect`` this catches damage (a truncated copy, a file lost in upload), not
+    tampering: whoever edits a model file can also rewrite ``bundle.json``. The digest, printed
+    by ``comp export`` and kept by you, is what pins a bundle against that."""
+    if expect is not None:
+        got = digest(root) if (Path(root) / BUNDLE_MANIFEST).is_file() else None
+        if got is None:
+            raise InputError(f"{root}: not a bundle (no {BUNDLE_MANIFEST}), so {{expect}} cannot be checked",
+                             expect="expect")
+        if got != expect.strip().removeprefix("sha256:"):
+            raise InputError(f"{Path(root) / BUNDLE_MANIFEST}: digest sha256:{got}, not the sha256:"
+                             f"{expect.strip().removeprefix('sha256:')} you expect ({{expect}}): this is another "
+                             "or an altered bundle; nothing was loaded. Use the bundle `comp export` printed that "
+                             "digest for.", expect="expect")
     manifest = artifacts.read_json(Path(root) / BUNDLE_MANIFEST)
     bad = []
     for rel, info in manifest.get("files", {}).items():

@@ -227,7 +227,7 @@ def _out_dir(ws: Workspace, out: Path | None, name: str) -> Path:
 
 
 def predict(ws: Workspace, name: str, test_file: Path | str, *, out: Path | None = None,
-            sample_submission: Path | None = None) -> PredictResult:
+            sample_submission: Path | None = None, expect: str | None = None) -> PredictResult:
     """Predict ``test_file`` with run ``name`` and write predictions, a submission and a manifest.
 
     Raises:
@@ -240,8 +240,8 @@ def predict(ws: Workspace, name: str, test_file: Path | str, *, out: Path | None
 
     from competition import export
 
-    if (ws.root / export.BUNDLE_MANIFEST).is_file():      # a bundle: check every file before loading any
-        export.verify(ws.root)
+    if expect is not None or (ws.root / export.BUNDLE_MANIFEST).is_file():   # a bundle: every file checked
+        export.verify(ws.root, expect)                                         # before any is loaded
     spec = load_spec(ws.spec_file)
     run = runs.load_run(ws, name)
     test_file = Path(test_file)

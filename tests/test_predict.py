@@ -349,6 +349,36 @@ def test_the_bundles_predict_py_runs_as_printed_without_comp_installed(tweets, t
     assert np.abs(got["target"].to_numpy() - want["target"].to_numpy()).max() <= 1e-6
 
 
+def test_a_bundle_pinned_by_its_digest_refuses_a_tampered_copy_with_a_recomputed_manifest(tweets, tmp_path):
+    """Issue 24 #5: bundle.json catches damage; anyone who edits a model file can recompute it. The
+    digest `comp export` prints pins the bundle: `--expect` refuses any other."""
+    import hashlib
+
+    bundle = tmp_path / "bundle"
+    out = CliRunner().invoke(app, ["export", "001", str(bundle), "--no-wheel", "-w", str(tweets.root)])
+    assert out.exit_code == 0, out.output
+    text = " ".join(out.output.split())
+    pinned = hashlib.sha256((bundle / "bundle.json").read_bytes()).hexdigest()
+    assert f"bundle digest: sha256:{pinned}" in text, text
+    args = ["predict", "001", "--test", str(tweets.root / "test.csv"), "-w", str(bundle)]
+    ok = CliRunner().invoke(app, [*args, "--expect", f"sha256:{pinned}", "--out", str(tmp_path / "p1")])
+    assert ok.exit_code == 0, ok.output
+    # tamper: change a model file and recompute bundle.json, as an attacker would
+    manifest = json.loads((bundle / "bundle.json").read_text())
+    rel = next(r for r in manifest["files"] if r.endswith(".json") and "fold0" in r and "done" not in r)
+    target = bundle / rel
+    target.write_text(target.read_text().replace("0", "1", 1))
+    manifest["files"][rel] = {"sha256": hashlib.sha256(target.read_bytes()).hexdigest(), "bytes": target.stat().st_size}
+    (bundle / "bundle.json").write_text(json.dumps(manifest))
+    from competition.export import verify
+
+    verify(bundle)                                   # the files match the recomputed manifest: not caught
+    refused = CliRunner().invoke(app, [*args, "--expect", f"sha256:{pinned}", "--out", str(tmp_path / "p2")])
+    text = " ".join(refused.output.split())
+    assert refused.exit_code == 2 and "not the sha256:" in text and "--expect" in text, text
+    assert not (tmp_path / "p2").exists()
+
+
 @pytest.mark.parametrize("damage,message", [
     ("truncate-weights", "differs from what was exported"),
     ("delete-meta", "is missing"),

@@ -36,4 +36,6 @@ def command(
         table.add_row(part, f"{size / 2**20:.2f}")
     table.add_row("[bold]total[/]", f"[bold]{sum(result.sizes.values()) / 2**20:.2f}[/]")
     console.print(table)
+    console.print(f"bundle digest: sha256:{result.digest} (keep it: `predict.py --expect sha256:{result.digest}` "
+                  "refuses any other bundle)", highlight=False)
     console.print(f"predict with it: python {result.out_dir / 'predict.py'} --test FILE", highlight=False)

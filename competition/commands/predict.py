@@ -10,7 +10,7 @@ import typer
 from competition.commands._common import WorkspaceOpt, console, handle_errors, workspace
 
 
-FLAGS = {"test": "--test FILE", "out": "--out", "sample_submission": "--sample-submission"}   # argument -> option
+FLAGS = {"test": "--test FILE", "out": "--out", "sample_submission": "--sample-submission", "expect": "--expect"}   # argument -> option
 
 
 @handle_errors(flags=FLAGS)
@@ -22,6 +22,9 @@ def command(
     sample_submission: Annotated[Path | None, typer.Option(
         "--sample-submission", help="The sample submission of these rows (default: the spec's, when its ids "
                                     "match; else one built from the rows' ids).")] = None,
+    expect: Annotated[str | None, typer.Option(
+        "--expect", metavar="DIGEST", help="a bundle only: refuse it unless its bundle.json has this sha256 "
+                                           "(the digest `comp export` printed)")] = None,
     ws_path: WorkspaceOpt = None,
 ) -> None:
     """Replay a trained run (its saved fold models, meta-models, blend weights) on a new file, offline."""
@@ -29,7 +32,7 @@ def command(
     from competition.workspace import MANIFEST
 
     ws = workspace(ws_path)
-    result = predict(ws, run, test, out=out, sample_submission=sample_submission)
+    result = predict(ws, run, test, out=out, sample_submission=sample_submission, expect=expect)
     steps = ", ".join(f"{name} {seconds:.1f}s" for name, seconds in result.seconds.items())
     console.print(f"[bold green]{result.out_dir}[/] ({result.rows} rows): predictions.parquet, submission.csv, "
                   f"{MANIFEST}", highlight=False)
