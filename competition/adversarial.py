@@ -33,6 +33,7 @@ from competition import artifacts
 from competition.errors import InputError
 
 ALIKE, SHIFT = 0.6, 0.7  # AUC cut-offs of :func:`verdict`
+MIN_ROWS = 30            # fewer rows in train or test: the AUC's interval spans every verdict
 SCORES_FILE = "adversarial.csv"  # in the workspace's folds/ folder
 
 
@@ -119,6 +120,11 @@ def validate(dataset, n_splits: int = 5, seed: int = 0) -> AdversarialResult:
     if test is None:   # a dataset split in code (data.split) has a test set its spec does not name
         require_test(spec)
     smaller = min(len(train), len(test))
+    if smaller < MIN_ROWS:
+        which = "test" if len(test) <= len(train) else "train"
+        raise InputError(f"adversarial validation cannot tell anything here: {which} has {smaller} row(s), and "
+                         f"with fewer than {MIN_ROWS} in train or in test the AUC's 95% interval spans every "
+                         "verdict (alike to shifted). Run it when both sets hold more rows.")
     if not 2 <= n_splits <= smaller:
         raise InputError(f"number of folds ({{n_splits}}) {n_splits}: needs 2 <= folds <= {smaller} (rows of the "
                          "smaller of train and test); use e.g. {n_splits} 5", n_splits="n_splits")

@@ -245,3 +245,15 @@ def test_folds_weights_give_a_test_weighted_cv_in_the_leaderboard(tmp_path):
     scores[scores["set"] == "test"].to_csv(ws.folds_dir / "adversarial.csv", index=False)   # train rows gone
     with pytest.raises(InputError, match="have no test_likeness.*comp check --adversarial"):
         leaderboard(ws)
+
+
+@pytest.mark.parametrize("n_test", [1, 14])
+def test_too_few_rows_to_tell_is_said_not_a_verdict(tweets, tmp_path, n_test):
+    """Issue 24 #15: with 14 test rows a verdict ("look alike") came from an interval of 0.000-0.578;
+    with 1 the message said "2 <= folds <= 1" and suggested the failing --folds 5."""
+    ds = load(tweets_split(tweets, tmp_path, n_train=400, n_test=n_test))
+    with pytest.raises(InputError) as err:
+        adversarial.validate(ds, n_splits=5)
+    message = str(err.value)
+    assert f"cannot tell anything here: test has {n_test} row(s)" in message and "fewer than 30" in message, message
+    assert "folds <=" not in message
