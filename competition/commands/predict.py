@@ -36,4 +36,4 @@ def command(
     steps = ", ".join(f"{name} {seconds:.1f}s" for name, seconds in result.seconds.items())
     console.print(f"[bold green]{result.out_dir}[/] ({result.rows} rows): predictions.parquet, submission.csv, "
                   f"{MANIFEST}", highlight=False)
-    console.print(f"  {run}: {steps}", highlight=False)
+    console.print(f"  replayed (seconds per run): {steps}", highlight=False)
