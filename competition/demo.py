@@ -107,7 +107,9 @@ def run(root: Path = Path("demo-workspace"), fresh: bool = False) -> dict:
     done("data")
 
     step("folds")
-    folds.write_folds(ws, dataset, force=True)
+    made = folds.write_folds(ws, dataset, force=True)
+    sizes = made.folds["fold"].value_counts().sort_index()
+    console.print(f"{spec.scheme}, {len(sizes)} folds of {', '.join(map(str, sizes))} rows -> {ws.folds_file}")
     done("folds")
 
     cv = {}

@@ -15,12 +15,14 @@ def test_bbc_frame_reads_every_article_of_the_installed_corpus():
     assert frame["text"].str.len().min() > 100 and not frame["text"].str.contains("\n").any()
 
 
-def test_demo_runs_every_stage_and_scores_the_holdout(tmp_path, monkeypatch):
+def test_demo_runs_every_stage_and_scores_the_holdout(tmp_path, monkeypatch, capsys):
     cheap = "template: tfidf\ntrain:\n  limit_rows: 300\nmodel:\n  char_ngrams: null\n  word_ngrams: [1, 1]\n"
     monkeypatch.setattr(demo, "EXPERIMENTS", {"001": cheap, "002": cheap + "  C: 1.0\n",
                                               "003": cheap + "  estimator: ridge\n"})
     monkeypatch.setenv("WANDB_MODE", "disabled")
     summary = demo.run(tmp_path / "demo")
+    shown = " ".join(capsys.readouterr().out.split())
+    assert "folds ─" in shown and "stratified, 5 folds of" in shown, shown[:2000]    # no empty section
     assert set(summary["cv"]) == {"001", "002", "003"} and min(summary["cv"].values()) > 0.9
     # a re-run resumes: every fold is kept, the same stack and CVs come back
     done = {p: p.stat().st_mtime_ns for p in (tmp_path / "demo" / "experiments").glob("00*/fold*/done.json")}

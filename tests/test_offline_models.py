@@ -106,6 +106,7 @@ def test_two_processes_assembling_at_once_do_it_once(tmp_path, monkeypatch):
 
 def test_missing_parts_name_the_packages_to_install(tmp_path, monkeypatch, caplog):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(pretrained, "_TOLD", set())
     monkeypatch.setenv("COMP_CACHE", str(tmp_path / "cache"))
     split = _parts(tmp_path, monkeypatch, _zip(FILES))
     monkeypatch.setitem(pretrained.SPLIT_ZIPS, NAME, split)

@@ -243,6 +243,16 @@ def _what_to_do(name: str) -> str:
             f"reachable to fill the cache, or use a model that installs offline: {offline}.")
 
 
+_TOLD: set[str] = set()
+
+
+def _tell_once(name: str, *message) -> None:
+    """The offline notice, once per model per process (a run resolves its model in several places)."""
+    if name not in _TOLD:
+        _TOLD.add(name)
+        log.warning(*message)
+
+
 def resolve_pretrained(name: str) -> str:
     """A local folder or hub id that ``from_pretrained`` can load here without hanging.
 
@@ -273,11 +283,11 @@ def resolve_pretrained(name: str) -> str:
     found = _package_folder(name)
     if found is not None:
         folder, package = found
-        log.warning("%s: %s, so using the installed copy from package %s (%s)", name, reason, package, folder)
+        _tell_once(name, "%s: %s, so using the installed copy from package %s (%s)", name, reason, package, folder)
         return folder
     cached = _cached_folder(name)
     if cached is not None:
-        log.warning("%s: %s, so using the copy in the Hugging Face cache (%s)", name, reason, cached)
+        _tell_once(name, "%s: %s, so using the copy in the Hugging Face cache (%s)", name, reason, cached)
         return cached
     raise InputError(f"model.name {name!r}: cannot load it: {reason} and no local copy is installed. "
                      + _what_to_do(name))
