@@ -58,8 +58,13 @@ def _decode(path: Path, encoding: str, role: str, given: bool = False) -> str:
     except UnicodeDecodeError as err:
         line = raw[:err.start].count(b"\n") + 1
         works = next((e for e in ENCODINGS if codecs.lookup(e).name != codec and _decodes(raw, e)), None)
-        fix = (f"it decodes as {works}: set `read.encoding: {works}` in competition.yaml "
-               f"(comp init --encoding {works})") if works else "re-save it as UTF-8"
+        if given:        # a file named on the command line: the spec's encoding also reads train
+            fix = (f"it decodes as {works}: re-save it as {encoding} (e.g. `iconv -f {works} -t {encoding}`), as "
+                   "read.encoding in competition.yaml reads the train file too") if works else \
+                f"re-save it as {encoding}"
+        else:
+            fix = (f"it decodes as {works}: set `read.encoding: {works}` in competition.yaml "
+                   f"(comp init --encoding {works})") if works else "re-save it as UTF-8"
         raise InputError(f"{path} ({role}): not valid {encoding}: byte {raw[err.start]:#04x} on line "
                          f"{line} ({err.reason}); {fix}") from None
 

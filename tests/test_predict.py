@@ -169,7 +169,7 @@ BAD = [
     ("duplicated ids", lambda ws, t: ("001", ["--test", str(_bad_rows("duplicate-ids", ws, t))]), "duplicated id"),
     ("empty ids", lambda ws, t: ("001", ["--test", str(_bad_rows("empty-ids", ws, t))]), "is empty in 1 row"),
     ("header but no rows", lambda ws, t: ("001", ["--test", str(_bad_rows("header-only", ws, t))]), "no rows"),
-    ("not utf-8", lambda ws, t: ("001", ["--test", str(_bad_rows("wrong-encoding", ws, t))]), "encoding"),
+    ("not utf-8", lambda ws, t: ("001", ["--test", str(_bad_rows("wrong-encoding", ws, t))]), "it decodes as cp1252: re-save it as utf-8"),
     ("other separator", lambda ws, t: ("001", ["--test", str(_bad_rows("wrong-separator", ws, t))]), "read.sep"),
     ("unknown run", lambda ws, t: ("zz9", ["--test", str(ws.root / "test.csv")]), "no run named 'zz9'"),
     ("sample of other rows", lambda ws, t: ("001", ["--test", str(ws.root / "test.csv"), "--sample-submission",
