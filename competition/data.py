@@ -235,8 +235,8 @@ def _check_test_ids(test: pd.DataFrame, spec: Spec) -> None:
     if not per_class and set(values) != set(spec.targets):
         raise InputError(f"{path} (sample submission): its columns {[str(c) for c in sample.columns]} do not "
                          f"hold the targets {spec.targets} after the id {spec.id_column!r}; a submission "
-                         "copies this layout. Fix `targets:` in competition.yaml or use the competition's "
-                         "own sample submission.")
+                         "copies this layout. Fix `targets:` in competition.yaml (at `comp init`: --targets) "
+                         "or use the competition's own sample submission.")
     want = set(sample[spec.id_column])
     have = set(test[spec.id_column].astype(str))
     if want != have:
