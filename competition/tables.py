@@ -58,7 +58,7 @@ def _decode(path: Path, encoding: str, role: str, given: bool = False) -> str:
     except UnicodeDecodeError as err:
         line = raw[:err.start].count(b"\n") + 1
         works = next((e for e in ENCODINGS if codecs.lookup(e).name != codec and _decodes(raw, e)), None)
-        if given:        # a file named on the command line: the spec's encoding also reads train
+        if given and role != "train":  # a file named on the command line: the spec's encoding also reads train
             fix = (f"it decodes as {works}: re-save it as {encoding} (e.g. `iconv -f {works} -t {encoding}`), as "
                    "read.encoding in competition.yaml reads the train file too") if works else \
                 f"re-save it as {encoding}"
