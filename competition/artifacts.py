@@ -60,7 +60,7 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
         raise
 
 
-_NO_ROOM = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT}
+_NO_ROOM = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENAMETOOLONG}
 
 
 def unwritable(err: OSError):
@@ -76,10 +76,20 @@ def _unwritable(path: Path, err: OSError):
     """A folder that cannot be written (permissions, read-only, full disk): the user's to fix."""
     from competition.errors import InputError
 
-    fix = {errno.ENOSPC: "free some disk space", errno.EDQUOT: "free some disk space (quota)"}.get(
+    fix = {errno.ENOSPC: "free some disk space", errno.EDQUOT: "free some disk space (quota)",
+           errno.ENAMETOOLONG: "use a shorter name, or a workspace or --out folder with a shorter path"}.get(
         err.errno, "make the folder writable or write elsewhere")
     return InputError(f"{path}: cannot write it ({err.strerror}); {fix} and run the command again "
                       "(nothing was half-written)")
+
+
+def plain(values) -> list | None:
+    """Labels as JSON and messages show them: numpy scalars become Python ones.
+
+    >>> plain([np.int64(0), np.int64(1)])
+    [0, 1]
+    """
+    return None if values is None else [v.item() if isinstance(v, np.generic) else v for v in values]
 
 
 def _jsonable(value: Any) -> Any:
@@ -145,6 +155,9 @@ def rebuild(path: Path) -> str:
         fix = f"Retrain that fold: comp train exp={parts[fold - 1]} --fold {parts[fold][4:]} --force"
     elif fold is not None:           # a fold folder outside a workspace (a copy, a bundle)
         fix = f"Retrain that fold: comp train exp=<its experiment> --fold {parts[fold][4:]} --force"
+    elif len(parts) >= 3 and parts[-3] == "experiments" and Path(path).parent.with_suffix(".yaml").is_file():
+        # an experiment's run-level files are assembled from its folds on every run: no --force needed
+        fix = f"Write that run's files again from its folds: comp train exp={parts[-2]} --fold all"
     elif len(parts) >= 3 and parts[-3] == "experiments":
         fix = (f"Rebuild that run: comp train exp={parts[-2]} --fold all --force (a stack or blend: run its "
                "comp stack / comp blend again with --force)")

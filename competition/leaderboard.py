@@ -17,6 +17,10 @@ from competition.workspace import Workspace
 
 STATUS_ORDER = {"complete": 0, "stale": 1, "partial": 2, "damaged": 3}
 
+# the mark after a status (CLI table and report page): the run's CV is optimistic
+OPTIMISTIC = ("*: something was chosen on folds' own labels (best epoch, tuning): their CV is optimistic; "
+              "the note names them and scores the untouched folds alone")
+
 
 @dataclass(frozen=True)
 class Entry:
@@ -208,7 +212,7 @@ def leaderboard(ws: Workspace, *, data=None) -> list[Entry]:
             notes.append(f"learnt nothing usable: {run.trivial}")
         if run.complete and not run.readable():
             status = "damaged"
-            notes.insert(0, f"its predictions cannot be read: remake it: `{runs.remake_command(run.name, m)}`")
+            notes.insert(0, f"its predictions cannot be read: write them again: `{runs.rewrite_command(run.name, m)}`")
         if status == "partial":
             notes.insert(0, f"{done}/{n_splits} folds done")
             other = m.get("folds_other_config") or {}
@@ -342,8 +346,7 @@ def render(entries: list[Entry], metric: str, direction: str):
             notes.append(f"[bold]{escape(e.name)}[/]: {escape('; '.join(e.notes))}")
     legend = []
     if any(e.selected_on for e in entries):
-        legend.append("*: something was chosen on folds' own labels (best epoch, tuning): their CV is optimistic; "
-                      "the note names them and scores the untouched folds alone")
+        legend.append(OPTIMISTIC)
     if any(e.in_sample is not None for e in entries):
         legend.append("CV: each fold cut at the threshold chosen on the other folds; (in-sample, optimistic)")
     if any(e.vs_best is not None and e.rank and e.rank > 1 for e in entries):

@@ -66,11 +66,11 @@ class Run:
         return list(self.manifest["pred_columns"])
 
     def oof(self) -> pd.DataFrame:
-        return read_predictions(self.dir / OOF, remake_command(self.name, self.manifest))
+        return read_predictions(self.dir / OOF, rewrite_command(self.name, self.manifest))
 
     def test(self) -> pd.DataFrame | None:
         path = self.dir / TEST
-        return read_predictions(path, remake_command(self.name, self.manifest)) if path.is_file() else None
+        return read_predictions(path, rewrite_command(self.name, self.manifest)) if path.is_file() else None
 
     def cv(self, data) -> tuple[thresholds.CV, np.ndarray]:
         """The run's CV recomputed from its OOF (:func:`thresholds.cv`, the rule every run is scored
@@ -141,7 +141,7 @@ def read_version(ws: Workspace, name: str, columns: list[str] | None = None, *, 
 
     for attempt in range(READ_TRIES):
         run = load_run(ws, name)
-        remake = remake_command(name, run.manifest)
+        remake = rewrite_command(name, run.manifest)
         oof, oof_hash = read_hashed(run.dir / OOF, remake, columns)
         test_frame, test_hash = read_hashed(run.dir / TEST, remake, columns) if test else (None, None)
         recorded = run.manifest.get("files")
@@ -264,7 +264,7 @@ def write_run(ws: Workspace, name: str, *, spec, data, oof: pd.DataFrame, test: 
     run_metrics.update(baseline_score=base, trivial=trivial_reason(spec.metric, pred, result.score, base))
     artifacts.write_json(run_dir / METRICS, run_metrics)
     files = {OOF: artifacts.file_hash(run_dir / OOF), **({TEST: artifacts.file_hash(run_dir / TEST)} if test is not None else {})}
-    full = {**_header(name, spec, "complete"), "labels": _plain(data.labels), **manifest, "files": files,
+    full = {**_header(name, spec, "complete"), "labels": artifacts.plain(data.labels), **manifest, "files": files,
             **artifacts.environment()}
     artifacts.write_json(run_dir / MANIFEST, full)
     return Run(name, run_dir, full, run_metrics)
@@ -307,9 +307,16 @@ def trivial_reason(metric: str, pred: np.ndarray, score: float, base: float) -> 
     return None
 
 
-def _plain(values):
-    """Labels as JSON keeps them (numpy scalars become Python ones)."""
-    return None if values is None else [v.item() if isinstance(v, np.generic) else v for v in values]
+def rewrite_command(name: str, manifest: dict) -> str:
+    """The command that writes a run's own files (predictions, metrics) again: an experiment's come
+    from its folds on every plain rerun; a stack or blend is made again (:func:`remake_command`).
+
+    >>> rewrite_command("001", {"kind": "experiment"})
+    'comp train exp=001 --fold all'
+    """
+    if manifest.get("kind", "experiment") == "experiment":
+        return f"comp train exp={name} --fold all"
+    return remake_command(name, manifest)
 
 
 def remake_command(name: str, manifest: dict) -> str:

@@ -102,7 +102,7 @@ def _codes(values: pd.Series, labels: list, where: str, column: str, fix: str) -
     unknown = sorted(set(keys) - set(code_of))
     if unknown:
         raise InputError(f"{where}: column {column!r} holds label(s) {examples(unknown)} outside the "
-                         f"label set {labels}; {fix}")
+                         f"label set {artifacts.plain(labels)}; {fix}")
     return keys.map(code_of).to_numpy(dtype=np.int64)
 
 
@@ -139,7 +139,7 @@ def _predictions(sub: pd.DataFrame, value_columns: list[str], spec, labels, outp
     """The submission as the 2-D ``y_pred`` of ``metrics.score`` (labels as one-hot / codes), and a
     note when it holds labels though the metric scores probabilities."""
     metric = spec.metric
-    fix_labels = f"metric {metric} scores labels {labels}: submit labels (`comp submit` writes them)"
+    fix_labels = f"metric {metric} scores labels {artifacts.plain(labels)}: submit labels (`comp submit` writes them)"
     fix_probs = f"metric {metric} scores probabilities: submit probabilities (`comp submit` writes them)"
     ids = sub.iloc[:, 0]
     for column in value_columns:
@@ -170,7 +170,13 @@ def _predictions(sub: pd.DataFrame, value_columns: list[str], spec, labels, outp
     as_labels = all(h <= keys for h in held)
     if output == "labels":
         if not as_labels:
-            sample = next(sub[c].iloc[0] for c, h in zip(value_columns, held) if not h <= keys)
+            column = next(c for c, h in zip(value_columns, held) if not h <= keys)
+            numbers = _numbers(sub[column])
+            if numbers is not None and np.all(numbers == np.round(numbers)):   # whole numbers: other labels
+                outside = sorted(set(sub[column].map(label_key)) - keys)
+                raise InputError(f"{where}: column {column!r} holds label(s) {examples(outside)} outside the "
+                                 f"label set {artifacts.plain(allowed)}; {fix_labels}")
+            sample = sub.loc[~sub[column].map(label_key).isin(keys), column].iloc[0]
             raise InputError(f"{where}: the file holds values such as {sample!r} (probabilities?), but "
                              f"{fix_labels}")
         y = np.column_stack([_codes(sub[c], allowed, where, c, fix_labels) for c in value_columns])

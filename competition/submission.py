@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from competition import artifacts
 from competition.errors import InputError
 
 
@@ -250,4 +251,4 @@ def check_output(frame: pd.DataFrame, sample: pd.DataFrame, output: str, task: s
             unknown = set(frame[column].astype(str)) - allowed
             if unknown:
                 raise InputError(f"column {column!r}: label(s) {sorted(unknown)} are not in the label set "
-                                 f"{labels}; set `labels:` in competition.yaml")
+                                 f"{artifacts.plain(labels)}; set `labels:` in competition.yaml")

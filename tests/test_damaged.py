@@ -38,9 +38,10 @@ def _snapshot(root):
 @pytest.mark.parametrize("damage", list(DAMAGE))
 @pytest.mark.parametrize("artifact,command,fix", [
     ("experiments/001/fold1/done.json", ["train", "exp=001", "--fold", "all"], "comp train exp=001 --fold 1 --force"),
-    ("experiments/001/metrics.json", ["leaderboard"], "comp train exp=001 --fold all --force"),
-    ("experiments/001/manifest.json", ["submit", "001"], "comp train exp=001 --fold all --force"),
-    ("experiments/002/manifest.json", ["stack", "--exp", "001,002", "--name", "s02"], "exp=002 --fold all --force"),
+    ("experiments/001/metrics.json", ["leaderboard"], "from its folds: comp train exp=001 --fold all"),
+    ("experiments/001/manifest.json", ["submit", "001"], "from its folds: comp train exp=001 --fold all"),
+    ("experiments/002/manifest.json", ["stack", "--exp", "001,002", "--name", "s02"], "comp train exp=002 --fold all"),
+    ("experiments/s01/manifest.json", ["submit", "s01"], "comp stack / comp blend again with --force"),
     ("folds/manifest.json", ["stack", "--exp", "001,002", "--name", "s02"], "comp folds --force"),
     ("experiments/001/fold0/vocabulary.json", ["predict", "001", "--test", "{test}"], "exp=001 --fold 0 --force"),
 ])
@@ -58,6 +59,22 @@ def test_a_damaged_json_artifact_is_one_line_naming_it_and_the_fix(trained, tmp_
     assert "Traceback" not in out.output and "JSONDecodeError" not in out.output
     assert artifact.split("/")[-1] in text and "damaged" in text and fix in text, out.output
     assert _snapshot(root) == before                      # nothing written, nothing half-written
+
+
+@pytest.mark.parametrize("name", ["oof.parquet", "test.parquet", "metrics.json", "manifest.json"])
+def test_the_plain_rerun_a_damaged_run_file_names_rebuilds_it(trained, tmp_path, name):
+    """Issue 24 #17: a damaged run-level file of an experiment named `--fold all --force` (retraining
+    every fold); the plain rerun the message now names assembles the file again from the folds."""
+    from competition import runs
+    from competition.workspace import Workspace
+
+    root = _copy(trained, tmp_path)
+    target = root / "experiments" / "001" / name
+    good = runs.load_run(Workspace(root), "001").oof()
+    target.write_bytes(b"")
+    out = CliRunner().invoke(app, ["train", "exp=001", "--fold", "all", "-w", str(root)])
+    assert out.exit_code == 0 and all(f"fold {k}: skipped" in out.output for k in range(3)), out.output
+    assert runs.load_run(Workspace(root), "001").oof().equals(good)
 
 
 @pytest.mark.parametrize("damage", ["empty", "truncated"])
@@ -164,3 +181,15 @@ def test_a_read_only_experiments_folder_is_one_line_not_a_traceback(trained, tmp
     assert out.exit_code == 2 and "Traceback" not in text, out.output
     assert experiments in text and "cannot write it (Read-only file system)" in text and "make the folder writable" in text
     assert _snapshot(root) == before
+
+
+def test_a_name_too_long_for_the_file_system_names_a_shorter_name_as_the_fix(trained, tmp_path):
+    """Issue 24 #17: ENAMETOOLONG said "make the folder writable", which does not help; the fix is a
+    shorter name. The bundle folder's own name is 300 characters: the file system refuses it."""
+    root = _copy(trained, tmp_path)
+    target, before = tmp_path / ("b" * 300), sorted(tmp_path.iterdir())
+    out = CliRunner().invoke(app, ["export", "001", str(target), "-w", str(root)])
+    text = " ".join(out.output.split())
+    assert out.exit_code == 2 and "Traceback" not in text, out.output
+    assert "File name too long" in text and "use a shorter name" in text and "writable" not in text, text
+    assert sorted(tmp_path.iterdir()) == before

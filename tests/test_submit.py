@@ -439,6 +439,8 @@ def test_score_refusals(tmp_path):
     refused(sol.rename(columns={"target": "label"}), r"missing \['target'\], unexpected \['label'\]")
     refused(sol.assign(target=np.linspace(0.01, 0.99, 20)), r"probabilities\?\), but metric f1 scores labels")
     refused(sol.assign(target=sol["target"].astype(float).where(sol.index != 2)), r"column 'target' is empty")
+    refused(sol.assign(target=np.where(sol.index == 3, 2, sol["target"])),   # a label the task does not have
+            r"column 'target' holds label\(s\) '2' outside the label set \[0, 1\]; metric f1 scores labels \[0, 1\]")
 
     ws = synth_workspace(tmp_path / "auc", metric="roc_auc", solution=True)
     sol = _solution(ws)

@@ -298,7 +298,7 @@ def test_damaged_prediction_files_are_named_with_the_fix_not_a_traceback(ws, dam
     path = ws.run_dir("001") / "oof.parquet"
     path.unlink() if damage == "delete" else path.write_bytes(path.read_bytes()[:50])
     entry = next(e for e in leaderboard(ws) if e.name == "001")
-    assert entry.status == "damaged" and entry.cv is None and "comp train exp=001 --fold all --force" in entry.notes[0]
+    assert entry.status == "damaged" and entry.cv is None and "`comp train exp=001 --fold all`" in entry.notes[0]
     runner = CliRunner()
     out = runner.invoke(app, ["stack", "--exp", "001,002", "-w", str(ws.root)])
     assert out.exit_code == 2 and "oof.parquet" in out.output and "comp train exp=001" in out.output, out.output
