@@ -35,6 +35,7 @@ from pathlib import Path
 
 from competition import artifacts
 from competition.errors import InputError
+from competition.leaderboard import OPTIMISTIC, leaderboard
 from competition.plots import (
     Context,
     Plot,
@@ -156,7 +157,6 @@ def report(ws: Workspace, *, out: Path | str | None = None, runs: list[str] | No
         A :class:`ReportResult`: the folder, its ``index.html`` and every plot written or skipped.
     """
     from competition import data as data_mod
-    from competition.leaderboard import leaderboard
     from competition.spec import load_spec
 
     spec = load_spec(ws.spec_file) if data is None else data.spec
@@ -233,7 +233,7 @@ def _row(e) -> dict:
             "kind": e.kind + (f" ({e.family})" if e.family else ""), "cv": _num(e.cv), "scored": _num(e.scored),
             "spread": "-" if e.fold_mean is None else f"{e.fold_mean:.4f} ± {_num(e.fold_std)}",
             "folds": f"{e.folds_done}/{e.n_splits}", "seconds": "-" if e.seconds is None else f"{e.seconds:.1f}s",
-            "status": e.status, "notes": "; ".join(e.notes)}
+            "status": e.status, "optimistic": bool(e.selected_on), "notes": "; ".join(e.notes)}
 
 
 def render_html(ctx: Context, entries: list, plots: list[Plot]) -> str:
@@ -243,5 +243,5 @@ def render_html(ctx: Context, entries: list, plots: list[Plot]) -> str:
         n_test=0 if ctx.data.test is None else len(ctx.data.test),
         n_splits=ctx.runs[0].run.manifest.get("n_splits", "?"),
         generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        plotted=[rd.name for rd in ctx.runs], rows=[_row(e) for e in entries],
+        plotted=[rd.name for rd in ctx.runs], rows=[_row(e) for e in entries], optimistic=OPTIMISTIC,
         written=[p for p in plots if p.file], skipped=[p for p in plots if not p.file], root=str(ctx.ws.root))

@@ -324,3 +324,23 @@ def test_cv_vs_scored_appears_once_a_score_is_recorded(tmp_path, task, metric, s
     assert json.loads((after.dir / "manifest.json").read_text())["plots"]["cv_vs_scored"] == "cv_vs_scored.png"
     row = re.search(r'<tr[^>]*data-run="001">(.*?)</tr>', page).group(1)
     assert f"<td class=\"num\">{scored.score:.4f}</td>" in row           # the scored column of the table
+
+
+def test_the_page_marks_an_optimistic_cv_as_the_leaderboard_does(tweets, tmp_path):
+    """Issue 24 #23: the CLI showed `complete*` (CV chosen on folds' own labels), the page `complete`."""
+    from competition.config import load_config
+    from competition.train import train
+    from competition.workspace import Workspace
+
+    root = tmp_path / "ws"
+    shutil.copytree(tweets.root, root)
+    ws = Workspace(root)
+    (root / "experiments" / "003.yaml").write_text("template: tfidf\nmodel: {C: 2.0}\ntuned_on: [0]\n")
+    assert train(ws, load_config(ws, "003")).complete
+    marked = {e.name for e in leaderboard(ws) if e.selected_on}
+    assert "003" in marked and "001" not in marked
+    page = report(ws, out=tmp_path / "r").index.read_text()
+    rows = dict(re.findall(r'data-run="([^"]+)">(.*?)</tr>', page))
+    for name, row in rows.items():
+        assert ('class="optimistic"' in row) == (name in marked), (name, row)
+    assert "their CV is optimistic" in page
