@@ -6,6 +6,8 @@ stays fast (no torch / transformers / lightning / pandas at start-up).
 
 from __future__ import annotations
 
+import inspect
+
 import typer
 
 from competition.commands import (blend, check, export, folds, init, leaderboard, new, predict, report, score, stack,
@@ -20,21 +22,12 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-app.command("init")(init.command)
-app.command("check")(check.command)
-app.command("folds")(folds.command)
-app.command("new")(new.command)
-app.command("train")(train.command)
-app.command("tune")(tune.command)
-app.command("leaderboard")(leaderboard.command)
-app.command("stack")(stack.command)
-app.command("blend")(blend.command)
-app.command("submit")(submit.command)
-app.command("predict")(predict.command)
-app.command("export")(export.command)
-app.command("score")(score.command)
-app.command("report")(report.command)
-
+for _name, _module in (("init", init), ("check", check), ("folds", folds), ("new", new), ("train", train),
+                      ("tune", tune), ("leaderboard", leaderboard), ("stack", stack), ("blend", blend),
+                      ("submit", submit), ("predict", predict), ("export", export), ("score", score),
+                      ("report", report)):
+    # the listing shows each docstring's first paragraph as one line (rich keeps its line breaks)
+    app.command(_name, short_help=" ".join(inspect.getdoc(_module.command).split("\n\n")[0].split()))(_module.command)
 
 if __name__ == "__main__":  # pragma: no cover
     app()
