@@ -177,7 +177,7 @@ def check(ws: Workspace, data, fold: np.ndarray, inputs: list[str], *, fraction:
     from competition import folds as folds_mod
     from competition import runs
     from competition.stack import stack
-    from competition.train import train
+    from competition.train import check_previous_run, train
 
     configs = {name: _retrain_here(ws, name) for name in inputs}
     spec = data.spec
@@ -187,8 +187,14 @@ def check(ws: Workspace, data, fold: np.ndarray, inputs: list[str], *, fraction:
     sub = _workspace(folder, spec)
     restricted = pd.DataFrame({"id": inner_data.train[spec.id_column].to_numpy(), "fold": fold[~outer]})
     folds_mod.write_assignment(sub, inner_data, restricted, scheme=spec.scheme, seed=spec.folds.seed, force=True)
+    hashes = runs.input_hashes(sub, inner_data)
     for name, cfg in configs.items():
-        train(sub, cfg, data=inner_data)           # resumes: folds done before are kept
+        try:      # resumes: folds done before are kept, unless made on another split or config (an older comp)
+            check_previous_run(sub.run_dir(name), cfg, hashes, force=False)
+            stale = False
+        except InputError:
+            stale = True
+        train(sub, cfg, data=inner_data, force=stale)
     built = stack(sub, inputs=inputs, data=inner_data, name="stack", force=True, **stack_args)
 
     y = data.y[outer]

@@ -140,7 +140,7 @@ def _fold_config_diff(fold_dir: Path, config: dict) -> list[str]:
     return sorted(_diff_keys(_predictive(old), _predictive(config)))
 
 
-def _check_previous_run(run_dir: Path, cfg: ExperimentConfig, hashes: dict, force: bool) -> None:
+def check_previous_run(run_dir: Path, cfg: ExperimentConfig, hashes: dict, force: bool) -> None:
     """Refuse to mix folds trained under other folds, other data or another config."""
     saved_cfg = run_dir / CONFIG
     if force or not saved_cfg.is_file():
@@ -212,7 +212,7 @@ def train(ws: Workspace, cfg: ExperimentConfig, *, folds: list[int] | str = "all
         return _follow(ws, cfg, data, fold_of, chosen, hashes, force, teacher)
 
     run_dir = ws.run_dir(cfg.exp)
-    _check_previous_run(run_dir, cfg, hashes, force)
+    check_previous_run(run_dir, cfg, hashes, force)
     new_run = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
     config = cfg.to_dict()

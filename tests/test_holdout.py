@@ -178,3 +178,17 @@ def test_holdout_refuses_inputs_it_cannot_retrain(tmp_path):
     with pytest.raises(InputError, match="s01 is a stack, not an experiment"):
         stack(ws, inputs=["001", "s01"], holdout=0.1, data=data, name="s02")
     assert not ws.run_dir("s02").exists()
+
+
+def test_a_holdout_folder_from_another_split_is_retrained_not_refused(tmp_path):
+    """The holdout's own workspace is kept so a rerun resumes. One left by another split (an earlier
+    comp drew the holdout differently, or its folds were rewritten) has folds whose rows no longer
+    match: the rerun retrains there and scores as a fresh one does, instead of refusing stale folds."""
+    ws, data = workspace(tmp_path, {"001": "template: tfidf\nmodel: {char_ngrams: null}\n",
+                                    "002": "template: tfidf\nmodel: {word_ngrams: null}\n"})
+    first = stack(ws, inputs=["001", "002"], meta="logistic", holdout=0.2, data=data, name="h1").holdout
+    for done in (ws.root / "holdout" / "0.2-42" / "experiments").glob("*/fold*/done.json"):
+        info = json.loads(done.read_text())                         # trained on the folds of another split
+        done.write_text(json.dumps({**info, "folds_hash": "0" * len(info["folds_hash"])}))
+    again = stack(ws, inputs=["001", "002"], meta="logistic", holdout=0.2, data=data, name="h1", force=True).holdout
+    assert again.scores == pytest.approx(first.scores) and again.rows == first.rows
