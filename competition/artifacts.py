@@ -182,13 +182,18 @@ def write_csv(path: Path | str, frame, **kwargs) -> Path:
     return Path(path)
 
 
-def file_hash(path: Path | str) -> str:
-    """sha256 of a file's bytes, hex, first 16 characters."""
+def sha256(path: Path | str) -> str:
+    """sha256 of a file's bytes, hex."""
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
-    return digest.hexdigest()[:16]
+    return digest.hexdigest()
+
+
+def file_hash(path: Path | str) -> str:
+    """sha256 of a file's bytes, hex, first 16 characters."""
+    return sha256(path)[:16]
 
 
 def text_hash(*parts: str) -> str:

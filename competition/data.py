@@ -259,6 +259,18 @@ def _read_inputs(spec: Spec, path: Path, role: str) -> tuple[pd.DataFrame, str, 
     return frame, _hash(frame, [spec.id_column, *spec.text, *spec.features]), notes
 
 
+def frame_inputs(spec: Spec, frame: pd.DataFrame, where: str = "frame") -> pd.DataFrame:
+    """Rows to predict given as a DataFrame (Python callers): checked as a file of them is -- the id
+    column (numbered when the spec says ``id: null``), every text and feature column. A copy."""
+    if not isinstance(frame, pd.DataFrame) or frame.empty:
+        raise InputError(f"{where}: give a non-empty pandas DataFrame of the rows to predict, with the columns "
+                         f"of the test file ({', '.join([spec.id or '(no id)', *spec.text, *spec.features])})")
+    frame = _with_id(frame.reset_index(drop=True).copy(), spec, Path(where), "rows to predict")
+    require_columns(frame, spec.text, Path(where), "rows to predict", "text")
+    require_columns(frame, spec.features, Path(where), "rows to predict", "features")
+    return frame
+
+
 def read_inputs(spec: Spec, path: Path | str, role: str = "rows to predict") -> tuple[pd.DataFrame, str]:
     """New rows to predict (``comp predict --test FILE``): checked like the training test file;
     returns the frame and the hash a run's ``test_hash`` would have on them."""

@@ -151,7 +151,8 @@ def run(root: Path = Path("demo-workspace"), fresh: bool = False) -> dict:
 
 
 def main() -> None:
-    from competition.errors import INTERRUPTED, user_warnings
+    from competition.commands._common import user_warnings
+    from competition.errors import INTERRUPTED
     from competition.models import PROGRESS
 
     fresh = "--fresh" in sys.argv[1:]

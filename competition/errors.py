@@ -1,16 +1,18 @@
-"""The one error type users see, how warnings reach them, and turning pydantic's errors into sentences
+"""The one error type users see, the warning about degraded data, and turning pydantic's errors into sentences
 that name the fix."""
 
 from __future__ import annotations
 
-import contextlib
 import re
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:   # pydantic is imported where a config is validated, not by every error
     from pydantic import BaseModel, ValidationError
+
+
+class DataWarning(UserWarning):
+    """Usable but degraded input (duplicates with conflicting labels, mojibake, rare classes)."""
 
 
 INTERRUPTED = "interrupted: finished artifacts are kept; run the command again to resume"
@@ -50,43 +52,6 @@ class InputError(ValueError):
             return flags.get(arg, self.words[arg]) if arg in self.words else match[0]
 
         return re.sub(r"\{(\w+)\}", fill, self.template)
-
-
-@contextlib.contextmanager
-def user_warnings(data_in_full: bool = True, console=None):
-    """Warnings are for the user: one yellow line each, no source location, each text once
-    (stages that load the data again do not repeat its warnings). With ``data_in_full`` False,
-    warnings about the data files (:class:`~competition.data.DataWarning`) are counted, not shown:
-    one line at the end says how many there were and that ``comp check`` lists them. ``console``
-    is the rich Console they are printed on (default: a new one on stderr)."""
-    from rich.console import Console
-    from rich.markup import escape
-
-    from competition.data import DataWarning
-
-    console = console if console is not None else Console(stderr=True, soft_wrap=True)
-    shown: set[str] = set()
-    about_data: set[str] = set()
-
-    def show(message, category, filename, lineno, file=None, line=None) -> None:
-        if not data_in_full and issubclass(category, DataWarning):
-            about_data.add(str(message))
-        elif str(message) not in shown:
-            shown.add(str(message))
-            console.print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("always")
-            for developer_only in (DeprecationWarning, PendingDeprecationWarning):   # as Python's default
-                warnings.simplefilter("ignore", developer_only)
-            warnings.showwarning = show
-            yield
-    finally:
-        if about_data:
-            n = len(about_data)
-            console.print(f"[yellow]note:[/] {n} data warning{'s' if n > 1 else ''} about the files "
-                          "(`comp check` lists them)", highlight=False, soft_wrap=True)
 
 
 def _walk(model: type[BaseModel], loc: tuple) -> tuple[type[BaseModel] | None, tuple]:

@@ -23,12 +23,11 @@ fold or model file missing, a damaged meta-model) is refused here, naming the sa
 
 No file of a bundle can run code when it loads (safetensors, JSON, LightGBM's text model, skops
 with its trusted-types check). Before ``comp predict`` loads anything from a bundle it also
-checks every file against ``bundle.json`` (:func:`verify`): a damaged or altered file is refused.
+checks every file against ``bundle.json`` (:func:`competition.bundle.verify`): a damaged or altered file is refused.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import subprocess
@@ -37,10 +36,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from competition import artifacts, runs
+from competition.bundle import BUNDLE_MANIFEST, digest
 from competition.errors import InputError
 from competition.workspace import CONFIG, MANIFEST, OOF, TEST, Workspace
 
-BUNDLE_MANIFEST = "bundle.json"
 SKIPPED = {OOF, TEST, "importance.json"}        # predictions, not models
 ENTRY_POINT = '''"""Predict with this bundle, offline: python predict.py --test FILE [--out DIR] [--sample-submission FILE]
 
@@ -163,14 +162,6 @@ def _copy_run(ws: Workspace, name: str, target: Path, labels: list | None) -> No
         tokenizer.save_pretrained(target / "encoder")
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _build_wheel(target: Path) -> Path | None:
     """comp's wheel, built from the source checkout this package runs from (None when installed
     from a wheel: then install that same wheel in the notebook)."""
@@ -226,7 +217,7 @@ def export(ws: Workspace, name: str, out: Path | str, *, kaggle_dataset: str | N
         if kaggle_dataset:
             artifacts.write_json(tmp / "dataset-metadata.json", {
                 "title": f"comp bundle {name}", "id": kaggle_dataset, "licenses": [{"name": "CC0-1.0"}]})
-        files = {str(p.relative_to(tmp)): {"sha256": _sha256(p), "bytes": p.stat().st_size}
+        files = {str(p.relative_to(tmp)): {"sha256": artifacts.sha256(p), "bytes": p.stat().st_size}
                  for p in sorted(tmp.rglob("*")) if p.is_file()}
         artifacts.write_json(tmp / BUNDLE_MANIFEST, {
             "run": name, "kind": top.manifest.get("kind", "experiment"), "runs": chosen,
@@ -244,40 +235,3 @@ def export(ws: Workspace, name: str, out: Path | str, *, kaggle_dataset: str | N
         sizes[part] = sizes.get(part, 0) + info["bytes"]
     return ExportResult(name, out, chosen, sizes, None if built is None else out / "wheels" / built.name,
                         digest(out))
-
-
-def digest(root: Path) -> str:
-    """sha256 of a bundle's ``bundle.json``. That file lists every other file's sha256, so this one
-    value pins the whole bundle: ``comp predict --expect DIGEST`` (``predict.py --expect``) refuses
-    a bundle with any other."""
-    return _sha256(Path(root) / BUNDLE_MANIFEST)
-
-
-def verify(root: Path, expect: str | None = None) -> None:
-    """Every file ``bundle.json`` lists is there with its sha256, before anything is loaded from it;
-    with ``expect``, ``bundle.json`` itself has that digest (:func:`digest`).
-
-    Without ``expect`` this catches damage (a truncated copy, a file lost in upload), not
-    tampering: whoever edits a model file can also rewrite ``bundle.json``. The digest, printed
-    by ``comp export`` and kept by you, is what pins a bundle against that."""
-    if expect is not None:
-        got = digest(root) if (Path(root) / BUNDLE_MANIFEST).is_file() else None
-        if got is None:
-            raise InputError(f"{root}: not a bundle (no {BUNDLE_MANIFEST}), so {{expect}} cannot be checked",
-                             expect="expect")
-        if got != expect.strip().removeprefix("sha256:"):
-            raise InputError(f"{Path(root) / BUNDLE_MANIFEST}: digest sha256:{got}, not the sha256:"
-                             f"{expect.strip().removeprefix('sha256:')} you expect ({{expect}}): this is another "
-                             "or an altered bundle; nothing was loaded. Use the bundle `comp export` printed that "
-                             "digest for.", expect="expect")
-    manifest = artifacts.read_json(Path(root) / BUNDLE_MANIFEST)
-    bad = []
-    for rel, info in manifest.get("files", {}).items():
-        path = Path(root) / rel
-        if not path.is_file():
-            bad.append(f"{rel} is missing")
-        elif path.stat().st_size != info["bytes"] or _sha256(path) != info["sha256"]:
-            bad.append(f"{rel} differs from what was exported")
-    if bad:
-        raise InputError(f"{Path(root) / BUNDLE_MANIFEST}: the bundle is damaged or altered ({'; '.join(bad[:5])}"
-                         f"{'; ...' if len(bad) > 5 else ''}); nothing was loaded. Export it again.")

@@ -160,6 +160,24 @@ def _retrain_here(ws: Workspace, name: str):
     return cfg.model_copy(update={"track": cfg.track.model_copy(update={"wandb": False})})
 
 
+def stack_with_holdout(ws: Workspace, *, holdout: float, **stack_args):
+    """:func:`competition.stack.stack` (same arguments), checked on an outer holdout first: keep
+    ``holdout`` of the rows out, retrain the inputs and the stack without them and record whether
+    the stack beats its best input and their mean there; a stack that does not is marked not
+    preferred (``StackResult.holdout``). The stack's own arguments are checked before anything is
+    retrained, and nothing of the stack is written when the holdout refuses."""
+    from competition.stack import stack
+
+    own = {k: stack_args.get(k, default) for k, default in
+           (("features", None), ("meta", "lgbm"), ("params", None), ("seed", 42))}
+
+    def guard(src):
+        return check(ws, src.data, src.fold, src.names, fraction=holdout, seed=own["seed"],
+                     stack_args={**own, "features": list(own["features"] or []), "params": dict(own["params"] or {})})
+
+    return stack(ws, guard=guard, **stack_args)
+
+
 def check(ws: Workspace, data, fold: np.ndarray, inputs: list[str], *, fraction: float, seed: int,
           stack_args: dict) -> HoldoutResult:
     """Retrain ``inputs`` and the stack without the holdout rows and score them on those rows.

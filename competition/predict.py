@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from competition import artifacts, runs
+from competition import artifacts, bundle, runs
 from competition.errors import InputError
 from competition.workspace import CONFIG, DONE, MANIFEST, Workspace
 
@@ -209,6 +209,23 @@ def _replayed(ws: Workspace, spec, run: runs.Run, frame: pd.DataFrame) -> tuple[
     return preds, replay
 
 
+def check_bundle(ws: Workspace, expect: str | None = None) -> None:
+    """A bundle (or any folder when ``expect`` is given): every file checked before any is loaded."""
+    if expect is not None or (ws.root / bundle.BUNDLE_MANIFEST).is_file():
+        bundle.verify(ws.root, expect)
+
+
+def predict_frame(ws: Workspace, name: str, frame: pd.DataFrame) -> pd.DataFrame:
+    """Run ``name`` replayed on the rows of ``frame`` (the test file's columns): id + its prediction
+    columns (probabilities or values), as :func:`predict` computes them, nothing written."""
+    from competition import data as data_mod
+    from competition.spec import load_spec
+
+    check_bundle(ws)
+    spec = load_spec(ws.spec_file)
+    return _replayed(ws, spec, runs.load_run(ws, name), data_mod.frame_inputs(spec, frame))[0]
+
+
 def _out_dir(ws: Workspace, out: Path | None, name: str) -> Path:
     if out is not None:
         out = Path(out)
@@ -238,10 +255,7 @@ def predict(ws: Workspace, name: str, test_file: Path | str, *, out: Path | None
     from competition import submission
     from competition.spec import load_spec
 
-    from competition import export
-
-    if expect is not None or (ws.root / export.BUNDLE_MANIFEST).is_file():   # a bundle: every file checked
-        export.verify(ws.root, expect)                                         # before any is loaded
+    check_bundle(ws, expect)
     spec = load_spec(ws.spec_file)
     run = runs.load_run(ws, name)
     test_file = Path(test_file)

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -131,7 +131,7 @@ class StackResult:
 
 def stack(ws: Workspace, *, inputs: list[str] | None = None, features: list[str] | None = None,
           meta: str = "lgbm", name: str | None = None, params: dict | None = None, seed: int = 42,
-          force: bool = False, data=None, holdout: float | None = None) -> StackResult:
+          force: bool = False, data=None, guard: Callable[[Any], Any] | None = None) -> StackResult:
     """Fit a meta-model over the inputs' OOF predictions on the same folds; write it as a run.
 
     Args:
@@ -145,9 +145,9 @@ def stack(ws: Workspace, *, inputs: list[str] | None = None, features: list[str]
         seed: seed of the meta-model and its inner early-stopping split.
         force: replace an existing stack of that name.
         data: a loaded dataset (loaded from the spec when None).
-        holdout: keep this share of rows out, retrain the inputs and the stack without it and
-            record whether the stack beats its best input and their mean there
-            (:mod:`competition.holdout`); a stack that does not is marked not preferred.
+        guard: called with the loaded inputs once the arguments are checked, before anything is
+            written; what it returns (``to_json()``) is recorded in the manifest. How
+            :func:`competition.holdout.stack_with_holdout` checks the stack on held-out rows.
     """
     if meta not in ("lgbm", "logistic", "ridge"):
         raise InputError(f"{{meta}} {meta!r}: choose lgbm, logistic or ridge", meta="meta")
@@ -171,7 +171,7 @@ def stack(ws: Workspace, *, inputs: list[str] | None = None, features: list[str]
                              "only {meta} lgbm takes them (or drop them)", features="features", meta="meta")
         if data.test is not None:
             rows_test = feature_matrix(data.test, spec, features, recipe["categories"])[0]
-    if holdout is None:   # the same stack again would be a copy that doubles on the leaderboard
+    if guard is None:     # the same stack again would be a copy that doubles on the leaderboard
         twin = twin_of(ws, "stack", {"inputs": src.names, "input_hashes": src.versions, "features": features,
                                      "meta": meta, "params": params, "seed": seed, **src.hashes},
                        exclude=name if force else None)
@@ -180,12 +180,8 @@ def stack(ws: Workspace, *, inputs: list[str] | None = None, features: list[str]
                              f"features, parameters and seed): nothing written; its results are in "
                              f"{ws.run_dir(twin)}. To fit it again anyway: {{name}} {twin} with {{force}}",
                              name="name", force="force=True")
-    guard = None
-    if holdout is not None:   # before anything is written: a refusal there leaves no stack behind
-        from competition import holdout as holdout_mod
-
-        guard = holdout_mod.check(ws, data, src.fold, src.names, fraction=holdout, seed=seed,
-                                  stack_args={"features": features, "meta": meta, "params": params, "seed": seed})
+    if guard is not None:   # before anything is written: a refusal there leaves no stack behind
+        guard = guard(src)
     x, cat_idx = level2(src.oof, rows, recipe)
     x_test = None if src.test is None else level2(src.test, rows_test, recipe)[0]
     feature_names = [r if len(cols) == 1 else f"{r}:{c}" for r in src.names for c in cols] + features

@@ -19,16 +19,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from competition.errors import InputError
+from competition.errors import DataWarning, InputError
 from competition.spec import ReadOptions, Spec
 
 QUOTING = {"minimal": csv.QUOTE_MINIMAL, "none": csv.QUOTE_NONE, "all": csv.QUOTE_ALL,
            "nonnumeric": csv.QUOTE_NONNUMERIC}
 ENCODINGS = ("utf-8", "cp1252", "latin-1")  # tried in this order to suggest a fix
-
-
-class DataWarning(UserWarning):
-    """Usable but degraded input (duplicates with conflicting labels, mojibake, rare classes)."""
 
 
 # -- reading ---------------------------------------------------------------------------------

@@ -39,7 +39,7 @@ def test_demo_runs_every_stage_and_scores_the_holdout(tmp_path, monkeypatch, cap
 def test_warnings_reach_the_user_once_each_in_one_line(capsys):
     import warnings
 
-    from competition.errors import user_warnings
+    from competition.commands._common import user_warnings
     from competition.data import DataWarning
 
     with user_warnings():

@@ -15,6 +15,7 @@ from competition.config import load_config
 from competition.errors import InputError
 from competition.spec import load_spec
 from competition.splitters import make_folds
+from competition.holdout import stack_with_holdout
 from competition.stack import stack
 from competition.submit import best_run
 from competition.train import train
@@ -111,7 +112,7 @@ def test_a_genuine_stack_is_preferred_and_nothing_of_the_holdout_is_seen(tmp_pat
     # word n-grams, and under-confident char n-grams: the meta-model recalibrates and combines them
     ws, data = workspace(tmp_path, {"001": "template: tfidf\nmodel: {char_ngrams: null}\n",
                                     "002": "template: tfidf\nmodel: {word_ngrams: null, C: 0.1}\n"})
-    result = stack(ws, inputs=["001", "002"], meta="logistic", holdout=0.2, data=data)
+    result = stack_with_holdout(ws, inputs=["001", "002"], meta="logistic", holdout=0.2, data=data)
     h = result.holdout
     assert h.rows == 240 and set(h.scores) == {"001", "002", "stack", "mean"}
     mask = holdout.holdout_rows(data, _folds(ws), 0.2, seed=42)
@@ -150,7 +151,7 @@ def test_a_stack_on_a_leaky_input_is_not_preferred_and_submit_passes_over_it(tmp
     ws, data = workspace(tmp_path, {"001": "template: tfidf\n", "leak": "template: tfidf\nmodel: {C: 1.0}\n"})
     cvs = {r: runs.load_run(ws, r).score for r in ("001", "leak")}
     assert cvs["leak"] < cvs["001"] - 0.1                            # the leak makes it look far better
-    result = stack(ws, inputs=["001", "leak"], meta="logistic", holdout=0.2, data=data)
+    result = stack_with_holdout(ws, inputs=["001", "leak"], meta="logistic", holdout=0.2, data=data)
     assert result.oof_score < cvs["001"] - 0.1                       # and the stack's CV trusts it
     h = result.holdout
     assert not h.preferred and h.scores["stack"] > h.scores["001"], h.scores
@@ -165,7 +166,7 @@ def test_the_stack_holdout_runs_at_every_fraction(tmp_path, n_splits):
     ws, data = workspace(tmp_path, {"001": "template: tfidf\nmodel: {char_ngrams: null}\n",
                                     "002": "template: tfidf\nmodel: {word_ngrams: null}\n"}, n_splits=n_splits)
     for fraction in (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5):
-        result = stack(ws, inputs=["001", "002"], meta="logistic", holdout=fraction, data=data,
+        result = stack_with_holdout(ws, inputs=["001", "002"], meta="logistic", holdout=fraction, data=data,
                        name=f"h{n_splits}", force=True)
         h = result.holdout
         assert abs(h.rows - fraction * 1200) <= 2 * n_splits and set(h.scores) == {"001", "002", "stack", "mean"}
@@ -176,7 +177,7 @@ def test_holdout_refuses_inputs_it_cannot_retrain(tmp_path):
     ws, data = workspace(tmp_path, {"001": "template: tfidf\n", "002": "template: tfidf\nmodel: {C: 1.0}\n"})
     stack(ws, inputs=["001", "002"], name="s01", data=data)
     with pytest.raises(InputError, match="s01 is a stack, not an experiment"):
-        stack(ws, inputs=["001", "s01"], holdout=0.1, data=data, name="s02")
+        stack_with_holdout(ws, inputs=["001", "s01"], holdout=0.1, data=data, name="s02")
     assert not ws.run_dir("s02").exists()
 
 
@@ -186,9 +187,9 @@ def test_a_holdout_folder_from_another_split_is_retrained_not_refused(tmp_path):
     match: the rerun retrains there and scores as a fresh one does, instead of refusing stale folds."""
     ws, data = workspace(tmp_path, {"001": "template: tfidf\nmodel: {char_ngrams: null}\n",
                                     "002": "template: tfidf\nmodel: {word_ngrams: null}\n"})
-    first = stack(ws, inputs=["001", "002"], meta="logistic", holdout=0.2, data=data, name="h1").holdout
+    first = stack_with_holdout(ws, inputs=["001", "002"], meta="logistic", holdout=0.2, data=data, name="h1").holdout
     for done in (ws.root / "holdout" / "0.2-42" / "experiments").glob("*/fold*/done.json"):
         info = json.loads(done.read_text())                         # trained on the folds of another split
         done.write_text(json.dumps({**info, "folds_hash": "0" * len(info["folds_hash"])}))
-    again = stack(ws, inputs=["001", "002"], meta="logistic", holdout=0.2, data=data, name="h1", force=True).holdout
+    again = stack_with_holdout(ws, inputs=["001", "002"], meta="logistic", holdout=0.2, data=data, name="h1", force=True).holdout
     assert again.scores == pytest.approx(first.scores) and again.rows == first.rows

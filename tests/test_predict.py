@@ -370,7 +370,7 @@ def test_a_bundle_pinned_by_its_digest_refuses_a_tampered_copy_with_a_recomputed
     target.write_text(target.read_text().replace("0", "1", 1))
     manifest["files"][rel] = {"sha256": hashlib.sha256(target.read_bytes()).hexdigest(), "bytes": target.stat().st_size}
     (bundle / "bundle.json").write_text(json.dumps(manifest))
-    from competition.export import verify
+    from competition.bundle import verify
 
     verify(bundle)                                   # the files match the recomputed manifest: not caught
     refused = CliRunner().invoke(app, [*args, "--expect", f"sha256:{pinned}", "--out", str(tmp_path / "p2")])

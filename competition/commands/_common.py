@@ -3,13 +3,17 @@ arguments, and the table comparing a stack or blend with its inputs."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import warnings
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.markup import escape
+
+from competition.errors import DataWarning
 
 console = Console(soft_wrap=True)  # never break a path or command in two: users copy them
 err_console = Console(stderr=True, soft_wrap=True)
@@ -38,7 +42,7 @@ def handle_errors(fn=None, *, data_warnings: str = "summary", flags: dict[str, s
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        from competition.errors import INTERRUPTED, InputError, user_warnings
+        from competition.errors import INTERRUPTED, InputError
 
         try:
             with user_warnings(data_in_full=data_warnings == "full", console=err_console):
@@ -139,3 +143,36 @@ def gain_line(result) -> str:
                 f"{figures}; the gain may be noise, prefer {result.best_input}. Kept at {result.run_dir}")
     return (f"[yellow]{result.name} does not beat its best input {result.best_input}[/]: {figures}. "
             f"Kept at {result.run_dir}")
+
+
+@contextlib.contextmanager
+def user_warnings(data_in_full: bool = True, console=None):
+    """Warnings are for the user: one yellow line each, no source location, each text once
+    (stages that load the data again do not repeat its warnings). With ``data_in_full`` False,
+    warnings about the data files (:class:`~competition.data.DataWarning`) are counted, not shown:
+    one line at the end says how many there were and that ``comp check`` lists them. ``console``
+    is the rich Console they are printed on (default: a new one on stderr)."""
+
+    console = console if console is not None else Console(stderr=True, soft_wrap=True)
+    shown: set[str] = set()
+    about_data: set[str] = set()
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        if not data_in_full and issubclass(category, DataWarning):
+            about_data.add(str(message))
+        elif str(message) not in shown:
+            shown.add(str(message))
+            console.print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            for developer_only in (DeprecationWarning, PendingDeprecationWarning):   # as Python's default
+                warnings.simplefilter("ignore", developer_only)
+            warnings.showwarning = show
+            yield
+    finally:
+        if about_data:
+            n = len(about_data)
+            console.print(f"[yellow]note:[/] {n} data warning{'s' if n > 1 else ''} about the files "
+                          "(`comp check` lists them)", highlight=False, soft_wrap=True)

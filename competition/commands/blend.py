@@ -25,9 +25,9 @@ def command(
     ws_path: WorkspaceOpt = None,
 ) -> None:
     """Blend runs' predictions; weights are fit fold by fold, so the blend's CV is honest."""
-    from competition.blend import blend
+    from competition.api import Workspace
 
-    result = blend(workspace(ws_path), inputs=parse_csv_list(exp), method=method, name=name, force=force)
+    result = Workspace(workspace(ws_path)).blend(parse_csv_list(exp), method=method, name=name, force=force)
     if result.same_as:
         console.print(f"[yellow]{method} put all the weight on {result.same_as}[/]: the blend is "
                       f"{result.same_as} itself (CV {result.oof_score:.4f}), so no blend run is written. "

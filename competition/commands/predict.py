@@ -28,11 +28,11 @@ def command(
     ws_path: WorkspaceOpt = None,
 ) -> None:
     """Replay a trained run (its saved fold models, meta-models, blend weights) on a new file, offline."""
-    from competition.predict import predict
+    from competition.api import Workspace
     from competition.workspace import MANIFEST
 
     ws = workspace(ws_path)
-    result = predict(ws, run, test, out=out, sample_submission=sample_submission, expect=expect)
+    result = Workspace(ws).predict(run, test, out=out, sample_submission=sample_submission, expect=expect)
     steps = ", ".join(f"{name} {seconds:.1f}s" for name, seconds in result.seconds.items())
     console.print(f"[bold green]{result.out_dir}[/] ({result.rows} rows): predictions.parquet, submission.csv, "
                   f"{MANIFEST}", highlight=False)

@@ -31,11 +31,10 @@ def command(
     ws_path: WorkspaceOpt = None,
 ) -> None:
     """Fit a meta-model over the OOF predictions of experiments, on the same folds."""
-    from competition.stack import stack
+    from competition.api import Workspace
 
-    ws = workspace(ws_path)
-    result = stack(ws, inputs=parse_csv_list(exp), features=parse_csv_list(with_features), meta=meta,
-                   name=name, seed=seed, force=force, holdout=holdout)
+    result = Workspace(workspace(ws_path)).stack(parse_csv_list(exp), features=parse_csv_list(with_features),
+                                                 meta=meta, name=name, seed=seed, force=force, holdout=holdout)
     shares = {}
     for feature, share in result.importance.items():  # multiclass inputs have one feature per class
         run = feature.split(":")[0]

@@ -32,10 +32,10 @@ def command(
     """Write a run's test predictions as a validated submission CSV (sample submission's format) + manifest."""
     from rich.markup import escape
 
-    from competition.submit import submit
+    from competition.api import Workspace
 
     ws = workspace(ws_path)
-    result = submit(ws, source, out=out, kaggle=kaggle, message=message, competition=competition,
+    result = Workspace(ws).submit(source, out=out, kaggle=kaggle, message=message, competition=competition,
                     allow_stale=allow_stale)
     cv = "-" if result.cv is None else f"{result.cv:.4f}"
     thr = f", threshold {result.threshold:g}" if isinstance(result.threshold, float) else ""
