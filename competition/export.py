@@ -42,6 +42,7 @@ from competition.workspace import CONFIG, MANIFEST, OOF, TEST, Workspace
 
 SKIPPED = {OOF, TEST, "importance.json"}        # predictions, not models
 ENTRY_POINT = '''"""Predict with this bundle, offline: python predict.py --test FILE [--out DIR] [--sample-submission FILE]
+[--int8 | --fp32]
 
 Exported by `comp export {run}`. Runs with or without comp installed: without it, comp's own wheel in
 wheels/ (pure Python) is put on the path. Writes into DIR, by default a new folder in the current
@@ -75,6 +76,10 @@ except ModuleNotFoundError as err:
 
 if __name__ == "__main__":
     args = sys.argv[1:]
+    if "--fp32" in args:                          # exported with --int8: predict in full precision anyway
+        args.remove("--fp32")
+    elif {int8!r} and "--int8" not in args:
+        args.append("--int8")
     if not any(a == "--out" or a.startswith("--out=") for a in args):
         stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
         args += ["--out", str(Path.cwd() / f"{run}_predict_{{stamp}}")]
@@ -189,8 +194,9 @@ def _build_wheel(target: Path) -> Path | None:
 
 
 def export(ws: Workspace, name: str, out: Path | str, *, kaggle_dataset: str | None = None,
-           wheel: bool = True) -> ExportResult:
-    """Write run ``name`` and every run it needs into ``out`` (new or empty), whole or not at all."""
+           wheel: bool = True, int8: bool = False) -> ExportResult:
+    """Write run ``name`` and every run it needs into ``out`` (new or empty), whole or not at all.
+    ``int8``: the bundle's ``predict.py`` predicts with int8 encoders (``--fp32`` there undoes it)."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: is a file; a bundle is a folder (new or empty): export into another path")
@@ -212,7 +218,7 @@ def export(ws: Workspace, name: str, out: Path | str, *, kaggle_dataset: str | N
         labels = _labels(ws, top)
         for run_name in chosen:
             _copy_run(ws, run_name, tmp / "experiments" / run_name, labels)
-        artifacts.write_text(tmp / "predict.py", ENTRY_POINT.format(run=name))
+        artifacts.write_text(tmp / "predict.py", ENTRY_POINT.format(run=name, int8=int8))
         built = _build_wheel(tmp / "wheels") if wheel else None
         if kaggle_dataset:
             artifacts.write_json(tmp / "dataset-metadata.json", {
@@ -222,7 +228,7 @@ def export(ws: Workspace, name: str, out: Path | str, *, kaggle_dataset: str | N
         artifacts.write_json(tmp / BUNDLE_MANIFEST, {
             "run": name, "kind": top.manifest.get("kind", "experiment"), "runs": chosen,
             "labels": top.manifest.get("labels"), "cv": top.score, "metric": top.manifest.get("metric"),
-            "files": files, **artifacts.environment()})
+            "int8": int8, "files": files, **artifacts.environment()})
         if out.exists():
             out.rmdir()
         os.replace(tmp, out)

@@ -26,7 +26,7 @@ import numpy as np
 from competition import artifacts
 from competition.config import ExperimentConfig
 from competition.errors import InputError
-from competition.models import FoldResult, classical, input_texts
+from competition.models import INT8, FoldResult, classical, input_texts, int8
 from competition.models.pretrained import check_tokenizer, loading, no_progress_bar, resolve_pretrained
 
 
@@ -84,11 +84,13 @@ def embeddings(cfg: ExperimentConfig, texts: list[str], name: str | None = None)
     m = cfg.model
     name = name or m.name
     digest = hashlib.sha256("\x00".join(texts).encode("utf-8", "surrogatepass")).hexdigest()
-    key = (name, m.pooling, m.max_length, digest)
+    quantized = INT8.get()
+    key = (name, m.pooling, m.max_length, digest, quantized)
     if key not in _CACHE:
         if cfg.train.threads:
             torch.set_num_threads(cfg.train.threads)
         tokenizer, model = load_encoder(name)
+        model = int8(model) if quantized else model
         check_tokenizer(name, name, tokenizer, texts)
         _CACHE.clear()
         _CACHE[key] = embed_texts(texts, tokenizer, model, pooling=m.pooling, max_length=m.max_length,

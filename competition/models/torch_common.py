@@ -30,7 +30,7 @@ import torch
 
 from competition.config import ExperimentConfig
 from competition.errors import InputError
-from competition.models import PROGRESS, FoldResult, input_texts
+from competition.models import INT8, PROGRESS, FoldResult, input_texts, int8
 from competition.models.batches import encode, eval_loader, train_loader
 from competition.models.pretrained import resolve_pretrained  # noqa: F401 - re-exported for other families
 from competition.models.textmodel import FoldMonitor, TextModel, WeightAverage
@@ -394,6 +394,8 @@ def predict(fold_dir, cfg: ExperimentConfig | None, data, frame, cache: dict | N
     preds, variants = [], None
     for seed_dir in seed_dirs:
         model, saved = load_model(fold_dir, seed_dir)
+        if INT8.get():
+            model.encoder = int8(model.encoder)
         cfg = cfg or ExperimentConfig.model_validate(saved)
         if variants is None:
             if cfg.train.threads:
