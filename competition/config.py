@@ -36,6 +36,12 @@ class FamilyConfig(_Strict):
     """Base of a family's settings (the ``model:`` block): frozen, unknown keys refused. A subclass
     declares ``family: Literal["<name>"] = "<name>"``, the tag that selects it."""
 
+    @property
+    def early_stopped(self) -> bool:
+        """A LightGBM model is in it: its rounds are chosen by early stopping on held-out training rows
+        (:mod:`competition.models.estimators`), recorded as the fold's ``select: inner``."""
+        return False
+
 
 # -- model families ------------------------------------------------------------------------
 
@@ -93,6 +99,10 @@ class TfidfModel(FamilyConfig):
     alpha: float = Field(1.0, gt=0, description="ridge regularisation")
     lgbm: dict[str, Any] = Field(default_factory=dict, description="LightGBM parameters (estimator lgbm)")
 
+    @property
+    def early_stopped(self) -> bool:
+        return self.estimator == "lgbm"
+
 
 class LgbmModel(FamilyConfig):
     """LightGBM on tabular feature columns (the spec's ``features``)."""
@@ -104,6 +114,10 @@ class LgbmModel(FamilyConfig):
     early_stopping_rounds: int = Field(100, ge=1, description="stop when the inner held-out rows stop improving")
     inner_valid: float = Field(0.1, gt=0, lt=0.5, description="share of the fold's training rows held out "
                                                                 "for early stopping (never the OOF rows)")
+
+    @property
+    def early_stopped(self) -> bool:
+        return True
 
 
 class EmbedModel(FamilyConfig):
@@ -118,6 +132,10 @@ class EmbedModel(FamilyConfig):
     alpha: float = Field(1.0, gt=0)
     lgbm: dict[str, Any] = Field(default_factory=dict, description="LightGBM parameters (head lgbm)")
     batch_size: int = Field(64, ge=1, description="embedding batch size")
+
+    @property
+    def early_stopped(self) -> bool:
+        return self.head == "lgbm"
 
 
 # -- the family registry ------------------------------------------------------------------

@@ -38,7 +38,7 @@ from pathlib import Path
 from competition import artifacts, runs
 from competition.bundle import BUNDLE_MANIFEST, digest
 from competition.errors import InputError
-from competition.workspace import CONFIG, MANIFEST, OOF, TEST, Workspace
+from competition.workspace import MANIFEST, OOF, TEST, Workspace
 
 SKIPPED = {OOF, TEST, "importance.json"}        # predictions, not models
 ENTRY_POINT = '''"""Predict with this bundle, offline: python predict.py --test FILE [--out DIR] [--sample-submission FILE]
@@ -140,9 +140,9 @@ def _labels(ws: Workspace, run: runs.Run) -> list | None:
 
 
 def _copy_run(ws: Workspace, name: str, target: Path, labels: list | None) -> None:
-    """A run's model files (no predictions, logs or locks); an embed run also gets its frozen
-    encoder (``encoder/``), and every manifest the class labels, so the bundle needs no hub and no
-    training data."""
+    """A run's model files (no predictions, logs or locks), what its family adds to a bundle (its
+    module's ``bundle(run_dir, target)``, e.g. the embedding family's frozen encoder), and in every
+    manifest the class labels, so the bundle needs no hub and no training data."""
     source = ws.run_dir(name)
     manifest = artifacts.read_json(source / MANIFEST)
     for path in sorted(source.rglob("*")):
@@ -157,14 +157,12 @@ def _copy_run(ws: Workspace, name: str, target: Path, labels: list | None) -> No
         shutil.copy2(path, dest)
     if manifest.get("labels") is None and labels is not None:
         artifacts.write_json(target / MANIFEST, {**manifest, "labels": labels})
-    if manifest.get("family") == "embed":
-        import yaml
+    if manifest.get("kind", "experiment") == "experiment":
+        from competition.models import family
 
-        from competition.models.embed import load_encoder
-
-        tokenizer, model = load_encoder(yaml.safe_load((source / CONFIG).read_text())["model"]["name"])
-        model.save_pretrained(target / "encoder")
-        tokenizer.save_pretrained(target / "encoder")
+        extra = getattr(family(manifest["family"]), "bundle", None)
+        if extra is not None:
+            extra(source, target)
 
 
 def _build_wheel(target: Path) -> Path | None:

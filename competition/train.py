@@ -363,12 +363,9 @@ def select_of(cfg: ExperimentConfig) -> str | None:
     """How a fold's stopping point is chosen: ``train.select`` for the torch families, ``inner``
     for every LightGBM model (early stopping on held-out training rows, see
     :mod:`competition.models.estimators`), None where nothing is chosen by validation."""
-    m = cfg.model
     if cfg.is_torch:
         return cfg.train.select
-    if "lgbm" in (m.family, getattr(m, "estimator", None), getattr(m, "head", None)):
-        return "inner"
-    return None
+    return "inner" if cfg.model.early_stopped else None
 
 
 def _fold_selected(info: dict, k: int, cfg: ExperimentConfig) -> dict[str, list[int]]:
