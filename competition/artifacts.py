@@ -155,6 +155,8 @@ def rebuild(path: Path) -> str:
         fix = f"Retrain that fold: comp train exp={parts[fold - 1]} --fold {parts[fold][4:]} --force"
     elif fold is not None:           # a fold folder outside a workspace (a copy, a bundle)
         fix = f"Retrain that fold: comp train exp=<its experiment> --fold {parts[fold][4:]} --force"
+    elif len(parts) >= 3 and parts[-3] == "experiments" and Path(path).name == "config.yaml":
+        fix = f"Retrain that run: comp train exp={parts[-2]} --fold all --force"
     elif len(parts) >= 3 and parts[-3] == "experiments" and Path(path).parent.with_suffix(".yaml").is_file():
         # an experiment's run-level files are assembled from its folds on every run: no --force needed
         fix = f"Write that run's files again from its folds: comp train exp={parts[-2]} --fold all"

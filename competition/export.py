@@ -162,7 +162,7 @@ def _copy_run(ws: Workspace, name: str, target: Path, labels: list | None) -> No
 
         extra = getattr(family(manifest["family"]), "bundle", None)
         if extra is not None:
-            extra(source, target)
+            extra(runs.load_run(ws, name).config(), target)
 
 
 def _build_wheel(target: Path) -> Path | None:

@@ -30,7 +30,7 @@ import numpy as np
 
 from competition import artifacts, metrics, thresholds
 from competition.errors import InputError
-from competition.workspace import CONFIG, Workspace
+from competition.workspace import Workspace
 
 
 @dataclass(frozen=True)
@@ -143,20 +143,13 @@ def _latest(data, fold: np.ndarray, fraction: float) -> np.ndarray:
 def _retrain_here(ws: Workspace, name: str):
     """The resolved config an input experiment was trained with, as an ExperimentConfig."""
     from competition import runs
-    from competition.config import ExperimentConfig
 
     run = runs.load_run(ws, name)
     if run.manifest.get("kind", "experiment") != "experiment":
         raise InputError(f"{{holdout}} retrains the stack's inputs without the holdout rows; {name} is a "
                          f"{run.manifest.get('kind')}, not an experiment. Stack experiments only with {{holdout}}.",
                          holdout="a holdout")
-    config_file = run.dir / CONFIG
-    if not config_file.is_file():
-        raise InputError(f"{config_file}: missing, so {name} cannot be retrained for the holdout. "
-                         f"Remake it: `comp train exp={name} --fold all --force`.")
-    import yaml
-
-    cfg = ExperimentConfig.model_validate(yaml.safe_load(config_file.read_text()))
+    cfg = run.config()
     return cfg.model_copy(update={"track": cfg.track.model_copy(update={"wandb": False})})
 
 

@@ -32,7 +32,7 @@ import pandas as pd
 
 from competition import artifacts, bundle, runs
 from competition.errors import InputError
-from competition.workspace import CONFIG, DONE, MANIFEST, Workspace
+from competition.workspace import DONE, MANIFEST, Workspace
 
 CHECKED_PACKAGES = ("torch", "transformers", "tokenizers", "scikit-learn", "lightgbm", "numpy")
 
@@ -78,22 +78,9 @@ class _Replay:
         return self.done[name]
 
     def _experiment(self, run: runs.Run) -> np.ndarray:
-        cfg = experiment_config(run)
+        cfg = run.config()
         return np.mean([predict_fold(self.ws, self.spec, run, cfg, k, self.frame, self.tokens)
                         for k in range(int(run.manifest["n_splits"]))], axis=0)
-
-
-def experiment_config(run: runs.Run):
-    """The resolved :class:`~competition.config.ExperimentConfig` an experiment run was trained with."""
-    import yaml
-
-    from competition.config import ExperimentConfig
-
-    config = run.dir / CONFIG
-    if not config.is_file():
-        raise InputError(f"{config}: missing; experiment {run.name} cannot be rebuilt without its "
-                         f"resolved config. Retrain it: `comp train exp={run.name} --fold all --force`")
-    return ExperimentConfig.model_validate(yaml.safe_load(config.read_text()))
 
 
 def predict_fold(ws: Workspace, spec, run: runs.Run, cfg, k: int, frame: pd.DataFrame, tokens: dict) -> np.ndarray:

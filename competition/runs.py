@@ -29,7 +29,7 @@ import pandas as pd
 
 from competition import artifacts, metrics, thresholds
 from competition.errors import InputError
-from competition.workspace import MANIFEST, METRICS, OOF, TEST, Workspace
+from competition.workspace import CONFIG, MANIFEST, METRICS, OOF, TEST, Workspace
 
 
 RUN_FILES = (OOF, TEST, METRICS)   # a complete run's predictions and scores
@@ -47,6 +47,29 @@ class Run:
     @property
     def complete(self) -> bool:
         return self.manifest.get("status") == "complete"
+
+    def config(self):
+        """The resolved :class:`~competition.config.ExperimentConfig` an experiment run was trained with
+        (its ``config.yaml``), the one reader of it for every stage that replays or retrains a run.
+
+        Raises:
+            InputError: the run is a stack or blend, or its config is missing or damaged.
+        """
+        import yaml
+
+        from competition.config import ExperimentConfig
+
+        path = self.dir / CONFIG
+        if self.manifest.get("kind", "experiment") != "experiment":
+            raise InputError(f"{self.dir}: {self.name} is a {self.manifest.get('kind')}, not an experiment: it has "
+                             "no experiment config")
+        if not path.is_file():
+            raise InputError(f"{path}: missing; experiment {self.name} cannot be rebuilt without its resolved "
+                             f"config. Retrain it: `comp train exp={self.name} --fold all --force`")
+        try:
+            return ExperimentConfig.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+        except (yaml.YAMLError, UnicodeDecodeError, ValueError) as err:
+            raise artifacts.damaged(path, f"not a valid config: {str(err).splitlines()[0][:100]}") from None
 
     @property
     def score(self) -> float | None:

@@ -113,9 +113,9 @@ class Teacher:
             rows, targets = self._pseudo(k)
             lesson.pseudo_rows, lesson.pseudo_targets, lesson.pseudo_weight = rows, targets, cfg.pseudo.weight
         if cfg.distill:
-            from competition.predict import experiment_config, predict_fold
+            from competition.predict import predict_fold
 
-            parts = [predict_fold(self.ws, self.data.spec, run, experiment_config(run), k, self.data.train,
+            parts = [predict_fold(self.ws, self.data.spec, run, run.config(), k, self.data.train,
                                   self.tokens) for run in self.teachers]
             lesson.teacher = np.mean(parts, axis=0).reshape(len(self.data.train), -1)
             lesson.alpha, lesson.temperature = cfg.distill.alpha, cfg.distill.temperature

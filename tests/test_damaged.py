@@ -44,6 +44,7 @@ def _snapshot(root):
     ("experiments/s01/manifest.json", ["submit", "s01"], "comp stack / comp blend again with --force"),
     ("folds/manifest.json", ["stack", "--exp", "001,002", "--name", "s02"], "comp folds --force"),
     ("experiments/001/fold0/vocabulary.json", ["predict", "001", "--test", "{test}"], "exp=001 --fold 0 --force"),
+    ("experiments/001/config.yaml", ["predict", "001", "--test", "{test}"], "comp train exp=001 --fold all --force"),
 ])
 def test_a_damaged_json_artifact_is_one_line_naming_it_and_the_fix(trained, tmp_path, damage, artifact, command, fix):
     root = _copy(trained, tmp_path)

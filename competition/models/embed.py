@@ -28,7 +28,6 @@ from competition.config import ExperimentConfig
 from competition.errors import InputError
 from competition.models import INT8, FoldResult, classical, input_texts, int8
 from competition.models.pretrained import check_tokenizer, loading, no_progress_bar, resolve_pretrained
-from competition.workspace import CONFIG
 
 
 @dataclass
@@ -126,12 +125,10 @@ def fit_fold(prepared: Prepared, fold: int, train_idx: np.ndarray, valid_idx: np
     return result
 
 
-def bundle(run_dir: Path, target: Path) -> None:
-    """What ``comp export`` adds to a bundle: the frozen encoder (``<run>/encoder/``), which
-    :func:`predict` prefers to the hub id or folder the run was trained with."""
-    import yaml
-
-    tokenizer, model = load_encoder(yaml.safe_load((Path(run_dir) / CONFIG).read_text())["model"]["name"])
+def bundle(cfg: ExperimentConfig, target: Path) -> None:
+    """What ``comp export`` adds to a run's copy in a bundle: its frozen encoder (``<run>/encoder/``),
+    which :func:`predict` prefers to the hub id or folder the run was trained with."""
+    tokenizer, model = load_encoder(cfg.model.name)
     model.save_pretrained(Path(target) / "encoder")
     tokenizer.save_pretrained(Path(target) / "encoder")
 
