@@ -77,12 +77,12 @@ class Run:
         """id and the prediction column(s) of the workspace's test rows (None without a test set)."""
         return self._run.test()
 
-    def predict(self, frame: pd.DataFrame, *, int8: bool = False) -> pd.DataFrame:
+    def predict(self, frame: pd.DataFrame, *, precision: str = "fp32") -> pd.DataFrame:
         """Replay the run on ``frame`` (the test file's columns: id, text, features): id + its
         prediction columns, as ``comp predict`` computes them, nothing written. On the workspace's
-        own test rows this equals :meth:`test`. ``int8``: encoders with int8 linear layers (faster on a
-        CPU, probabilities within ~1e-2)."""
-        return predict_frame(self._ws.layout, self.name, frame, int8=int8)
+        own test rows this equals :meth:`test`. ``precision``: "bf16" or "int8" for faster encoders on a
+        CPU, at a small cost in agreement (:func:`competition.predict.predict`)."""
+        return predict_frame(self._ws.layout, self.name, frame, precision=precision)
 
 
 class Workspace:
@@ -139,5 +139,5 @@ class Workspace:
 
     def predict(self, name: str, test_file: Path | str, **options):
         """Predict a CSV file with run ``name`` and write predictions, a submission and a manifest
-        (:func:`competition.predict.predict`'s options: out, sample_submission, expect, int8)."""
+        (:func:`competition.predict.predict`'s options: out, sample_submission, expect, precision)."""
         return predict(self.layout, name, test_file, **options)

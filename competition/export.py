@@ -42,7 +42,7 @@ from competition.workspace import MANIFEST, OOF, TEST, Workspace
 
 SKIPPED = {OOF, TEST, "importance.json"}        # predictions, not models
 ENTRY_POINT = '''"""Predict with this bundle, offline: python predict.py --test FILE [--out DIR] [--sample-submission FILE]
-[--int8 | --fp32]
+[--precision fp32|bf16|int8]
 
 Exported by `comp export {run}`. Runs with or without comp installed: without it, comp's own wheel in
 wheels/ (pure Python) is put on the path. Writes into DIR, by default a new folder in the current
@@ -76,10 +76,8 @@ except ModuleNotFoundError as err:
 
 if __name__ == "__main__":
     args = sys.argv[1:]
-    if "--fp32" in args:                          # exported with --int8: predict in full precision anyway
-        args.remove("--fp32")
-    elif {int8!r} and "--int8" not in args:
-        args.append("--int8")
+    if not any(a == "--precision" or a.startswith("--precision=") for a in args):
+        args += ["--precision", {precision!r}]    # what `comp export --precision` chose
     if not any(a == "--out" or a.startswith("--out=") for a in args):
         stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
         args += ["--out", str(Path.cwd() / f"{run}_predict_{{stamp}}")]
@@ -192,9 +190,10 @@ def _build_wheel(target: Path) -> Path | None:
 
 
 def export(ws: Workspace, name: str, out: Path | str, *, kaggle_dataset: str | None = None,
-           wheel: bool = True, int8: bool = False) -> ExportResult:
+           wheel: bool = True, precision: str = "fp32") -> ExportResult:
     """Write run ``name`` and every run it needs into ``out`` (new or empty), whole or not at all.
-    ``int8``: the bundle's ``predict.py`` predicts with int8 encoders (``--fp32`` there undoes it)."""
+    ``precision``: the bundle's ``predict.py`` predicts in it unless given ``--precision`` (see
+    :func:`competition.predict.predict`)."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: is a file; a bundle is a folder (new or empty): export into another path")
@@ -203,6 +202,9 @@ def export(ws: Workspace, name: str, out: Path | str, *, kaggle_dataset: str | N
     if kaggle_dataset is not None and (kaggle_dataset.count("/") != 1 or not all(kaggle_dataset.split("/"))):
         raise InputError(f"{{kaggle_dataset}} {kaggle_dataset!r}: write OWNER/SLUG, e.g. alice/comp-042-bundle",
                          kaggle_dataset="kaggle_dataset")
+    from competition.models import check_precision
+
+    check_precision(precision)
     top = runs.load_run(ws, name)
     chosen = needed_runs(ws, name)
     from competition.predict import rehearse
@@ -216,7 +218,7 @@ def export(ws: Workspace, name: str, out: Path | str, *, kaggle_dataset: str | N
         labels = _labels(ws, top)
         for run_name in chosen:
             _copy_run(ws, run_name, tmp / "experiments" / run_name, labels)
-        artifacts.write_text(tmp / "predict.py", ENTRY_POINT.format(run=name, int8=int8))
+        artifacts.write_text(tmp / "predict.py", ENTRY_POINT.format(run=name, precision=precision))
         built = _build_wheel(tmp / "wheels") if wheel else None
         if kaggle_dataset:
             artifacts.write_json(tmp / "dataset-metadata.json", {
@@ -226,7 +228,7 @@ def export(ws: Workspace, name: str, out: Path | str, *, kaggle_dataset: str | N
         artifacts.write_json(tmp / BUNDLE_MANIFEST, {
             "run": name, "kind": top.manifest.get("kind", "experiment"), "runs": chosen,
             "labels": top.manifest.get("labels"), "cv": top.score, "metric": top.manifest.get("metric"),
-            "int8": int8, "files": files, **artifacts.environment()})
+            "precision": precision, "files": files, **artifacts.environment()})
         if out.exists():
             out.rmdir()
         os.replace(tmp, out)

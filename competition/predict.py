@@ -183,19 +183,20 @@ def _check_columns(run: runs.Run, spec) -> None:
 
 
 def _replayed(ws: Workspace, spec, run: runs.Run, frame: pd.DataFrame,
-              int8: bool = False) -> tuple[pd.DataFrame, _Replay]:
+              precision: str = "fp32") -> tuple[pd.DataFrame, _Replay]:
     """id + the run's prediction columns for ``frame``, checked finite (and probabilities in [0, 1]).
-    ``int8``: the encoders' linear layers quantized (:data:`competition.models.INT8`)."""
+    ``precision``: what the encoders compute in (:data:`competition.models.PRECISION`)."""
     from competition import submission
-    from competition.models import INT8
+    from competition.models import PRECISION, check_precision
 
     _check_columns(run, spec)
     replay = _Replay(ws, spec, frame)
-    token = INT8.set(int8)
+    check_precision(precision)
+    token = PRECISION.set(precision)
     try:
         values = replay.run(run.name)
     finally:
-        INT8.reset(token)
+        PRECISION.reset(token)
     preds = pd.DataFrame(values, columns=spec.pred_columns)
     preds.insert(0, "id", frame[spec.id_column].to_numpy())
     submission.check_values(preds, spec.pred_columns, where=f"predictions of {run.name}",
@@ -210,16 +211,16 @@ def check_bundle(ws: Workspace, expect: str | None = None) -> None:
         bundle.verify(ws.root, expect)
 
 
-def predict_frame(ws: Workspace, name: str, frame: pd.DataFrame, *, int8: bool = False) -> pd.DataFrame:
+def predict_frame(ws: Workspace, name: str, frame: pd.DataFrame, *, precision: str = "fp32") -> pd.DataFrame:
     """Run ``name`` replayed on the rows of ``frame`` (the test file's columns): id + its prediction
-    columns (probabilities or values), as :func:`predict` computes them, nothing written. ``int8``:
-    as :func:`predict`."""
+    columns (probabilities or values), as :func:`predict` computes them, nothing written.
+    ``precision``: as :func:`predict`."""
     from competition import data as data_mod
     from competition.spec import load_spec
 
     check_bundle(ws)
     spec = load_spec(ws.spec_file)
-    return _replayed(ws, spec, runs.load_run(ws, name), data_mod.frame_inputs(spec, frame), int8)[0]
+    return _replayed(ws, spec, runs.load_run(ws, name), data_mod.frame_inputs(spec, frame), precision)[0]
 
 
 def _out_dir(ws: Workspace, out: Path | None, name: str) -> Path:
@@ -240,10 +241,12 @@ def _out_dir(ws: Workspace, out: Path | None, name: str) -> Path:
 
 
 def predict(ws: Workspace, name: str, test_file: Path | str, *, out: Path | None = None,
-            sample_submission: Path | None = None, expect: str | None = None, int8: bool = False) -> PredictResult:
+            sample_submission: Path | None = None, expect: str | None = None, precision: str = "fp32") -> PredictResult:
     """Predict ``test_file`` with run ``name`` and write predictions, a submission and a manifest.
-    ``int8``: the torch and embedding families predict with their encoder's linear layers quantized
-    to int8 (faster on a CPU; probabilities differ from the fp32 run's by ~1e-3, see BENCHMARKS.md).
+    ``precision``: what the encoders of the torch and embedding families compute in: ``fp32``
+    (default: the run's own predictions, exactly), ``bf16`` (autocast; ~2x faster on a CPU with bf16
+    instructions, probabilities within ~1e-3) or ``int8`` (linear layers quantized; ~2x faster on any
+    CPU, probabilities within a few 1e-2). Figures: BENCHMARKS.md.
 
     Raises:
         InputError: a bad file (missing columns, ids, encoding, empty), an incomplete or damaged
@@ -258,7 +261,7 @@ def predict(ws: Workspace, name: str, test_file: Path | str, *, out: Path | None
     run = runs.load_run(ws, name)
     test_file = Path(test_file)
     frame, frame_hash = data_mod.read_inputs(spec, test_file)
-    preds, replay = _replayed(ws, spec, run, frame, int8)
+    preds, replay = _replayed(ws, spec, run, frame, precision)
     cols = spec.pred_columns
 
     output = submission.output_kind(spec.task, spec.metric)
@@ -286,7 +289,7 @@ def predict(ws: Workspace, name: str, test_file: Path | str, *, out: Path | None
         artifacts.write_json(tmp / MANIFEST, {
             "run": name, "kind": run.manifest.get("kind", "experiment"), "inputs": run.manifest.get("inputs"),
             "file": str(test_file.resolve()), "file_hash": artifacts.file_hash(test_file), "rows_hash": frame_hash,
-            "rows": len(preds), "columns": cols, "output": output, "int8": int8,
+            "rows": len(preds), "columns": cols, "output": output, "precision": precision,
             "threshold": run.threshold if output == "labels" else None,
             "same_rows_as_training_test": frame_hash == run.manifest.get("test_hash"),
             "sample_submission": str(sample_path) if sample_path else None,

@@ -20,9 +20,9 @@ def command(
     kaggle_dataset: Annotated[str | None, typer.Option(
         "--kaggle-dataset", help="OWNER/SLUG: also write the dataset-metadata.json `kaggle datasets create` reads")] = None,
     wheel: Annotated[bool, typer.Option("--wheel/--no-wheel", help="put comp's own wheel in wheels/")] = True,
-    int8: Annotated[bool, typer.Option(
-        "--int8", help="the bundle predicts with int8 encoders, as `comp predict --int8` (its predict.py "
-                       "--fp32 undoes it)")] = False,
+    precision: Annotated[str, typer.Option(
+        "--precision", metavar="fp32|bf16|int8",
+        help="the precision the bundle's predict.py uses unless given its own --precision")] = "fp32",
     ws_path: WorkspaceOpt = None,
 ) -> None:
     """Write a run and everything it needs to predict, offline, as one folder (a Kaggle dataset)."""
@@ -31,7 +31,7 @@ def command(
     from competition.export import export
 
     ws = workspace(ws_path)
-    result = export(ws, run, out, kaggle_dataset=kaggle_dataset, wheel=wheel, int8=int8)
+    result = export(ws, run, out, kaggle_dataset=kaggle_dataset, wheel=wheel, precision=precision)
     table = Table(title=f"bundle {result.out_dir} ({len(result.runs)} runs: {', '.join(result.runs)})")
     table.add_column("part")
     table.add_column("MiB", justify="right")

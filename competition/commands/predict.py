@@ -1,4 +1,4 @@
-"""``comp predict RUN --test FILE [--out DIR] [--sample-submission FILE] [--int8]``"""
+"""``comp predict RUN --test FILE [--out DIR] [--sample-submission FILE] [--precision bf16]``"""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import typer
 from competition.commands._common import WorkspaceOpt, console, handle_errors, workspace
 
 
-FLAGS = {"test": "--test FILE", "out": "--out", "sample_submission": "--sample-submission", "expect": "--expect"}   # argument -> option
+FLAGS = {"test": "--test FILE", "out": "--out", "sample_submission": "--sample-submission", "expect": "--expect",
+         "precision": "--precision"}   # argument -> option
 
 
 @handle_errors(flags=FLAGS)
@@ -25,9 +26,10 @@ def command(
     expect: Annotated[str | None, typer.Option(
         "--expect", metavar="DIGEST", help="a bundle only: refuse it unless its bundle.json has this sha256 "
                                            "(the digest `comp export` printed)")] = None,
-    int8: Annotated[bool, typer.Option(
-        "--int8", help="encoders predict with int8 linear layers: faster on a CPU, probabilities within "
-                       "~1e-2 of fp32 (the torch and embedding families; others are unchanged)")] = False,
+    precision: Annotated[str, typer.Option(
+        "--precision", metavar="fp32|bf16|int8",
+        help="what encoders compute in: bf16 (fast where the CPU has bf16 instructions, probabilities within "
+             "~1e-3) or int8 (fast on any CPU, within a few 1e-2); the torch and embedding families")] = "fp32",
     ws_path: WorkspaceOpt = None,
 ) -> None:
     """Replay a trained run (its saved fold models, meta-models, blend weights) on a new file, offline."""
@@ -36,7 +38,7 @@ def command(
 
     ws = workspace(ws_path)
     result = Workspace(ws).predict(run, test, out=out, sample_submission=sample_submission, expect=expect,
-                                    int8=int8)
+                                    precision=precision)
     steps = ", ".join(f"{name} {seconds:.1f}s" for name, seconds in result.seconds.items())
     console.print(f"[bold green]{result.out_dir}[/] ({result.rows} rows): predictions.parquet, submission.csv, "
                   f"{MANIFEST}", highlight=False)

@@ -24,10 +24,38 @@ import numpy as np
 # and the demo set it, so a long fine-tune shows progress also when output is not a terminal.
 PROGRESS: ContextVar = ContextVar("progress", default=None)
 
-# Prediction (not training) with the encoder's linear layers quantized to int8 on the fly
-# (``comp predict --int8``): the torch families and the embedding family read it; the predict stage
-# sets it around a replay, so a run's own test predictions stay fp32.
-INT8: ContextVar[bool] = ContextVar("int8", default=False)
+# The precision encoders predict in (``comp predict --precision``), not train in: fp32; bf16 (CPU
+# autocast: matrix products in bfloat16, fast where the CPU has bf16 instructions); int8 (every
+# linear layer of the encoder quantized on the fly). The torch families and the embedding family
+# read it; the predict stage sets it around a replay, so a run's own test predictions stay fp32.
+PRECISIONS = ("fp32", "bf16", "int8")
+PRECISION: ContextVar[str] = ContextVar("precision", default="fp32")
+
+
+def check_precision(precision: str) -> None:
+    """Refuse an unknown precision; warn where bf16 would be slow (a CPU without bf16 instructions)."""
+    import warnings
+
+    from competition.errors import InputError
+
+    if precision not in PRECISIONS:
+        raise InputError(f"{{precision}} {precision!r}: choose one of {', '.join(PRECISIONS)}", precision="precision")
+    if precision == "bf16":
+        import torch
+
+        if not torch.cuda.is_available() and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+            warnings.warn("this CPU has no bf16 instructions: --precision bf16 predicts slower than fp32 here; "
+                          "int8 is the fast choice on it", UserWarning, stacklevel=3)
+
+
+def autocast(device_type: str = "cpu"):
+    """The context an encoder's forward pass runs in at prediction: bf16 autocast when
+    :data:`PRECISION` says so, else nothing. Outputs stay float32 after ``.float()``."""
+    import torch
+
+    if PRECISION.get() == "bf16":
+        return torch.autocast(device_type, dtype=torch.bfloat16)
+    return torch.autocast(device_type, enabled=False)
 
 
 def int8(module):

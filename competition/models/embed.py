@@ -26,7 +26,7 @@ import numpy as np
 from competition import artifacts
 from competition.config import ExperimentConfig
 from competition.errors import InputError
-from competition.models import INT8, FoldResult, classical, input_texts, int8
+from competition.models import PRECISION, FoldResult, autocast, classical, input_texts, int8
 from competition.models.pretrained import check_tokenizer, loading, no_progress_bar, resolve_pretrained
 
 
@@ -65,7 +65,7 @@ def embed_texts(texts: list[str], tokenizer, model, *, pooling: str, max_length:
     ids = encode(tokenizer, texts, max_length)
     out = np.zeros((len(texts), model.config.hidden_size), dtype=np.float32)
     steps = Steps(f"embedding {len(texts):,} texts", len(texts))   # a line per step, on a terminal or not
-    with torch.inference_mode():
+    with torch.inference_mode(), autocast():
         for batch in eval_loader(ids, None, tokenizer.pad_token_id or 0, batch_size):
             mask = batch["attention_mask"]                                       # (b, t)
             hidden = model(input_ids=batch["input_ids"], attention_mask=mask).last_hidden_state  # (b, t, d)
@@ -84,13 +84,13 @@ def embeddings(cfg: ExperimentConfig, texts: list[str], name: str | None = None)
     m = cfg.model
     name = name or m.name
     digest = hashlib.sha256("\x00".join(texts).encode("utf-8", "surrogatepass")).hexdigest()
-    quantized = INT8.get()
-    key = (name, m.pooling, m.max_length, digest, quantized)
+    precision = PRECISION.get()
+    key = (name, m.pooling, m.max_length, digest, precision)
     if key not in _CACHE:
         if cfg.train.threads:
             torch.set_num_threads(cfg.train.threads)
         tokenizer, model = load_encoder(name)
-        model = int8(model) if quantized else model
+        model = int8(model) if precision == "int8" else model
         check_tokenizer(name, name, tokenizer, texts)
         _CACHE.clear()
         _CACHE[key] = embed_texts(texts, tokenizer, model, pooling=m.pooling, max_length=m.max_length,

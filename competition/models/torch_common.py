@@ -30,7 +30,7 @@ import torch
 
 from competition.config import ExperimentConfig
 from competition.errors import InputError
-from competition.models import INT8, PROGRESS, FoldResult, input_texts, int8
+from competition.models import PRECISION, PROGRESS, FoldResult, autocast, input_texts, int8
 from competition.models.batches import encode, eval_loader, train_loader
 from competition.models.pretrained import resolve_pretrained  # noqa: F401 - re-exported for other families
 from competition.models.textmodel import FoldMonitor, TextModel, WeightAverage
@@ -347,7 +347,7 @@ def load_model(fold_dir: Path, seed_dir: Path) -> tuple[TextModel, dict]:
 def _autocast(cfg: ExperimentConfig, device: torch.device):
     precision = precision_of(cfg.train.precision)
     if device.type != "cuda" or precision not in ("16-mixed", "bf16-mixed"):
-        return torch.autocast(device.type, enabled=False)
+        return autocast(device.type)          # fp32, unless a prediction asked for bf16
     return torch.autocast("cuda", dtype=torch.float16 if precision == "16-mixed" else torch.bfloat16)
 
 
@@ -362,7 +362,7 @@ def predict_ids(model: TextModel, ids: list[torch.Tensor], cfg: ExperimentConfig
         for batch in eval_loader(ids, None, pad_id, cfg.train.eval_batch_size):
             inputs = {k: batch[k].to(device) if k in batch else None for k in ("input_ids", "states")}
             logits = model(inputs["input_ids"], batch["attention_mask"].to(device), inputs["states"])  # (B, k)
-            out[batch["index"].numpy()] = model.probabilities(logits).cpu().numpy()
+            out[batch["index"].numpy()] = model.probabilities(logits.float()).cpu().numpy()
     return out
 
 
@@ -394,7 +394,7 @@ def predict(fold_dir, cfg: ExperimentConfig | None, data, frame, cache: dict | N
     preds, variants = [], None
     for seed_dir in seed_dirs:
         model, saved = load_model(fold_dir, seed_dir)
-        if INT8.get():
+        if PRECISION.get() == "int8":
             model.encoder = int8(model.encoder)
         cfg = cfg or ExperimentConfig.model_validate(saved)
         if variants is None:
