@@ -47,8 +47,23 @@ def run() -> dict:
     if os.environ.get("BENCH_MPNET_TRAINED_ONLY"):
         only = [exp for exp, v in VARIANTS.items() if _trained(exp, v[3])]
     variants = train_variants(data, only, folds)
-    return {"variants": variants, "stacks": stacks(data, variants),
-            "not_run": [VARIANTS[e][0] for e in VARIANTS if only is not None and e not in only]}
+    result = {"variants": variants, "stacks": stacks(data, variants)}
+    return _keep_earlier(result, only)
+
+
+def _keep_earlier(result: dict, only: list[str] | None) -> dict:
+    """Rows whose runs this checkout no longer has (``.work`` is not committed) stay from the committed
+    results, marked as earlier runs, rather than vanish from the page."""
+    from benchmarks.run import RESULTS
+
+    previous = RESULTS / "mpnet.json"
+    earlier = json.loads(previous.read_text()) if previous.is_file() else {}
+    for key in ("variants", "stacks"):
+        have = {e["exp"] for e in result[key]}
+        result[key] += [{**e, "earlier": True} for e in earlier.get(key, []) if e["exp"] not in have]
+    have = {e["exp"] for e in result["variants"]}
+    result["not_run"] = [VARIANTS[e][0] for e in VARIANTS if only is not None and e not in have]
+    return result
 
 
 STACK_BASES = ["001", "003", "042"]   # the root's runs that s01 stacks too (s01 has 002 as well)
@@ -151,7 +166,7 @@ def render(r: dict) -> str:
         d, lo, hi = e["diff"]
         verdict = " **holds**" if e["significant"] and d > 0 else " noise" if not e["significant"] else " worse"
         where = "all 5" if len(e["folds"]) == 5 else ", ".join(map(str, e["folds"]))
-        rows.append([e["variant"], where, f"{e['f1']:.4f}", f"{e['base_f1']:.4f}",
+        rows.append([e["variant"] + (" (an earlier session's run)" if e.get("earlier") else ""), where, f"{e['f1']:.4f}", f"{e['base_f1']:.4f}",
                      f"{d:+.4f} [{lo:+.4f}, {hi:+.4f}]{verdict}", e["seconds"], e.get("caching_seconds") or "-"])
     return "\n".join([
         "## A stronger encoder: all-mpnet-base-v2 (disaster-tweets, against MiniLM 042 on the same folds)", "",
@@ -173,7 +188,7 @@ def _stacks(entries: list[dict]) -> list[str]:
         return []
     rows = []
     for e in entries:
-        cells = [e["variant"], f"{e['f1']:.4f}"]
+        cells = [e["variant"] + (" (an earlier session's run)" if e.get("earlier") else ""), f"{e['f1']:.4f}"]
         for base in ("042", "s01", e["exp"][1:]):
             v = e.get(f"vs {base}")
             if v is None:

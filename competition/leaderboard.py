@@ -68,25 +68,13 @@ def train_seconds(manifest: dict) -> float | None:
     return round(float(sum(values)) + float(manifest.get("prepare_seconds") or 0.0), 2)
 
 
-def changed_inputs(ws: Workspace, name: str, manifest: dict, file_hash=None) -> list[str]:
-    """For a stack or blend: inputs retrained (their OOF changed) or removed since it was built.
+def inputs_note(run, ws: Workspace, file_hash) -> list[str]:
+    """A stack's or blend's inputs retrained or removed since it was built, the last with the fix."""
+    from competition import runs
 
-    ``file_hash`` may be a memoised :func:`competition.artifacts.file_hash`, so an input that
-    several stacks share is read once.
-    """
-    from competition import artifacts, runs
-    from competition.workspace import OOF
-
-    file_hash = file_hash or artifacts.file_hash
-    notes = []
-    for source, recorded in (manifest.get("input_hashes") or {}).items():
-        oof = ws.run_dir(source) / OOF
-        if not oof.is_file():
-            notes.append(f"input {source} is gone")
-        elif file_hash(oof) != recorded:
-            notes.append(f"input {source} changed since")
+    notes = [str(c) for c in run.input_changes(ws, file_hash)]
     if notes:
-        notes[-1] += f": rebuild with `{runs.remake_command(name, manifest)}`"
+        notes[-1] += f": rebuild with `{runs.remake_command(run.name, run.manifest)}`"
     return notes
 
 
@@ -240,7 +228,7 @@ def leaderboard(ws: Workspace, *, data=None) -> list[Entry]:
             fold_mean=run.metrics.get("fold_mean"), fold_std=run.metrics.get("fold_std"),
             folds_done=done, n_splits=n_splits, seconds=train_seconds(m), status=status,
             notes=tuple(notes + [f"{n}: retrain before submitting" for n in test_note]
-                        + changed_inputs(ws, run.name, m, file_hash)),
+                        + inputs_note(run, ws, file_hash)),
         ))
     entries = sort_entries(entries, metrics.METRICS[spec.metric].direction)
     return with_comparisons(entries, scored, data) if scored else entries

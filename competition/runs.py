@@ -15,7 +15,9 @@ The file names are :mod:`competition.workspace`'s (``MANIFEST``, ``OOF``, ...), 
 every path. :func:`write_run` is the one writer of a complete run (train, stack and blend call it)
 and :func:`write_partial` of an experiment's unfinished one, so whatever reads a run never needs to
 know what produced it. A run records the hashes of the inputs it was made on (:func:`input_hashes`);
-:func:`changes` says which of them changed since, for every stage to phrase its own consequence.
+:func:`changes` says which of them changed since, and :meth:`Run.input_changes` which of a stack's
+or blend's input runs were retrained or removed: the one staleness rule, for every stage to phrase
+its own consequence.
 """
 
 from __future__ import annotations
@@ -108,6 +110,19 @@ class Run:
     def trivial(self) -> str | None:
         """Why it learnt nothing usable (constant predictions, CV at the baseline), or None."""
         return self.metrics.get("trivial")
+
+    def input_changes(self, ws: Workspace, file_hash=None) -> list[Change]:
+        """For a stack or blend: each input retrained (its OOF hash differs from the recorded one) or
+        gone since it was built (``now`` None). ``file_hash`` may be a memoised
+        :func:`competition.artifacts.file_hash`, so an input several stacks share is read once."""
+        file_hash = file_hash or artifacts.file_hash
+        out = []
+        for source, recorded in (self.manifest.get("input_hashes") or {}).items():
+            oof = ws.run_dir(source) / OOF
+            now = file_hash(oof) if oof.is_file() else None
+            if now != recorded:
+                out.append(Change(f"input:{source}", recorded, now))
+        return out
 
     def readable(self) -> bool:
         """Its predictions files open (a deleted or truncated oof.parquet makes a complete run damaged)."""
@@ -212,16 +227,18 @@ def input_hashes(ws: Workspace, data=None) -> dict[str, str | None]:
 class Change:
     """One input that changed since a run (or a fold) was made: its hash then and now."""
 
-    key: str                 # folds_hash | data_hash | test_hash
+    key: str                 # folds_hash | data_hash | test_hash | sources_hash | input:<run>
     then: str | None
-    now: str | None
+    now: str | None          # None: a stack's or blend's input run is gone
 
     @property
     def what(self) -> str:
-        """The input in words: folds, train data, test data."""
-        return HASHES[self.key]
+        """The input in words: folds, train data, test data, input <run>."""
+        return f"input {self.key.removeprefix('input:')}" if self.key.startswith("input:") else HASHES[self.key]
 
     def __str__(self) -> str:
+        if self.key.startswith("input:"):
+            return f"{self.what} {'is gone' if self.now is None else 'changed since'}"
         return f"{self.what} changed ({self.key} {self.then} != {self.now})"
 
 
