@@ -109,7 +109,7 @@ def _epoch_callback(reporter: Reporter):
 def validations_per_fold(base: ExperimentConfig, params: list[Param]) -> int:
     """The most validations one fold can make (0 for the classical families): epochs *
     validations per epoch * seeds, at the largest values the search space allows."""
-    from competition.config import torch_families
+    from competition.families import torch_families
 
     def most(key: str, default):
         found = [p for p in params if p.key == key]

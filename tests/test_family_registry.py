@@ -19,8 +19,8 @@ import pytest
 from pydantic import Field
 
 from competition import artifacts
-from competition.config import (ExperimentConfig, FamilyConfig, family_names, load_config, register,
-                                torch_families, unregister)
+from competition.config import ExperimentConfig, load_config
+from competition.families import FamilyConfig, family_names, register, torch_families, unregister
 from competition.errors import InputError
 from competition.models import FoldResult, family
 from competition.train import train

@@ -1,7 +1,7 @@
 """Model families. Each module (encoder, scratch, tfidf, lgbm, embed) is a :class:`ModelFamily`: the
 same three verbs, so ``train`` and ``predict`` treat every family alike and stacking sees the same
 artifacts from all of them. A family is registered once, with its settings, in
-:func:`competition.config.register`; :func:`family` finds its code there.
+:func:`competition.families.register`; :func:`family` finds its code there.
 
 Predictions are always 2-D float arrays, one column per ``spec.pred_columns``:
 probabilities for classification (binary: P(positive)), values for regression.
@@ -190,7 +190,7 @@ class ModelFamily(Protocol):
 
 def family(name: str) -> ModelFamily:
     """The code of the registered model family ``name`` (its module, imported on first use)."""
-    from competition.config import family_of
+    from competition.families import family_of
 
     implementation = family_of(name).implementation
     return importlib.import_module(implementation) if isinstance(implementation, str) else implementation
