@@ -93,7 +93,7 @@ def _epoch_callback(reporter: Reporter):
     epoch, which repeats from one fold to the next."""
     import pytorch_lightning as pl
 
-    from competition.models.textmodel import FoldMonitor
+    from competition.models.callbacks import FoldMonitor
 
     class EpochPruning(pl.Callback):
         def on_validation_epoch_end(self, trainer, module) -> None:

@@ -18,7 +18,8 @@ from competition.config import ExperimentConfig
 from competition.errors import InputError
 from competition.models import encoder, pretrained, scratch, torch_common
 from competition.models.batches import BucketSampler, TokenDataset, encode, lengths_of
-from competition.models.textmodel import FoldMonitor, TextModel, use_fused_adamw
+from competition.models.callbacks import FoldMonitor
+from competition.models.textmodel import TextModel, use_fused_adamw
 from competition.models.torch_common import load_model, predict_ids
 from competition.track import Tracker
 from tests.tiny import all_texts, tiny_bert, tweets

@@ -33,7 +33,8 @@ from competition.errors import InputError
 from competition.models import PRECISION, PROGRESS, FoldResult, autocast, input_texts, int8
 from competition.models.batches import encode, eval_loader, train_loader
 from competition.models.pretrained import resolve_pretrained  # noqa: F401 - re-exported for other families
-from competition.models.textmodel import FoldMonitor, TextModel, WeightAverage
+from competition.models.callbacks import FoldMonitor, WeightAverage
+from competition.models.textmodel import TextModel
 
 WEIGHTS = "model.safetensors"
 
