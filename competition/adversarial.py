@@ -7,7 +7,7 @@ out of fold (stratified, seeded folds) and returns an :class:`AdversarialResult`
 
 The model follows the competition's inputs:
 
-- text (``spec.text``, joined as :func:`competition.tables.build_texts` joins them): TF-IDF word
+- text (``spec.text``, joined as :func:`competition.text.build_texts` joins them): TF-IDF word
   1-2 grams + logistic regression; the vectoriser is fitted per fold on its training rows only;
 - tabular (``spec.features`` and no text): LightGBM, non-numeric columns cast to categories
   with :mod:`competition.models.lgbm`'s code book (LightGBM refuses pandas string columns).
@@ -129,7 +129,7 @@ def validate(dataset, n_splits: int = 5, seed: int = 0) -> AdversarialResult:
         raise InputError(f"number of folds ({{n_splits}}) {n_splits}: needs 2 <= folds <= {smaller} (rows of the "
                          "smaller of train and test); use e.g. {n_splits} 5", n_splits="n_splits")
     if spec.text:
-        from competition.tables import build_texts
+        from competition.text import build_texts
 
         texts = build_texts(train, spec.text) + build_texts(test, spec.text)
         X, fit, kind = np.array(texts, dtype=object), _fit_tokens, "tokens"

@@ -2,8 +2,8 @@
 
 :func:`read_table` is the one CSV reader: the spec's read options, a wrong encoding or a
 file that is not a CSV refused with the fix, ids kept as written. :func:`require_columns`
-refuses a missing column; :func:`strings` and :func:`build_texts` turn columns into the
-text a model reads. Checking a whole competition's files against its spec is
+refuses a missing column; :func:`strings` turns a column into text
+(:mod:`competition.text` builds a model's input from such columns). Checking a whole competition's files against its spec is
 :mod:`competition.data`.
 """
 
@@ -12,7 +12,6 @@ from __future__ import annotations
 import codecs
 import csv
 import io
-import string
 import warnings
 from pathlib import Path
 
@@ -215,46 +214,3 @@ def strings(values: pd.Series, missing: str = "") -> pd.Series:
 
 
 # -- model input -----------------------------------------------------------------------------
-
-def build_texts(frame: pd.DataFrame, columns: list[str], template: str | None = None, sep: str = " | ",
-                drop: tuple[str, ...] = ()) -> list[str]:
-    """The input text of every row, from one or more columns.
-
-    With a ``template`` such as ``"{keyword} | {text}"`` each field takes the column's value;
-    without one, the non-empty values of ``columns`` are joined by ``sep``. Missing values
-    are empty. ``drop`` blanks columns (test-time augmentation: the text without its keyword).
-
-    >>> df = pd.DataFrame({"keyword": ["fire", None], "text": ["Forest fire", "All calm"]})
-    >>> build_texts(df, ["keyword", "text"])
-    ['fire | Forest fire', 'All calm']
-    >>> build_texts(df, ["keyword", "text"], template="{keyword}: {text}")
-    ['fire: Forest fire', ': All calm']
-    >>> build_texts(df, ["keyword", "text"], drop=("keyword",))
-    ['Forest fire', 'All calm']
-    """
-    def values(column: str) -> pd.Series:
-        if column in drop:
-            return pd.Series("", index=frame.index, dtype=object)
-        return strings(frame[column])
-
-    if template is not None:
-        pieces = list(string.Formatter().parse(template))
-        fields = [f for _, f, _, _ in pieces if f]
-        missing = [f for f in fields if f not in frame.columns]
-        if missing:
-            raise InputError(f"text template {template!r}: field(s) {missing} are not columns; "
-                             f"columns are {', '.join(map(str, frame.columns))}")
-        out = pd.Series("", index=frame.index, dtype=object)
-        for literal, field, _, _ in pieces:
-            out = out + literal
-            if field:
-                out = out + values(field)
-        return out.tolist()
-    if not columns:
-        raise InputError("no text columns: set `text:` in competition.yaml (e.g. text: [text])")
-    out = values(columns[0])
-    for column in columns[1:]:
-        nxt = values(column)
-        joined = out + sep + nxt
-        out = joined.where((out != "") & (nxt != ""), out + nxt)
-    return out.tolist()

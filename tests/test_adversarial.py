@@ -13,7 +13,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 from typer.testing import CliRunner
 
-from competition import adversarial, data, tables
+from competition import adversarial, data, text
 from competition.cli import app
 from competition.commands.check import FLAGS
 from competition.errors import InputError
@@ -91,7 +91,7 @@ def test_random_split_of_the_same_tweets_looks_alike(tweets, tmp_path):
     assert result.low <= result.auc <= result.high
     assert adversarial.verdict(result.auc).startswith("train and test look alike")
     # out of fold, not in sample: the same model scoring the rows it was fitted on memorises them
-    texts = tables.build_texts(ds.train, ds.spec.text) + tables.build_texts(ds.test, ds.spec.text)
+    texts = text.build_texts(ds.train, ds.spec.text) + text.build_texts(ds.test, ds.spec.text)
     is_test = (result.scores["set"] == "test").to_numpy()
     X = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True).fit_transform(texts)
     in_sample = roc_auc_score(is_test, LogisticRegression(max_iter=1000).fit(X, is_test).decision_function(X))

@@ -236,7 +236,7 @@ def small_tweets(tweets, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tiny_path(small_tweets, tmp_path_factory):
-    from competition.tables import build_texts
+    from competition.text import build_texts
 
     return tiny_bert(tmp_path_factory.mktemp("bert"), build_texts(small_tweets.train, ["keyword", "text"]))
 
@@ -381,7 +381,7 @@ def test_text_clean_repairs_the_real_tweets_and_runs_through_train_and_predict(t
     import pandas as pd
 
     from competition.data import _MOJIBAKE
-    from competition.models import clean
+    from competition.text import clean
     from competition.predict import predict
     from tests.datasets import shared_data
     from tests.workspaces import tweets_workspace

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from competition import data as data_mod
-from competition import folds, tables
+from competition import folds, text
 from competition.config import load_config
 from competition.spec import load_spec
 from competition.train import train
@@ -75,7 +75,7 @@ def test_shipped_experiment_smoke_runs(root, exp, tmp_path):
     cfg = load_config(ws, exp)
     overrides = ["train.epochs=1", "track.wandb=false"]
     if cfg.model.family in ("encoder", "embed"):
-        texts = tables.build_texts(data_mod.load(load_spec(ws.spec_file)).train, load_spec(ws.spec_file).text)
+        texts = text.build_texts(data_mod.load(load_spec(ws.spec_file)).train, load_spec(ws.spec_file).text)
         overrides.append(f"model.name={tiny_bert(tmp_path, texts)}")
     if cfg.model.family in ("encoder", "scratch", "embed"):
         overrides.append("model.max_length=32")

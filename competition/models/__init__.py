@@ -10,7 +10,6 @@ probabilities for classification (binary: P(positive)), values for regression.
 from __future__ import annotations
 
 import importlib
-import re
 import sys
 import time
 from contextvars import ContextVar
@@ -112,61 +111,6 @@ class FoldResult:
     best_epoch: int | None = None        # torch families: epoch of the chosen checkpoint
     history: list[dict[str, Any]] = field(default_factory=list)  # per validation: epoch, step, val/loss, val/score
     extra: dict[str, Any] = field(default_factory=dict)          # anything else worth recording
-
-
-def input_texts(cfg, spec, frame, drop: tuple[str, ...] = ()) -> list[str]:
-    """The model input text of every row of ``frame``: the spec's text columns through
-    ``cfg.text`` (template or separator); ``drop`` blanks columns (test-time augmentation)."""
-    from competition.tables import build_texts
-    from competition.errors import InputError
-
-    if not spec.text and cfg.text.template is None:
-        raise InputError(f"model.family {cfg.model.family}: the competition has no text columns; "
-                         "list them under `text:` in competition.yaml or set text.template")
-    texts = build_texts(frame, spec.text, template=cfg.text.template, sep=cfg.text.sep, drop=drop)
-    return clean(texts, cfg.text.clean) if cfg.text.clean else texts
-
-
-_URL = re.compile(r"(?:https?://|www\.)\S+")
-_USER = re.compile(r"(?<![\w@])@\w+")
-
-
-def clean(texts: list[str], steps) -> list[str]:
-    """``text.clean``: ftfy (mojibake and other broken Unicode), html (entities), urls (each becomes
-    ``http``: a link's letters are noise, that there is one is not), users (``@name`` -> ``@user``);
-    in that order.
-
-    >>> clean(["CafÃ© &amp; bar @bob http://t.co/x1"], ["users", "urls", "html", "ftfy"])
-    ['Café & bar @user http']
-    """
-    out = list(texts)
-    if "ftfy" in steps:
-        import ftfy
-
-        out = [ftfy.fix_text(t) for t in out]
-    if "html" in steps:   # entities escaped twice (&amp;amp;) are common in scraped text
-        out = [_unescape(t) for t in out]
-    if "urls" in steps:
-        out = [_URL.sub("http", t) for t in out]
-    if "users" in steps:
-        out = [_USER.sub("@user", t) for t in out]
-    return out
-
-
-def _unescape(text: str, rounds: int = 3) -> str:
-    """HTML entities decoded until none is left (at most ``rounds`` times).
-
-    >>> _unescape("J&amp;amp;K")
-    'J&K'
-    """
-    import html
-
-    for _ in range(rounds):
-        decoded = html.unescape(text)
-        if decoded == text:
-            break
-        text = decoded
-    return text
 
 
 class ModelFamily(Protocol):

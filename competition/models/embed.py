@@ -26,7 +26,8 @@ import numpy as np
 from competition import artifacts
 from competition.config import ExperimentConfig
 from competition.errors import InputError
-from competition.models import PRECISION, FoldResult, autocast, classical, input_texts, int8
+from competition.text import input_texts
+from competition.models import PRECISION, FoldResult, autocast, classical, int8
 from competition.models.pretrained import check_tokenizer, loading, no_progress_bar, resolve_pretrained
 
 

@@ -13,7 +13,7 @@ from functools import partial
 
 from competition.config import ExperimentConfig
 from competition.errors import InputError
-from competition.models import input_texts
+from competition.text import input_texts
 from competition.models.pretrained import check_tokenizer, loading, no_progress_bar, resolve_pretrained
 from competition.models.torch_common import Prepared, build_prepared, fit_fold, predict  # noqa: F401
 

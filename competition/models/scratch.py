@@ -18,7 +18,7 @@ from __future__ import annotations
 from functools import partial
 
 from competition.config import ExperimentConfig
-from competition.models import input_texts
+from competition.text import input_texts
 from competition.models.torch_common import Prepared, build_prepared, fit_fold, predict  # noqa: F401
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]

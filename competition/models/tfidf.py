@@ -25,7 +25,8 @@ import numpy as np
 from competition import artifacts
 from competition.config import ExperimentConfig
 from competition.errors import InputError
-from competition.models import FoldResult, classical, input_texts
+from competition.text import input_texts
+from competition.models import FoldResult, classical
 
 VOCABULARY = "vocabulary.json"
 

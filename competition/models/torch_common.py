@@ -30,7 +30,8 @@ import torch
 
 from competition.config import ExperimentConfig
 from competition.errors import InputError
-from competition.models import PRECISION, PROGRESS, FoldResult, autocast, input_texts, int8
+from competition.text import input_texts
+from competition.models import PRECISION, PROGRESS, FoldResult, autocast, int8
 from competition.models.batches import encode, eval_loader, train_loader
 from competition.models.pretrained import resolve_pretrained  # noqa: F401 - re-exported for other families
 from competition.models.callbacks import FoldMonitor, WeightAverage
