@@ -66,7 +66,6 @@ def build(root: Path, n_train: int = N_TRAIN, n_test: int = N_TEST, n_inputs: in
         oof = pd.DataFrame({"id": data.train["id"].to_numpy(), "fold": fold, "target": view(y, shared, strength)})
         test = pd.DataFrame({"id": data.test["id"].to_numpy(), "target": view(y_test, shared_test, strength)})
         runs.write_run(ws, f"{j:03d}", spec=data.spec, data=data, oof=oof, test=test,
-                       fold_scores={k: 0.0 for k in range(N_SPLITS)},  # per-fold figures unused here
                        manifest={"kind": "experiment", "family": "synthetic", **hashes, "n_splits": N_SPLITS,
                                  "folds_done": list(range(N_SPLITS))})
 

@@ -92,3 +92,25 @@ def test_the_interval_of_one_score_holds_its_value():
     y, p = sample("binary", 800, rng)
     low, high = bootstrap.interval("roc_auc", y, p, "binary", n=300)
     assert low < metrics.score("roc_auc", y, p, "binary") < high and high - low < 0.1
+
+
+def test_delong_agrees_with_the_bootstrap_and_serves_large_auc_comparisons(monkeypatch):
+    """DeLong's AUC difference is the AUC difference sklearn computes (ties counted one half) and
+    its interval matches the paired bootstrap's on the same rows; above DELONG_ROWS, compare uses it."""
+    rng = np.random.default_rng(5)
+    n = 6000
+    y = (rng.random(n) < 0.3).astype(int)
+    shared = rng.normal(size=n)
+    a = np.round(1 / (1 + np.exp(-(0.8 * (2 * y - 1 + shared) + 0.5 * rng.normal(size=n)))), 3)   # ties
+    b = np.round(1 / (1 + np.exp(-(0.7 * (2 * y - 1 + shared) + 0.5 * rng.normal(size=n)))), 3)
+    d = bootstrap.delong(y, a, b)
+    truth = metrics.score("roc_auc", y, a[:, None], "binary") - metrics.score("roc_auc", y, b[:, None], "binary")
+    assert d.diff == pytest.approx(truth, abs=1e-12)
+    boot = bootstrap.compare("roc_auc", y, a, b, "binary")
+    assert boot.diff == pytest.approx(d.diff, abs=1e-12)
+    assert abs(d.low - boot.low) < 0.15 * (boot.high - boot.low)       # the same interval, within draw noise
+    assert abs(d.high - boot.high) < 0.15 * (boot.high - boot.low)
+    assert d.significant == boot.significant
+    monkeypatch.setattr(bootstrap, "DELONG_ROWS", n - 1)
+    assert bootstrap.compare("roc_auc", y, a, b, "binary") == d
+    assert bootstrap.compare("roc_auc", y, a, a, "binary").text() == "+0.0000 [+0.0000, +0.0000]"
