@@ -50,6 +50,10 @@ LGBM_DEFAULTS: dict[str, Any] = {
     # (spin-waiting on each other); give params={"num_threads": N} on a dedicated machine
     "num_threads": 1,
 }
+# Above LARGE_ROWS training rows the meta-model takes bigger steps on coarser bins: at a million
+# rows x 20 inputs this fits 2.2x faster at the same AUC (0.92041 vs 0.92046 on a fold; BENCHMARKS.md)
+LARGE_ROWS = 200_000
+LARGE_DEFAULTS: dict[str, Any] = {"learning_rate": 0.1, "max_bin": 63}
 LINEAR_DEFAULTS = {"logistic": {"C": 0.1, "max_iter": 1000}, "ridge": {"alpha": 10.0}}
 META = "meta"
 
@@ -78,7 +82,7 @@ def level2(preds: np.ndarray, rows: np.ndarray | None, recipe: dict) -> tuple[np
 # -- meta-models ------------------------------------------------------------------------------
 
 def _fit_lgbm(x, y, objective, n_class, cat_idx, params, seed, metric):
-    p = {**LGBM_DEFAULTS, **params}
+    p = {**LGBM_DEFAULTS, **(LARGE_DEFAULTS if len(y) > LARGE_ROWS else {}), **params}
     rounds, patience, inner = p.pop("num_boost_round"), p.pop("early_stopping_rounds"), p.pop("inner_valid")
     p.update({"objective": estimators.lgbm_objective(objective, metric), "seed": seed, "verbose": -1})
     if objective == "multiclass":

@@ -401,3 +401,22 @@ def test_the_gain_over_the_best_input_carries_a_paired_interval(tmp_path):
                                    - metrics.score("roc_auc", env.data.y, best, "binary"))
     assert c == bootstrap.compare("roc_auc", env.data.y, oof[:, 0], best[:, 0], "binary")
     assert c.significant and c.low > 0
+
+
+def test_a_large_stack_takes_bigger_steps_on_coarser_bins_and_params_still_win(binary, monkeypatch):
+    """Above LARGE_ROWS training rows the meta-model fits with LARGE_DEFAULTS (the saved booster says
+    so); below, with LGBM_DEFAULTS; a user's params override both."""
+    from competition import stack as stack_mod
+
+    add_runs(binary, {"p": 1.0, "q": 0.8})
+
+    def fitted(name: str) -> str:
+        return (binary.ws.fold_dir(name, 0) / "meta" / "head0.txt").read_text()
+
+    stack(binary.ws, data=binary.data, inputs=["p", "q"], name="small", force=True)
+    assert "[learning_rate: 0.05]" in fitted("small") and "[max_bin: 255]" in fitted("small")
+    monkeypatch.setattr(stack_mod, "LARGE_ROWS", 100)
+    stack(binary.ws, data=binary.data, inputs=["p", "q"], name="large", force=True, seed=7)   # not small's twin
+    assert "[learning_rate: 0.1]" in fitted("large") and "[max_bin: 63]" in fitted("large")
+    stack(binary.ws, data=binary.data, inputs=["p", "q"], name="mine", force=True, params={"max_bin": 31})
+    assert "[learning_rate: 0.1]" in fitted("mine") and "[max_bin: 31]" in fitted("mine")
