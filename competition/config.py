@@ -69,8 +69,10 @@ class TrainConfig(StrictModel):
         "float16", description="freeze_layers: the frozen layers' output is stored in (and, in every path, "
                                "rounded to) this dtype")
     bucket: bool = Field(True, description="group training batches by text length")
-    tta: list[Literal["none", "no_keyword", "tail"]] = Field(
-        default_factory=list, description="extra text variants averaged at inference")
+    tta: list[Literal["none", "no_keyword", "tail", "swap"]] = Field(
+        default_factory=list, description="extra text variants averaged at inference: no_keyword (the first text "
+                                          "column blanked), tail (long texts cut at the start), swap (a text "
+                                          "pair read second side first: for symmetric tasks such as paraphrase)")
     threads: int | None = Field(None, ge=1, description="CPU threads of torch and LightGBM (None: their default)")
     limit_rows: int | None = Field(None, ge=10, description="train on a seeded subset (smoke runs)")
     devices: int = Field(1, ge=1, description="devices one model trains on: GPUs, or CPU processes (gloo) "
@@ -109,6 +111,8 @@ class TextConfig(StrictModel):
 
     template: str | None = Field(None, description="e.g. '{keyword} | {text}' (None: text columns joined by sep)")
     sep: str = Field(" | ", description="joins text columns when there is no template")
+    pair: bool | None = Field(None, description="read the spec's text_pair as a pair of texts (None: whenever the "
+                                                "spec has one); false glues them into one text like other columns")
     clean: list[Literal["ftfy", "html", "urls", "users"]] = Field(
         default_factory=list, description="repairs applied to every input text, in this order whatever the list's: "
                                           "ftfy (mojibake), html (entities such as &amp;), urls (-> 'http'), "

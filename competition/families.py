@@ -43,6 +43,9 @@ class _TorchModel(FamilyConfig):
 
     max_length: int = Field(128, ge=8, description="tokens per text (longer texts truncated)")
     truncation: Literal["head", "tail"] = Field("head", description="keep the start or the end of long texts")
+    pair_truncation: Literal["longest_first", "only_first", "only_second"] = Field(
+        "longest_first", description="a text pair over max_length: cut the longer side token by token, or only "
+                                     "the first / the second side")
     pooling: Literal["cls", "mean", "attention", "weighted_layers"] = Field(
         "mean", description="sentence vector: [CLS] token, mean of tokens, a learned attention over tokens, or "
                             "the mean of tokens of a learned mix of the last pool_layers hidden layers")

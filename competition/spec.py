@@ -99,10 +99,20 @@ class Spec(_Strict):
         None, description="class labels in order (binary: the last one is the positive class)")
     label_list: LabelList | None = Field(None, description="multilabel target as one column of ids")
     text: list[str] = Field(default_factory=list, description="text column(s)")
+    text_pair: list[str] | None = Field(
+        None, description="two text columns the models read as a pair, e.g. [sentence1, sentence2] "
+                          "(paraphrase, entailment, query-document); text defaults to them")
     features: list[str] = Field(default_factory=list, description="other feature columns")
     task: Task = Field(description="binary, multiclass, multilabel or regression")
     metric: str = Field(description="competition metric, e.g. f1, roc_auc, rmse")
     folds: FoldSpec = Field(default_factory=FoldSpec, description="fold scheme")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _pair_is_text(cls, raw):
+        if isinstance(raw, dict) and raw.get("text_pair") and not raw.get("text"):
+            raw = {**raw, "text": list(raw["text_pair"])}   # what reads the text columns reads both sides
+        return raw
 
     @model_validator(mode="after")
     def _consistent(self):
@@ -121,6 +131,8 @@ class Spec(_Strict):
                              "labels: [business, sport, tech] (comp init writes them)")
         if self.task == "binary" and self.labels is not None and len(self.labels) != 2:
             raise ValueError(f"binary task needs exactly 2 labels, got {self.labels}")
+        if self.text_pair is not None and (len(self.text_pair) != 2 or self.text_pair[0] == self.text_pair[1]):
+            raise ValueError(f"text_pair names two different text columns, [first, second]; got {self.text_pair}")
         if self.label_list is not None and self.task != "multilabel":
             raise ValueError("label_list only makes sense for task multilabel")
         return self

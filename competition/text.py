@@ -1,12 +1,18 @@
 """The text a model reads, built in one place: the spec's text columns joined (or filled into
 ``text.template``), then ``text.clean``'s steps. Every text family, test-time augmentation and
 adversarial validation read their rows through :func:`input_texts` or :func:`build_texts`.
+
+A text *pair* (the spec's ``text_pair``: paraphrase, entailment, query-document) is read as two
+texts, :class:`Pairs`, by every text family (:func:`model_inputs`): the encoders tokenise them
+together (``[CLS] a [SEP] b [SEP]``), TF-IDF and frozen embeddings build features of each side and
+of what the two share.
 """
 
 from __future__ import annotations
 
 import re
 import string
+from dataclasses import dataclass
 
 import pandas as pd
 
@@ -108,3 +114,51 @@ def _unescape(text: str, rounds: int = 3) -> str:
             break
         text = decoded
     return text
+
+
+@dataclass(frozen=True)
+class Pairs:
+    """The two sides of every row's text pair (the spec's ``text_pair``), each built and cleaned as a
+    single text would be."""
+
+    first: list[str]
+    second: list[str]
+
+    def __len__(self) -> int:
+        return len(self.first)
+
+    def take(self, rows) -> Pairs:
+        return Pairs([self.first[i] for i in rows], [self.second[i] for i in rows])
+
+    def swapped(self) -> Pairs:
+        """Second side first (test-time augmentation ``swap``, for symmetric tasks)."""
+        return Pairs(self.second, self.first)
+
+
+def pair_columns(cfg, spec) -> list[str] | None:
+    """The two columns read as a pair under ``cfg`` (``text.pair``; None: whenever the spec has
+    ``text_pair``), or None when the text is one string."""
+    if cfg.text.pair is False or (cfg.text.pair is None and not spec.text_pair):
+        return None
+    if not spec.text_pair:
+        raise InputError("text.pair: true, but competition.yaml names no text_pair; add "
+                         "`text_pair: [first, second]` (two text columns) or drop text.pair")
+    if cfg.text.template is not None:
+        raise InputError(f"text.template {cfg.text.template!r} glues the columns into one text, but the spec's "
+                         f"text_pair {spec.text_pair} is read as a pair; set text.pair=false to glue them "
+                         "with the template, or drop the template")
+    return list(spec.text_pair)
+
+
+def input_pairs(cfg, spec, frame: pd.DataFrame) -> Pairs:
+    """Both sides of every row of ``frame``'s text pair, through ``text.clean``."""
+    first, second = (build_texts(frame, [column]) for column in pair_columns(cfg, spec))
+    if cfg.text.clean:
+        first, second = clean(first, cfg.text.clean), clean(second, cfg.text.clean)
+    return Pairs(first, second)
+
+
+def model_inputs(cfg, spec, frame: pd.DataFrame) -> list[str] | Pairs:
+    """What a text family reads for every row of ``frame``: :class:`Pairs` when the experiment reads
+    the spec's text pair, else one text per row (:func:`input_texts`)."""
+    return input_pairs(cfg, spec, frame) if pair_columns(cfg, spec) else input_texts(cfg, spec, frame)

@@ -46,3 +46,44 @@ def tweets_workspace(root: Path, n_train: int = 600, n_test: int = 150, n_splits
     if folds:
         folds_mod.write_folds(ws, data.load(load_spec(ws.spec_file)))
     return ws
+
+
+MSRP_SPEC = """\
+name: msrp-mini
+train: train.csv
+test: test.csv
+sample_submission: sample_submission.csv
+id: id
+targets: [label]
+text_pair: [sentence1, sentence2]
+task: binary
+metric: f1
+folds: {{scheme: stratified, n_splits: {n_splits}, seed: 42}}
+"""
+
+
+def msrp_workspace(root: Path, n_train: int = 400, n_test: int = 100, n_splits: int = 3,
+                   experiments: dict[str, str] | None = None, folds: bool = True):
+    """A text-pair workspace: ``n_train`` / ``n_test`` rows of the paraphrase corpus (msrp), its spec
+    naming ``text_pair: [sentence1, sentence2]``; folds written when asked."""
+    from competition import data, folds as folds_mod
+    from competition.spec import load_spec
+    from competition.workspace import Workspace
+
+    src = shared_data() / "msrp"
+    train = pd.read_csv(src / "train.csv").sample(n=n_train, random_state=0).sort_values("id")
+    test = pd.read_csv(src / "test.csv").head(n_test)
+    root.mkdir(parents=True, exist_ok=True)
+    train.to_csv(root / "train.csv", index=False)
+    test.to_csv(root / "test.csv", index=False)
+    test[["id"]].assign(label=0).to_csv(root / "sample_submission.csv", index=False)
+    (root / "competition.yaml").write_text(MSRP_SPEC.format(n_splits=n_splits))
+    exp_dir = root / "experiments"
+    exp_dir.mkdir(exist_ok=True)
+    (exp_dir / "base.yaml").write_text("track:\n  wandb: false\n")
+    for exp, text in (experiments or {}).items():
+        (exp_dir / f"{exp}.yaml").write_text(text)
+    ws = Workspace(root)
+    if folds:
+        folds_mod.write_folds(ws, data.load(load_spec(ws.spec_file)))
+    return ws

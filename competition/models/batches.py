@@ -18,19 +18,61 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 MEGA_BATCH = 50  # batches per sorted chunk of the bucket sampler
 
 
-def encode(tokenizer, texts: list[str], max_length: int, truncation: str = "head") -> list[torch.Tensor]:
+def encode(tokenizer, texts, max_length: int, truncation: str = "head",
+           pair_truncation: str = "longest_first") -> list[torch.Tensor]:
     """Token ids of every text, truncated to ``max_length`` keeping the head or the tail.
 
     Special tokens ([CLS] ... [SEP]) are kept either way: the tokenizer truncates the text
-    first, then adds them.
+    first, then adds them. ``texts`` may be :class:`competition.text.Pairs`: each row is then
+    ``tokenizer(a, b)``'s ids (``[CLS] a [SEP] b [SEP]`` for BERT), cut by ``pair_truncation``
+    (``longest_first``: the longer side loses a token at a time; ``only_first`` / ``only_second``).
     """
     side = tokenizer.truncation_side
     tokenizer.truncation_side = "left" if truncation == "tail" else "right"
     try:
-        ids = tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
+        if hasattr(texts, "second"):
+            ids = _pair_ids(tokenizer, list(texts.first), list(texts.second), max_length, pair_truncation)
+        else:
+            ids = tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
     finally:
         tokenizer.truncation_side = side
     return [torch.tensor(row, dtype=torch.long) for row in ids]
+
+
+def _pair_ids(tokenizer, first: list[str], second: list[str], max_length: int, how: str) -> list[list[int]]:
+    """``tokenizer(first, second)``'s ids cut by ``how``; a pair whose other side alone overflows
+    ``max_length`` (``only_first`` / ``only_second`` cannot fit it) is cut ``longest_first``, with a
+    warning that counts them."""
+    try:
+        return tokenizer(first, second, truncation=how, max_length=max_length)["input_ids"]
+    except Exception:   # the tokenizers library raises a bare Exception ("Sequence to truncate too short")
+        if how == "longest_first":
+            raise
+    import warnings
+
+    out, fallen = [], 0
+    for a, b in zip(first, second):
+        try:
+            out.append(tokenizer(a, b, truncation=how, max_length=max_length)["input_ids"])
+        except Exception:
+            fallen += 1
+            out.append(tokenizer(a, b, truncation="longest_first", max_length=max_length)["input_ids"])
+    warnings.warn(f"model.pair_truncation {how}: in {fallen} of {len(first)} pairs the side it keeps whole is "
+                  f"longer than model.max_length {max_length} by itself; those were cut longest_first",
+                  UserWarning, stacklevel=3)
+    return out
+
+
+def segments(input_ids: torch.Tensor, attention_mask: torch.Tensor, sep_id: int) -> torch.Tensor:
+    """Token type ids of padded pair rows: 0 up to and including the first ``[SEP]``, 1 after it on
+    real tokens (what ``tokenizer(a, b)`` returns as ``token_type_ids``; padding 0).
+
+    >>> segments(torch.tensor([[101, 7, 102, 8, 9, 102, 0]]), torch.tensor([[1, 1, 1, 1, 1, 1, 0]]), 102)
+    tensor([[0, 0, 0, 1, 1, 1, 0]])
+    """
+    is_sep = (input_ids == sep_id).long()
+    before = torch.cumsum(is_sep, dim=1) - is_sep          # separators strictly before each position
+    return (before >= 1).long() * attention_mask.long()
 
 
 def lengths_of(ids: list[torch.Tensor]) -> np.ndarray:

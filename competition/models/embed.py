@@ -13,6 +13,9 @@ any encoder. What a fold saves::
 :func:`predict` re-embeds the new frame with the encoder named in the fold (resolved again,
 so a hub id finds the offline copy), or with the run's own copy in ``<run>/encoder/`` when
 there is one: ``comp export`` puts the frozen encoder there, so a bundle needs no hub.
+
+A text pair (the spec's ``text_pair``) embeds each side alone, u and v, and the head reads
+``[u, v, |u - v|, u * v]`` (Sentence-BERT's features for pair classification; :func:`pair_matrix`).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import numpy as np
 from competition import artifacts
 from competition.config import ExperimentConfig
 from competition.errors import InputError
-from competition.text import input_texts
+from competition.text import Pairs, model_inputs
 from competition.models import PRECISION, FoldResult, autocast, classical, int8
 from competition.models.pretrained import check_tokenizer, loading, no_progress_bar, resolve_pretrained
 
@@ -104,11 +107,26 @@ def prepare(cfg: ExperimentConfig, data) -> Prepared:
     if cfg.model.head == "logistic" and data.spec.task == "regression":
         raise InputError("model.head: logistic regression cannot fit the regression target "
                          f"{data.spec.targets}; set model.head=ridge (or lgbm)")
-    texts = input_texts(cfg, data.spec, data.train)
-    test_texts = input_texts(cfg, data.spec, data.test) if data.test is not None else []
-    both = embeddings(cfg, texts + test_texts)
+    texts = model_inputs(cfg, data.spec, data.train)
+    test_texts = model_inputs(cfg, data.spec, data.test) if data.test is not None else None
+    if isinstance(texts, Pairs):     # one pass over every side of every row
+        n, t = len(texts), len(test_texts or [])
+        sides = embeddings(cfg, texts.first + texts.second + (test_texts.first + test_texts.second if t else []))
+        train = pair_matrix(sides[:n], sides[n:2 * n])
+        test = pair_matrix(sides[2 * n:2 * n + t], sides[2 * n + t:]) if test_texts is not None else None
+        return Prepared(cfg, data, train, test)
+    both = embeddings(cfg, texts + (test_texts or []))
     n = len(texts)
     return Prepared(cfg, data, both[:n], both[n:] if data.test is not None else None)
+
+
+def pair_matrix(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """``[u, v, |u - v|, u * v]`` of the two sides' embeddings, (n, 4d).
+
+    >>> pair_matrix(np.array([[1.0, 2.0]]), np.array([[3.0, -1.0]])).tolist()
+    [[1.0, 2.0, 3.0, -1.0, 2.0, 3.0, 3.0, -2.0]]
+    """
+    return np.hstack([u, v, np.abs(u - v), u * v]).astype(np.float32)
 
 
 def fit_fold(prepared: Prepared, fold: int, train_idx: np.ndarray, valid_idx: np.ndarray,
@@ -142,5 +160,8 @@ def predict(fold_dir: Path, cfg: ExperimentConfig, data, frame) -> np.ndarray:
     name = str(bundled) if (bundled / "config.json").is_file() else enc["name"]
     settings = cfg.model_copy(update={"model": cfg.model.model_copy(
         update={"pooling": enc["pooling"], "max_length": enc["max_length"]})})
-    X = embeddings(settings, input_texts(cfg, data.spec, frame), name=name)
-    return head.predict(X)
+    texts = model_inputs(cfg, data.spec, frame)
+    if isinstance(texts, Pairs):
+        sides = embeddings(settings, texts.first + texts.second, name=name)
+        return head.predict(pair_matrix(sides[:len(texts)], sides[len(texts):]))
+    return head.predict(embeddings(settings, texts, name=name))

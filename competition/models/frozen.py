@@ -106,13 +106,14 @@ def _only(encoder: nn.Module, layers: list[nn.Module], embeddings: bool):
 
 @torch.no_grad()
 def bottom(encoder: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, k: int,
-           dtype: str) -> torch.Tensor:
+           dtype: str, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
     """(B, T, H) hidden states after layer ``k`` (eval mode, no gradient), rounded to ``dtype``."""
     was_training = encoder.training
     encoder.eval()
+    types = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
     try:
         with _only(encoder, list(layer_list(encoder)[1])[:k], embeddings=True):
-            hidden = encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            hidden = encoder(input_ids=input_ids, attention_mask=attention_mask, **types).last_hidden_state
     finally:
         encoder.train(was_training)
     return hidden.to(DTYPES[dtype])
@@ -157,12 +158,13 @@ def cache_key(frozen: str, ids: list[torch.Tensor]) -> str:
 
 def cached_states(encoder: nn.Module, ids: list[torch.Tensor], k: int, dtype: str, pad_id: int,
                   batch_size: int, what: str, progress=None, root: Path | None = None,
-                  frozen: str | None = None) -> list[torch.Tensor]:
+                  frozen: str | None = None, sep_id: int | None = None) -> list[torch.Tensor]:
     """Every row's states after layer ``k``, (length, H) each: read from the cache, or computed once
     (batched as prediction batches them), written whole and read back memory-mapped.
 
     ``progress``: called with a line per step of a computing pass (rows/s, time left); ``frozen``: the
-    encoder's :func:`frozen_digest`, when the caller has it already.
+    encoder's :func:`frozen_digest`, when the caller has it already; ``sep_id``: rows are text pairs
+    whose second segment starts after this token (:func:`competition.models.batches.segments`).
     """
     from filelock import FileLock
 
@@ -171,19 +173,20 @@ def cached_states(encoder: nn.Module, ids: list[torch.Tensor], k: int, dtype: st
     if not ids:
         return []
     root = root or cache_dir("states")
-    folder = root / cache_key(frozen or frozen_digest(encoder, k, dtype), ids)[:32]
+    folder = root / cache_key((frozen or frozen_digest(encoder, k, dtype)) + (f"/pair{sep_id}" if sep_id is not None else ""),
+                              ids)[:32]
     if not (folder / "meta.json").is_file():
         root.mkdir(parents=True, exist_ok=True)
         with FileLock(str(folder) + ".lock"):
             if not (folder / "meta.json").is_file():
-                _write(folder, encoder, ids, k, dtype, pad_id, batch_size, what, progress)
+                _write(folder, encoder, ids, k, dtype, pad_id, batch_size, what, progress, sep_id)
     return _read(folder)
 
 
 def _write(folder: Path, encoder: nn.Module, ids: list[torch.Tensor], k: int, dtype: str, pad_id: int,
-           batch_size: int, what: str, progress) -> None:
+           batch_size: int, what: str, progress, sep_id: int | None = None) -> None:
     from competition.models import Steps
-    from competition.models.batches import eval_loader, lengths_of
+    from competition.models.batches import eval_loader, lengths_of, segments
 
     lengths = lengths_of(ids)
     offsets = np.concatenate([[0], np.cumsum(lengths)])
@@ -195,7 +198,8 @@ def _write(folder: Path, encoder: nn.Module, ids: list[torch.Tensor], k: int, dt
                                         shape=(int(offsets[-1]), hidden))
         steps = Steps(f"caching layer-{k} states of {what}", len(ids), progress)
         for batch in eval_loader(ids, None, pad_id, batch_size):
-            states = bottom(encoder, batch["input_ids"], batch["attention_mask"], k, dtype).numpy()  # (B, T, H)
+            types = None if sep_id is None else segments(batch["input_ids"], batch["attention_mask"], sep_id)
+            states = bottom(encoder, batch["input_ids"], batch["attention_mask"], k, dtype, types).numpy()  # (B, T, H)
             for row, state in zip(batch["index"].tolist(), states):
                 out[offsets[row]:offsets[row + 1]] = state[:lengths[row]]
             steps.advance(len(batch["index"]))

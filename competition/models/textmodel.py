@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from competition.models import frozen
-from competition.models.batches import pool
+from competition.models.batches import pool, segments
 
 _LAYER = re.compile(r"\.(?:layer|layers|block|blocks|h)\.(\d+)\.")
 
@@ -98,13 +98,15 @@ class TextModel(pl.LightningModule):
         freeze_layers, freeze_dtype: the embeddings and the bottom k layers never learn and run in eval
             mode; their output is rounded to ``freeze_dtype`` and may come precomputed (``states``):
             :mod:`competition.models.frozen`.
+        sep_id: rows are text pairs: positions after the first ``sep_id`` token are segment 1 (the
+            encoder's token type embedding), as ``tokenizer(a, b)`` marks them. None: no segment ids.
     """
 
     def __init__(self, encoder: nn.Module, task: str, n_out: int, pooling: str = "mean", dropout: float = 0.1,
                  lr: float = 5e-5, head_lr: float | None = None, weight_decay: float = 0.01,
                  layer_decay: float = 1.0, warmup: float = 0.1, schedule: str = "linear", pool_layers: int = 4,
                  msd: int = 1, reinit_layers: int = 0, label_smoothing: float = 0.0, freeze_layers: int = 0,
-                 freeze_dtype: str = "float16"):
+                 freeze_dtype: str = "float16", sep_id: int | None = None):
         super().__init__()
         self.save_hyperparameters(ignore=["encoder"])
         self.encoder = drop_pooler(encoder)
@@ -129,14 +131,16 @@ class TextModel(pl.LightningModule):
                  states: torch.Tensor | None = None) -> torch.Tensor:
         """The pooled sentence vectors (B, H), from token ids or, with frozen layers, from their cached
         output ``states`` (B, T, H)."""
-        how, k = self.hparams.pooling, self.hparams.freeze_layers
+        how, k, sep = self.hparams.pooling, self.hparams.freeze_layers, self.hparams.get("sep_id")
+        types = None if sep is None or input_ids is None else segments(input_ids, attention_mask, sep)
         if k:
             if states is None:
-                states = frozen.bottom(self.encoder, input_ids, attention_mask, k, self.hparams.freeze_dtype)
+                states = frozen.bottom(self.encoder, input_ids, attention_mask, k, self.hparams.freeze_dtype, types)
             out = frozen.top(self.encoder, states, attention_mask, k, output_hidden_states=how == "weighted_layers")
         else:
             out = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
-                               output_hidden_states=how == "weighted_layers")
+                               output_hidden_states=how == "weighted_layers",
+                               **({} if types is None else {"token_type_ids": types}))
         if how == "weighted_layers":
             layers = torch.stack(out.hidden_states[-self.hparams.pool_layers:])           # (k, B, T, H)
             mix = self.layer_logits.softmax(0).to(layers.dtype)

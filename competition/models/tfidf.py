@@ -10,6 +10,12 @@ weights see the fold's valid rows (honest CV). What a fold saves::
         head/           the estimator (estimators.save_head: head.json + LightGBM text / skops files)
         tfidf.json      estimator, n-gram ranges, vocabulary sizes, labels (human-readable)
 
+A text pair (the spec's ``text_pair``) is read side by side: one vectoriser fitted on both sides
+of the training rows, and the features ``[a, b, a * b, |a - b|]`` of the two sides' TF-IDF rows
+(``a * b``: the terms both share, weighted; ``|a - b|``: those only one has) plus their cosine
+similarity and length difference (:func:`pair_features`): a bag of words over the glued string
+cannot see which words the two sides share.
+
 Example experiment (``comp new 043 --template tfidf``)::
 
     model: {family: tfidf, word_ngrams: [1, 2], char_ngrams: [2, 5], estimator: logistic, C: 4.0}
@@ -25,7 +31,7 @@ import numpy as np
 from competition import artifacts
 from competition.config import ExperimentConfig
 from competition.errors import InputError
-from competition.text import input_texts
+from competition.text import Pairs, model_inputs
 from competition.models import FoldResult, classical
 
 VOCABULARY = "vocabulary.json"
@@ -35,8 +41,8 @@ VOCABULARY = "vocabulary.json"
 class Prepared:
     cfg: ExperimentConfig
     data: object                 # competition.data.Dataset
-    texts: list[str]             # one input text per train row
-    test_texts: list[str] | None
+    texts: list[str] | Pairs     # one input text (or text pair) per train row
+    test_texts: list[str] | Pairs | None
 
 
 def prepare(cfg: ExperimentConfig, data) -> Prepared:
@@ -52,8 +58,35 @@ def prepare(cfg: ExperimentConfig, data) -> Prepared:
     if m.estimator == "logistic" and data.spec.task == "regression":
         raise InputError("model.estimator: logistic regression cannot fit the regression target "
                          f"{data.spec.targets}; set model.estimator=ridge (or lgbm)")
-    test = input_texts(cfg, data.spec, data.test) if data.test is not None else None
-    return Prepared(cfg, data, input_texts(cfg, data.spec, data.train), test)
+    test = model_inputs(cfg, data.spec, data.test) if data.test is not None else None
+    return Prepared(cfg, data, model_inputs(cfg, data.spec, data.train), test)
+
+
+def pair_features(vectorizer, pairs: Pairs):
+    """(n, 4V + 2) features of text pairs: each side's TF-IDF row a and b, a * b, |a - b|, then the
+    cosine similarity of a and b (the mean over the analyzers, each L2-normalised) and the difference
+    of the two sides' lengths in words, as a share of the longer."""
+    import scipy.sparse as sp
+
+    a, b = vectorizer.transform(pairs.first).tocsr(), vectorizer.transform(pairs.second).tocsr()
+    shared = a.multiply(b).tocsr()
+    cosine = np.asarray(shared.sum(axis=1)).ravel() / len(vectorizer.transformer_list)
+    words_a = np.array([len(t.split()) for t in pairs.first], dtype=np.float32)
+    words_b = np.array([len(t.split()) for t in pairs.second], dtype=np.float32)
+    length = np.abs(words_a - words_b) / np.maximum(np.maximum(words_a, words_b), 1)
+    dense = sp.csr_matrix(np.column_stack([cosine, length]).astype(np.float32))
+    return sp.hstack([a, b, shared, abs(a - b), dense], format="csr", dtype=np.float32)
+
+
+def features(vectorizer, texts: list[str] | Pairs):
+    """The model's input matrix of ``texts`` (rows of one text, or of text pairs: :func:`pair_features`)."""
+    if isinstance(texts, Pairs):
+        return pair_features(vectorizer, texts)
+    return vectorizer.transform(texts).tocsr()
+
+
+def _rows(texts: list[str] | Pairs, idx) -> list[str] | Pairs:
+    return texts.take(idx) if isinstance(texts, Pairs) else [texts[i] for i in idx]
 
 
 def make_vectorizer(cfg: ExperimentConfig):
@@ -71,15 +104,17 @@ def make_vectorizer(cfg: ExperimentConfig):
     return FeatureUnion(parts)
 
 
-def _fit_vectorizer(cfg: ExperimentConfig, texts: list[str]):
+def _fit_vectorizer(cfg: ExperimentConfig, texts: list[str] | Pairs):
+    """The vectoriser fitted on the training texts (both sides of pairs, one vocabulary), and their matrix."""
     vectorizer = make_vectorizer(cfg)
+    corpus = texts.first + texts.second if isinstance(texts, Pairs) else texts
     try:
-        X = vectorizer.fit_transform(texts)
+        X = vectorizer.fit_transform(corpus)
     except ValueError as err:  # "After pruning, no terms remain" / "empty vocabulary"
-        raise InputError(f"model.min_df={cfg.model.min_df}: the TF-IDF vocabulary of the {len(texts)} "
+        raise InputError(f"model.min_df={cfg.model.min_df}: the TF-IDF vocabulary of the {len(corpus)} "
                          f"training texts is empty ({err}); lower model.min_df or check the text columns "
                          "hold text") from None
-    return vectorizer, X.tocsr()
+    return vectorizer, (features(vectorizer, texts) if isinstance(texts, Pairs) else X.tocsr())
 
 
 def fit_fold(prepared: Prepared, fold: int, train_idx: np.ndarray, valid_idx: np.ndarray,
@@ -87,10 +122,10 @@ def fit_fold(prepared: Prepared, fold: int, train_idx: np.ndarray, valid_idx: np
     """Fit the vectoriser and the estimator on ``train_idx``; predict ``valid_idx`` and the test set."""
     cfg, data, texts = prepared.cfg, prepared.data, prepared.texts
     m = cfg.model
-    vectorizer, X_train = _fit_vectorizer(cfg, [texts[i] for i in train_idx])
-    test = None if prepared.test_texts is None else vectorizer.transform(prepared.test_texts).tocsr()
-    features = classical.Features(X_train, vectorizer.transform([texts[i] for i in valid_idx]).tocsr(), test)
-    head, result = classical.fit_fold(prepared, train_idx, features, out_dir, tracker, m.estimator,
+    vectorizer, X_train = _fit_vectorizer(cfg, _rows(texts, train_idx))
+    test = None if prepared.test_texts is None else features(vectorizer, prepared.test_texts)
+    matrices = classical.Features(X_train, features(vectorizer, _rows(texts, valid_idx)), test)
+    head, result = classical.fit_fold(prepared, train_idx, matrices, out_dir, tracker, m.estimator,
                                       C=m.C, alpha=m.alpha, lgbm=m.lgbm)
     sizes = {name: len(v.vocabulary_) for name, v in vectorizer.transformer_list}
     _save(out_dir, vectorizer, cfg, data, sizes)
@@ -130,5 +165,4 @@ def load_vectorizer(fold_dir: Path, cfg: ExperimentConfig):
 def predict(fold_dir: Path, cfg: ExperimentConfig, data, frame) -> np.ndarray:
     """Predict ``frame`` (e.g. a hidden test set) with fold ``fold_dir``'s vectoriser and estimator."""
     head = classical.load(fold_dir, "tfidf")
-    X = load_vectorizer(fold_dir, cfg).transform(input_texts(cfg, data.spec, frame)).tocsr()
-    return head.predict(X)
+    return head.predict(features(load_vectorizer(fold_dir, cfg), model_inputs(cfg, data.spec, frame)))

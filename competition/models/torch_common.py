@@ -30,7 +30,7 @@ import torch
 
 from competition.config import ExperimentConfig
 from competition.errors import InputError
-from competition.text import input_texts
+from competition.text import Pairs, input_texts, model_inputs, pair_columns
 from competition.models import PRECISION, PROGRESS, FoldResult, autocast, int8
 from competition.models.batches import encode, eval_loader, train_loader
 from competition.models.pretrained import resolve_pretrained  # noqa: F401 - re-exported for other families
@@ -74,13 +74,24 @@ def encode_frame(cfg: ExperimentConfig, spec, tokenizer, frame) -> dict[str, lis
     """Token ids of every row: the plain text, plus each test-time augmentation in ``train.tta``.
 
     ``no_keyword`` blanks the first text column (the keyword of keyword + text);
-    ``tail`` keeps the end of long texts instead of the start.
+    ``tail`` keeps the end of long texts instead of the start; ``swap`` reads a text pair second
+    side first.
     """
     m = cfg.model
-    plain = input_texts(cfg, spec, frame)
-    out = {"plain": encode(tokenizer, plain, m.max_length, m.truncation)}
+    plain = model_inputs(cfg, spec, frame)
+    paired = isinstance(plain, Pairs)
+    out = {"plain": encode(tokenizer, plain, m.max_length, m.truncation, m.pair_truncation)}
     for variant in dict.fromkeys(cfg.train.tta):
-        if variant == "no_keyword":
+        if variant == "swap":
+            if not paired:
+                raise InputError("train.tta: 'swap' reads a text pair second side first, but this experiment "
+                                 "reads one text per row; name the pair in competition.yaml (text_pair: "
+                                 "[first, second]) or remove swap from train.tta.")
+            out[variant] = encode(tokenizer, plain.swapped(), m.max_length, m.truncation, m.pair_truncation)
+        elif variant == "no_keyword":
+            if paired:
+                raise InputError("train.tta: 'no_keyword' blanks the first text column, but this experiment reads "
+                                 f"the text pair {spec.text_pair}; remove it from train.tta (swap is the pair's TTA).")
             if len(spec.text) < 2:
                 raise InputError(f"train.tta: 'no_keyword' blanks the first text column, but the "
                                  f"competition has text columns {spec.text}; it needs two or more "
@@ -88,7 +99,7 @@ def encode_frame(cfg: ExperimentConfig, spec, tokenizer, frame) -> dict[str, lis
             out[variant] = encode(tokenizer, input_texts(cfg, spec, frame, drop=(spec.text[0],)),
                                   m.max_length, m.truncation)
         elif variant == "tail":
-            out[variant] = encode(tokenizer, plain, m.max_length, "tail")
+            out[variant] = encode(tokenizer, plain, m.max_length, "tail", m.pair_truncation)
     return out  # "none" adds nothing: the plain prediction is always part of the average
 
 
@@ -127,10 +138,12 @@ def cache_frozen(prepared: Prepared) -> None:
     pad_id = prepared.tokenizer.pad_token_id or 0
     digest = frozen.frozen_digest(encoder, t.freeze_layers, t.freeze_dtype)   # once for every split and variant
 
+    sep_id = segment_sep(prepared, encoder)
+
     def states(variants: dict[str, list[torch.Tensor]], split: str) -> dict[str, list[torch.Tensor]]:
         return {v: frozen.cached_states(encoder, ids, t.freeze_layers, t.freeze_dtype, pad_id, t.eval_batch_size,
                                         f"{split} ({v})" if v != "plain" else split, PROGRESS.get(),
-                                        frozen=digest)
+                                        frozen=digest, sep_id=sep_id)
                 for v, ids in variants.items()}
 
     prepared.train_states = states(prepared.train, "train")
@@ -184,6 +197,14 @@ def make_trainer(cfg: ExperimentConfig, callbacks: list[pl.Callback]) -> pl.Trai
     )
 
 
+def segment_sep(prepared: Prepared, encoder: torch.nn.Module) -> int | None:
+    """The separator token whose first occurrence starts a pair's second segment, when the experiment
+    reads text pairs and the encoder has segment (token type) embeddings; else None (no segment ids)."""
+    if pair_columns(prepared.cfg, prepared.data.spec) is None:
+        return None
+    return prepared.tokenizer.sep_token_id if getattr(encoder.config, "type_vocab_size", 0) > 1 else None
+
+
 def new_model(prepared: Prepared, encoder: torch.nn.Module) -> TextModel:
     m = prepared.cfg.model
     return TextModel(encoder, prepared.data.spec.task, prepared.n_out, pooling=m.pooling, dropout=m.dropout,
@@ -191,7 +212,7 @@ def new_model(prepared: Prepared, encoder: torch.nn.Module) -> TextModel:
                      warmup=prepared.cfg.train.warmup, schedule=prepared.cfg.train.schedule,
                      pool_layers=m.pool_layers, msd=m.msd, reinit_layers=m.reinit_layers,
                      label_smoothing=m.label_smoothing, freeze_layers=prepared.cfg.train.freeze_layers,
-                     freeze_dtype=prepared.cfg.train.freeze_dtype)
+                     freeze_dtype=prepared.cfg.train.freeze_dtype, sep_id=segment_sep(prepared, encoder))
 
 
 def watched_rows(prepared: Prepared, seed: int, train_idx: np.ndarray,
@@ -403,7 +424,7 @@ def predict(fold_dir, cfg: ExperimentConfig | None, data, frame, cache: dict | N
             if cfg.train.threads:
                 torch.set_num_threads(cfg.train.threads)
             key = (artifacts.file_hash(fold_dir / "tokenizer" / "tokenizer.json"), cfg.text.model_dump_json(),
-                   cfg.model.max_length, cfg.model.truncation, tuple(cfg.train.tta))
+                   cfg.model.max_length, cfg.model.truncation, cfg.model.pair_truncation, tuple(cfg.train.tta))
             cache = {} if cache is None else cache
             if key not in cache:
                 cache[key] = encode_frame(cfg, data.spec, tokenizer, frame)
