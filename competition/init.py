@@ -253,7 +253,8 @@ def _spec_yaml(spec: Spec, notes: list[str]) -> str:
         out["read"] = read
     out.update(id=data["id"], targets=data["targets"])
     out.update({k: data[k] for k in ("labels", "label_list") if data[k] is not None})
-    out.update({k: data[k] for k in ("text", "features", "task", "metric")})
+    out.update({"text_pair": data["text_pair"]} if data["text_pair"] else {"text": data["text"]})
+    out.update({k: data[k] for k in ("features", "task", "metric")})
     folds = {"scheme": spec.scheme, "n_splits": spec.folds.n_splits, "seed": spec.folds.seed}
     folds.update({k: data["folds"][k] for k in ("group", "time") if data["folds"][k]})
     out["folds"] = folds
@@ -308,9 +309,14 @@ def infer_fields(train: pd.DataFrame, test: pd.DataFrame | None, sample: pd.Data
         notes.append(f"metric: {metric} (the default for {task}; set the competition's own)")
     exclude = {id_column, *targets, label_column, folds.get("group"), folds.get("time")} - {None}
     text, features = _columns(train, test, exclude, fields, notes)
+    pair = fields.get("text_pair")
+    if pair is None and "text" not in fields and len(text) == 2:
+        pair = list(text)
+        notes.append(f"text_pair: {pair} (two free-text columns: every text model reads them as a pair; "
+                     f"`text: {pair}` without text_pair glues them into one text)")
 
     return {**fields, "id": id_column, "targets": list(targets), "labels": labels, "text": text,
-            "features": features, "task": task, "metric": metric}
+            "text_pair": pair, "features": features, "task": task, "metric": metric}
 
 
 def init_workspace(root: Path | str, *, train: Path | str, test: Path | str | None = None,

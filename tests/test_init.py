@@ -63,6 +63,19 @@ def test_init_infers_disaster_tweets(real, tmp_path):
     assert "experiments/*/" in ignore and "tuning.db" in ignore and "data/" not in ignore
 
 
+def test_init_reads_two_free_text_columns_as_a_pair_and_says_how_to_glue_them(real, tmp_path):
+    src = real / "msrp"
+    spec = init_workspace(tmp_path, train=src / "train.csv", test=src / "test.csv",
+                          sample_submission=src / "sample_submission.csv")
+    assert spec.text_pair == ["sentence1", "sentence2"] and spec.text == ["sentence1", "sentence2"]
+    written = (tmp_path / "competition.yaml").read_text()
+    assert "text_pair: [sentence1, sentence2]" in written and "glues them into one text" in written
+    assert load_spec(tmp_path / "competition.yaml").model_dump() == spec.model_dump()
+    glued = init_workspace(tmp_path / "glued", train=src / "train.csv", test=src / "test.csv",
+                           text=["sentence1", "sentence2"])
+    assert glued.text_pair is None and glued.text == ["sentence1", "sentence2"]
+
+
 def test_init_refuses_to_overwrite_without_force(real, tmp_path):
     src = real / "titanic"
     spec = init_workspace(tmp_path, train=src / "train.csv", test=src / "test.csv",
