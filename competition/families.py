@@ -42,7 +42,11 @@ class _TorchModel(FamilyConfig):
     """Settings shared by the two transformer families."""
 
     max_length: int = Field(128, ge=8, description="tokens per text (longer texts truncated)")
-    truncation: Literal["head", "tail"] = Field("head", description="keep the start or the end of long texts")
+    truncation: Literal["head", "tail", "head_tail"] = Field(
+        "head", description="a text over max_length keeps its start, its end, or both: the first head_tokens "
+                            "and as many of its last tokens as fit (Sun et al. 2019: 128 + 382 of 512)")
+    head_tokens: int | None = Field(None, ge=1, description="truncation head_tail: tokens kept from the start "
+                                                             "(None: a quarter of max_length)")
     pair_truncation: Literal["longest_first", "only_first", "only_second"] = Field(
         "longest_first", description="a text pair over max_length: cut the longer side token by token, or only "
                                      "the first / the second side")

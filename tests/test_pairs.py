@@ -181,3 +181,23 @@ def test_every_text_family_trains_on_pairs_and_replays_them(ws, tmp_path, name):
     result = predict(ws, name, ws.root / "test.csv", out=tmp_path / name)
     test = runs.load_run(ws, name).test()
     assert np.abs(result.predictions["label"].to_numpy() - test["label"].to_numpy()).max() <= 1e-6
+
+
+def test_head_tail_keeps_the_start_and_the_end_of_a_long_text_and_short_texts_whole(tiny):
+    from transformers import AutoTokenizer
+
+    from competition.models.batches import encode
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny)
+    long_text = " ".join(f"w{i}" for i in range(200))
+    short = "The cat sat on the mat today."
+    rows = encode(tokenizer, [long_text, short], 40, "head_tail", head_tokens=10)
+    body = tokenizer(long_text, add_special_tokens=False)["input_ids"]
+    assert len(body) > 38
+    cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
+    assert rows[0].tolist() == [cls, *body[:10], *body[-28:], sep] and len(rows[0]) == 40
+    assert rows[1].tolist() == tokenizer(short, truncation=True, max_length=40)["input_ids"]
+    default = encode(tokenizer, [long_text], 40, "head_tail")[0].tolist()       # head: a quarter of max_length
+    assert default == [cls, *body[:10], *body[-28:], sep]
+    with pytest.raises(InputError, match="model.head_tokens 38"):
+        encode(tokenizer, [long_text], 40, "head_tail", head_tokens=38)

@@ -19,14 +19,19 @@ MEGA_BATCH = 50  # batches per sorted chunk of the bucket sampler
 
 
 def encode(tokenizer, texts, max_length: int, truncation: str = "head",
-           pair_truncation: str = "longest_first") -> list[torch.Tensor]:
-    """Token ids of every text, truncated to ``max_length`` keeping the head or the tail.
+           pair_truncation: str = "longest_first", head_tokens: int | None = None) -> list[torch.Tensor]:
+    """Token ids of every text, truncated to ``max_length`` keeping the head, the tail or both
+    (``head_tail``: the first ``head_tokens``, default a quarter of ``max_length``, and as many of the
+    last tokens as fit).
 
     Special tokens ([CLS] ... [SEP]) are kept either way: the tokenizer truncates the text
     first, then adds them. ``texts`` may be :class:`competition.text.Pairs`: each row is then
     ``tokenizer(a, b)``'s ids (``[CLS] a [SEP] b [SEP]`` for BERT), cut by ``pair_truncation``
     (``longest_first``: the longer side loses a token at a time; ``only_first`` / ``only_second``).
     """
+    if truncation == "head_tail" and not hasattr(texts, "second"):
+        return [torch.tensor(row, dtype=torch.long)
+                for row in _head_tail(tokenizer, list(texts), max_length, head_tokens or max_length // 4)]
     side = tokenizer.truncation_side
     tokenizer.truncation_side = "left" if truncation == "tail" else "right"
     try:
@@ -37,6 +42,28 @@ def encode(tokenizer, texts, max_length: int, truncation: str = "head",
     finally:
         tokenizer.truncation_side = side
     return [torch.tensor(row, dtype=torch.long) for row in ids]
+
+
+def _head_tail(tokenizer, texts: list[str], max_length: int, head: int) -> list[list[int]]:
+    """Each text's ids: whole when it fits, else its first ``head`` tokens and its last ones, between
+    the tokenizer's own special tokens (those it puts around an empty text)."""
+    specials = tokenizer("")["input_ids"]
+    lead = 1 if specials and specials[0] in (tokenizer.cls_token_id, tokenizer.bos_token_id) else 0
+    prefix, suffix = specials[:lead], specials[lead:]
+    room = max_length - len(specials)
+    if not 0 < head < room:
+        from competition.errors import InputError
+
+        raise InputError(f"model.head_tokens {head}: keep fewer tokens from the start than fit in model.max_length "
+                         f"{max_length} less the {len(specials)} special tokens, e.g. {room // 4}")
+    limit = tokenizer.model_max_length
+    tokenizer.model_max_length = 1 << 30          # the whole text, without the "longer than the model" warning
+    try:
+        rows = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    finally:
+        tokenizer.model_max_length = limit
+    return [prefix + (ids if len(ids) <= room else ids[:head] + ids[len(ids) - (room - head):]) + suffix
+            for ids in rows]
 
 
 def _pair_ids(tokenizer, first: list[str], second: list[str], max_length: int, how: str) -> list[list[int]]:

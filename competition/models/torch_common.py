@@ -80,14 +80,19 @@ def encode_frame(cfg: ExperimentConfig, spec, tokenizer, frame) -> dict[str, lis
     m = cfg.model
     plain = model_inputs(cfg, spec, frame)
     paired = isinstance(plain, Pairs)
-    out = {"plain": encode(tokenizer, plain, m.max_length, m.truncation, m.pair_truncation)}
+    if paired and m.truncation == "head_tail":
+        raise InputError("model.truncation: head_tail cuts one long text, but this experiment reads the text pair "
+                         f"{spec.text_pair}; a pair is cut by model.pair_truncation (longest_first, only_first, "
+                         "only_second): set model.truncation=head")
+    out = {"plain": encode(tokenizer, plain, m.max_length, m.truncation, m.pair_truncation, m.head_tokens)}
     for variant in dict.fromkeys(cfg.train.tta):
         if variant == "swap":
             if not paired:
                 raise InputError("train.tta: 'swap' reads a text pair second side first, but this experiment "
                                  "reads one text per row; name the pair in competition.yaml (text_pair: "
                                  "[first, second]) or remove swap from train.tta.")
-            out[variant] = encode(tokenizer, plain.swapped(), m.max_length, m.truncation, m.pair_truncation)
+            out[variant] = encode(tokenizer, plain.swapped(), m.max_length, m.truncation, m.pair_truncation,
+                                  m.head_tokens)
         elif variant == "no_keyword":
             if paired:
                 raise InputError("train.tta: 'no_keyword' blanks the first text column, but this experiment reads "
@@ -97,7 +102,7 @@ def encode_frame(cfg: ExperimentConfig, spec, tokenizer, frame) -> dict[str, lis
                                  f"competition has text columns {spec.text}; it needs two or more "
                                  "(e.g. text: [keyword, text]). Remove it from train.tta.")
             out[variant] = encode(tokenizer, input_texts(cfg, spec, frame, drop=(spec.text[0],)),
-                                  m.max_length, m.truncation)
+                                  m.max_length, m.truncation, head_tokens=m.head_tokens)
         elif variant == "tail":
             out[variant] = encode(tokenizer, plain, m.max_length, "tail", m.pair_truncation)
     return out  # "none" adds nothing: the plain prediction is always part of the average
@@ -424,7 +429,8 @@ def predict(fold_dir, cfg: ExperimentConfig | None, data, frame, cache: dict | N
             if cfg.train.threads:
                 torch.set_num_threads(cfg.train.threads)
             key = (artifacts.file_hash(fold_dir / "tokenizer" / "tokenizer.json"), cfg.text.model_dump_json(),
-                   cfg.model.max_length, cfg.model.truncation, cfg.model.pair_truncation, tuple(cfg.train.tta))
+                   cfg.model.max_length, cfg.model.truncation, cfg.model.pair_truncation, cfg.model.head_tokens,
+                   tuple(cfg.train.tta))
             cache = {} if cache is None else cache
             if key not in cache:
                 cache[key] = encode_frame(cfg, data.spec, tokenizer, frame)
