@@ -90,7 +90,8 @@ def run() -> dict:
     from benchmarks.bench_train import _workspace
     from competition.config import load_config
     from competition.folds import read_folds
-    from competition.models import encoder, input_texts
+    from competition.models import encoder
+    from competition.text import input_texts
 
     with tempfile.TemporaryDirectory() as tmp:
         ws, data = _workspace(Path(tmp) / "trainer", {"042": "template: minilm\ntrain: {select: last}\n"})

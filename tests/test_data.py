@@ -15,7 +15,8 @@ from competition import data
 from competition.data import DataWarning
 from competition.errors import InputError
 from competition.spec import ReadOptions, load_spec
-from competition.tables import build_texts, read_table
+from competition.tables import read_table
+from competition.text import build_texts
 from tests.datasets import shared_data
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
