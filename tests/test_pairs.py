@@ -81,7 +81,7 @@ def test_pair_ids_and_segments_are_the_tokenizers_and_cut_as_configured(ws, tiny
     from transformers import AutoTokenizer
 
     from competition.models.batches import eval_loader, segments
-    from competition.models.torch_common import encode_frame
+    from competition.models.batches import encode_frame
 
     cfg = load_config(ws, "enc", [f"model.pair_truncation={how}", "model.max_length=24"])
     s = spec(text_pair=["sentence1", "sentence2"])
@@ -119,7 +119,7 @@ def _nothing():
 def test_swap_is_applied_only_when_asked_and_refused_without_a_pair(ws, tiny):
     from transformers import AutoTokenizer
 
-    from competition.models.torch_common import encode_frame
+    from competition.models.batches import encode_frame
 
     tokenizer = AutoTokenizer.from_pretrained(tiny)
     s = spec(text_pair=["sentence1", "sentence2"])

@@ -1,6 +1,7 @@
 """Token ids in, padded batches out: the data path of the torch families (encoder, scratch).
 
-Texts are tokenised once per run (:func:`encode`): one 1-D id tensor per row, no
+Texts are tokenised once per run (:func:`encode`, every text variant of a frame:
+:func:`encode_frame`): one 1-D id tensor per row, no
 padding. A batch is padded only to its own longest row (:class:`TokenDataset`), so
 short tweets cost short sequences. Training batches come from :class:`BucketSampler`
 (rows of similar length together, still random); inference batches from
@@ -14,6 +15,9 @@ import numpy as np
 import torch
 from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import DataLoader, Dataset, Sampler
+
+from competition.errors import InputError
+from competition.text import Pairs, input_texts, model_inputs
 
 MEGA_BATCH = 50  # batches per sorted chunk of the bucket sampler
 
@@ -100,6 +104,44 @@ def segments(input_ids: torch.Tensor, attention_mask: torch.Tensor, sep_id: int)
     is_sep = (input_ids == sep_id).long()
     before = torch.cumsum(is_sep, dim=1) - is_sep          # separators strictly before each position
     return (before >= 1).long() * attention_mask.long()
+
+
+def encode_frame(cfg, spec, tokenizer, frame) -> dict[str, list[torch.Tensor]]:
+    """Token ids of every row: the plain text, plus each test-time augmentation in ``train.tta``.
+
+    ``no_keyword`` blanks the first text column (the keyword of keyword + text);
+    ``tail`` keeps the end of long texts instead of the start; ``swap`` reads a text pair second
+    side first.
+    """
+    m = cfg.model
+    plain = model_inputs(cfg, spec, frame)
+    paired = isinstance(plain, Pairs)
+    if paired and m.truncation == "head_tail":
+        raise InputError("model.truncation: head_tail cuts one long text, but this experiment reads the text pair "
+                         f"{spec.text_pair}; a pair is cut by model.pair_truncation (longest_first, only_first, "
+                         "only_second): set model.truncation=head")
+    out = {"plain": encode(tokenizer, plain, m.max_length, m.truncation, m.pair_truncation, m.head_tokens)}
+    for variant in dict.fromkeys(cfg.train.tta):
+        if variant == "swap":
+            if not paired:
+                raise InputError("train.tta: 'swap' reads a text pair second side first, but this experiment "
+                                 "reads one text per row; name the pair in competition.yaml (text_pair: "
+                                 "[first, second]) or remove swap from train.tta.")
+            out[variant] = encode(tokenizer, plain.swapped(), m.max_length, m.truncation, m.pair_truncation,
+                                  m.head_tokens)
+        elif variant == "no_keyword":
+            if paired:
+                raise InputError("train.tta: 'no_keyword' blanks the first text column, but this experiment reads "
+                                 f"the text pair {spec.text_pair}; remove it from train.tta (swap is the pair's TTA).")
+            if len(spec.text) < 2:
+                raise InputError(f"train.tta: 'no_keyword' blanks the first text column, but the "
+                                 f"competition has text columns {spec.text}; it needs two or more "
+                                 "(e.g. text: [keyword, text]). Remove it from train.tta.")
+            out[variant] = encode(tokenizer, input_texts(cfg, spec, frame, drop=(spec.text[0],)),
+                                  m.max_length, m.truncation, head_tokens=m.head_tokens)
+        elif variant == "tail":
+            out[variant] = encode(tokenizer, plain, m.max_length, "tail", m.pair_truncation)
+    return out  # "none" adds nothing: the plain prediction is always part of the average
 
 
 def lengths_of(ids: list[torch.Tensor]) -> np.ndarray:

@@ -30,9 +30,9 @@ import torch
 
 from competition.config import ExperimentConfig
 from competition.errors import InputError
-from competition.text import Pairs, input_texts, model_inputs, pair_columns
+from competition.text import pair_columns
 from competition.models import PRECISION, PROGRESS, FoldResult, autocast, int8
-from competition.models.batches import encode, eval_loader, train_loader
+from competition.models.batches import encode_frame, eval_loader, train_loader
 from competition.models.pretrained import resolve_pretrained  # noqa: F401 - re-exported for other families
 from competition.models.callbacks import FoldMonitor, WeightAverage
 from competition.models.textmodel import TextModel
@@ -69,44 +69,6 @@ class Prepared:
 
 
 # -- inputs --------------------------------------------------------------------------------
-
-def encode_frame(cfg: ExperimentConfig, spec, tokenizer, frame) -> dict[str, list[torch.Tensor]]:
-    """Token ids of every row: the plain text, plus each test-time augmentation in ``train.tta``.
-
-    ``no_keyword`` blanks the first text column (the keyword of keyword + text);
-    ``tail`` keeps the end of long texts instead of the start; ``swap`` reads a text pair second
-    side first.
-    """
-    m = cfg.model
-    plain = model_inputs(cfg, spec, frame)
-    paired = isinstance(plain, Pairs)
-    if paired and m.truncation == "head_tail":
-        raise InputError("model.truncation: head_tail cuts one long text, but this experiment reads the text pair "
-                         f"{spec.text_pair}; a pair is cut by model.pair_truncation (longest_first, only_first, "
-                         "only_second): set model.truncation=head")
-    out = {"plain": encode(tokenizer, plain, m.max_length, m.truncation, m.pair_truncation, m.head_tokens)}
-    for variant in dict.fromkeys(cfg.train.tta):
-        if variant == "swap":
-            if not paired:
-                raise InputError("train.tta: 'swap' reads a text pair second side first, but this experiment "
-                                 "reads one text per row; name the pair in competition.yaml (text_pair: "
-                                 "[first, second]) or remove swap from train.tta.")
-            out[variant] = encode(tokenizer, plain.swapped(), m.max_length, m.truncation, m.pair_truncation,
-                                  m.head_tokens)
-        elif variant == "no_keyword":
-            if paired:
-                raise InputError("train.tta: 'no_keyword' blanks the first text column, but this experiment reads "
-                                 f"the text pair {spec.text_pair}; remove it from train.tta (swap is the pair's TTA).")
-            if len(spec.text) < 2:
-                raise InputError(f"train.tta: 'no_keyword' blanks the first text column, but the "
-                                 f"competition has text columns {spec.text}; it needs two or more "
-                                 "(e.g. text: [keyword, text]). Remove it from train.tta.")
-            out[variant] = encode(tokenizer, input_texts(cfg, spec, frame, drop=(spec.text[0],)),
-                                  m.max_length, m.truncation, head_tokens=m.head_tokens)
-        elif variant == "tail":
-            out[variant] = encode(tokenizer, plain, m.max_length, "tail", m.pair_truncation)
-    return out  # "none" adds nothing: the plain prediction is always part of the average
-
 
 def targets_of(data) -> tuple[torch.Tensor, int]:
     """The loss's targets and the head's output count: (n,) codes for multiclass, else (n, k)."""
