@@ -6,7 +6,8 @@ buy on real data, with paired 95% intervals on the same folds.
   and 043 (042 with the swapped pair averaged in) vs 042. Nested OOF F1 and accuracy (at the F1
   threshold's decisions).
 - BBC News (the demo's 2,225 articles, hundreds of tokens each, 5 folds): MiniLM at 128 tokens
-  keeping the head against keeping head and tail (``model.truncation: head_tail``). Accuracy.
+  keeping the head against keeping head and tail (``model.truncation: head_tail``), one epoch each.
+  Accuracy.
 
 The runs are trained in the example workspace (msrp) and in ``.work/bbc``; runs already trained are
 reused (``python -m benchmarks.bench_inputs`` trains what is missing; ``BENCH_INPUTS_TRAINED_ONLY=1``
@@ -32,9 +33,10 @@ PAIRS = [("001", "011", "TF-IDF: pair features vs glued text"),
          ("043", "042", "MiniLM cross-encoder: + swap TTA vs pair alone")]
 LONG = [("h128t", "h128", "MiniLM, 128 tokens: head_tail vs head")]
 BBC_EXPERIMENTS = {
-    "h128": "# MiniLM, 128 tokens of each article: its start.\ntemplate: minilm\nmodel: {max_length: 128}\n",
-    "h128t": "# MiniLM, 128 tokens of each article: its first 32 and its last 94.\ntemplate: minilm\n"
-             "model: {max_length: 128, truncation: head_tail}\n",
+    "h128": "# MiniLM, 128 tokens of each article: its start; one epoch.\ntemplate: minilm\n"
+            "model: {max_length: 128}\ntrain: {epochs: 1}\n",
+    "h128t": "# MiniLM, 128 tokens of each article: its first 32 and its last 94; one epoch.\ntemplate: minilm\n"
+             "model: {max_length: 128, truncation: head_tail}\ntrain: {epochs: 1}\n",
 }
 
 
