@@ -25,28 +25,36 @@ folds: {{scheme: stratified, n_splits: {n_splits}, seed: 42}}
 def tweets_workspace(root: Path, n_train: int = 600, n_test: int = 150, n_splits: int = 3,
                      experiments: dict[str, str] | None = None, folds: bool = True):
     """A disaster-tweets workspace with ``n_train`` / ``n_test`` rows; folds written when asked."""
+    return _sample_workspace(root, "disaster-tweets", TWEETS_SPEC.format(n_splits=n_splits), "target",
+                             "text:\n  template: '{keyword} | {text}'\ntrack:\n  wandb: false\n",
+                             n_train, n_test, experiments or {"001": "template: tfidf\n"}, folds)
+
+
+def _sample_workspace(root: Path, dataset: str, spec: str, target: str, base: str, n_train: int, n_test: int,
+                      experiments: dict[str, str], folds: bool):
+    """A seeded sample of a shared dataset's train rows and its first test rows, with ``spec``,
+    ``base`` (base.yaml) and ``experiments``; folds written when asked."""
     from competition import data, folds as folds_mod
     from competition.spec import load_spec
     from competition.workspace import Workspace
 
-    src = shared_data() / "disaster-tweets"
+    src = shared_data() / dataset
     train = pd.read_csv(src / "train.csv").sample(n=n_train, random_state=0).sort_values("id")
     test = pd.read_csv(src / "test.csv").head(n_test)
     root.mkdir(parents=True, exist_ok=True)
     train.to_csv(root / "train.csv", index=False)
     test.to_csv(root / "test.csv", index=False)
-    test[["id"]].assign(target=0).to_csv(root / "sample_submission.csv", index=False)
-    (root / "competition.yaml").write_text(TWEETS_SPEC.format(n_splits=n_splits))
+    test[["id"]].assign(**{target: 0}).to_csv(root / "sample_submission.csv", index=False)
+    (root / "competition.yaml").write_text(spec)
     exp_dir = root / "experiments"
     exp_dir.mkdir(exist_ok=True)
-    (exp_dir / "base.yaml").write_text("text:\n  template: '{keyword} | {text}'\ntrack:\n  wandb: false\n")
-    for exp, text in (experiments or {"001": "template: tfidf\n"}).items():
+    (exp_dir / "base.yaml").write_text(base)
+    for exp, text in experiments.items():
         (exp_dir / f"{exp}.yaml").write_text(text)
     ws = Workspace(root)
     if folds:
         folds_mod.write_folds(ws, data.load(load_spec(ws.spec_file)))
     return ws
-
 
 MSRP_SPEC = """\
 name: msrp-mini
@@ -66,24 +74,5 @@ def msrp_workspace(root: Path, n_train: int = 400, n_test: int = 100, n_splits: 
                    experiments: dict[str, str] | None = None, folds: bool = True):
     """A text-pair workspace: ``n_train`` / ``n_test`` rows of the paraphrase corpus (msrp), its spec
     naming ``text_pair: [sentence1, sentence2]``; folds written when asked."""
-    from competition import data, folds as folds_mod
-    from competition.spec import load_spec
-    from competition.workspace import Workspace
-
-    src = shared_data() / "msrp"
-    train = pd.read_csv(src / "train.csv").sample(n=n_train, random_state=0).sort_values("id")
-    test = pd.read_csv(src / "test.csv").head(n_test)
-    root.mkdir(parents=True, exist_ok=True)
-    train.to_csv(root / "train.csv", index=False)
-    test.to_csv(root / "test.csv", index=False)
-    test[["id"]].assign(label=0).to_csv(root / "sample_submission.csv", index=False)
-    (root / "competition.yaml").write_text(MSRP_SPEC.format(n_splits=n_splits))
-    exp_dir = root / "experiments"
-    exp_dir.mkdir(exist_ok=True)
-    (exp_dir / "base.yaml").write_text("track:\n  wandb: false\n")
-    for exp, text in (experiments or {}).items():
-        (exp_dir / f"{exp}.yaml").write_text(text)
-    ws = Workspace(root)
-    if folds:
-        folds_mod.write_folds(ws, data.load(load_spec(ws.spec_file)))
-    return ws
+    return _sample_workspace(root, "msrp", MSRP_SPEC.format(n_splits=n_splits), "label",
+                             "track:\n  wandb: false\n", n_train, n_test, experiments or {}, folds)
