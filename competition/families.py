@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from competition.errors import InputError
 
@@ -42,11 +42,17 @@ class _TorchModel(FamilyConfig):
     """Settings shared by the two transformer families."""
 
     max_length: int = Field(128, ge=8, description="tokens per text (longer texts truncated)")
-    truncation: Literal["head", "tail", "head_tail"] = Field(
+    truncation: Literal["head", "tail", "head_tail", "windows"] = Field(
         "head", description="a text over max_length keeps its start, its end, or both: the first head_tokens "
-                            "and as many of its last tokens as fit (Sun et al. 2019: 128 + 382 of 512)")
+                            "and as many of its last tokens as fit (Sun et al. 2019: 128 + 382 of 512); "
+                            "windows: all of it, as windows of max_length tokens every stride tokens, pooled")
     head_tokens: int | None = Field(None, ge=1, description="truncation head_tail: tokens kept from the start "
                                                              "(None: a quarter of max_length)")
+    stride: int | None = Field(None, ge=1, description="truncation windows: a window starts every stride tokens "
+                                                        "(None: half of max_length, so windows overlap by half)")
+    window_pool: Literal["mean", "max", "attention"] = Field(
+        "mean", description="truncation windows: a document's vector is the mean, the maximum or a learned "
+                            "attention over its windows' vectors; the head reads it (the loss is the document's)")
     pair_truncation: Literal["longest_first", "only_first", "only_second"] = Field(
         "longest_first", description="a text pair over max_length: cut the longer side token by token, or only "
                                      "the first / the second side")
@@ -64,6 +70,13 @@ class _TorchModel(FamilyConfig):
     head_lr: float | None = Field(None, gt=0, description="learning rate of the head (None: lr)")
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay (not on bias/LayerNorm)")
     layer_decay: float = Field(1.0, gt=0, le=1, description="layer-wise LR decay: layer l gets lr * decay**(L-l)")
+
+    @model_validator(mode="after")
+    def _windows_fit(self):
+        if self.truncation == "windows" and self.stride is not None and self.stride >= self.max_length:
+            raise ValueError(f"model.stride {self.stride} must be smaller than the window (model.max_length "
+                             f"{self.max_length}), or the windows skip text; e.g. model.stride={self.max_length // 2}")
+        return self
 
 
 class EncoderModel(_TorchModel):

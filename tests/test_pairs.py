@@ -181,6 +181,13 @@ def test_every_text_family_trains_on_pairs_and_replays_them(ws, tmp_path, name):
     result = predict(ws, name, ws.root / "test.csv", out=tmp_path / name)
     test = runs.load_run(ws, name).test()
     assert np.abs(result.predictions["label"].to_numpy() - test["label"].to_numpy()).max() <= 1e-6
+    if name == "enc":      # the bundle replays the pair encoding too
+        from competition.export import export
+        from competition.workspace import Workspace
+
+        export(ws, name, tmp_path / "bundle", wheel=False)
+        bundled = predict(Workspace(tmp_path / "bundle"), name, ws.root / "test.csv", out=tmp_path / "b")
+        assert np.abs(bundled.predictions["label"].to_numpy() - test["label"].to_numpy()).max() <= 1e-6
 
 
 def test_head_tail_keeps_the_start_and_the_end_of_a_long_text_and_short_texts_whole(tiny):

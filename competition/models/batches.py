@@ -23,7 +23,8 @@ MEGA_BATCH = 50  # batches per sorted chunk of the bucket sampler
 
 
 def encode(tokenizer, texts, max_length: int, truncation: str = "head",
-           pair_truncation: str = "longest_first", head_tokens: int | None = None) -> list[torch.Tensor]:
+           pair_truncation: str = "longest_first", head_tokens: int | None = None,
+           stride: int | None = None) -> list:
     """Token ids of every text, truncated to ``max_length`` keeping the head, the tail or both
     (``head_tail``: the first ``head_tokens``, default a quarter of ``max_length``, and as many of the
     last tokens as fit).
@@ -32,7 +33,13 @@ def encode(tokenizer, texts, max_length: int, truncation: str = "head",
     first, then adds them. ``texts`` may be :class:`competition.text.Pairs`: each row is then
     ``tokenizer(a, b)``'s ids (``[CLS] a [SEP] b [SEP]`` for BERT), cut by ``pair_truncation``
     (``longest_first``: the longer side loses a token at a time; ``only_first`` / ``only_second``).
+
+    ``windows`` cuts nothing: each row is then a list of windows (1-D id tensors of at most
+    ``max_length`` ids, special tokens included), one every ``stride`` tokens (default half the
+    window), the last one ending with the text (:func:`windows`).
     """
+    if truncation == "windows" and not hasattr(texts, "second"):
+        return windows(tokenizer, list(texts), max_length, stride or max_length // 2)
     if truncation == "head_tail" and not hasattr(texts, "second"):
         return [torch.tensor(row, dtype=torch.long)
                 for row in _head_tail(tokenizer, list(texts), max_length, head_tokens or max_length // 4)]
@@ -48,26 +55,60 @@ def encode(tokenizer, texts, max_length: int, truncation: str = "head",
     return [torch.tensor(row, dtype=torch.long) for row in ids]
 
 
-def _head_tail(tokenizer, texts: list[str], max_length: int, head: int) -> list[list[int]]:
-    """Each text's ids: whole when it fits, else its first ``head`` tokens and its last ones, between
-    the tokenizer's own special tokens (those it puts around an empty text)."""
+def _whole(tokenizer, texts: list[str]) -> tuple[list[int], list[int], list[list[int]]]:
+    """(the special tokens before a text, those after it, each text's ids without them and uncut): the
+    specials are those the tokenizer puts around an empty text."""
     specials = tokenizer("")["input_ids"]
     lead = 1 if specials and specials[0] in (tokenizer.cls_token_id, tokenizer.bos_token_id) else 0
-    prefix, suffix = specials[:lead], specials[lead:]
-    room = max_length - len(specials)
-    if not 0 < head < room:
-        from competition.errors import InputError
-
-        raise InputError(f"model.head_tokens {head}: keep fewer tokens from the start than fit in model.max_length "
-                         f"{max_length} less the {len(specials)} special tokens, e.g. {room // 4}")
     limit = tokenizer.model_max_length
     tokenizer.model_max_length = 1 << 30          # the whole text, without the "longer than the model" warning
     try:
         rows = tokenizer(texts, add_special_tokens=False)["input_ids"]
     finally:
         tokenizer.model_max_length = limit
+    return specials[:lead], specials[lead:], rows
+
+
+def _head_tail(tokenizer, texts: list[str], max_length: int, head: int) -> list[list[int]]:
+    """Each text's ids: whole when it fits, else its first ``head`` tokens and its last ones, between
+    the tokenizer's own special tokens."""
+    prefix, suffix, rows = _whole(tokenizer, texts)
+    room = max_length - len(prefix) - len(suffix)
+    if not 0 < head < room:
+        raise InputError(f"model.head_tokens {head}: keep fewer tokens from the start than fit in model.max_length "
+                         f"{max_length} less the {len(prefix) + len(suffix)} special tokens, e.g. {room // 4}")
     return [prefix + (ids if len(ids) <= room else ids[:head] + ids[len(ids) - (room - head):]) + suffix
             for ids in rows]
+
+
+def window_starts(n: int, room: int, stride: int) -> list[int]:
+    """Where the windows of ``room`` tokens start in a text of ``n``: every ``stride`` tokens, and one
+    more ending with the text where the stride steps over its end.
+
+    >>> window_starts(10, 4, 3), window_starts(3, 4, 3), window_starts(0, 4, 3)
+    ([0, 3, 6], [0], [0])
+    """
+    starts = list(range(0, max(n - room, 0) + 1, stride))
+    if starts[-1] + room < n:
+        starts.append(n - room)
+    return starts
+
+
+def windows(tokenizer, texts: list[str], max_length: int, stride: int) -> list[list[torch.Tensor]]:
+    """Each text as windows of at most ``max_length`` ids (its own special tokens around each), a
+    window every ``stride`` text tokens (:func:`window_starts`); a text that fits is one window."""
+    limit = tokenizer.model_max_length
+    if limit < 1_000_000 and max_length > limit:
+        raise InputError(f"model.max_length {max_length} is the window of truncation: windows, but this model reads "
+                         f"at most {limit} tokens at once; set model.max_length={limit} or less")
+    prefix, suffix, rows = _whole(tokenizer, texts)
+    room = max_length - len(prefix) - len(suffix)
+    if stride > room:
+        raise InputError(f"model.stride {stride}: windows hold {room} text tokens (model.max_length {max_length} less "
+                         f"{len(prefix) + len(suffix)} special tokens); a stride above that skips text. "
+                         f"Set model.stride={room // 2}")
+    return [[torch.tensor(prefix + ids[s:s + room] + suffix, dtype=torch.long)
+             for s in window_starts(len(ids), room, stride)] for ids in rows]
 
 
 def _pair_ids(tokenizer, first: list[str], second: list[str], max_length: int, how: str) -> list[list[int]]:
@@ -116,11 +157,14 @@ def encode_frame(cfg, spec, tokenizer, frame) -> dict[str, list[torch.Tensor]]:
     m = cfg.model
     plain = model_inputs(cfg, spec, frame)
     paired = isinstance(plain, Pairs)
-    if paired and m.truncation == "head_tail":
-        raise InputError("model.truncation: head_tail cuts one long text, but this experiment reads the text pair "
-                         f"{spec.text_pair}; a pair is cut by model.pair_truncation (longest_first, only_first, "
+    if paired and m.truncation in ("head_tail", "windows"):
+        raise InputError(f"model.truncation: {m.truncation} reads one long text, but this experiment reads the text "
+                         f"pair {spec.text_pair}; a pair is cut by model.pair_truncation (longest_first, only_first, "
                          "only_second): set model.truncation=head")
-    out = {"plain": encode(tokenizer, plain, m.max_length, m.truncation, m.pair_truncation, m.head_tokens)}
+    if m.truncation == "windows" and "tail" in cfg.train.tta:
+        raise InputError("train.tta: 'tail' reads the end of a long text, but model.truncation: windows already "
+                         "reads all of it; remove tail from train.tta")
+    out = {"plain": encode(tokenizer, plain, m.max_length, m.truncation, m.pair_truncation, m.head_tokens, m.stride)}
     for variant in dict.fromkeys(cfg.train.tta):
         if variant == "swap":
             if not paired:
@@ -138,14 +182,16 @@ def encode_frame(cfg, spec, tokenizer, frame) -> dict[str, list[torch.Tensor]]:
                                  f"competition has text columns {spec.text}; it needs two or more "
                                  "(e.g. text: [keyword, text]). Remove it from train.tta.")
             out[variant] = encode(tokenizer, input_texts(cfg, spec, frame, drop=(spec.text[0],)),
-                                  m.max_length, m.truncation, head_tokens=m.head_tokens)
+                                  m.max_length, m.truncation, head_tokens=m.head_tokens, stride=m.stride)
         elif variant == "tail":
             out[variant] = encode(tokenizer, plain, m.max_length, "tail", m.pair_truncation)
     return out  # "none" adds nothing: the plain prediction is always part of the average
 
 
-def lengths_of(ids: list[torch.Tensor]) -> np.ndarray:
-    return np.fromiter((len(row) for row in ids), dtype=np.int64, count=len(ids))
+def lengths_of(ids: list) -> np.ndarray:
+    """Tokens per row (a row of windows: the tokens of all its windows, what it costs)."""
+    return np.fromiter((sum(map(len, row)) if isinstance(row, list) else len(row) for row in ids),
+                       dtype=np.int64, count=len(ids))
 
 
 class TokenDataset(Dataset):
@@ -153,6 +199,10 @@ class TokenDataset(Dataset):
 
     A row may instead be the cached (length, H) hidden states of an encoder's frozen layers
     (:mod:`competition.models.frozen`): the batch then holds ``states`` (B, T, H), not ``input_ids``.
+
+    A row may also be a list of windows (1-D ids each, ``truncation: windows``): the batch's
+    sequences are then its rows' windows (N of them) and ``windows`` (N,) says which of the B rows
+    each belongs to (0..B-1, ascending).
 
     A batch is a dict: ``input_ids`` (B, T) padded with ``pad_id`` to the batch's longest
     row T, ``attention_mask`` (B, T) 1 on real tokens, ``index`` (B,) the rows' positions
@@ -172,7 +222,11 @@ class TokenDataset(Dataset):
 
     def __getitems__(self, rows: list[int]) -> dict:
         seqs = [self.ids[r] for r in rows]
-        lengths = torch.tensor([len(s) for s in seqs])                              # (B,)
+        owner = None
+        if isinstance(seqs[0], list):   # rows of windows (truncation: windows): one sequence per window
+            owner = torch.repeat_interleave(torch.arange(len(seqs)), torch.tensor([len(s) for s in seqs]))
+            seqs = [w for s in seqs for w in s]
+        lengths = torch.tensor([len(s) for s in seqs])                              # (B,) or (N windows,)
         if seqs[0].ndim == 2:   # cached states of frozen layers (T_i, H): zeros where padded
             key, padded = "states", pad_sequence(seqs, batch_first=True).float()   # (B, T, H)
         else:
@@ -182,6 +236,7 @@ class TokenDataset(Dataset):
             key: padded,
             "attention_mask": (positions[None, :] < lengths[:, None]).long(),      # (B, T)
             "index": torch.tensor(rows),
+            **({} if owner is None else {"windows": owner}),                        # (N,) each window's row
         }
         if isinstance(self.targets, dict):
             batch.update({key: values[rows] for key, values in self.targets.items()})
@@ -267,3 +322,24 @@ def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> to
         return hidden[:, 0]
     mask = attention_mask.unsqueeze(-1).to(hidden.dtype)                      # (B, T, 1)
     return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+
+
+def pool_windows(vectors: torch.Tensor, owner: torch.Tensor, how: str,
+                 scores: torch.Tensor | None = None) -> torch.Tensor:
+    """Row vectors (B, H) from their windows' vectors (N, H); ``owner`` (N,) is each window's row
+    (ascending, every row has one). ``mean``, ``max`` (per feature), or ``attention``: the softmax of
+    ``scores`` (N,) over each row's windows weighs them."""
+    n_rows = int(owner[-1]) + 1
+    index = owner.unsqueeze(-1).expand_as(vectors)
+    if how == "max":
+        return vectors.new_zeros(n_rows, vectors.shape[1]).scatter_reduce(0, index, vectors, "amax",
+                                                                           include_self=False)
+    if how == "attention":
+        scores = scores.float()
+        top = scores.new_full((n_rows,), float("-inf")).scatter_reduce(0, owner, scores, "amax")
+        weights = (scores - top[owner]).exp()                                       # (N,)
+        weights = weights / weights.new_zeros(n_rows).index_add(0, owner, weights)[owner]
+    else:
+        weights = 1.0 / torch.bincount(owner, minlength=n_rows).to(vectors.dtype)[owner]
+    weighted = vectors * weights.unsqueeze(-1).to(vectors.dtype)
+    return vectors.new_zeros(n_rows, vectors.shape[1]).index_add(0, owner, weighted)

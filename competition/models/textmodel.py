@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from competition.models import frozen
-from competition.models.batches import pool, segments
+from competition.models.batches import pool, pool_windows, segments
 
 _LAYER = re.compile(r"\.(?:layer|layers|block|blocks|h)\.(\d+)\.")
 
@@ -100,13 +100,15 @@ class TextModel(pl.LightningModule):
             :mod:`competition.models.frozen`.
         sep_id: rows are text pairs: positions after the first ``sep_id`` token are segment 1 (the
             encoder's token type embedding), as ``tokenizer(a, b)`` marks them. None: no segment ids.
+        window_pool: rows come as windows (``truncation: windows``): a row's vector is the ``mean``,
+            ``max`` or learned ``attention`` over its windows' vectors (None: one sequence per row).
     """
 
     def __init__(self, encoder: nn.Module, task: str, n_out: int, pooling: str = "mean", dropout: float = 0.1,
                  lr: float = 5e-5, head_lr: float | None = None, weight_decay: float = 0.01,
                  layer_decay: float = 1.0, warmup: float = 0.1, schedule: str = "linear", pool_layers: int = 4,
                  msd: int = 1, reinit_layers: int = 0, label_smoothing: float = 0.0, freeze_layers: int = 0,
-                 freeze_dtype: str = "float16", sep_id: int | None = None):
+                 freeze_dtype: str = "float16", sep_id: int | None = None, window_pool: str | None = None):
         super().__init__()
         self.save_hyperparameters(ignore=["encoder"])
         self.encoder = drop_pooler(encoder)
@@ -115,6 +117,7 @@ class TextModel(pl.LightningModule):
         self.head = nn.Linear(hidden, n_out)
         # pooling parameters learn with the head's learning rate (see param_groups)
         self.token_score = nn.Linear(hidden, 1) if pooling == "attention" else None
+        self.window_score = nn.Linear(hidden, 1) if window_pool == "attention" else None
         self.layer_logits = nn.Parameter(torch.zeros(pool_layers)) if pooling == "weighted_layers" else None
         if freeze_layers:
             frozen.check_depth(self.encoder, freeze_layers, pool_layers if pooling == "weighted_layers" else None,
@@ -153,8 +156,12 @@ class TextModel(pl.LightningModule):
         return pool(hidden, attention_mask, how)
 
     def forward(self, input_ids: torch.Tensor | None, attention_mask: torch.Tensor,
-                states: torch.Tensor | None = None) -> torch.Tensor:
-        pooled = self.sentence(input_ids, attention_mask, states)                          # (B, H)
+                states: torch.Tensor | None = None, windows: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (B, k); with ``windows`` (N,) the N sequences are windows of B rows, pooled per row."""
+        pooled = self.sentence(input_ids, attention_mask, states)                          # (B, H) / (N, H)
+        if windows is not None:
+            scores = None if self.window_score is None else self.window_score(pooled).squeeze(-1)   # (N,)
+            pooled = pool_windows(pooled, windows, self.hparams.window_pool, scores)        # (B, H)
         if self.training and self.hparams.msd > 1:   # multi-sample dropout: average over masks
             return torch.stack([self.head(self.dropout(pooled)) for _ in range(self.hparams.msd)]).mean(0)
         return self.head(self.dropout(pooled))                                             # (B, k)
@@ -209,7 +216,7 @@ class TextModel(pl.LightningModule):
 
     # -- steps ---------------------------------------------------------------------------
     def _shared_step(self, batch: dict, stage: str) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = self(batch.get("input_ids"), batch["attention_mask"], batch.get("states"))
+        logits = self(batch.get("input_ids"), batch["attention_mask"], batch.get("states"), batch.get("windows"))
         return self.loss(logits, batch["labels"], batch.get("weight"), batch.get("teacher")), logits
 
     def on_train_epoch_start(self) -> None:
@@ -264,7 +271,7 @@ class TextModel(pl.LightningModule):
         hp = self.hparams
         n_layers = getattr(self.encoder.config, "num_hidden_layers", 0)
         groups: dict[tuple[float, float], list[nn.Parameter]] = {}
-        heads = [m for m in (self.head, self.token_score) if m is not None]
+        heads = [m for m in (self.head, self.token_score, self.window_score) if m is not None]
         extra = [self.layer_logits] if self.layer_logits is not None else []
         for prefix, module in (("encoder", self.encoder), *(("head", m) for m in heads)):
             for name, param in module.named_parameters():

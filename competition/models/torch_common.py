@@ -87,6 +87,9 @@ def build_prepared(cfg: ExperimentConfig, data, tokenizer, new_encoder) -> Prepa
     targets, n_out = targets_of(data)
     prepared = Prepared(cfg, data, tokenizer, new_encoder, train, test, targets, n_out)
     if cfg.train.freeze_layers:
+        if cfg.model.truncation == "windows":
+            raise InputError("train.freeze_layers caches one sequence per text, but model.truncation: windows reads "
+                             "several; set train.freeze_layers=0 or model.truncation=head_tail")
         cache_frozen(prepared)
     return prepared
 
@@ -179,7 +182,8 @@ def new_model(prepared: Prepared, encoder: torch.nn.Module) -> TextModel:
                      warmup=prepared.cfg.train.warmup, schedule=prepared.cfg.train.schedule,
                      pool_layers=m.pool_layers, msd=m.msd, reinit_layers=m.reinit_layers,
                      label_smoothing=m.label_smoothing, freeze_layers=prepared.cfg.train.freeze_layers,
-                     freeze_dtype=prepared.cfg.train.freeze_dtype, sep_id=segment_sep(prepared, encoder))
+                     freeze_dtype=prepared.cfg.train.freeze_dtype, sep_id=segment_sep(prepared, encoder),
+                     window_pool=m.window_pool if m.truncation == "windows" else None)
 
 
 def watched_rows(prepared: Prepared, seed: int, train_idx: np.ndarray,
@@ -350,8 +354,9 @@ def predict_ids(model: TextModel, ids: list[torch.Tensor], cfg: ExperimentConfig
     out = np.empty((len(ids), model.hparams.n_out), dtype=np.float32)
     with _autocast(cfg, device):
         for batch in eval_loader(ids, None, pad_id, cfg.train.eval_batch_size):
-            inputs = {k: batch[k].to(device) if k in batch else None for k in ("input_ids", "states")}
-            logits = model(inputs["input_ids"], batch["attention_mask"].to(device), inputs["states"])  # (B, k)
+            inputs = {k: batch[k].to(device) if k in batch else None for k in ("input_ids", "states", "windows")}
+            logits = model(inputs["input_ids"], batch["attention_mask"].to(device), inputs["states"],
+                           inputs["windows"])                                                     # (B, k)
             out[batch["index"].numpy()] = model.probabilities(logits.float()).cpu().numpy()
     return out
 
@@ -392,7 +397,7 @@ def predict(fold_dir, cfg: ExperimentConfig | None, data, frame, cache: dict | N
                 torch.set_num_threads(cfg.train.threads)
             key = (artifacts.file_hash(fold_dir / "tokenizer" / "tokenizer.json"), cfg.text.model_dump_json(),
                    cfg.model.max_length, cfg.model.truncation, cfg.model.pair_truncation, cfg.model.head_tokens,
-                   tuple(cfg.train.tta))
+                   cfg.model.stride, tuple(cfg.train.tta))
             cache = {} if cache is None else cache
             if key not in cache:
                 cache[key] = encode_frame(cfg, data.spec, tokenizer, frame)
