@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.bench_quality import REPO, _fold_seconds
+from benchmarks.bench_quality import REPO, _fold_oof, _fold_seconds
 from benchmarks.common import md_table, shared_data
 
 EXPENSIVE = True
@@ -31,12 +31,17 @@ BBC = Path(__file__).parent / ".work" / "bbc"
 PAIRS = [("001", "011", "TF-IDF: pair features vs glued text"),
          ("042", "041", "MiniLM cross-encoder: pair vs glued text"),
          ("043", "042", "MiniLM cross-encoder: + swap TTA vs pair alone")]
-LONG = [("h128t", "h128", "MiniLM, 128 tokens: head_tail vs head")]
+# (a, b, what, folds a is trained on (None: all 5); the pair is compared on a's rows)
+LONG = [("h128t", "h128", "MiniLM, 128 tokens: head_tail vs head", None),
+        ("w128", "h128", "MiniLM, 128 tokens: windows (mean) vs head", [0, 1])]
 BBC_EXPERIMENTS = {
     "h128": "# MiniLM, 128 tokens of each article: its start; one epoch.\ntemplate: minilm\n"
             "model: {max_length: 128}\ntrain: {epochs: 1}\n",
     "h128t": "# MiniLM, 128 tokens of each article: its first 32 and its last 94; one epoch.\ntemplate: minilm\n"
              "model: {max_length: 128, truncation: head_tail}\ntrain: {epochs: 1}\n",
+    "w128": "# MiniLM, all of each article as windows of 128 tokens side by side (126 of text each), their\n"
+            "# vectors' mean read by the head; one epoch.\ntemplate: minilm\n"
+            "model: {max_length: 128, truncation: windows, stride: 126}\ntrain: {epochs: 1}\n",
 }
 
 
@@ -65,16 +70,27 @@ def _bbc_workspace():
     return ws
 
 
-def _ensure(ws, exp: str, train_missing: bool) -> bool:
+def _ensure(ws, exp: str, train_missing: bool, folds: list[int] | None = None) -> bool:
     from competition.config import load_config
     from competition.train import train
 
     if (ws.run_dir(exp) / "oof.parquet").is_file():
         return True
+    if folds is not None and all((ws.fold_dir(exp, k) / "oof.parquet").is_file() for k in folds):
+        return True
     if not train_missing:
         return False
-    train(ws, load_config(ws, exp, ["track.wandb=false"]), folds="all")
+    train(ws, load_config(ws, exp, ["track.wandb=false"]), folds="all" if folds is None else folds)
     return True
+
+
+def _oof(ws, name: str):
+    """The run's OOF rows: the whole run's, or those of the folds it has (a run trained on some folds)."""
+    from competition import runs
+
+    if (ws.run_dir(name) / "oof.parquet").is_file():
+        return runs.load_run(ws, name).oof()
+    return _fold_oof(ws, name, [k for k in range(5) if (ws.fold_dir(name, k) / "oof.parquet").is_file()])
 
 
 def _compare(ws, data, a: str, b: str, what: str) -> dict:
@@ -82,16 +98,23 @@ def _compare(ws, data, a: str, b: str, what: str) -> dict:
     bootstrap of a minus b."""
     from competition import bootstrap, metrics, runs, thresholds
 
-    spec, y = data.spec, data.y
+    spec = data.spec
     row = {"a": a, "b": b, "what": what}
+    ids = data.train[spec.id_column].astype(str)
+    first = _oof(ws, a)
+    keep = ids.isin(set(first["id"].astype(str))).to_numpy()        # a trained on some folds: their rows
+    ids, y = ids[keep], np.asarray(data.y)[keep]
+    if not keep.all():
+        row["rows"] = int(keep.sum())
     for name in (a, b):
-        oof = runs.load_run(ws, name).oof()
-        oof = oof.set_index(oof["id"].astype(str)).loc[data.train[spec.id_column].astype(str)]
+        oof = _oof(ws, name)
+        oof = oof.set_index(oof["id"].astype(str)).loc[ids]
         pred, fold = oof[spec.pred_columns].to_numpy(float), oof["fold"].to_numpy()
         decisions = thresholds.decisions(spec.metric, y, pred, spec.task, fold)[0]
         row[name] = {"score": thresholds.cv(spec.metric, y, pred, spec.task, fold).score,
                      "decisions": decisions,
-                     "seconds": round(5 * float(np.median([_fold_seconds(ws.fold_dir(name, k)) for k in range(5)])), 1)}
+                     "seconds": round(5 * float(np.median([_fold_seconds(ws.fold_dir(name, k))
+                                                           for k in sorted(set(fold))])), 1)}
         if spec.task == "binary":
             labels = np.asarray(decisions).ravel().astype(int)
             row[name]["accuracy"] = float(metrics.score("accuracy", y, labels[:, None], "binary", threshold=0.5))
@@ -130,9 +153,9 @@ def run(train_missing: bool | None = None) -> dict:
             out["not_run"].append(what)
     bbc = _bbc_workspace()
     bbc_data = data_mod.load(load_spec(bbc.spec_file))
-    for a, b, what in LONG:
+    for a, b, what, folds in LONG:
         started = time.perf_counter()
-        if all(_ensure(bbc, exp, train_missing) for exp in (a, b)):
+        if _ensure(bbc, b, train_missing) and _ensure(bbc, a, train_missing, folds):
             out["long"].append({**_compare(bbc, bbc_data, a, b, what), "wall": round(time.perf_counter() - started)})
         else:
             out["not_run"].append(what)
@@ -154,7 +177,8 @@ def render(r: dict) -> str:
                      f"{a['accuracy']:.4f} vs {b['accuracy']:.4f}" + (f", {acc[0]:+.4f} [{acc[1]:+.4f}, {acc[2]:+.4f}]"
                                                                       if acc else ""),
                      f"{a['seconds']} / {b['seconds']}"])
-    long_rows = [[e["what"], f"{e['a']}: {e[e['a']]['score']:.4f}", f"{e['b']}: {e[e['b']]['score']:.4f}",
+    long_rows = [[e["what"] + (f" (folds 0-1: {e['rows']} articles)" if "rows" in e else ""),
+                  f"{e['a']}: {e[e['a']]['score']:.4f}", f"{e['b']}: {e[e['b']]['score']:.4f}",
                   _interval(e["diff"], e["significant"]), f"{e[e['a']]['seconds']} / {e[e['b']]['seconds']}"]
                  for e in r.get("long", [])]
     return "\n".join([
