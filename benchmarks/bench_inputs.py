@@ -105,7 +105,7 @@ def _compare(ws, data, a: str, b: str, what: str) -> dict:
     keep = ids.isin(set(first["id"].astype(str))).to_numpy()        # a trained on some folds: their rows
     ids, y = ids[keep], np.asarray(data.y)[keep]
     if not keep.all():
-        row["rows"] = int(keep.sum())
+        row["rows"], row["folds"] = int(keep.sum()), sorted(int(k) for k in first["fold"].unique())
     for name in (a, b):
         oof = _oof(ws, name)
         oof = oof.set_index(oof["id"].astype(str)).loc[ids]
@@ -177,7 +177,8 @@ def render(r: dict) -> str:
                      f"{a['accuracy']:.4f} vs {b['accuracy']:.4f}" + (f", {acc[0]:+.4f} [{acc[1]:+.4f}, {acc[2]:+.4f}]"
                                                                       if acc else ""),
                      f"{a['seconds']} / {b['seconds']}"])
-    long_rows = [[e["what"] + (f" (folds 0-1: {e['rows']} articles)" if "rows" in e else ""),
+    long_rows = [[e["what"] + (f" (folds {', '.join(map(str, e.get('folds', [0, 1])))}: {e['rows']} articles)"
+                               if "rows" in e else ""),
                   f"{e['a']}: {e[e['a']]['score']:.4f}", f"{e['b']}: {e[e['b']]['score']:.4f}",
                   _interval(e["diff"], e["significant"]), f"{e[e['a']]['seconds']} / {e[e['b']]['seconds']}"]
                  for e in r.get("long", [])]

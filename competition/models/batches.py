@@ -161,9 +161,6 @@ def encode_frame(cfg, spec, tokenizer, frame) -> dict[str, list[torch.Tensor]]:
         raise InputError(f"model.truncation: {m.truncation} reads one long text, but this experiment reads the text "
                          f"pair {spec.text_pair}; a pair is cut by model.pair_truncation (longest_first, only_first, "
                          "only_second): set model.truncation=head")
-    if m.truncation == "windows" and "tail" in cfg.train.tta:
-        raise InputError("train.tta: 'tail' reads the end of a long text, but model.truncation: windows already "
-                         "reads all of it; remove tail from train.tta")
     out = {"plain": encode(tokenizer, plain, m.max_length, m.truncation, m.pair_truncation, m.head_tokens, m.stride)}
     for variant in dict.fromkeys(cfg.train.tta):
         if variant == "swap":

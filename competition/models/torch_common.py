@@ -87,9 +87,6 @@ def build_prepared(cfg: ExperimentConfig, data, tokenizer, new_encoder) -> Prepa
     targets, n_out = targets_of(data)
     prepared = Prepared(cfg, data, tokenizer, new_encoder, train, test, targets, n_out)
     if cfg.train.freeze_layers:
-        if cfg.model.truncation == "windows":
-            raise InputError("train.freeze_layers caches one sequence per text, but model.truncation: windows reads "
-                             "several; set train.freeze_layers=0 or model.truncation=head_tail")
         cache_frozen(prepared)
     return prepared
 
