@@ -5,8 +5,8 @@ __all__ = ["Run", "Workspace"]
 
 
 def __getattr__(name: str):
-    # imported on first use: `comp --help` and every command start without loading the stages
     if name in __all__:
+        # imported on first use: `comp --help` and every command start without loading the stages
         from competition import api
 
         return getattr(api, name)

@@ -30,7 +30,11 @@ import numpy as np
 import pandas as pd
 
 from competition import artifacts
+from competition.bootstrap import interval
 from competition.errors import InputError
+from competition.models import estimators
+from competition.models.lgbm import encode, fit_categories
+from competition.text import build_texts
 
 ALIKE, SHIFT = 0.6, 0.7  # AUC cut-offs of :func:`verdict`
 MIN_ROWS = 30            # fewer rows in train or test: the AUC's interval spans every verdict
@@ -111,10 +115,9 @@ def validate(dataset, n_splits: int = 5, seed: int = 0) -> AdversarialResult:
     Raises:
         InputError: no test file, no text or feature columns, or ``n_splits`` out of range.
     """
+    # scikit-learn submodules take ~1 s each: loaded where used
     from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import StratifiedKFold
-
-    from competition.bootstrap import interval
 
     spec, train, test = dataset.spec, dataset.train, dataset.test
     if test is None:   # a dataset split in code (data.split) has a test set its spec does not name
@@ -129,8 +132,6 @@ def validate(dataset, n_splits: int = 5, seed: int = 0) -> AdversarialResult:
         raise InputError(f"number of folds ({{n_splits}}) {n_splits}: needs 2 <= folds <= {smaller} (rows of the "
                          "smaller of train and test); use e.g. {n_splits} 5", n_splits="n_splits")
     if spec.text:
-        from competition.text import build_texts
-
         texts = build_texts(train, spec.text) + build_texts(test, spec.text)
         X, fit, kind = np.array(texts, dtype=object), _fit_tokens, "tokens"
     elif spec.features:
@@ -165,8 +166,8 @@ def _rows(X, idx: np.ndarray):
 
 def _fit_tokens(texts: np.ndarray, y: np.ndarray, seed: int) -> tuple[Callable, pd.Series]:
     """TF-IDF word 1-2 grams + logistic regression: (P(test) of new texts, coefficient per token)."""
+    # scikit-learn submodules take ~1 s each: loaded where used
     from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
 
     vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True, dtype=np.float32)
     try:
@@ -174,17 +175,16 @@ def _fit_tokens(texts: np.ndarray, y: np.ndarray, seed: int) -> tuple[Callable, 
     except ValueError as err:  # "empty vocabulary": no word occurs in two texts
         raise InputError(f"text columns: the TF-IDF vocabulary of {len(texts)} texts is empty ({err}); "
                          "check that `text:` in competition.yaml names columns holding text") from None
-    model = LogisticRegression(C=1.0, max_iter=1000, random_state=seed).fit(X, y)
+    model = estimators.fit_linear("logistic", "binary", X, y, 1,
+                                  defaults={"C": 1.0, "max_iter": 1000, "random_state": seed})
     weights = pd.Series(model.coef_[0], index=vectorizer.get_feature_names_out())
-    return (lambda new: model.predict_proba(vectorizer.transform(new))[:, 1],
+    return (lambda new: estimators.predict_model(model, vectorizer.transform(new), "binary", 2),
             weights.sort_values(ascending=False, kind="stable"))
 
 
 def _feature_frame(train: pd.DataFrame, test: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     """Train rows then test rows of ``columns`` as LightGBM takes them: floats and categories
     (categorical: the columns not numeric in train; their code book is built from every row)."""
-    from competition.models.lgbm import encode, fit_categories
-
     both = pd.concat([train[columns], test[columns]], ignore_index=True)
     types = pd.api.types
     categorical = [c for c in columns if not (types.is_numeric_dtype(train[c]) or types.is_bool_dtype(train[c]))]
@@ -192,13 +192,11 @@ def _feature_frame(train: pd.DataFrame, test: pd.DataFrame, columns: list[str]) 
 
 
 def _fit_lgbm(X: pd.DataFrame, y: np.ndarray, seed: int) -> tuple[Callable, pd.Series]:
-    """A seeded LightGBM classifier: (P(test) of new rows, share of total gain per feature)."""
-    import lightgbm as lgb
-
-    params = {"objective": "binary", "learning_rate": 0.05, "num_leaves": 15, "min_data_in_leaf": 20,
-              "verbosity": -1, "seed": seed, "deterministic": True, "force_row_wise": True,
-              "num_threads": 1 if len(X) < 20_000 else 0}  # one thread: small data, where more only add overhead
-    booster = lgb.train(params, lgb.Dataset(X, label=y), num_boost_round=200)
-    gain = booster.feature_importance(importance_type="gain")
+    """A seeded LightGBM classifier of 200 rounds: (P(test) of new rows, share of total gain per feature)."""
+    params = estimators.lgbm_params("binary", 2, {"learning_rate": 0.05, "num_leaves": 15, "min_data_in_leaf": 20},
+                                    seed, None, len(X))
+    booster, _ = estimators.fit_booster(params, X, y, np.arange(len(X)), None, rounds=200)
+    gain = estimators.importance(booster)
     share = pd.Series(gain / max(gain.sum(), 1e-12), index=list(X.columns))
-    return booster.predict, share.sort_values(ascending=False, kind="stable")
+    return (lambda new: estimators.predict_model(booster, new, "binary", 2),
+            share.sort_values(ascending=False, kind="stable"))

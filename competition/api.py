@@ -27,8 +27,8 @@ import pandas as pd
 from competition import runs
 from competition.blend import blend
 from competition.config import load_config
-from competition.leaderboard import leaderboard
 from competition.holdout import stack_with_holdout
+from competition.leaderboard import leaderboard
 from competition.predict import predict, predict_frame
 from competition.stack import stack
 from competition.submit import submit

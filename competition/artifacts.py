@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from competition.errors import InputError
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -74,8 +75,6 @@ def unwritable(err: OSError):
 
 def _unwritable(path: Path, err: OSError):
     """A folder that cannot be written (permissions, read-only, full disk): the user's to fix."""
-    from competition.errors import InputError
-
     fix = {errno.ENOSPC: "free some disk space", errno.EDQUOT: "free some disk space (quota)",
            errno.ENAMETOOLONG: "use a shorter name, or a workspace or --out folder with a shorter path"}.get(
         err.errno, "make the folder writable or write elsewhere")
@@ -137,8 +136,6 @@ def damaged(path: Path, why: str):
     >>> str(damaged(Path("ws/experiments/s01/manifest.json"), "empty")).split(". ")[-1]
     'Rebuild that run: comp train exp=s01 --fold all --force (a stack or blend: run its comp stack / comp blend again with --force)'
     """
-    from competition.errors import InputError
-
     return InputError(f"{path}: damaged ({why}); comp writes it whole, so something else changed it. {rebuild(path)}")
 
 

@@ -48,7 +48,16 @@ import pandas as pd
 
 from competition import artifacts, metrics, runs, thresholds
 from competition.errors import InputError
-from competition.inputs import best_of, check_name, claim_name, feature_matrix, gain, load_inputs, require_two, versus_best
+from competition.inputs import (
+    best_of,
+    check_name,
+    claim_name,
+    feature_matrix,
+    gain,
+    load_inputs,
+    require_two,
+    versus_best,
+)
 from competition.workspace import Workspace
 
 METHODS = ("hill-climb", "mean", "weighted", "rank", "vote-hard", "vote-soft", "moe")
@@ -95,6 +104,7 @@ def _fit_gate(P: np.ndarray, y: np.ndarray, Z: np.ndarray, task: str, l2: float 
     With Z a column of ones this is the weighted blend (one softmax over inputs); with row
     features it is the mixture-of-experts gate. theta = 0 starts from the plain mean.
     """
+    # scipy (~1 s): loaded where used
     from scipy.optimize import minimize
     from scipy.special import softmax
 
@@ -149,6 +159,7 @@ def _ranks(P: np.ndarray) -> np.ndarray:
            [0.5],
            [0.5]])
     """
+    # scipy (~1 s): loaded where used
     from scipy.stats import rankdata
 
     return ((rankdata(P, axis=0) - 1) / max(len(P) - 1, 1)).mean(axis=1)
@@ -185,6 +196,7 @@ def _fit(method, P, y, Z, spec):
     if method in STATELESS:
         return np.full(m, 1.0 / m)
     if method == "weighted":
+        # scipy (~1 s): loaded where used
         from scipy.special import softmax
 
         return softmax(_fit_gate(P, y, _ones(len(P)), spec.task)[0])
@@ -211,6 +223,7 @@ def _gate_design(Z, mu, sd):
 
 
 def _gate_weights(params, Z) -> np.ndarray:
+    # scipy (~1 s): loaded where used
     from scipy.special import softmax
 
     return softmax(_gate_design(Z, params["mu"], params["sd"]) @ params["theta"], axis=1)

@@ -197,6 +197,7 @@ def delong(y, a, b, z: float = 1.959963984540054) -> Comparison:
     >>> c.diff, c.low, c.high
     (0.0, 0.0, 0.0)
     """
+    # scipy (~1 s): loaded where used
     from scipy.stats import rankdata
 
     y = np.asarray(y).astype(bool).ravel()

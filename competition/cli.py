@@ -10,8 +10,22 @@ import inspect
 
 import typer
 
-from competition.commands import (blend, check, export, folds, init, leaderboard, new, predict, report, score, stack,
-                                  submit, train, tune)
+from competition.commands import (
+    blend,
+    check,
+    export,
+    folds,
+    init,
+    leaderboard,
+    new,
+    predict,
+    report,
+    score,
+    stack,
+    submit,
+    train,
+    tune,
+)
 
 app = typer.Typer(
     name="comp",

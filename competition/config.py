@@ -17,6 +17,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from competition.errors import InputError, explain
@@ -197,13 +199,11 @@ class ExperimentConfig(StrictModel):
     @model_validator(mode="after")
     def _cross_checks(self):
         m = self.model
-        if m.family == "scratch" and m.d_model % m.heads:
-            raise ValueError(f"model.d_model ({m.d_model}) must be divisible by model.heads ({m.heads})")
         for key in ("pseudo", "distill"):
             if getattr(self, key) is not None and not self.is_torch:
                 raise ValueError(f"{key}: applies to the torch families ({', '.join(torch_families())}), "
                                  f"not model.family {m.family}; remove the {key} block")
-        if self.train.freeze_layers and m.family != "encoder":
+        if self.train.freeze_layers and not m.pretrained_layers:
             raise ValueError(f"train.freeze_layers={self.train.freeze_layers}: freezing layers keeps pretrained "
                              f"weights, and model.family {m.family} has none (family encoder has); set "
                              "train.freeze_layers=0")
@@ -242,9 +242,6 @@ def templates() -> list[str]:
 
 
 def _read_yaml(path: Path) -> dict:
-    from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
-
     try:
         data = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
     except (OmegaConfBaseException, OSError, Exception) as err:  # yaml.YAMLError, etc.
@@ -264,8 +261,6 @@ def _template(name: str, where: Path) -> dict:
 
 
 def merge_layers(layers: list[tuple[str, dict]]):
-    from omegaconf import OmegaConf
-
     merged = OmegaConf.create({})
     for _, layer in layers:
         layer = dict(layer)
@@ -286,9 +281,6 @@ def parse_overrides(overrides: list[str]) -> dict:
     >>> parse_overrides(["train.precision='32'", "train.tta=[tail]"])
     {'train': {'precision': '32', 'tta': ['tail']}}
     """
-    from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
-
     for item in overrides:
         key, sep, _ = item.partition("=")
         if not sep or not key.strip() or "" in key.strip().split("."):
@@ -307,8 +299,6 @@ def load_config(ws, exp: str, overrides: list[str] | None = None) -> ExperimentC
         exp: experiment id, e.g. ``"042"``.
         overrides: ``key.sub=value`` strings, applied last.
     """
-    from omegaconf import OmegaConf
-
     exp_file = ws.experiment_file(exp)
     if not exp_file.is_file():
         known = ", ".join(ws.experiment_ids()) or "none yet"

@@ -20,11 +20,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from competition import metrics
 from competition.artifacts import text_hash
 from competition.errors import InputError
+from competition.quality import data_warnings, examples, first_ids, main_text
 from competition.spec import Spec
-from competition.tables import (DataWarning, read_sample_submission, read_with_notes, require_columns,
-                                strings)
+from competition.tables import DataWarning, read_sample_submission, read_with_notes, require_columns, strings
 
 
 @dataclass(frozen=True)
@@ -81,8 +82,6 @@ def placeholder(spec: Spec, labels: list | None) -> dict:
     >>> placeholder(s, None)
     {'y': 0.0}
     """
-    from competition import metrics
-
     wants_labels = metrics.METRICS[spec.metric].needs == "labels"
     if spec.task == "regression":
         return {t: 0.0 for t in spec.targets}
@@ -98,21 +97,16 @@ def placeholder(spec: Spec, labels: list | None) -> dict:
 
 # -- checks ----------------------------------------------------------------------------------
 
-def _examples(values, k: int = 5) -> str:
-    shown = ", ".join(repr(v.item() if isinstance(v, np.generic) else v) for v in list(values)[:k])
-    return shown + (", ..." if len(values) > k else "")
-
-
 def _check_ids(frame: pd.DataFrame, column: str, path: Path, role: str) -> None:
     ids = frame[column]
     if ids.isna().any():
         rows = np.flatnonzero(ids.isna().to_numpy())
         raise InputError(f"{path} ({role}): column {column!r} (id) is empty in {len(rows)} row(s), "
-                         f"first at row(s) {_examples(rows + 1)}; every row needs an id.")
+                         f"first at row(s) {examples(rows + 1)}; every row needs an id.")
     dup = ids[ids.duplicated(keep=False)]
     if len(dup):
         raise InputError(f"{path} ({role}): column {column!r} (id) has {dup.nunique()} duplicated id(s) "
-                         f"in {len(dup)} rows, e.g. {_examples(dup.unique())}. Ids must be unique; "
+                         f"in {len(dup)} rows, e.g. {examples(dup.unique())}. Ids must be unique; "
                          "if the column is not an id, set `id: null` to number the rows.")
 
 
@@ -126,10 +120,6 @@ def _with_id(frame: pd.DataFrame, spec: Spec, path: Path, role: str) -> pd.DataF
         require_columns(frame, [spec.id], path, role, "id")
     _check_ids(frame, spec.id_column, path, role)
     return frame
-
-
-def _first_ids(frame: pd.DataFrame, spec: Spec, mask) -> str:
-    return _examples(frame.loc[np.asarray(mask), spec.id_column].to_numpy())
 
 
 def expand_label_list(frame: pd.DataFrame, spec: Spec, path: Path) -> pd.DataFrame:
@@ -151,8 +141,8 @@ def expand_label_list(frame: pd.DataFrame, spec: Spec, path: Path) -> pd.DataFra
     bad = codes.isna()
     if bad.any():
         raise InputError(f"{path} (train): column {ll.column!r} (label_list) holds label(s) "
-                         f"{_examples(parts[bad].unique())} in {bad.sum()} row(s), first at id(s) "
-                         f"{_first_ids(frame, spec, frame.index.isin(parts.index[bad]))}; ids must be "
+                         f"{examples(parts[bad].unique())} in {bad.sum()} row(s), first at id(s) "
+                         f"{first_ids(frame, spec, frame.index.isin(parts.index[bad]))}; ids must be "
                          f"0..{len(spec.targets) - 1} (positions in `targets`, {len(spec.targets)} "
                          "names) or target names. Add the missing names to `targets`.")
     onehot = np.zeros((len(frame), len(spec.targets)), dtype=np.int64)
@@ -166,7 +156,7 @@ def _finite(frame: pd.DataFrame, spec: Spec, column: str, values: pd.Series, pat
         bad |= np.isinf(values.astype(float))
     if bad.any():
         raise InputError(f"{path} (train): target column {column!r} is missing or infinite in "
-                         f"{int(bad.sum())} row(s), first at {spec.id_column} {_first_ids(frame, spec, bad)}. "
+                         f"{int(bad.sum())} row(s), first at {spec.id_column} {first_ids(frame, spec, bad)}. "
                          "Fill or drop those rows.")
 
 
@@ -186,7 +176,7 @@ def _targets(frame: pd.DataFrame, spec: Spec, path: Path) -> tuple[np.ndarray, l
             text = frame[column].notna() & values.isna()
             if text.any():
                 raise InputError(f"{path} (train): regression target {column!r} holds non-numbers "
-                                 f"{_examples(frame.loc[text, column].unique())}; fix them or set the task.")
+                                 f"{examples(frame.loc[text, column].unique())}; fix them or set the task.")
             _finite(frame, spec, column, values, path)
             ys.append(values.to_numpy(dtype=np.float64))
         return (ys[0] if len(ys) == 1 else np.stack(ys, axis=1)), None
@@ -196,7 +186,7 @@ def _targets(frame: pd.DataFrame, spec: Spec, path: Path) -> tuple[np.ndarray, l
             odd = ~pd.to_numeric(frame[column], errors="coerce").isin([0, 1])
             if odd.any():
                 raise InputError(f"{path} (train): multilabel target {column!r} must be 0/1, got "
-                                 f"{_examples(frame.loc[odd, column].unique())}")
+                                 f"{examples(frame.loc[odd, column].unique())}")
         return frame[spec.targets].astype(float).to_numpy().astype(np.int64), list(spec.targets)
     column = spec.targets[0]
     values = frame[column]
@@ -207,15 +197,15 @@ def _targets(frame: pd.DataFrame, spec: Spec, path: Path) -> tuple[np.ndarray, l
     code_of = {_key(label): i for i, label in enumerate(labels)}
     unknown = [u for u in uniques if _key(u) not in code_of]
     if unknown:
-        raise InputError(f"{path} (train): target {column!r} holds value(s) {_examples(unknown)} that are "
+        raise InputError(f"{path} (train): target {column!r} holds value(s) {examples(unknown)} that are "
                          f"not in `labels: {labels}`; add them to labels in competition.yaml or fix the rows.")
     present = {_key(u) for u in uniques}
     if len(present) < 2:
-        raise InputError(f"{path} (train): target {column!r} has a single value {_examples(uniques)}; "
+        raise InputError(f"{path} (train): target {column!r} has a single value {examples(uniques)}; "
                          "a classifier needs at least two classes.")
     if spec.task == "binary" and len(labels) != 2:
         raise InputError(f"{path} (train): task binary, but target {column!r} has {len(labels)} values "
-                         f"{_examples(labels)}; set `task: multiclass` or fix the target.")
+                         f"{examples(labels)}; set `task: multiclass` or fix the target.")
     lookup = np.array([code_of[_key(u)] for u in uniques], dtype=np.int64)
     y = lookup[pd.Categorical(values, categories=uniques).codes]
     return y, labels
@@ -243,8 +233,8 @@ def _check_test_ids(test: pd.DataFrame, spec: Spec) -> None:
         missing, extra = sorted(want - have), sorted(have - want)
         raise InputError(f"{spec.file(spec.test)} (test): its ids differ from the sample submission "
                          f"{path.name}: {len(missing)} sample id(s) missing from test "
-                         f"({_examples(missing)}), {len(extra)} test id(s) not in the sample "
-                         f"({_examples(extra)}). Use the test file and sample submission of one release.")
+                         f"({examples(missing)}), {len(extra)} test id(s) not in the sample "
+                         f"({examples(extra)}). Use the test file and sample submission of one release.")
 
 
 # -- loading ---------------------------------------------------------------------------------
@@ -328,19 +318,7 @@ def split(ds: Dataset, inner, outer) -> Dataset:
                    _hash(train, [spec.id_column, *spec.targets]), _hash(test, inputs), ds.warnings)
 
 
-# -- warnings: usable but worth knowing ------------------------------------------------------
-
-_MOJIBAKE = r"[\x80-\x9f]|Ã[\x80-\xbf]|â€"  # C1 controls, UTF-8 read as cp1252/latin-1
-
-
-def _short(texts, k: int = 2, width: int = 50) -> str:
-    return ", ".join(repr(t if len(t) <= width else t[:width] + "...") for t in list(texts)[:k])
-
-
-def main_text(spec: Spec, train: pd.DataFrame) -> str:
-    """The text column duplicates are judged on: the longest on average."""
-    return max(spec.text, key=lambda c: strings(train[c]).str.len().mean())
-
+# -- conflicting duplicates ------------------------------------------------------------------
 
 def resolve_conflicts(data: Dataset, rows: np.ndarray, rule: str) -> np.ndarray:
     """Training ``rows`` under ``data.conflicts``: a text (the main text column) that repeats among
@@ -376,51 +354,3 @@ def resolve_conflicts(data: Dataset, rows: np.ndarray, rule: str) -> np.ndarray:
                    and (group == group.max()).sum() == 1}
         keep |= np.array([winners.get(t, object()) == k for t, k in zip(frame["text"], frame["key"])], dtype=bool)
     return rows[keep.to_numpy()]
-
-
-def data_warnings(spec: Spec, train: pd.DataFrame, test: pd.DataFrame | None, y: np.ndarray,
-                  labels: list | None) -> list[str]:
-    """Sentences about degraded input: conflicting duplicates, mojibake, empty texts, rare classes."""
-    notes = []
-    if spec.text:
-        main = main_text(spec, train)
-        text = train[main]
-        if spec.task != "regression":
-            key = pd.Series([row.tobytes() for row in y] if y.ndim == 2 else y, index=train.index)
-            dup = text.notna() & text.duplicated(keep=False)
-            n_targets = key[dup].groupby(text[dup]).nunique()
-            conflict = n_targets.index[n_targets > 1]
-            if len(conflict):
-                notes.append(f"{spec.train}: {len(conflict)} text(s) in column {main!r} repeat with different "
-                             f"targets ({text[dup].nunique()} repeated texts in all), e.g. {_short(conflict)}; "
-                             "one input with two answers: fix or drop them if the labels are noise.")
-        for file, frame in ((spec.train, train), (spec.test, test)):
-            if frame is None:
-                continue
-            values = [strings(frame[column]) for column in spec.text]
-            blank = np.logical_and.reduce([(v.str.strip() == "").to_numpy() for v in values])
-            odd = np.logical_or.reduce([v.str.contains(_MOJIBAKE).to_numpy() for v in values])
-            if blank.any():
-                notes.append(f"{file}: {int(blank.sum())} row(s) have no text in {spec.text}, first at "
-                             f"{spec.id_column} {_first_ids(frame, spec, blank)}; their input is empty.")
-            if odd.any():
-                notes.append(f"{file}: {int(odd.sum())} row(s) hold mojibake such as '\\x89Û_', 'Ã©' or "
-                             "'\\x92' (text decoded with the wrong encoding upstream); ftfy can repair it.")
-        if test is not None and main in test.columns:
-            shared = int(strings(test[main]).isin(strings(text).unique()).sum())
-            if shared:
-                notes.append(f"{spec.test}: {shared} text(s) in column {main!r} also appear in train, "
-                             "where their labels are known.")
-    if test is not None and spec.id is not None:
-        same = test[spec.id_column].astype(str).isin(set(train[spec.id_column].astype(str)))
-        if same.any():
-            notes.append(f"{spec.test}: {int(same.sum())} of {len(test)} test id(s) are also train ids "
-                         f"(e.g. {_first_ids(test, spec, same)}): the test file may be the train file, or "
-                         "the ids are row numbers; check `test:` in competition.yaml.")
-    if spec.task in ("multiclass", "multilabel"):
-        counts = y.sum(axis=0) if y.ndim == 2 else np.bincount(y, minlength=len(labels))
-        rare = [(label, int(c)) for label, c in zip(labels, counts) if c < spec.folds.n_splits]
-        if rare:
-            notes.append(f"{spec.train}: {len(rare)} class(es) have fewer rows than the {spec.folds.n_splits} "
-                         f"folds ({_examples(rare)}); some validation folds will lack them.")
-    return notes

@@ -27,7 +27,19 @@ from pathlib import Path
 
 import pandas as pd
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+
+from competition import folds, stack, submit
+from competition.commands._common import user_warnings
+from competition.config import load_config
+from competition.data import load
+from competition.errors import INTERRUPTED, InputError
+from competition.init import init_workspace
+from competition.models import PROGRESS
+from competition.score import score_file
+from competition.train import train
+from competition.workspace import Workspace
 
 console = Console()
 
@@ -71,14 +83,6 @@ def run(root: Path = Path("demo-workspace"), fresh: bool = False) -> dict:
     A re-run resumes: the workspace is rebuilt identically (same data, same seed), so finished
     folds are kept and only the rest trains; ``fresh`` deletes it first and starts over.
     """
-    from competition import folds, stack, submit
-    from competition.config import load_config
-    from competition.data import load
-    from competition.init import init_workspace
-    from competition.score import score_file
-    from competition.train import train
-    from competition.workspace import Workspace
-
     os.environ.setdefault("WANDB_MODE", "offline")
     timings: dict[str, float] = {}
     started = time.perf_counter()
@@ -151,10 +155,6 @@ def run(root: Path = Path("demo-workspace"), fresh: bool = False) -> dict:
 
 
 def main() -> None:
-    from competition.commands._common import user_warnings
-    from competition.errors import INTERRUPTED
-    from competition.models import PROGRESS
-
     fresh = "--fresh" in sys.argv[1:]
     token = PROGRESS.set(lambda line: console.print(line, highlight=False))   # a line per validation
     try:
@@ -163,15 +163,9 @@ def main() -> None:
     except KeyboardInterrupt:
         console.print(f"[yellow]{INTERRUPTED}[/]")
         sys.exit(130)
-    except Exception as err:
-        from competition.errors import InputError
-
-        if isinstance(err, InputError):
-            from rich.markup import escape
-
-            console.print(f"[bold red]error:[/] {escape(str(err))}")
-            sys.exit(2)
-        raise
+    except InputError as err:
+        console.print(f"[bold red]error:[/] {escape(str(err))}")
+        sys.exit(2)
     finally:   # the printer is a local lambda: left set, it reaches (and breaks) pickling in later spawned workers
         PROGRESS.reset(token)
 

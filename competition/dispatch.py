@@ -28,7 +28,20 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+from filelock import FileLock
+
+from competition import artifacts, runs
+from competition import data as data_mod
+from competition import folds as folds_mod
+from competition.config import ExperimentConfig
 from competition.errors import InputError
+from competition.resume import fold_done
+from competition.spec import load_spec
+from competition.train import FoldRow, parse_folds, train
+from competition.tune import load_study, tune
+from competition.tune_export import export_best
+from competition.tune_storage import storage_url
 from competition.workspace import CONFIG, Workspace
 
 
@@ -44,9 +57,6 @@ class DispatchResult:
 
 def _fold_task(cfg: dict, fold: int, data, folds_csv: bytes, folds_manifest: bytes) -> dict:
     """On a Ray worker: train one fold in a scratch workspace; return its files and its row."""
-    from competition.config import ExperimentConfig
-    from competition.train import train
-
     with tempfile.TemporaryDirectory(prefix="comp-ray-") as tmp:
         ws = Workspace(Path(tmp))
         ws.folds_dir.mkdir(parents=True)
@@ -63,10 +73,6 @@ def _fold_task(cfg: dict, fold: int, data, folds_csv: bytes, folds_manifest: byt
 
 def _write_fold(ws: Workspace, exp: str, fold: int, files: dict[str, bytes], config_text: str) -> None:
     """A finished fold's files, written whole: a temp folder renamed over the fold's folder."""
-    from filelock import FileLock
-
-    from competition import artifacts
-
     run_dir = ws.run_dir(exp)
     run_dir.mkdir(parents=True, exist_ok=True)
     target = ws.fold_dir(exp, fold)
@@ -86,6 +92,7 @@ def _write_fold(ws: Workspace, exp: str, fold: int, files: dict[str, bytes], con
 def start_ray(address: str | None, ray_init: dict | None = None) -> None:
     """``ray.init``; a Ray that cannot start or connect (``node timed out during startup``, a wrong
     address) is an InputError saying so and how to run without Ray, not Ray's traceback."""
+    # ray (optional extra): only `--ray` dispatch
     import ray
 
     try:
@@ -117,14 +124,8 @@ def train_on_ray(ws: Workspace, cfgs: list, *, folds: list[int] | str = "all", f
         on_fold: called with ``(exp, FoldRow, node)`` as each fold finishes (progress lines).
         ray_init: extra ``ray.init`` arguments (tests: ``num_cpus``).
     """
+    # ray (optional extra): only `--ray` dispatch
     import ray
-    import yaml
-
-    from competition import data as data_mod
-    from competition import folds as folds_mod
-    from competition import runs
-    from competition.spec import load_spec
-    from competition.train import FoldRow, fold_done, parse_folds, train
 
     spec = load_spec(ws.spec_file) if data is None else data.spec
     data = data if data is not None else data_mod.load(spec)
@@ -178,8 +179,6 @@ def train_on_ray(ws: Workspace, cfgs: list, *, folds: list[int] | str = "all", f
 def _tune_task(files: dict[str, bytes], exp: str, data, kwargs: dict) -> dict:
     """On a Ray worker: one tuning worker on the shared study, in a scratch copy of the workspace's
     experiment files and folds; returns how many trials it ran."""
-    from competition.tune import tune
-
     with tempfile.TemporaryDirectory(prefix="comp-tune-") as tmp:
         root = Path(tmp)
         for name, blob in files.items():
@@ -197,13 +196,8 @@ def tune_on_ray(ws: Workspace, exp: str, workers: int, *, storage: str | None, a
     not SQLite, whose file lives on one disk and whose locks do not cross machines.
     Returns ``{"ran": [trials per worker], "nodes": [...], "exported": path or None, "study": ...}``.
     """
+    # ray (optional extra): only `--ray` dispatch
     import ray
-
-    from competition import data as data_mod
-    from competition.spec import load_spec
-    from competition.tune import load_study
-    from competition.tune_export import export_best
-    from competition.tune_storage import storage_url
 
     url = storage_url(ws, storage)
     if url.startswith("sqlite"):

@@ -86,6 +86,7 @@ def _tag(model: type[BaseModel]) -> str | None:
 
 def _models(annotation) -> list[type[BaseModel]]:
     """The pydantic models an annotation allows: one for a plain field, several for a union."""
+    # pydantic: only where a config is validated, not by every error
     from pydantic import BaseModel
 
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):

@@ -32,12 +32,16 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from competition import artifacts, runs
 from competition.bundle import BUNDLE_MANIFEST, digest
 from competition.errors import InputError
+from competition.models import check_precision, family
+from competition.predict import rehearse, run_labels
+from competition.spec import load_spec
 from competition.workspace import MANIFEST, OOF, TEST, Workspace
 
 SKIPPED = {OOF, TEST, "importance.json"}        # predictions, not models
@@ -131,9 +135,6 @@ def part_of(path: Path) -> str:
 
 
 def _labels(ws: Workspace, run: runs.Run) -> list | None:
-    from competition.predict import run_labels
-    from competition.spec import load_spec
-
     return run_labels(ws, load_spec(ws.spec_file), run)
 
 
@@ -156,8 +157,6 @@ def _copy_run(ws: Workspace, name: str, target: Path, labels: list | None) -> No
     if manifest.get("labels") is None and labels is not None:
         artifacts.write_json(target / MANIFEST, {**manifest, "labels": labels})
     if manifest.get("kind", "experiment") == "experiment":
-        from competition.models import family
-
         extra = getattr(family(manifest["family"]), "bundle", None)
         if extra is not None:
             extra(runs.load_run(ws, name).config(), target)
@@ -169,7 +168,6 @@ def _build_wheel(target: Path) -> Path | None:
     root = Path(__file__).resolve().parents[1]
     if not (root / "pyproject.toml").is_file():
         return None
-    import tempfile
 
     target.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:     # setuptools builds in the tree: a copy, not the checkout
@@ -202,12 +200,10 @@ def export(ws: Workspace, name: str, out: Path | str, *, kaggle_dataset: str | N
     if kaggle_dataset is not None and (kaggle_dataset.count("/") != 1 or not all(kaggle_dataset.split("/"))):
         raise InputError(f"{{kaggle_dataset}} {kaggle_dataset!r}: write OWNER/SLUG, e.g. alice/comp-042-bundle",
                          kaggle_dataset="kaggle_dataset")
-    from competition.models import check_precision
 
     check_precision(precision)
     top = runs.load_run(ws, name)
     chosen = needed_runs(ws, name)
-    from competition.predict import rehearse
 
     rehearse(ws, name)            # what `comp predict` would refuse is refused here, before writing
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"

@@ -35,6 +35,11 @@ class FamilyConfig(StrictModel):
         (:mod:`competition.models.estimators`), recorded as the fold's ``select: inner``."""
         return False
 
+    @property
+    def pretrained_layers(self) -> bool:
+        """It fine-tunes pretrained layers, which ``train.freeze_layers`` may keep frozen."""
+        return False
+
 
 # -- model families ------------------------------------------------------------------------
 
@@ -85,6 +90,10 @@ class EncoderModel(_TorchModel):
     family: Literal["encoder"] = "encoder"
     name: str = Field("sentence-transformers/all-MiniLM-L6-v2", description="hub id or local folder")
 
+    @property
+    def pretrained_layers(self) -> bool:
+        return True
+
 
 class ScratchModel(_TorchModel):
     """A randomly initialised transformer encoder: the no-pretraining baseline."""
@@ -96,6 +105,12 @@ class ScratchModel(_TorchModel):
     ff: int | None = Field(None, ge=8, description="feed-forward size (None: 4 * d_model)")
     vocab_size: int = Field(8000, ge=100, description="BPE vocabulary trained on the run's texts")
     lr: float = Field(5e-4, gt=0, description="peak learning rate")
+
+    @model_validator(mode="after")
+    def _heads_divide(self):
+        if self.d_model % self.heads:
+            raise ValueError(f"model.d_model ({self.d_model}) must be divisible by model.heads ({self.heads})")
+        return self
 
 
 class TfidfModel(FamilyConfig):

@@ -24,7 +24,6 @@ from competition.errors import InputError
 from competition.splitters import GROUPED, make_folds
 from competition.workspace import DONE, MANIFEST, Workspace
 
-
 # -- the folds files -------------------------------------------------------------------------
 
 @dataclass

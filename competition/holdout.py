@@ -27,9 +27,16 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
-from competition import artifacts, metrics, thresholds
+from competition import artifacts, bootstrap, metrics, runs, splitters, thresholds
+from competition import data as data_mod
+from competition import folds as folds_mod
 from competition.errors import InputError
+from competition.resume import check_previous_run
+from competition.splitters import quantile_bins, time_order
+from competition.stack import stack
+from competition.train import train
 from competition.workspace import Workspace
 
 
@@ -66,8 +73,6 @@ def holdout_rows(data, fold: np.ndarray, fraction: float, seed: int) -> np.ndarr
         InputError: a fraction outside (0, 0.5], one that holds out fewer than ``MIN_ROWS`` rows,
             or (time-ordered) one that would empty the last fold.
     """
-    from competition import splitters
-
     n = len(fold)
     if not 0 < fraction <= 0.5:
         raise InputError(f"{{holdout}} {fraction:g}: give the share of rows to hold out, between 0 and 0.5 "
@@ -95,16 +100,12 @@ def holdout_rows(data, fold: np.ndarray, fraction: float, seed: int) -> np.ndarr
 
 
 def _classes(data) -> np.ndarray:
-    from competition.splitters import quantile_bins
-
     y = np.asarray(data.y)
     return quantile_bins(y, data.spec.folds.bins) if data.spec.task == "regression" else y
 
 
 def _whole_groups(data, fold: np.ndarray, fraction: float, seed: int) -> np.ndarray:
     """Whole groups of each fold, shuffled, taken until they hold ``fraction`` of the fold's rows."""
-    import pandas as pd
-
     groups = pd.factorize(data.train[data.spec.folds.group])[0]        # an empty value: a group of its own
     rng = np.random.default_rng(seed)
     mask = np.zeros(len(fold), dtype=bool)
@@ -124,8 +125,6 @@ def _whole_groups(data, fold: np.ndarray, fraction: float, seed: int) -> np.ndar
 
 def _latest(data, fold: np.ndarray, fraction: float) -> np.ndarray:
     """The latest ``fraction`` of the rows (a forecast), refused when it would empty a fold."""
-    from competition.splitters import time_order
-
     time = data.spec.folds.time
     order = time_order(data.train[time]) if time else np.arange(len(fold))
     mask = np.zeros(len(fold), dtype=bool)
@@ -142,8 +141,6 @@ def _latest(data, fold: np.ndarray, fraction: float) -> np.ndarray:
 
 def _retrain_here(ws: Workspace, name: str):
     """The resolved config an input experiment was trained with, as an ExperimentConfig."""
-    from competition import runs
-
     run = runs.load_run(ws, name)
     if run.manifest.get("kind", "experiment") != "experiment":
         raise InputError(f"{{holdout}} retrains the stack's inputs without the holdout rows; {name} is a "
@@ -159,8 +156,6 @@ def stack_with_holdout(ws: Workspace, *, holdout: float, **stack_args):
     the stack beats its best input and their mean there; a stack that does not is marked not
     preferred (``StackResult.holdout``). The stack's own arguments are checked before anything is
     retrained, and nothing of the stack is written when the holdout refuses."""
-    from competition.stack import stack
-
     own = {k: stack_args.get(k, default) for k, default in
            (("features", None), ("meta", "lgbm"), ("params", None), ("seed", 42))}
 
@@ -181,15 +176,6 @@ def check(ws: Workspace, data, fold: np.ndarray, inputs: list[str], *, fraction:
         fraction, seed: the holdout's share of rows and the seed that draws them.
         stack_args: the stack's own arguments (features, meta, params, seed).
     """
-    import pandas as pd
-
-    from competition import bootstrap
-    from competition import data as data_mod
-    from competition import folds as folds_mod
-    from competition import runs
-    from competition.stack import stack
-    from competition.train import check_previous_run, train
-
     configs = {name: _retrain_here(ws, name) for name in inputs}
     spec = data.spec
     outer = holdout_rows(data, fold, fraction, seed)

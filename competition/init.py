@@ -32,11 +32,11 @@ import yaml
 from pydantic import ValidationError
 
 from competition import artifacts
-from competition.data import load, placeholder
+from competition.data import expand_label_list, load, placeholder
 from competition.errors import InputError, explain
 from competition.spec import ReadOptions, Spec, load_spec
 from competition.splitters import quantile_bins, stratified_sample
-from competition.tables import read_table, strings
+from competition.tables import read_table, sep_hint, strings
 from competition.workspace import Workspace
 
 DEFAULT_METRIC = {"binary": "roc_auc", "multiclass": "accuracy", "multilabel": "macro_f1", "regression": "rmse"}
@@ -129,8 +129,6 @@ def _infer_id(train: pd.DataFrame, test: pd.DataFrame | None, sample: pd.DataFra
     if sample is not None:
         first = str(sample.columns[0])
         if first not in train.columns:
-            from competition.tables import sep_hint
-
             hint = ""
             for what, frame in (("train", train), ("the sample submission", sample)):
                 if len(frame.columns) == 1 and sep_hint(str(frame.columns[0]), ""):
@@ -229,8 +227,6 @@ def _carve(root: Path, frame: pd.DataFrame, spec_fields: dict, fraction: float, 
 
 def _label_columns(frame: pd.DataFrame, spec: Spec) -> pd.DataFrame:
     """One 0/1 column per target from a label_list column (the same parse as data.load)."""
-    from competition.data import expand_label_list
-
     part = frame.reset_index(drop=True)
     expanded = expand_label_list(part, spec, Path(spec.train))
     return expanded[spec.targets].set_axis(frame.index)

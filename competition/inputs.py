@@ -21,9 +21,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from competition import artifacts, metrics, runs, thresholds
+from competition import artifacts, bootstrap, metrics, runs, thresholds
+from competition import data as data_mod
+from competition import folds as folds_mod
 from competition.errors import InputError
-from competition.workspace import MAX_NAME, MANIFEST, OOF, TEST, Workspace
+from competition.spec import load_spec
+from competition.tables import strings
+from competition.workspace import MANIFEST, MAX_NAME, OOF, TEST, Workspace
 
 COMBINED_KINDS = ("stack", "blend")   # left out of the default inputs: name them to use them
 DERIVED = ("text_len", "n_words")     # features computed from the spec's text columns
@@ -68,8 +72,6 @@ class Inputs:
 
 def _fold_vector(ws: Workspace, data) -> np.ndarray:
     """Each train row's fold, in train order (read_folds checks hashes and ids)."""
-    from competition import folds as folds_mod
-
     return folds_mod.read_folds(ws, data)["fold"].to_numpy(dtype=np.int64)
 
 
@@ -127,9 +129,6 @@ def _aligned(frame: pd.DataFrame, ids: pd.Series, what: str) -> np.ndarray | Non
 def load_inputs(ws: Workspace, names: list[str] | None = None, *, data=None, exclude: str | None = None
                 ) -> Inputs:
     """Load spec, data, folds and the chosen runs' OOF/test predictions as float32 arrays."""
-    from competition import data as data_mod
-    from competition.spec import load_spec
-
     spec = load_spec(ws.spec_file) if data is None else data.spec
     data = data if data is not None else data_mod.load(spec)
     fold = _fold_vector(ws, data)
@@ -178,6 +177,7 @@ def drift_warnings(inputs: Inputs, limit: float = DRIFT_KS, sample: int = 20_000
     """
     if inputs.test is None:
         return []
+    # scipy (~1 s): loaded where used
     from scipy.stats import ks_2samp
 
     rng = np.random.default_rng(seed)
@@ -260,8 +260,6 @@ def best_of(scores: dict[str, float], metric: str) -> tuple[str, float]:
 def versus_best(src: Inputs, oof: np.ndarray, best: str):
     """A combined run's OOF ``oof`` against its best input's, on the same rows: the difference
     in CV with its 95% paired-bootstrap interval (:func:`bootstrap.compare`)."""
-    from competition import bootstrap
-
     spec, y = src.spec, src.data.y
     j = src.names.index(best)
     mine = thresholds.decisions(spec.metric, y, np.asarray(oof, dtype=float), spec.task, src.fold)[0]
@@ -297,8 +295,6 @@ def feature_matrix(frame: pd.DataFrame, spec, names: list[str], categories: dict
     missing or unseen), using ``categories`` learnt on train. Returns the matrix, the indices of
     categorical columns and the categories.
     """
-    from competition.tables import strings
-
     categories = {} if categories is None else categories
     out, cat_idx = np.empty((len(frame), len(names)), dtype=np.float32), []
     for i, name in enumerate(names):

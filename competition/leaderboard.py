@@ -9,10 +9,26 @@ the highest or the lowest), then stale ones, then partial ones.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
+import warnings
 from dataclasses import asdict, dataclass, field, replace
 
+import numpy as np
+from rich import box
+from rich.console import Console
+from rich.markup import escape
+from rich.measure import Measurement
+from rich.table import Table
+from rich.text import Text
+
+from competition import artifacts, bootstrap, metrics, runs, thresholds
+from competition import data as data_mod
+from competition import folds as folds_mod
+from competition.errors import InputError
+from competition.score import latest_score
+from competition.spec import load_spec
 from competition.workspace import Workspace
 
 STATUS_ORDER = {"complete": 0, "stale": 1, "partial": 2, "damaged": 3}
@@ -70,8 +86,6 @@ def train_seconds(manifest: dict) -> float | None:
 
 def inputs_note(run, ws: Workspace, file_hash) -> list[str]:
     """A stack's or blend's inputs retrained or removed since it was built, the last with the fix."""
-    from competition import runs
-
     notes = [str(c) for c in run.input_changes(ws, file_hash)]
     if notes:
         notes[-1] += f": rebuild with `{runs.remake_command(run.name, run.manifest)}`"
@@ -129,10 +143,6 @@ def cv_on_folds(run, data, folds: tuple[int, ...]) -> float:
     rows (each fold cut at the threshold chosen on the others of them). One fold of a threshold
     metric has no other to choose on: it is cut, as in the full CV, at the threshold chosen on
     every other fold of the run (their labels choose a cut, never this fold's)."""
-    import numpy as np
-
-    from competition import thresholds
-
     oof = run.oof()
     metric, task = run.manifest["metric"], run.manifest["task"]
     pred, fold, y = oof[run.pred_columns].to_numpy(dtype=float), oof["fold"].to_numpy(), np.asarray(data.y)
@@ -169,14 +179,6 @@ def sort_entries(entries: list[Entry], direction: str) -> list[Entry]:
 
 def leaderboard(ws: Workspace, *, data=None) -> list[Entry]:
     """Every run of the workspace (:func:`competition.runs.all_runs`), sorted; see the module doc."""
-    import functools
-    import warnings
-
-    from competition import artifacts, bootstrap, metrics, runs
-    from competition import folds as folds_mod
-    from competition.score import latest_score
-    from competition.spec import load_spec
-
     spec = load_spec(ws.spec_file) if data is None else data.spec
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # data warnings belong to `comp check`, not here
@@ -237,8 +239,6 @@ def leaderboard(ws: Workspace, *, data=None) -> list[Entry]:
 def with_comparisons(entries: list[Entry], decisions: dict, data) -> list[Entry]:
     """Each ranked run's CV minus the best run's, with a 95% paired-bootstrap interval over the
     OOF rows (seeded); ``tied``: the interval holds 0, the gap may be noise."""
-    from competition import bootstrap
-
     spec = data.spec
     best = next((e for e in entries if e.rank == 1), None)
     if best is None or best.name not in decisions:
@@ -255,10 +255,6 @@ def with_comparisons(entries: list[Entry], decisions: dict, data) -> list[Entry]
 
 def _load(ws: Workspace, data=None):
     """The competition's data, or None when it cannot be read now (the leaderboard still lists runs)."""
-    from competition import data as data_mod
-    from competition.errors import InputError
-    from competition.spec import load_spec
-
     if data is not None:
         return data
     try:
@@ -306,11 +302,6 @@ def render(entries: list[Entry], metric: str, direction: str):
     """The leaderboard as rich renderables (the caller prints them, :func:`show`): a table of
     figures, and lines under it: one per run that has notes (why it is stale, partial, damaged;
     what to run), then what the columns mean."""
-    from rich import box
-    from rich.markup import escape
-    from rich.table import Table
-    from rich.text import Text
-
     arrow = "higher" if direction == "maximize" else "lower"
     table = Table(title=f"leaderboard: {metric} ({arrow} is better)", box=box.SIMPLE_HEAD, pad_edge=False)
     optional = {"scored": any(e.scored is not None for e in entries),            # shown when they hold a figure
@@ -351,9 +342,6 @@ def render(entries: list[Entry], metric: str, direction: str):
 def show(console, entries: list[Entry], metric: str, direction: str) -> None:
     """Print the leaderboard: the table at its natural width even on a narrow terminal (a figure
     cut to fit is worse than a line the terminal wraps), the notes wrapped to the terminal."""
-    from rich.console import Console
-    from rich.measure import Measurement
-
     table, lines = render(entries, metric, direction)
     natural = Measurement.get(console, console.options.update(width=400), table).maximum
     wide = console if natural <= console.width else Console(

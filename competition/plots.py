@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from competition import artifacts, metrics
+from competition.score import latest_score
 from competition.workspace import DONE, Workspace
 
 DPI = 110
@@ -75,6 +76,7 @@ class Context:
 # -- figures ----------------------------------------------------------------------------------
 
 def figure(width: float, height: float):
+    # matplotlib (~0.7 s): only the plots
     from matplotlib.figure import Figure
 
     return Figure(figsize=(width, height), layout="constrained", dpi=DPI)
@@ -86,6 +88,7 @@ def save(fig, folder: Path, name: str) -> str:
 
 
 def _fold_colour(k: int):
+    # matplotlib (~0.7 s): only the plots
     import matplotlib
 
     return matplotlib.colormaps["tab10"](k % 10)
@@ -125,8 +128,6 @@ def plot_fold_scores(ctx: Context, folder: Path) -> list[Plot]:
 def plot_cv_vs_scored(ctx: Context, folder: Path) -> list[Plot]:
     """Each run's OOF CV against its latest recorded score (``comp score``), with the y = x line.
     Nothing at all (not even a skip note) until some run has a recorded score."""
-    from competition.score import latest_score
-
     points = [(rd, rd.run.score, latest_score(rd.run)) for rd in ctx.runs]
     points = [(rd, cv, scored) for rd, cv, scored in points if cv is not None and scored is not None]
     if not points:
@@ -218,6 +219,7 @@ def _curve(ax, rows: list[dict], key: str, **style) -> None:
 
 
 def plot_learning_curves(ctx: Context, folder: Path) -> list[Plot]:
+    # matplotlib (~0.7 s): only the plots
     from matplotlib.ticker import MaxNLocator
 
     curves = [(rd, h) for rd in ctx.runs if (h := fold_histories(ctx.ws, rd))]

@@ -33,6 +33,7 @@ def _threshold_text(threshold) -> str:
 
 def plot_confusion(ctx: Context, folder: Path) -> list[Plot]:
     """Best run: confusion matrix (binary at its threshold, multiclass argmax); multilabel P/R/F1."""
+    # scikit-learn submodules take ~1 s each: loaded where used
     from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
     task, best = ctx.spec.task, ctx.runs[0]
@@ -127,6 +128,7 @@ def plot_pred_vs_true(ctx: Context, folder: Path) -> list[Plot]:
 
 
 def plot_calibration(ctx: Context, folder: Path) -> list[Plot]:
+    # scikit-learn submodules take ~1 s each: loaded where used
     from sklearn.calibration import calibration_curve
 
     if ctx.spec.task != "binary":

@@ -25,13 +25,18 @@ import types
 import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from competition import artifacts, bundle, runs
+from competition import artifacts, blend, bundle, runs, stack, submission, tables
+from competition import data as data_mod
 from competition.errors import InputError
+from competition.models import PRECISION, check_precision, family
+from competition.spec import ReadOptions, load_spec
+from competition.submission import id_keys
 from competition.workspace import DONE, MANIFEST, Workspace
 
 CHECKED_PACKAGES = ("torch", "transformers", "tokenizers", "scikit-learn", "lightgbm", "numpy")
@@ -66,13 +71,9 @@ class _Replay:
             if kind == "experiment":
                 out = self._experiment(run)
             elif kind == "stack":
-                from competition.stack import replay
-
-                out = replay(run.dir, inputs, self.frame, self.spec)
+                out = stack.replay(run.dir, inputs, self.frame, self.spec)
             else:
-                from competition.blend import replay
-
-                out = replay(run.dir, inputs, self.frame, self.spec)
+                out = blend.replay(run.dir, inputs, self.frame, self.spec)
             self.seconds[name] = round(time.perf_counter() - started, 2)
             self.done[name] = np.asarray(out, dtype=np.float64)
         return self.done[name]
@@ -86,8 +87,6 @@ class _Replay:
 def predict_fold(ws: Workspace, spec, run: runs.Run, cfg, k: int, frame: pd.DataFrame, tokens: dict) -> np.ndarray:
     """Fold ``k``'s saved model of an experiment run, predicting ``frame``. ``tokens``: token ids per
     tokenizer and text settings, shared by the calls on the same frame."""
-    from competition.models import family
-
     fold_dir = ws.fold_dir(run.name, k)
     if not (fold_dir / DONE).is_file():
         raise InputError(f"{fold_dir}: fold {k} of {run.name} is missing (no {DONE}); retrain it: "
@@ -99,8 +98,6 @@ def predict_fold(ws: Workspace, spec, run: runs.Run, cfg, k: int, frame: pd.Data
 
 def _warn_versions(run: runs.Run) -> None:
     """Models saved under other versions of the libraries that load them: a warning naming them."""
-    from importlib.metadata import PackageNotFoundError, version
-
     saved = run.manifest.get("packages") or {}
     differ = []
     for package in CHECKED_PACKAGES:
@@ -122,7 +119,6 @@ def run_labels(ws: Workspace, spec, run: runs.Run) -> list | None:
         return run.manifest.get("labels")
     if spec.labels:
         return list(spec.labels)
-    from competition import data as data_mod
 
     return data_mod.load(spec, with_test=False).labels
 
@@ -130,11 +126,6 @@ def run_labels(ws: Workspace, spec, run: runs.Run) -> list | None:
 def _sample(spec, frame: pd.DataFrame, given: Path | None, labels) -> tuple[pd.DataFrame, Path | None]:
     """The submission's format: the given sample, else the spec's when it lists these rows' ids,
     else one built from the rows' ids in the spec's format."""
-    from competition import data as data_mod
-    from competition import tables
-    from competition.spec import ReadOptions
-    from competition.submission import id_keys
-
     ids = frame[spec.id_column]
     if given is not None:
         return tables.read_table(given, ReadOptions(), role="sample submission", dtype=str,
@@ -162,9 +153,6 @@ def rehearse(ws: Workspace, name: str, rows: int = REHEARSAL_ROWS) -> int:
     Raises:
         InputError: as :func:`predict` raises for an incomplete or damaged run.
     """
-    from competition import data as data_mod
-    from competition.spec import load_spec
-
     spec = load_spec(ws.spec_file)
     run = runs.load_run(ws, name)
     path = spec.file(spec.test) if spec.test else None
@@ -186,9 +174,6 @@ def _replayed(ws: Workspace, spec, run: runs.Run, frame: pd.DataFrame,
               precision: str = "fp32") -> tuple[pd.DataFrame, _Replay]:
     """id + the run's prediction columns for ``frame``, checked finite (and probabilities in [0, 1]).
     ``precision``: what the encoders compute in (:data:`competition.models.PRECISION`)."""
-    from competition import submission
-    from competition.models import PRECISION, check_precision
-
     _check_columns(run, spec)
     replay = _Replay(ws, spec, frame)
     check_precision(precision)
@@ -215,9 +200,6 @@ def predict_frame(ws: Workspace, name: str, frame: pd.DataFrame, *, precision: s
     """Run ``name`` replayed on the rows of ``frame`` (the test file's columns): id + its prediction
     columns (probabilities or values), as :func:`predict` computes them, nothing written.
     ``precision``: as :func:`predict`."""
-    from competition import data as data_mod
-    from competition.spec import load_spec
-
     check_bundle(ws)
     spec = load_spec(ws.spec_file)
     return _replayed(ws, spec, runs.load_run(ws, name), data_mod.frame_inputs(spec, frame), precision)[0]
@@ -252,10 +234,6 @@ def predict(ws: Workspace, name: str, test_file: Path | str, *, out: Path | None
         InputError: a bad file (missing columns, ids, encoding, empty), an incomplete or damaged
             run; nothing is written then.
     """
-    from competition import data as data_mod
-    from competition import submission
-    from competition.spec import load_spec
-
     check_bundle(ws, expect)
     spec = load_spec(ws.spec_file)
     run = runs.load_run(ws, name)

@@ -33,7 +33,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from competition import artifacts
+import pandas as pd
+from markupsafe import Markup
+
+from competition import artifacts, runs
+from competition import data as data_mod
 from competition.errors import InputError
 from competition.leaderboard import OPTIMISTIC, leaderboard
 from competition.plots import (
@@ -48,6 +52,7 @@ from competition.plots import (
     plot_learning_curves,
 )
 from competition.plots_best import plot_calibration, plot_confusion, plot_pred_vs_true
+from competition.spec import load_spec
 from competition.workspace import MANIFEST, OOF, Workspace
 
 TEMPLATE = "report.html.j2"     # in competition/templates/
@@ -88,8 +93,6 @@ PLOTS = (
 
 def _aligned(run, spec, data) -> RunData:
     """The run's OOF predictions in train-file order; InputError when its rows differ."""
-    import pandas as pd
-
     cols = spec.pred_columns
     if run.pred_columns != cols:
         raise InputError(f"{run.dir}: run {run.name} predicts {run.pred_columns}, this competition needs "
@@ -108,8 +111,6 @@ def _aligned(run, spec, data) -> RunData:
 def choose_runs(ws: Workspace, entries: list, names: list[str] | None) -> list:
     """Runs in leaderboard order (the best first): the named ones (each must be complete), else
     every complete run on the current folds and data."""
-    from competition import runs
-
     order = {e.name: i for i, e in enumerate(entries)}
     if names:
         picked = [runs.load_run(ws, n) for n in dict.fromkeys(names)]   # InputError: unknown / partial
@@ -156,9 +157,6 @@ def report(ws: Workspace, *, out: Path | str | None = None, runs: list[str] | No
     Returns:
         A :class:`ReportResult`: the folder, its ``index.html`` and every plot written or skipped.
     """
-    from competition import data as data_mod
-    from competition.spec import load_spec
-
     spec = load_spec(ws.spec_file) if data is None else data.spec
     if data is None:
         with warnings.catch_warnings():
@@ -210,13 +208,12 @@ def _move_into_place(tmp: Path, target: Path) -> None:
 def _escaped(value):
     """Autoescape as :func:`html.escape` does (quotes too, as ``&quot;`` and ``&#x27;``, the way
     earlier reports wrote them); markup the code marked safe passes through."""
-    from markupsafe import Markup
-
     return value if isinstance(value, Markup) else Markup(html.escape(str(value)))
 
 
 @functools.cache
 def _environment():
+    # jinja2: only the report
     import jinja2
 
     return jinja2.Environment(loader=jinja2.PackageLoader("competition", "templates"), autoescape=True,

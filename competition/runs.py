@@ -22,21 +22,37 @@ its own consequence.
 
 from __future__ import annotations
 
+import hashlib
+import io
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from competition import artifacts, metrics, thresholds
+from competition.config import ExperimentConfig
 from competition.errors import InputError
 from competition.workspace import CONFIG, MANIFEST, METRICS, OOF, TEST, Workspace
-
 
 RUN_FILES = (OOF, TEST, METRICS)   # a complete run's predictions and scores
 HASHES = {"folds_hash": "folds", "data_hash": "train data", "test_hash": "test data",   # what each fingerprints
           "sources_hash": "pseudo-label / teacher runs"}                                # (pseudo, distill)
+
+
+def read_config(path: Path) -> dict:
+    """A run's or a fold's saved ``config.yaml`` as a dict: the one reader of that file.
+
+    Raises:
+        InputError: it is not YAML (a damaged file, named with the command that rebuilds it).
+    """
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise artifacts.damaged(path, f"not a valid config: {str(err).splitlines()[0][:100]}") from None
 
 
 @dataclass(frozen=True)
@@ -57,10 +73,6 @@ class Run:
         Raises:
             InputError: the run is a stack or blend, or its config is missing or damaged.
         """
-        import yaml
-
-        from competition.config import ExperimentConfig
-
         path = self.dir / CONFIG
         if self.manifest.get("kind", "experiment") != "experiment":
             raise InputError(f"{self.dir}: {self.name} is a {self.manifest.get('kind')}, not an experiment: it has "
@@ -69,8 +81,8 @@ class Run:
             raise InputError(f"{path}: missing; experiment {self.name} cannot be rebuilt without its resolved "
                              f"config. Retrain it: `comp train exp={self.name} --fold all --force`")
         try:
-            return ExperimentConfig.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
-        except (yaml.YAMLError, UnicodeDecodeError, ValueError) as err:
+            return ExperimentConfig.model_validate(read_config(path))
+        except ValueError as err:
             raise artifacts.damaged(path, f"not a valid config: {str(err).splitlines()[0][:100]}") from None
 
     @property
@@ -126,6 +138,7 @@ class Run:
 
     def readable(self) -> bool:
         """Its predictions files open (a deleted or truncated oof.parquet makes a complete run damaged)."""
+        # pyarrow: only parquet files
         import pyarrow.parquet as pq
 
         try:
@@ -146,9 +159,6 @@ def read_predictions(path: Path, remake: str, columns: list[str] | None = None) 
 def read_hashed(path: Path, remake: str, columns: list[str] | None = None) -> tuple[pd.DataFrame, str]:
     """:func:`read_predictions` plus the hash (as :func:`artifacts.file_hash`) of the very bytes read,
     so a stack records what it used even if a concurrent ``--force`` rewrites the file meanwhile."""
-    import hashlib
-    import io
-
     try:
         raw = Path(path).read_bytes()
         return pd.read_parquet(io.BytesIO(raw), columns=columns), hashlib.sha256(raw).hexdigest()[:16]
@@ -175,8 +185,6 @@ def read_version(ws: Workspace, name: str, columns: list[str] | None = None, *, 
     Raises:
         InputError: the run kept changing while it was read, or a file is missing or damaged.
     """
-    import time
-
     for attempt in range(READ_TRIES):
         run = load_run(ws, name)
         remake = rewrite_command(name, run.manifest)

@@ -27,10 +27,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from filelock import FileLock
 
-from competition import artifacts
+from competition import artifacts, metrics, runs, tables
+from competition import data as data_mod
 from competition.errors import InputError
-from competition.submission import check_sample_columns, check_ids, check_values, examples, id_keys, output_kind
+from competition.spec import ReadOptions, load_spec
+from competition.submission import check_ids, check_sample_columns, check_values, examples, id_keys, output_kind
 from competition.workspace import MANIFEST, Workspace
 
 
@@ -205,10 +208,6 @@ def score_file(ws: Workspace, path: Path | str, *, solution: Path | str | None =
             the solution say; missing, non-numeric or out-of-range values; labels where the metric
             needs probabilities or the reverse.
     """
-    from competition import data as data_mod
-    from competition import metrics, tables
-    from competition.spec import ReadOptions, load_spec
-
     spec = load_spec(ws.spec_file) if data is None else data.spec
     given = solution is not None
     if not given and not spec.solution:
@@ -295,8 +294,6 @@ def latest_score(run) -> float | None:
 
 def _source_run(ws: Workspace, result: ScoreResult):
     """The run the submission came from (by its ``.json`` manifest), or the reason there is none."""
-    from competition import runs
-
     manifest_file = result.path.with_suffix(".json")
     if not manifest_file.is_file():
         return None, (f"no manifest {manifest_file.name} beside it (`comp submit` writes one), so the run "
@@ -331,8 +328,6 @@ def _source_run(ws: Workspace, result: ScoreResult):
 def record_score(ws: Workspace, result: ScoreResult) -> ScoreResult:
     """Append ``result`` to its source run's ``scores.json`` (read-modify-write under a file
     lock, written atomically); the result with ``recorded``, or ``not_recorded`` saying why not."""
-    from filelock import FileLock
-
     run, why = _source_run(ws, result)
     if run is None:
         return replace(result, not_recorded=why)

@@ -16,16 +16,24 @@ or an out-of-range value fails at once with the valid keys listed.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import os
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from competition import metrics, track
-from competition.config import ExperimentConfig, load_config, parse_overrides
+import yaml
+from omegaconf import OmegaConf
+from pydantic import ValidationError
+
+from competition import artifacts, metrics, track
+from competition.config import ExperimentConfig, load_config, merge_layers, parse_overrides
 from competition.errors import InputError, explain
+from competition.spec import load_spec
 from competition.workspace import Workspace
 
 TYPES = {"float": {"low", "high", "log", "step"}, "int": {"low", "high", "log", "step"},
@@ -212,11 +220,6 @@ def check_space(ws: Workspace, exp: str, params: list[Param], overrides: list[st
 def _validate_with(loaded: dict, overrides: list[str], where: Path) -> None:
     """A loaded config (as a dict) with ``overrides`` merged in as one more layer, validated as
     :func:`~competition.config.load_config` validates: InputError listing every problem."""
-    from omegaconf import OmegaConf
-    from pydantic import ValidationError
-
-    from competition.config import merge_layers   # the layers' merge: a family switch restarts the model block
-
     layers = [("config", loaded), ("overrides", parse_overrides(overrides))]
     try:
         ExperimentConfig.model_validate(OmegaConf.to_container(merge_layers(layers), resolve=True))
@@ -324,26 +327,16 @@ def sweep_run_name(exp: str, overrides: list[str]) -> str:
     >>> sweep_run_name("042", ["model.lr=3e-5"]) == sweep_run_name("042", ["model.lr=3e-5"])
     True
     """
-    import hashlib
-    import os
-    import re
-
     run_id = os.environ.get("WANDB_RUN_ID") or hashlib.sha256(" ".join(overrides).encode()).hexdigest()[:8]
     return f"{exp}-sweep-{re.sub(r'[^A-Za-z0-9_-]', '', run_id)}"
 
 
 def _metric_of(ws: Workspace) -> str:
-    from competition.spec import load_spec
-
     return load_spec(ws.spec_file).metric
 
 
 def write_wandb_sweep(path: Path | str, sweep: dict) -> Path:
     """Write the sweep config as YAML (whole or not at all) with how to start it."""
-    import yaml
-
-    from competition import artifacts
-
     head = ("# W&B sweep written by `comp tune --export-wandb-sweep`. Start it with\n"
             f"#   wandb sweep {Path(path).name}      then   wandb agent <entity/project/sweep id>\n")
     return artifacts.write_text(Path(path), head + yaml.safe_dump(sweep, sort_keys=False))

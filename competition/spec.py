@@ -25,8 +25,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from competition import metrics
 from competition.errors import InputError, explain
 
 Task = Literal["binary", "multiclass", "multilabel", "regression"]
@@ -116,8 +119,6 @@ class Spec(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self):
-        from competition import metrics
-
         if self.metric not in metrics.METRICS:
             raise ValueError(f"unknown metric {self.metric!r}; valid: {', '.join(sorted(metrics.METRICS))}")
         allowed = metrics.METRICS[self.metric].tasks
@@ -184,9 +185,6 @@ class Spec(_Strict):
 
 def load_spec(path: Path | str) -> Spec:
     """Read and validate a spec file; every problem becomes an InputError naming key and fix."""
-    from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
-
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: spec file not found. Create it with `comp init --train ...`.")

@@ -104,6 +104,7 @@ def _unknown_scheme(scheme: str) -> InputError:
 
 def make_splitter(scheme: str, n_splits: int, seed: int, bins: int = 10):
     """The seeded scikit-learn-style splitter of a scheme."""
+    # iterative-stratification: only multilabel folds
     from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
 
     kw = {"n_splits": n_splits, "shuffle": True, "random_state": seed}
@@ -263,6 +264,7 @@ def stratified_sample(strata: np.ndarray, fraction: float, seed: int) -> np.ndar
     >>> len(idx), int((idx >= 80).sum())
     (25, 5)
     """
+    # scikit-learn submodules take ~1 s each: loaded where used
     from sklearn.model_selection import train_test_split
 
     values, counts = np.unique(strata.astype(str), return_counts=True)

@@ -27,6 +27,9 @@ warns, in the result, the manifest and the CLI output.
 
 from __future__ import annotations
 
+import os
+import threading
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -36,9 +39,18 @@ import pandas as pd
 
 from competition import artifacts, runs, thresholds
 from competition.errors import InputError
-from competition.inputs import (best_of, check_name, claim_name, feature_matrix, gain, load_inputs, require_two,
-                                twin_of, versus_best)
-from competition.models import estimators
+from competition.inputs import (
+    best_of,
+    check_name,
+    claim_name,
+    feature_matrix,
+    gain,
+    load_inputs,
+    require_two,
+    twin_of,
+    versus_best,
+)
+from competition.models import estimators, saving
 from competition.workspace import MANIFEST, Workspace
 
 LGBM_DEFAULTS: dict[str, Any] = {
@@ -46,8 +58,8 @@ LGBM_DEFAULTS: dict[str, Any] = {
     "learning_rate": 0.05, "num_leaves": 7, "max_depth": 3, "min_child_samples": 100,
     "lambda_l2": 10.0, "feature_fraction": 0.9, "bagging_fraction": 0.9, "bagging_freq": 1,
     "num_boost_round": 1000, "early_stopping_rounds": 50, "inner_valid": 0.1,
-    # one thread: on a busy 2-core machine two OpenMP threads ran 3.6x *slower* per round
-    # (spin-waiting on each other); give params={"num_threads": N} on a dedicated machine
+    # one thread a fit, one fit a core (the folds run side by side): on a busy 2-core machine two
+    # OpenMP threads in one fit ran 3.6x *slower* per round (spin-waiting on each other)
     "num_threads": 1,
 }
 # Above LARGE_ROWS training rows the meta-model takes bigger steps on coarser bins: in a one-off profile
@@ -82,7 +94,7 @@ def level2(preds: np.ndarray, rows: np.ndarray | None, recipe: dict) -> tuple[np
 
 # -- meta-models ------------------------------------------------------------------------------
 
-def _fit_lgbm(x, y, objective, n_class, cat_idx, params, seed, metric):
+def _fit_lgbm(x, y, objective, n_class, cat_idx, params, seed, metric, halt: threading.Event | None = None):
     p = {**LGBM_DEFAULTS, **(LARGE_DEFAULTS if len(y) > LARGE_ROWS else {}), **params}
     rounds, patience, inner = p.pop("num_boost_round"), p.pop("early_stopping_rounds"), p.pop("inner_valid")
     p.update({"objective": estimators.lgbm_objective(objective, metric), "seed": seed, "verbose": -1})
@@ -92,12 +104,44 @@ def _fit_lgbm(x, y, objective, n_class, cat_idx, params, seed, metric):
     fit, stop = estimators.permuted_split(len(y), inner, seed)
     p["min_child_samples"] = min(p["min_child_samples"], max(5, len(fit) // 20))
     return estimators.fit_booster(p, x, y, fit, stop, rounds=rounds, patience=patience,
-                                  categorical=cat_idx or "auto")[0]
+                                  categorical=cat_idx or "auto", halt=halt)[0]
 
 
 def _fit_linear(x, y, objective, n_class, meta, params):
     return estimators.fit_linear(meta, objective, x, y, n_class, defaults=LINEAR_DEFAULTS[meta], params=params,
                                  impute=True, scale=True, key=f"meta {meta}")
+
+
+def _fold_workers(meta: str, params: dict) -> int:
+    """Folds fitted at once: one per core while each fit is single-threaded (LightGBM's default here,
+    and the linear metas), else one (a fit that takes every core, ``params={"num_threads": 0}``)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    threads = params.get("num_threads", LGBM_DEFAULTS["num_threads"]) if meta == "lgbm" else 1
+    return max(1, cores // threads) if threads > 0 else 1
+
+
+def _each_fold(fit_fold, n_splits: int, workers: int) -> dict[int, Any]:
+    """``fit_fold(k, halt)`` for every fold, ``workers`` at a time in threads (LightGBM and numpy
+    release the GIL while they fit). Ctrl-C sets ``halt``, which stops a running LightGBM fit at its
+    next round, and is raised once the threads have returned."""
+    halt = threading.Event()
+    if workers <= 1:
+        return {k: fit_fold(k, halt) for k in range(n_splits)}
+    pool = ThreadPoolExecutor(max_workers=min(workers, n_splits), thread_name_prefix="stack-fold")
+    futures = {k: pool.submit(fit_fold, k, halt) for k in range(n_splits)}
+    try:
+        pending = set(futures.values())
+        while pending:   # short waits: the main thread runs Python between them, so Ctrl-C is raised there
+            _, pending = wait(pending, timeout=0.2, return_when=FIRST_EXCEPTION)
+            failed = next((f for f in futures.values() if f.done() and f.exception() is not None), None)
+            if failed is not None:
+                raise failed.exception()
+        return {k: future.result() for k, future in futures.items()}
+    except BaseException:
+        halt.set()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _predict(heads: list[tuple[str, Any]], x: np.ndarray, n_class: int) -> np.ndarray:
@@ -194,22 +238,26 @@ def stack(ws: Workspace, *, inputs: list[str] | None = None, features: list[str]
 
     y, n_splits = data.y, int(src.fold.max()) + 1
     oof = np.zeros((len(x), n_class), dtype=np.float32)
-    test_parts, importance = [], []
-    for k in range(n_splits):
+
+    def fit_fold(k: int, halt: threading.Event):
         tr, va = np.flatnonzero(src.fold != k), np.flatnonzero(src.fold == k)
         x_tr = x[tr]
-        heads = [(objective, _fit_lgbm(x_tr, target, objective, n_class, cat_idx, params, seed + k, spec.metric)
+        heads = [(objective, _fit_lgbm(x_tr, target, objective, n_class, cat_idx, params, seed + k, spec.metric, halt)
                   if meta == "lgbm" else _fit_linear(x_tr, target, objective, n_class, meta, params))
                  for objective, target in estimators.split_targets(task, y[tr])]
         del x_tr
         oof[va] = _predict(heads, x[va], n_class)
         gains = sum(estimators.importance(model) for _, model in heads)
-        importance.append(gains / gains.sum() if gains.sum() > 0 else gains)
+        part = None
         if x_test is not None:
             part = pd.DataFrame(_predict(heads, x_test, n_class), columns=cols)
             part.insert(0, "id", data.test[spec.id_column].to_numpy())
-            test_parts.append(part)
         _save_meta(ws.fold_dir(name, k) / META, heads, recipe)
+        return gains / gains.sum() if gains.sum() > 0 else gains, part
+
+    done = _each_fold(fit_fold, n_splits, _fold_workers(meta, params))
+    importance = [done[k][0] for k in range(n_splits)]
+    test_parts = [done[k][1] for k in range(n_splits) if done[k][1] is not None]
 
     shares = np.mean(importance, axis=0)
     artifacts.write_json(ws.run_dir(name) / "importance.json", {
@@ -235,8 +283,8 @@ def stack(ws: Workspace, *, inputs: list[str] | None = None, features: list[str]
 
 
 def _save_meta(folder: Path, heads: list[tuple[str, Any]], recipe: dict) -> None:
-    """A fold's meta-model in formats that cannot run code when loaded (estimators.save_model)."""
-    entries = [{"objective": objective, **estimators.save_model(folder, f"head{i}", model)}
+    """A fold's meta-model in formats that cannot run code when loaded (saving.save_model)."""
+    entries = [{"objective": objective, **saving.save_model(folder, f"head{i}", model)}
                for i, (objective, model) in enumerate(heads)]
     artifacts.write_json(folder / "meta.json", {"recipe": recipe, "heads": entries})
 
@@ -248,7 +296,7 @@ def _load_meta(folder: Path, manifest: dict) -> tuple[list[tuple[str, Any]], dic
         raise InputError(f"{path}: fold {folder.parent.name[4:]}'s meta-model is missing{old}; rebuild the stack "
                          f"(`{runs.remake_command(folder.parent.parent.name, manifest)}`)")
     saved = artifacts.read_json(path)
-    return [(e["objective"], estimators.load_model(folder, e)) for e in saved["heads"]], saved["recipe"]
+    return [(e["objective"], saving.load_model(folder, e)) for e in saved["heads"]], saved["recipe"]
 
 
 def replay(run_dir: Path, preds: dict[str, np.ndarray], frame: pd.DataFrame | None, spec) -> np.ndarray:

@@ -15,9 +15,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from competition import artifacts
+from competition import artifacts, metrics
 from competition.errors import InputError
-
 
 # -- the format, ids and values ---------------------------------------------------------------
 
@@ -27,8 +26,6 @@ def output_kind(task: str, metric: str) -> str:
     >>> output_kind("binary", "f1"), output_kind("binary", "roc_auc"), output_kind("regression", "rmse")
     ('labels', 'probabilities', 'values')
     """
-    from competition import metrics
-
     if task == "regression":
         return "values"
     return "labels" if getattr(metrics.METRICS[metric], "needs", None) == "labels" else "probabilities"

@@ -29,9 +29,21 @@ from pathlib import Path
 import pandas as pd
 
 from competition import artifacts, runs
+from competition import data as data_mod
 from competition.errors import InputError
-from competition.submission import (check_ids, check_output, check_sample_columns, check_values, format_submission,
-                                    has_bom, line_terminator, output_kind)
+from competition.inputs import gain
+from competition.leaderboard import leaderboard
+from competition.spec import load_spec
+from competition.submission import (
+    check_ids,
+    check_output,
+    check_sample_columns,
+    check_values,
+    format_submission,
+    has_bom,
+    line_terminator,
+    output_kind,
+)
 from competition.workspace import DONE, MANIFEST, TEST, Workspace
 
 
@@ -63,9 +75,6 @@ def best_run(ws: Workspace, data) -> tuple[str, list[str]]:
     ``comp leaderboard``), passing over stacks that failed their holdout check; and notes
     saying what was passed over and which simpler run is statistically tied with the one taken.
     InputError when there is none."""
-    from competition.inputs import gain
-    from competition.leaderboard import leaderboard
-
     entries = leaderboard(ws, data=data)
     usable = [e for e in entries if e.status == "complete" and e.cv is not None
               and not any("test data changed" in n for n in e.notes)]
@@ -214,9 +223,6 @@ def submit(ws: Workspace, source: str | None = None, *, out: Path | None = None,
     Raises:
         InputError: naming the file, column and fix; nothing is written then.
     """
-    from competition import data as data_mod
-    from competition.spec import load_spec
-
     spec = load_spec(ws.spec_file) if data is None else data.spec
     if not spec.test:
         raise InputError(f"{ws.spec_file}: competition {spec.name!r} has no test set (`test:`), so there "

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import codecs
 import csv
+import csv as csv_mod
+import difflib
 import io
 import warnings
 from pathlib import Path
@@ -116,8 +118,6 @@ def sniff_sep(text: str) -> str | None:
     >>> sniff_sep("id;text;target\n1;fire;1\n2;calm;0\n"), sniff_sep("a\tb\n1\t2\n"), sniff_sep("one\ntwo\n")
     (';', '\t', None)
     """
-    import csv as csv_mod
-
     head = "\n".join(text.splitlines()[:20])
     try:
         found = csv_mod.Sniffer().sniff(head, delimiters="".join(SEPARATORS)).delimiter
@@ -194,8 +194,6 @@ def read_sample_submission(spec: Spec) -> pd.DataFrame:
 
 def require_columns(frame: pd.DataFrame, columns: list[str], path: Path, role: str, key: str) -> None:
     """Every column of ``columns`` exists, else an error listing the ones that do."""
-    import difflib
-
     for column in columns:
         if column in frame.columns:
             continue

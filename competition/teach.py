@@ -19,14 +19,16 @@ The torch families read the :class:`Lesson` (:func:`competition.models.torch_com
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from competition import runs
+from competition import artifacts, runs
 from competition.errors import InputError
-from competition.workspace import DONE, TEST
+from competition.predict import predict_fold
+from competition.workspace import DONE, OOF, TEST
 
 
 @dataclass
@@ -71,11 +73,6 @@ class Teacher:
         source retrained since makes the folds taught by it stale. A complete source is fingerprinted by
         its ``oof.parquet`` and ``test.parquet``, a partly trained one by its folds' (so it changes, and
         the folds it taught are retrained, once the source is complete)."""
-        import hashlib
-
-        from competition import artifacts
-        from competition.workspace import OOF
-
         parts = []
         for run in [*self.pseudo, *self.teachers]:
             if (run.dir / OOF).is_file():
@@ -113,8 +110,6 @@ class Teacher:
             rows, targets = self._pseudo(k)
             lesson.pseudo_rows, lesson.pseudo_targets, lesson.pseudo_weight = rows, targets, cfg.pseudo.weight
         if cfg.distill:
-            from competition.predict import predict_fold
-
             parts = [predict_fold(self.ws, self.data.spec, run, run.config(), k, self.data.train,
                                   self.tokens) for run in self.teachers]
             lesson.teacher = np.mean(parts, axis=0).reshape(len(self.data.train), -1)

@@ -10,6 +10,7 @@ of what the two share.
 
 from __future__ import annotations
 
+import html
 import re
 import string
 from dataclasses import dataclass
@@ -88,7 +89,7 @@ def clean(texts: list[str], steps) -> list[str]:
     """
     out = list(texts)
     if "ftfy" in steps:
-        import ftfy     # optional steps import what they need only when asked
+        import ftfy  # optional steps import what they need only when asked
 
         out = [ftfy.fix_text(t) for t in out]
     if "html" in steps:   # entities escaped twice (&amp;amp;) are common in scraped text
@@ -106,8 +107,6 @@ def _unescape(text: str, rounds: int = 3) -> str:
     >>> _unescape("J&amp;amp;K")
     'J&K'
     """
-    import html
-
     for _ in range(rounds):
         decoded = html.unescape(text)
         if decoded == text:

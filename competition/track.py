@@ -13,7 +13,6 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-
 SCORE = "fold/score"   # summary key: a fold run's score; a W&B sweep run's mean over the folds it trained
 
 
@@ -60,6 +59,7 @@ def start(*, enabled: bool, project: str, group: str, name: str, config: dict, r
     os.environ.setdefault("WANDB_CACHE_DIR", str(run_dir / ".wandb-cache"))
     os.environ.setdefault("WANDB_SILENT", "true")
     try:
+        # wandb (~2 s, optional): only when tracking is on
         import wandb
 
         run_dir.mkdir(parents=True, exist_ok=True)

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,9 +51,14 @@ import yaml
 from filelock import FileLock, Timeout
 
 from competition import artifacts, runs, thresholds, track
+from competition import data as data_mod
+from competition import folds as folds_mod
 from competition.config import ExperimentConfig
+from competition.data import resolve_conflicts
 from competition.errors import InputError
 from competition.models import FoldResult, family
+from competition.resume import check_previous_run, fold_config_diff, fold_done
+from competition.spec import load_spec
 from competition.teach import Teacher
 from competition.workspace import CONFIG, DONE, OOF, TEST, Workspace
 
@@ -103,76 +109,6 @@ def parse_folds(text: str, n_splits: int) -> list[int]:
     return chosen
 
 
-def fold_done(fold_dir: Path, hashes: dict, config: dict) -> dict | None:
-    """The fold's ``done.json`` when it was trained on these folds and data with this config, else None."""
-    done = fold_dir / DONE
-    if not done.is_file():
-        return None
-    info = artifacts.read_json(done)
-    if runs.changes(info, hashes):
-        return None
-    return info if not _fold_config_diff(fold_dir, config) else None
-
-
-def _predictive(config: dict) -> dict:
-    """The part of a resolved config that shapes predictions: tracking settings and ``tuned_on``
-    (where the settings came from, not what they do) are left out."""
-    return {k: v for k, v in config.items() if k not in ("track", "tuned_on")}
-
-
-def _with_defaults(saved: dict) -> dict:
-    """A saved config with today's defaults filled in, so that a setting added since (at its
-    default, e.g. ``train.select: fold``) is no change; as saved when it no longer validates."""
-    from pydantic import ValidationError
-
-    try:
-        return ExperimentConfig.model_validate(saved).to_dict()
-    except ValidationError:
-        return saved
-
-
-def _fold_config_diff(fold_dir: Path, config: dict) -> list[str]:
-    """Keys whose value in the fold's saved ``config.yaml`` differs from ``config`` (tracking aside)."""
-    saved = fold_dir / CONFIG
-    if not saved.is_file():
-        return [f"(no {CONFIG})"]
-    old = _with_defaults(yaml.safe_load(saved.read_text()) or {})
-    return sorted(_diff_keys(_predictive(old), _predictive(config)))
-
-
-def check_previous_run(run_dir: Path, cfg: ExperimentConfig, hashes: dict, force: bool) -> None:
-    """Refuse to mix folds trained under other folds, other data or another config."""
-    saved_cfg = run_dir / CONFIG
-    if force or not saved_cfg.is_file():
-        return
-    # Tracking settings change where the logs go, not the predictions: they may differ between folds.
-    old = _predictive(_with_defaults(yaml.safe_load(saved_cfg.read_text()) or {}))
-    new = _predictive(cfg.to_dict())
-    if old != new:
-        changed = sorted(_diff_keys(old, new))
-        raise InputError(
-            f"{saved_cfg}: experiment {cfg.exp} was trained with a different config "
-            f"(changed: {', '.join(changed[:8])}). Use {{force}} to retrain every fold with the new one, "
-            f"or give the change a new experiment id.", force="force=True")
-    for fold_dir in sorted(run_dir.glob("fold[0-9]*")):
-        done = fold_dir / DONE
-        if fold_dir.is_dir() and done.is_file():
-            stale = runs.changes(artifacts.read_json(done), hashes)
-            if stale:
-                what = " and ".join(f"the {c.what}" for c in stale)
-                raise InputError(
-                    f"{fold_dir}: {what} changed since this fold was trained. "
-                    f"Run again with {{force}} to retrain experiment {cfg.exp} on the current ones.",
-                    force="force=True")
-
-
-def _diff_keys(old, new, prefix="") -> set[str]:
-    if not (isinstance(old, dict) and isinstance(new, dict)):
-        return {prefix.rstrip(".") or "(all)"} if old != new else set()
-    keys = set(old) | set(new)
-    return set().union(*(_diff_keys(old.get(k), new.get(k), f"{prefix}{k}.") for k in keys)) if keys else set()
-
-
 def _limit(train_idx: np.ndarray, limit: int | None, seed: int) -> np.ndarray:
     """Smoke runs: fit on a seeded subset of the fold's training rows (OOF still covers every row)."""
     if limit is None or len(train_idx) <= limit:
@@ -193,10 +129,6 @@ def train(ws: Workspace, cfg: ExperimentConfig, *, folds: list[int] | str = "all
         data: a loaded :class:`~competition.data.Dataset` (loaded from the spec when None).
         on_fold: called with each :class:`FoldRow` as it finishes (progress printing).
     """
-    from competition import data as data_mod
-    from competition import folds as folds_mod
-    from competition.spec import load_spec
-
     spec = load_spec(ws.spec_file) if data is None else data.spec
     data = data if data is not None else data_mod.load(spec)
     fold_table = folds_mod.read_folds(ws, data)
@@ -271,8 +203,6 @@ def _follow(ws, cfg, data, fold_of, chosen, hashes, force, teacher) -> TrainResu
     """A ddp rank other than 0: fit the folds rank 0 fits, in step with it (each fit is a collective
     operation of all ranks), in scratch folders; take no lock and write nothing. Rank 0 predicts
     every fold once and writes the run."""
-    import tempfile
-
     impl, config, prepared = family(cfg.model.family), cfg.to_dict(), None
     for k in chosen:
         if not force and fold_done(ws.fold_dir(cfg.exp, k), hashes, config) is not None:
@@ -288,8 +218,6 @@ def _follow(ws, cfg, data, fold_of, chosen, hashes, force, teacher) -> TrainResu
 def _training_rows(cfg: ExperimentConfig, data, fold_of: np.ndarray, k: int) -> np.ndarray:
     """Fold k's training rows: the other folds' (``train.limit_rows`` of them), conflicting
     duplicates resolved among them alone (``data.conflicts``)."""
-    from competition.data import resolve_conflicts
-
     rows = _limit(np.flatnonzero(fold_of != k), cfg.train.limit_rows, cfg.seed + k)
     return resolve_conflicts(data, rows, cfg.data.conflicts)
 
@@ -417,9 +345,9 @@ def _assemble(ws, cfg, spec, data, fold_of, hashes, config: dict, result: TrainR
     with FileLock(str(run_dir / "assemble.lock")):
         done = {k: fold_done(ws.fold_dir(cfg.exp, k), hashes, config) for k in range(n_splits)}
         result.other_config = {
-            k: _fold_config_diff(ws.fold_dir(cfg.exp, k), config) for k in range(n_splits)
+            k: fold_config_diff(ws.fold_dir(cfg.exp, k), config) for k in range(n_splits)
             if not done[k] and (ws.fold_dir(cfg.exp, k) / DONE).is_file()
-            and _fold_config_diff(ws.fold_dir(cfg.exp, k), config)}
+            and fold_config_diff(ws.fold_dir(cfg.exp, k), config)}
         manifest = {
             "exp": cfg.exp, "kind": "experiment", "family": cfg.model.family, **hashes,
             "n_splits": n_splits, "folds_done": [k for k, v in done.items() if v],

@@ -43,10 +43,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from competition import data as data_mod
+from competition import folds as folds_mod
 from competition import metrics
 from competition.config import load_config
 from competition.errors import InputError
 from competition.search import Param, check_space, grid_size, parse_space
+from competition.spec import load_spec
 from competition.train import parse_folds
 from competition.tune_export import best_trial, export_best
 from competition.tune_objective import TrialContext, objective, validations_per_fold
@@ -63,6 +66,7 @@ DEFAULT_TRIALS = 20
 def make_sampler(kind: str, params: list[Param], seed: int, warn: bool = False):
     """The Optuna sampler for ``--sampler``; refuses spaces it cannot search (``warn``: say what it
     does not search well)."""
+    # optuna: only tuning needs it
     import optuna
 
     if kind == "tpe":
@@ -92,6 +96,7 @@ def make_sampler(kind: str, params: list[Param], seed: int, warn: bool = False):
 
 def make_pruner(kind, n_folds: int):
     """The Optuna pruner for ``--pruner`` (an Optuna pruner object passes through)."""
+    # optuna: only tuning needs it
     import optuna
 
     if not isinstance(kind, str):
@@ -191,11 +196,8 @@ def tune(ws: Workspace, exp: str, *, overrides: list[str] = (), trials: int | No
         on_trial: called with each finished FrozenTrial (progress printing).
         data: a loaded dataset (loaded from the spec when None; a Ray tuning worker gets it so).
     """
+    # optuna: only tuning needs it
     import optuna
-
-    from competition import data as data_mod
-    from competition import folds as folds_mod
-    from competition.spec import load_spec
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)   # progress is ours to print
     overrides = list(overrides)
@@ -254,6 +256,7 @@ def tune(ws: Workspace, exp: str, *, overrides: list[str] = (), trials: int | No
 
 def _run(st, ctx: TrialContext, sampler: str, seed: int, total: int, callbacks: list) -> int:
     """The worker loop: under the lock, count the live trials and ask for one more if needed."""
+    # optuna: only tuning needs it
     import optuna
     from optuna.storages import RetryHeartbeatStaleTrialCallback, fail_stale_trials
 
@@ -324,6 +327,7 @@ class StudySummary:
 
 
 def load_study(ws: Workspace, exp: str, storage: str | None = None, study: str | None = None):
+    # optuna: only tuning needs it
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -341,6 +345,7 @@ def load_study(ws: Workspace, exp: str, storage: str | None = None, study: str |
 def summarize(ws: Workspace, exp: str, *, storage: str | None = None, study: str | None = None,
               top: int = 10) -> StudySummary:
     """The best trials, parameter importances (fANOVA) and the count of trials per state."""
+    # optuna: only tuning needs it
     import optuna
 
     st, url = load_study(ws, exp, storage, study)

@@ -11,6 +11,10 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from pathlib import Path
 
+import yaml
+from filelock import FileLock
+from omegaconf import OmegaConf
+
 from competition.config import ExperimentConfig, load_config, parse_overrides
 from competition.tune_storage import masked
 from competition.workspace import Workspace
@@ -40,10 +44,6 @@ def export_best(ws: Workspace, exp: str, st, url: str) -> Path | None:
     checked to load into exactly the trial's config. A best trial exported before is not
     written twice.
     """
-    import yaml
-    from filelock import FileLock
-    from omegaconf import OmegaConf
-
     (ws.experiments_dir / ".tune").mkdir(parents=True, exist_ok=True)
     with FileLock(str(ws.experiments_dir / ".tune" / "export.lock")):
         best = best_trial(st)

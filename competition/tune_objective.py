@@ -25,6 +25,9 @@ from typing import Any
 from competition import track
 from competition.config import ExperimentConfig, load_config
 from competition.errors import InputError
+from competition.families import torch_families
+from competition.models.callbacks import FoldMonitor
+from competition.models.torch_common import EXTRA_CALLBACKS
 from competition.search import Param, as_override, sample
 from competition.train import train
 from competition.tune_storage import AskLock
@@ -57,6 +60,7 @@ class Reporter:
         return float(sum(self.scores.values()) / len(self.scores))
 
     def _report(self, step: int, value: float, last: bool = False) -> None:
+        # optuna: only tuning needs it
         import optuna
 
         self.trial.report(value, step)
@@ -91,9 +95,8 @@ def _epoch_callback(reporter: Reporter):
     FoldMonitor) to the reporter. optuna-integration's PyTorchLightningPruningCallback is not
     used: it imports ``lightning.pytorch`` (we run ``pytorch_lightning``) and reports step =
     epoch, which repeats from one fold to the next."""
+    # torch stack (~3 s to import): only the torch families load it
     import pytorch_lightning as pl
-
-    from competition.models.callbacks import FoldMonitor
 
     class EpochPruning(pl.Callback):
         def on_validation_epoch_end(self, trainer, module) -> None:
@@ -109,8 +112,6 @@ def _epoch_callback(reporter: Reporter):
 def validations_per_fold(base: ExperimentConfig, params: list[Param]) -> int:
     """The most validations one fold can make (0 for the classical families): epochs *
     validations per epoch * seeds, at the largest values the search space allows."""
-    from competition.families import torch_families
-
     def most(key: str, default):
         found = [p for p in params if p.key == key]
         if not found:
@@ -172,8 +173,6 @@ def objective(trial, ctx: TrialContext) -> float:
     reporter = Reporter(trial, ctx.folds, ctx.per_fold, ctx.wilcoxon, tracker)
     token = None
     if cfg.is_torch:
-        from competition.models.torch_common import EXTRA_CALLBACKS
-
         token = EXTRA_CALLBACKS.set((_epoch_callback(reporter),))
     try:
         train(trial_ws, trial_cfg, folds=ctx.folds, force=True, data=ctx.data, on_fold=reporter.fold)

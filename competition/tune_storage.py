@@ -10,9 +10,12 @@ one" across the workers of one study. :func:`masked` hides a URL's password in m
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import re
 import time
 import warnings
+
+from filelock import FileLock
 
 from competition.errors import InputError
 from competition.workspace import Workspace
@@ -26,6 +29,7 @@ def storage_url(ws: Workspace, storage: str | None = None) -> str:
     """
     if not storage:
         return f"sqlite:///{ws.tuning_db}"
+    # sqlalchemy: only a study's storage needs it
     from sqlalchemy.engine import make_url
 
     try:
@@ -33,8 +37,6 @@ def storage_url(ws: Workspace, storage: str | None = None) -> str:
     except Exception:  # noqa: BLE001 - open_storage says what is wrong with it
         return storage
     if url.drivername == "postgresql":
-        import importlib.util
-
         if importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2") is not None:
             return url.set(drivername="postgresql+psycopg2").render_as_string(hide_password=False)
     return storage
@@ -46,6 +48,7 @@ def masked(url: str) -> str:
     >>> masked("postgresql+psycopg2://tuner:s3cret@db.example:5432/studies")
     'postgresql+psycopg2://tuner:***@db.example:5432/studies'
     """
+    # sqlalchemy: only a study's storage needs it
     from sqlalchemy.engine import make_url
 
     try:
@@ -57,6 +60,7 @@ def masked(url: str) -> str:
 def open_storage(url: str, heartbeat: int = 60):
     """RDB storage with heartbeats: a trial whose worker died is failed after 2 * heartbeat
     seconds and queued again with the same parameters (up to 3 times)."""
+    # optuna: only tuning needs it
     import optuna
     from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
@@ -88,6 +92,7 @@ def _fast_sqlite(engine) -> None:
     for an fsync (~15 ms here). The write-ahead log without a sync per commit keeps the
     file consistent (a power cut may lose the last trials, never corrupt it) and stays safe
     for several processes on one machine (not on a network file system: use PostgreSQL)."""
+    # sqlalchemy: only a study's storage needs it
     from sqlalchemy import event
 
     def pragmas(dbapi_connection, _record) -> None:
@@ -106,6 +111,7 @@ class AskLock:
     for PostgreSQL / MySQL (released by the server when a worker dies)."""
 
     def __init__(self, url: str, study: str):
+        # sqlalchemy: only a study's storage needs it
         from sqlalchemy.engine import make_url
 
         self._url, self._study = url, study
@@ -113,10 +119,9 @@ class AskLock:
         backend = make_url(url).get_backend_name()
         database = make_url(url).database
         if backend == "sqlite" and database and database != ":memory:":
-            from filelock import FileLock
-
             self._file = FileLock(database + ".lock")
         elif backend in ("postgresql", "mysql", "mariadb"):
+            # sqlalchemy: only a study's storage needs it
             from sqlalchemy import create_engine
             from sqlalchemy.pool import NullPool
 
@@ -126,6 +131,7 @@ class AskLock:
                           "trials more than --trials", stacklevel=2)
 
     def acquire(self) -> None:
+        # sqlalchemy: only a study's storage needs it
         from sqlalchemy import text
 
         if self._file is not None:

@@ -380,7 +380,7 @@ def test_text_clean_repairs_the_real_tweets_and_runs_through_train_and_predict(t
 
     import pandas as pd
 
-    from competition.data import _MOJIBAKE
+    from competition.quality import _MOJIBAKE
     from competition.text import clean
     from competition.predict import predict
     from tests.datasets import shared_data

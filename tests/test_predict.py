@@ -466,7 +466,7 @@ def test_no_saved_model_can_run_code_when_it_loads(tweets, tmp_path):
     import skops.io as sio
     from sklearn.preprocessing import FunctionTransformer
 
-    from competition.models.estimators import load_model
+    from competition.models.saving import load_model
 
     suffixes = {p.suffix for p in tweets.experiments_dir.rglob("*") if p.is_file()}
     assert not suffixes & {".pkl", ".joblib", ".pickle", ".pt", ".bin"}, suffixes

@@ -420,3 +420,71 @@ def test_a_large_stack_takes_bigger_steps_on_coarser_bins_and_params_still_win(b
     assert "[learning_rate: 0.1]" in fitted("large") and "[max_bin: 63]" in fitted("large")
     stack(binary.ws, data=binary.data, inputs=["p", "q"], name="mine", force=True, params={"max_bin": 31})
     assert "[learning_rate: 0.1]" in fitted("mine") and "[max_bin: 31]" in fitted("mine")
+
+
+def test_folds_fitted_side_by_side_give_what_one_at_a_time_gives(binary, monkeypatch):
+    """Two folds at a time in threads (one per core) and one at a time: the same OOF, test
+    predictions and saved meta-models, byte for byte."""
+    from competition import stack as stack_mod
+
+    import shutil
+
+    add_runs(binary, {"u": 1.0, "v": 0.7}, seed=3)
+    run, outputs = binary.ws.run_dir("side"), {}
+    for workers in (2, 1):
+        monkeypatch.setattr(stack_mod, "_fold_workers", lambda meta, params, w=workers: w)
+        result = stack(binary.ws, data=binary.data, inputs=["u", "v"], name="side", force=True)
+        outputs[workers] = (result.oof_score, result.fold_scores,
+                            *(pd.read_parquet(run / f) for f in ("oof.parquet", "test.parquet")),
+                            [(binary.ws.fold_dir("side", k) / "meta" / "head0.txt").read_text() for k in range(5)])
+        shutil.rmtree(run)     # else the second is refused as the first's twin
+    side, alone = outputs[2], outputs[1]
+    assert side[:2] == alone[:2] and side[4] == alone[4]
+    pd.testing.assert_frame_equal(side[2], alone[2])
+    pd.testing.assert_frame_equal(side[3], alone[3])
+
+
+def test_fold_workers_follow_the_meta_models_threads(monkeypatch):
+    from competition import stack as stack_mod
+
+    monkeypatch.setattr(stack_mod.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    assert stack_mod._fold_workers("lgbm", {}) == 4                      # one single-threaded fit per core
+    assert stack_mod._fold_workers("lgbm", {"num_threads": 2}) == 2
+    assert stack_mod._fold_workers("lgbm", {"num_threads": 0}) == 1      # a fit takes every core
+    assert stack_mod._fold_workers("logistic", {}) == 4
+
+
+def test_ctrl_c_while_folds_fit_in_threads_stops_them_and_writes_no_stack(binary, monkeypatch):
+    """Ctrl-C reaches the main thread only: it halts the fits running in the other threads at
+    their next boosting round, no further fold starts, and no stack run is written."""
+    import threading
+
+    from competition import stack as stack_mod
+    from competition.models import estimators
+
+    add_runs(binary, {"w": 1.0, "z": 0.7}, seed=4)
+    monkeypatch.setattr(stack_mod, "_fold_workers", lambda meta, params: 2)
+    started, rounds_after_halt = threading.Barrier(3), []
+    real = estimators.fit_booster
+
+    def slow_fit(*args, halt=None, **kwargs):
+        started.wait(timeout=30)        # both folds are fitting: now the user presses Ctrl-C
+        assert halt is not None and halt.wait(timeout=30)
+        try:
+            return real(*args, halt=halt, **kwargs)
+        except KeyboardInterrupt:
+            rounds_after_halt.append(0)
+            raise
+
+    monkeypatch.setattr(stack_mod.estimators, "fit_booster", slow_fit)
+
+    def interrupt():
+        started.wait(timeout=30)
+        import _thread
+        _thread.interrupt_main()
+
+    threading.Thread(target=interrupt, daemon=True).start()
+    with pytest.raises(KeyboardInterrupt):
+        stack(binary.ws, data=binary.data, inputs=["w", "z"], name="halted", force=True)
+    assert len(rounds_after_halt) == 2                       # both running fits stopped by the halt
+    assert not (binary.ws.run_dir("halted") / "manifest.json").exists()

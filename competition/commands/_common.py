@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.table import Table
 
 from competition.errors import DataWarning
 
@@ -42,6 +43,7 @@ def handle_errors(fn=None, *, data_warnings: str = "summary", flags: dict[str, s
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        # the stages load on first use, so `comp --help` starts in a fraction of a second
         from competition.errors import INTERRUPTED, InputError
 
         try:
@@ -52,6 +54,7 @@ def handle_errors(fn=None, *, data_warnings: str = "summary", flags: dict[str, s
             err_console.print(f"[bold red]error:[/] {escape(err.phrased(names))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except OSError as err:      # a read-only, forbidden or full folder (a lock, a run folder): one line
+            # the stages load on first use, so `comp --help` starts in a fraction of a second
             from competition.artifacts import unwritable
 
             known = unwritable(err)
@@ -68,6 +71,7 @@ def handle_errors(fn=None, *, data_warnings: str = "summary", flags: dict[str, s
 
 def workspace(path: Path | None):
     """The workspace named by --workspace / $COMP_WORKSPACE, else the one above the current folder."""
+    # the stages load on first use, so `comp --help` starts in a fraction of a second
     from competition.workspace import find_workspace
 
     return find_workspace(explicit=path)
@@ -88,6 +92,7 @@ def split_exp_args(args: list[str], verb: str = "train") -> tuple[str, list[str]
     >>> split_exp_args(["043"])
     ('043', [])
     """
+    # the stages load on first use, so `comp --help` starts in a fraction of a second
     from competition.errors import InputError
 
     exp, overrides = None, []
@@ -106,8 +111,6 @@ def split_exp_args(args: list[str], verb: str = "train") -> tuple[str, list[str]
 def show_comparison(result, title: str, extra: dict[str, str] | None = None) -> None:
     """Print each input's CV, the combined run's CV and its gain over the best single input
     (a stack and a blend report alike)."""
-    from rich.table import Table
-
     table = Table(title=title)
     for col in ("run", f"CV {result.metric}", "weight / importance"):
         table.add_column(col, justify="left" if col == "run" else "right")

@@ -6,9 +6,14 @@ from typing import Annotated
 
 import typer
 
-from competition.commands._common import (WorkspaceOpt, console, handle_errors, parse_csv_list, show_comparison,
-                                         workspace)
-
+from competition.commands._common import (
+    WorkspaceOpt,
+    console,
+    handle_errors,
+    parse_csv_list,
+    show_comparison,
+    workspace,
+)
 
 FLAGS = {"inputs": "--exp", "method": "--method", "name": "--name", "force": "--force"}   # blend()'s arguments
 
@@ -25,6 +30,7 @@ def command(
     ws_path: WorkspaceOpt = None,
 ) -> None:
     """Blend runs' predictions; weights are fit fold by fold, so the blend's CV is honest."""
+    # the stages load on first use, so `comp --help` starts in a fraction of a second
     from competition.api import Workspace
 
     result = Workspace(workspace(ws_path)).blend(parse_csv_list(exp), method=method, name=name, force=force)

@@ -3,15 +3,19 @@ it; with ``--adversarial``, also say whether a model can tell train from test (:
 
 from __future__ import annotations
 
+import warnings
 from typing import Annotated
 
 import typer
+from rich.markup import escape
+from rich.table import Table
 
 from competition.commands._common import WorkspaceOpt, console, handle_errors, workspace
 
 
 def target_counts(ds) -> list[tuple[str, str]]:
     """(label, 'count (share)') rows of the target distribution; regression: its statistics."""
+    # numpy: only this command's summary needs it
     import numpy as np
 
     y = ds.y
@@ -40,16 +44,15 @@ def command(
     if n_folds is not None and not adversarial:
         raise typer.BadParameter("only applies with --adversarial; add --adversarial or drop --folds",
                                  param_hint="--folds")
-    import warnings
 
-    from rich.table import Table
-
+    # the stages load on first use, so `comp --help` starts in a fraction of a second
     from competition import data, tables
     from competition.spec import load_spec
 
     ws = workspace(ws_path)
     spec = load_spec(ws.spec_file)
     if adversarial:
+        # the stages load on first use, so `comp --help` starts in a fraction of a second
         from competition.adversarial import require_test
 
         require_test(spec)  # before the summary: refuse up front, not after "ok"
@@ -100,9 +103,7 @@ def command(
 def show_adversarial(ws, ds, n_splits: int) -> None:
     """Run :func:`competition.adversarial.validate` and print its AUC, verdict, top tokens or
     features and the train rows most like test; write folds/adversarial.csv."""
-    from rich.markup import escape
-    from rich.table import Table
-
+    # the stages load on first use, so `comp --help` starts in a fraction of a second
     from competition import adversarial
 
     result = adversarial.validate(ds, n_splits=n_splits, seed=ds.spec.folds.seed)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Annotated
 
 import typer
+from rich.table import Table
 
 from competition.commands._common import WorkspaceOpt, console, handle_errors, workspace
 
@@ -14,8 +16,6 @@ SCHEME_HELP = ("kfold, stratified, group, stratified-group, multilabel-stratifie
 
 def summary_table(frame, title: str | None = None):
     """A rich Table of :func:`competition.folds.summary`'s frame: counts as integers, rest 4 digits."""
-    from rich.table import Table
-
     table = Table(title=title)
     table.add_column("fold", justify="right")
     for column in frame.columns:
@@ -39,8 +39,7 @@ def command(
     force: Annotated[bool, typer.Option("--force", help="replace folds that trained runs already use")] = False,
 ) -> None:
     """Assign every train row to a fold and write folds/folds.csv with its manifest."""
-    import warnings
-
+    # the stages load on first use, so `comp --help` starts in a fraction of a second
     from competition import data, folds, splitters
     from competition.spec import load_spec
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from competition.commands._common import console, err_console, handle_errors, parse_csv_list
-
 
 # init_workspace()'s arguments -> this command's options
 FLAGS = {"task": "--task", "id": "--id", "targets": "--target", "text": "--text", "features": "--features",
@@ -55,8 +55,7 @@ def command(
 ) -> None:
     """Write competition.yaml for your data: ids, targets, task, metric and columns are inferred
     where not given, and the data is checked before anything is written."""
-    import warnings
-
+    # the stages load on first use, so `comp --help` starts in a fraction of a second
     from competition.errors import InputError
     from competition.init import init_workspace
     from competition.workspace import SPEC_FILE

@@ -15,6 +15,7 @@ def command(
     ws_path: WorkspaceOpt = None,
 ) -> None:
     """Every run with its CV, per-fold mean ± std, train time and status (complete / partial / stale)."""
+    # the stages load on first use, so `comp --help` starts in a fraction of a second
     from competition import metrics
     from competition.leaderboard import leaderboard, show, to_json
     from competition.spec import load_spec

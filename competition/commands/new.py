@@ -19,10 +19,10 @@ def command(
     ws_path: WorkspaceOpt = None,
 ) -> None:
     """Create experiments/<exp>.yaml from a template; edit what differs, then `comp train exp=<exp>`."""
+    # the stages load on first use, so `comp --help` starts in a fraction of a second
     from competition import artifacts
     from competition.config import load_config, templates
     from competition.errors import InputError
-
     from competition.spec import load_spec
 
     ws = workspace(ws_path)

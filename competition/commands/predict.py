@@ -9,7 +9,6 @@ import typer
 
 from competition.commands._common import WorkspaceOpt, console, handle_errors, workspace
 
-
 FLAGS = {"test": "--test FILE", "out": "--out", "sample_submission": "--sample-submission", "expect": "--expect",
          "precision": "--precision"}   # argument -> option
 
@@ -33,6 +32,7 @@ def command(
     ws_path: WorkspaceOpt = None,
 ) -> None:
     """Replay a trained run (its saved fold models, meta-models, blend weights) on a new file, offline."""
+    # the stages load on first use, so `comp --help` starts in a fraction of a second
     from competition.api import Workspace
     from competition.workspace import MANIFEST
 

@@ -9,7 +9,6 @@ import typer
 
 from competition.commands._common import WorkspaceOpt, console, handle_errors, parse_csv_list, workspace
 
-
 FLAGS = {"out": "--out", "runs": "--runs", "force": "--force"}   # report()'s arguments -> this command's options
 
 
@@ -24,6 +23,7 @@ def command(
 ) -> None:
     """Plots of the runs (per-fold scores, OOF correlations, confusion / residuals, calibration,
     learning curves, stack importance) and an HTML page showing them with the leaderboard."""
+    # the stages load on first use, so `comp --help` starts in a fraction of a second
     from competition.report import report
 
     ws = workspace(ws_path)

@@ -21,6 +21,7 @@ def command(
 ) -> None:
     """Score a submission against the workspace's solution file (the hidden test targets) and record
     the score in the run it came from (experiments/<run>/scores.json)."""
+    # the stages load on first use, so `comp --help` starts in a fraction of a second
     from competition.score import compare_text, score_and_record
 
     result = score_and_record(workspace(ws_path), file, solution=solution)

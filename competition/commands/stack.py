@@ -5,10 +5,16 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.table import Table
 
-from competition.commands._common import (WorkspaceOpt, console, handle_errors, parse_csv_list, show_comparison,
-                                         workspace)
-
+from competition.commands._common import (
+    WorkspaceOpt,
+    console,
+    handle_errors,
+    parse_csv_list,
+    show_comparison,
+    workspace,
+)
 
 FLAGS = {"inputs": "--exp", "features": "--with-features", "meta": "--meta", "name": "--name",
          "holdout": "--holdout", "force": "--force"}   # stack()'s arguments -> this command's options
@@ -31,6 +37,7 @@ def command(
     ws_path: WorkspaceOpt = None,
 ) -> None:
     """Fit a meta-model over the OOF predictions of experiments, on the same folds."""
+    # the stages load on first use, so `comp --help` starts in a fraction of a second
     from competition.api import Workspace
 
     result = Workspace(workspace(ws_path)).stack(parse_csv_list(exp), features=parse_csv_list(with_features),
@@ -50,8 +57,6 @@ def command(
 
 def show_holdout(result) -> None:
     """The stack, its inputs and their mean on the outer holdout rows, and the verdict."""
-    from rich.table import Table
-
     h = result.holdout
     table = Table(title=f"holdout: {h.rows:,} rows ({h.fraction:g}) kept out of every fit, seed {h.seed}")
     table.add_column("run")

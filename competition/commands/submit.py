@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from competition.commands._common import WorkspaceOpt, console, handle_errors, workspace
-
 
 FLAGS = {"out": "--out", "allow_stale": "--allow-stale"}   # submit()'s arguments -> this command's options
 
@@ -30,8 +30,7 @@ def command(
     ws_path: WorkspaceOpt = None,
 ) -> None:
     """Write a run's test predictions as a validated submission CSV (sample submission's format) + manifest."""
-    from rich.markup import escape
-
+    # the stages load on first use, so `comp --help` starts in a fraction of a second
     from competition.api import Workspace
 
     ws = workspace(ws_path)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.markup import escape
+from rich.table import Table
 
 from competition.commands._common import WorkspaceOpt, console, err_console, handle_errors, split_exp_args, workspace
 from competition.errors import InputError
@@ -52,12 +54,9 @@ def command(
 ) -> None:
     """Train an experiment on each fold: OOF predictions, test predictions, CV score.
     exp=042,043 trains several experiments, one after another (or all at once with --ray)."""
-    from rich.markup import escape
-
+    # the stages load on first use, so `comp --help` starts in a fraction of a second
     from competition.config import load_config
-    from competition.train import train
-
-    from competition.train import follower_rank
+    from competition.train import follower_rank, train
 
     if follower_rank() > 0:   # a ddp rank re-running this command: it trains in step, rank 0 speaks
         console.quiet = err_console.quiet = True
@@ -78,6 +77,7 @@ def command(
             _report(cfg.exp, overrides, cfg, train(ws, cfg, folds=fold, force=force, on_fold=_show_row(ws)))
         return
     if sweep:
+        # the stages load on first use, so `comp --help` starts in a fraction of a second
         from competition.search import sweep_overrides, sweep_run_name
 
         overrides, dropped = sweep_overrides(ws, exp, overrides)
@@ -90,6 +90,7 @@ def command(
     console.print(f"[bold]experiment {exp}[/] · {cfg.model.family} · folds {fold}"
                   + (f" · run {cfg.exp}" if sweep else ""))
 
+    # the stages load on first use, so `comp --help` starts in a fraction of a second
     from competition.models import PROGRESS
 
     token = PROGRESS.set(lambda line: console.print(line, highlight=False))   # a line per validation
@@ -105,6 +106,7 @@ def command(
 def _show_row(ws, node: bool = False):
     """The line printed as each fold finishes: its score (at its own threshold, where the metric
     takes one: the other folds' OOF, which the CV uses, comes later), its time, and its node."""
+    # the stages load on first use, so `comp --help` starts in a fraction of a second
     from competition import thresholds
     from competition.spec import load_spec
 
@@ -124,6 +126,7 @@ def _show_row(ws, node: bool = False):
 def _train_on_ray(ws, cfgs, overrides, fold, force, address) -> None:
     """Every (experiment, fold) as a Ray task; a line per finished fold with its node; each run's
     summary; failed folds named with the command that resumes them (exit 1)."""
+    # the stages load on first use, so `comp --help` starts in a fraction of a second
     from competition.dispatch import train_on_ray
 
     show = _show_row(ws)
@@ -145,9 +148,6 @@ def _train_on_ray(ws, cfgs, overrides, fold, force, address) -> None:
 
 def _report(exp: str, overrides: list[str], cfg, result) -> None:
     """A run's per-fold table and its CV line (or what is missing)."""
-    from rich.markup import escape
-    from rich.table import Table
-
     table = Table(title=f"{exp}: {result.metric} per fold"
                   + (" (thresholds chosen on the other folds)" if result.in_sample is not None else ""))
     for col in ("fold", "status", "score", "best epoch", "seconds"):
@@ -177,6 +177,7 @@ def _report(exp: str, overrides: list[str], cfg, result) -> None:
 def _report_to_sweep(ws, exp: str, cfg, result, tracking) -> None:
     """The agent's W&B run (``wandb.init`` picks its id up from the agent's environment) gets the
     mean score of the folds this command trained or found done, under ``track.SCORE``."""
+    # the stages load on first use, so `comp --help` starts in a fraction of a second
     from competition import track
     from competition.spec import load_spec
 

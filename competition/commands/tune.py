@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.table import Table
 
 from competition.commands._common import WorkspaceOpt, console, handle_errors, split_exp_args, workspace
-
 
 FLAGS = {"folds": "--folds", "force": "--force"}   # tune()'s arguments -> this command's options
 
@@ -49,6 +49,7 @@ def command(
     ws_path: WorkspaceOpt = None,
 ) -> None:
     """Optuna search over the experiment's `search:` block; the best trial becomes a new experiment."""
+    # the stages load on first use, so `comp --help` starts in a fraction of a second
     from competition.search import wandb_sweep, write_wandb_sweep
     from competition.tune import summarize, tune
 
@@ -73,6 +74,7 @@ def command(
                       + (f"\n    [red]{error}[/]" if error else ""), highlight=False)
 
     if ray is not None:
+        # the stages load on first use, so `comp --help` starts in a fraction of a second
         from competition.dispatch import tune_on_ray
 
         console.print(f"[bold]tuning {exp}[/] · {ray} workers on Ray ({ray_address}) · sampler {sampler} · "
@@ -111,8 +113,6 @@ def _short(value) -> str:
 
 
 def _show(summary) -> None:
-    from rich.table import Table
-
     states = ", ".join(f"{n} {s.lower()}" for s, n in sorted(summary.states.items())) or "no trials"
     console.print(f"[bold]study {summary.study}[/] ({summary.storage}) · {summary.metric} "
                   f"({summary.direction}) on folds {summary.folds} · {states} · target {summary.total}",

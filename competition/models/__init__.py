@@ -12,12 +12,16 @@ from __future__ import annotations
 import importlib
 import sys
 import time
+import warnings
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+
+from competition.errors import InputError
+from competition.families import family_of
 
 # Where the torch families send a line per validation (epoch, score, elapsed, time left): the CLI
 # and the demo set it, so a long fine-tune shows progress also when output is not a terminal.
@@ -33,13 +37,10 @@ PRECISION: ContextVar[str] = ContextVar("precision", default="fp32")
 
 def check_precision(precision: str) -> None:
     """Refuse an unknown precision; warn where bf16 would be slow (a CPU without bf16 instructions)."""
-    import warnings
-
-    from competition.errors import InputError
-
     if precision not in PRECISIONS:
         raise InputError(f"{{precision}} {precision!r}: choose one of {', '.join(PRECISIONS)}", precision="precision")
     if precision == "bf16":
+        # torch stack (~3 s to import): only the torch families load it
         import torch
 
         if not torch.cuda.is_available() and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
@@ -50,6 +51,7 @@ def check_precision(precision: str) -> None:
 def autocast(device_type: str = "cpu"):
     """The context an encoder's forward pass runs in at prediction: bf16 autocast when
     :data:`PRECISION` says so, else nothing. Outputs stay float32 after ``.float()``."""
+    # torch stack (~3 s to import): only the torch families load it
     import torch
 
     if PRECISION.get() == "bf16":
@@ -60,8 +62,7 @@ def autocast(device_type: str = "cpu"):
 def int8(module):
     """``module`` with every ``nn.Linear`` quantized to int8, weights once, activations per batch
     (torch dynamic quantization): 2-3x faster matrix products on a CPU, probabilities within ~1e-2."""
-    import warnings
-
+    # torch stack (~3 s to import): only the torch families load it
     import torch
     from torch.ao.quantization import quantize_dynamic
 
@@ -134,7 +135,5 @@ class ModelFamily(Protocol):
 
 def family(name: str) -> ModelFamily:
     """The code of the registered model family ``name`` (its module, imported on first use)."""
-    from competition.families import family_of
-
     implementation = family_of(name).implementation
     return importlib.import_module(implementation) if isinstance(implementation, str) else implementation

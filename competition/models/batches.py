@@ -11,6 +11,8 @@ original positions.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 from torch.nn.utils.rnn import pad_sequence
@@ -120,7 +122,6 @@ def _pair_ids(tokenizer, first: list[str], second: list[str], max_length: int, h
     except Exception:   # the tokenizers library raises a bare Exception ("Sequence to truncate too short")
         if how == "longest_first":
             raise
-    import warnings
 
     out, fallen = [], 0
     for a, b in zip(first, second):
@@ -290,6 +291,7 @@ class BucketSampler(Sampler[list[int]]):
 
 def _world() -> tuple[int, int]:
     """(processes, this one's rank) of the distributed group training one model; (1, 0) alone."""
+    # torch stack (~3 s to import): only the torch families load it
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():

@@ -6,7 +6,7 @@ alone, so nothing of the predicted rows leaks into a vocabulary or a code book),
 and its settings, and whatever else it saves beside the estimator::
 
     fold0/
-        head/           the estimator (estimators.save_head: head.json + LightGBM text / skops files)
+        head/           the estimator (saving.save_head: head.json + LightGBM text / skops files)
         ...             the family's own files (vocabulary, code book, encoder name)
 """
 
@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 
 from competition.models import FoldResult
-from competition.models.estimators import Head, fit_head, load_head, n_outputs, save_head
+from competition.models.estimators import Head, fit_head, n_outputs
+from competition.models.saving import load_head, save_head
 
 HEAD_DIR = "head"
 

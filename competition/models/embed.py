@@ -7,7 +7,7 @@ first (fitted on the fold's training rows), so ``C`` / ``alpha`` mean the same f
 any encoder. What a fold saves::
 
     fold0/
-        head/           the head (estimators.save_head: head.json + LightGBM text / skops files)
+        head/           the head (saving.save_head: head.json + LightGBM text / skops files)
         embed.json      the encoder {name, pooling, max_length}, the head, the embedding size
 
 :func:`predict` re-embeds the new frame with the encoder named in the fold (resolved again,
@@ -29,9 +29,10 @@ import numpy as np
 from competition import artifacts
 from competition.config import ExperimentConfig
 from competition.errors import InputError
-from competition.text import Pairs, model_inputs
-from competition.models import PRECISION, FoldResult, autocast, classical, int8
+from competition.models import PRECISION, FoldResult, Steps, autocast, classical, int8
+from competition.models.batches import encode, eval_loader, pool
 from competition.models.pretrained import check_tokenizer, loading, no_progress_bar, resolve_pretrained
+from competition.text import Pairs, model_inputs
 
 
 @dataclass
@@ -44,6 +45,7 @@ class Prepared:
 
 def load_encoder(name: str):
     """(tokenizer, model) of a hub id or local folder, in eval mode, on the CPU."""
+    # torch stack (~3 s to import): only the torch families load it
     from transformers import AutoModel, AutoTokenizer
 
     path = resolve_pretrained(name)
@@ -61,10 +63,8 @@ def embed_texts(texts: list[str], tokenizer, model, *, pooling: str, max_length:
     Texts are tokenised once and batched by length, each batch padded only to its own
     longest row (``batches.eval_loader``); rows come back in input order.
     """
+    # torch stack (~3 s to import): only the torch families load it
     import torch
-
-    from competition.models import Steps
-    from competition.models.batches import encode, eval_loader, pool
 
     ids = encode(tokenizer, texts, max_length)
     out = np.zeros((len(texts), model.config.hidden_size), dtype=np.float32)
@@ -83,6 +83,7 @@ _CACHE: dict[tuple, np.ndarray] = {}   # one entry: predicting several folds emb
 
 def embeddings(cfg: ExperimentConfig, texts: list[str], name: str | None = None) -> np.ndarray:
     """Embeddings of ``texts`` with the config's encoder (or ``name``), remembered for the next call."""
+    # torch stack (~3 s to import): only the torch families load it
     import torch
 
     m = cfg.model

@@ -13,9 +13,9 @@ from functools import partial
 
 from competition.config import ExperimentConfig
 from competition.errors import InputError
-from competition.text import input_texts
 from competition.models.pretrained import check_tokenizer, loading, no_progress_bar, resolve_pretrained
 from competition.models.torch_common import Prepared, build_prepared, fit_fold, predict  # noqa: F401
+from competition.text import input_texts
 
 # the names different architectures give their dropout probabilities
 DROPOUT_ATTRS = ("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout", "attention_dropout",
@@ -24,6 +24,7 @@ DROPOUT_ATTRS = ("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout
 
 def load_encoder(source: str, dropout: float):
     """The pretrained encoder with ``model.dropout`` in place of the dropout it was trained with."""
+    # torch stack (~3 s to import): only the torch families load it
     from transformers import AutoConfig, AutoModel
 
     with loading(source, source):
@@ -37,6 +38,7 @@ def load_encoder(source: str, dropout: float):
 
 def prepare(cfg: ExperimentConfig, data) -> Prepared:
     """Resolve the encoder (local folder, hub or installed copy) and tokenise every text once."""
+    # torch stack (~3 s to import): only the torch families load it
     from transformers import AutoConfig, AutoTokenizer
 
     source = resolve_pretrained(cfg.model.name)

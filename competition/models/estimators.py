@@ -1,11 +1,11 @@
-"""The estimator layer: fitting, predicting and saving the classical models and the stack's meta-models.
+"""The estimator layer: fitting and predicting the classical models and the stack's meta-models.
 
 The classical families (tfidf, embed, lgbm) call :func:`fit_head`: a feature matrix (sparse TF-IDF,
 dense embeddings or a tabular frame) and the encoded target become a fitted :class:`Head` whose
 ``predict`` returns one column per ``spec.pred_columns``: probabilities for classification (binary:
 P(class code 1)), values for regression. The stack's meta-models use the same parts with their own
 defaults: :func:`split_targets`, :func:`fit_booster`, :func:`fit_linear`, :func:`predict_model`,
-:func:`importance`, :func:`save_model` / :func:`load_model`.
+:func:`importance`; :mod:`competition.models.saving` writes and reads them.
 
 Estimators:
 
@@ -32,12 +32,10 @@ that is constant in the training rows predicts its training rate.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from competition import artifacts
 from competition.errors import InputError
 
 ESTIMATORS = ("logistic", "ridge", "lgbm")
@@ -47,7 +45,7 @@ _LGBM_OBJECTIVE = {"binary": "binary", "multiclass": "multiclass", "regression":
 
 
 @dataclass
-class _Constant:
+class Constant:
     """Predicts a constant: the training rate of a label the fold never saw change."""
 
     value: float
@@ -145,12 +143,12 @@ def fit_head(estimator: str, task: str, X, y: np.ndarray, *, n_outputs: int, see
     models, curves, best = [], [], []
     for kind, target in split_targets(task, y):
         if kind == "binary" and np.unique(target).size < 2:
-            models.append(_Constant(float(np.mean(target))))
+            models.append(Constant(float(np.mean(target))))
             continue
         if estimator == "lgbm":
             fit_rows, stop_rows = inner_split(target, kind, inner, seed)
             k = n_outputs if kind == "multiclass" else 1
-            booster, curve = fit_booster(_lgbm_params(kind, k, params, seed, threads, len(fit_rows)), X, target,
+            booster, curve = fit_booster(lgbm_params(kind, k, params, seed, threads, len(fit_rows)), X, target,
                                          fit_rows, stop_rows, rounds=rounds, patience=patience)
             models.append(booster)
             curves.append(curve)
@@ -170,6 +168,7 @@ def inner_split(y: np.ndarray, kind: str, fraction: float, seed: int) -> tuple[n
     >>> len(fit), len(stop), int(np.array([0] * 80 + [1] * 20)[stop].sum())
     (90, 10, 2)
     """
+    # scikit-learn submodules take ~1 s each: loaded where used
     from sklearn.model_selection import train_test_split
 
     rows = np.arange(len(y))
@@ -219,6 +218,7 @@ def fit_linear(estimator: str, kind: str, X, y: np.ndarray, n_outputs: int, *, d
     arguments of the estimator, ``params`` the user's overrides of them (named, with ``key``, when the
     estimator refuses them). ``impute`` (medians) then ``scale`` (standardise) the features first,
     both fitted on these rows."""
+    # scikit-learn submodules take ~1 s each: loaded where used
     from sklearn.impute import SimpleImputer
     from sklearn.linear_model import LogisticRegression, Ridge
     from sklearn.pipeline import make_pipeline
@@ -248,7 +248,7 @@ def lgbm_objective(kind: str, metric: str | None = None) -> str:
     return "regression_l1" if kind == "regression" and metric == "mae" else _LGBM_OBJECTIVE[kind]
 
 
-def _lgbm_params(kind: str, k: int, params: dict, seed: int, threads: int | None, n_rows: int) -> dict:
+def lgbm_params(kind: str, k: int, params: dict, seed: int, threads: int | None, n_rows: int) -> dict:
     # Below ~20k rows OpenMP's start-up and synchronisation cost more than the work: one thread
     # is fastest (Titanic: 0.3 s a fold vs 1-3 s on two busy cores). ``train.threads`` overrides.
     threads = threads or (1 if n_rows < SMALL_ROWS else 0)
@@ -259,23 +259,36 @@ def _lgbm_params(kind: str, k: int, params: dict, seed: int, threads: int | None
     return {**base, **params}
 
 
-def fit_booster(params: dict, X, y: np.ndarray, fit_rows: np.ndarray, stop_rows: np.ndarray, *, rounds: int,
-                patience: int, categorical: list[int] | str = "auto"):
+def fit_booster(params: dict, X, y: np.ndarray, fit_rows: np.ndarray, stop_rows: np.ndarray | None, *,
+                rounds: int, patience: int = 0, categorical: list[int] | str = "auto", halt=None):
     """(booster, its loss on ``stop_rows`` after each round): LightGBM with ``params`` (complete: objective,
     seed, ...) fit on ``fit_rows`` of (X, y), at most ``rounds`` rounds, stopped after ``patience`` rounds
     without improvement on ``stop_rows``. Both are training rows, never rows the booster will predict as
-    OOF (:func:`inner_split`, :func:`permuted_split`). ``categorical``: column indices LightGBM treats as
-    categories ("auto": a frame's category columns)."""
+    OOF (:func:`inner_split`, :func:`permuted_split`). ``stop_rows`` None: exactly ``rounds`` rounds, no
+    loss recorded. ``categorical``: column indices LightGBM treats as categories ("auto": a frame's
+    category columns). ``halt``: a :class:`threading.Event` that, once set, stops the fit at its next
+    round with KeyboardInterrupt (a fit in a thread cannot receive Ctrl-C itself)."""
+    # lightgbm (~1 s): only the LightGBM fits
     import lightgbm as lgb
 
     train_set = lgb.Dataset(_rows(X, fit_rows), label=y[fit_rows], categorical_feature=categorical,
                             free_raw_data=True)
+    if stop_rows is None:
+        return lgb.train(params, train_set, num_boost_round=rounds), []
     stop_set = lgb.Dataset(_rows(X, stop_rows), label=y[stop_rows], categorical_feature=categorical,
                            reference=train_set)
     record: dict = {}
     booster = lgb.train(params, train_set, num_boost_round=rounds, valid_sets=[stop_set], valid_names=["inner"],
-                        callbacks=[lgb.early_stopping(patience, verbose=False), lgb.record_evaluation(record)])
+                        callbacks=[lgb.early_stopping(patience, verbose=False), lgb.record_evaluation(record),
+                                   *([_halted(halt)] if halt is not None else [])])
     return booster, list(next(iter(record["inner"].values())))
+
+
+def _halted(halt):
+    def check(env) -> None:
+        if halt.is_set():
+            raise KeyboardInterrupt
+    return check
 
 
 def _mean_curve(curves: list[list[float]], points: int = 50) -> list[dict]:
@@ -295,9 +308,9 @@ def predict_model(model, X, kind: str, k: int, *, eps: float = EPS) -> np.ndarra
     """One fitted model's predictions: (n,) for binary/regression, (n, k) for multiclass (k is ignored
     otherwise); ridge scores of classes are clipped into [eps, 1 - eps] (multiclass rows sum to 1)."""
     n = X.shape[0]
-    if isinstance(model, _Constant):
+    if isinstance(model, Constant):
         return np.full(n, model.value)
-    if _is_booster(model):
+    if is_booster(model):
         out = model.predict(X, num_iteration=model.best_iteration or None)
         return out.reshape(n, k) if kind == "multiclass" else out
     estimator = model[-1] if hasattr(model, "steps") else model
@@ -319,88 +332,13 @@ def predict_model(model, X, kind: str, k: int, *, eps: float = EPS) -> np.ndarra
 def importance(model) -> np.ndarray | None:
     """Per feature: a booster's total gain, or a linear model's |coefficient| summed over classes;
     None for a constant."""
-    if isinstance(model, _Constant):
+    if isinstance(model, Constant):
         return None
-    if _is_booster(model):
+    if is_booster(model):
         return model.feature_importance(importance_type="gain").astype(float)
     estimator = model[-1] if hasattr(model, "steps") else model
     return np.abs(np.atleast_2d(estimator.coef_)).sum(axis=0)
 
 
-# -- saving: formats that cannot run code when they load ---------------------------------------
-# A fold's estimators are written as LightGBM's own text model, scikit-learn objects through
-# skops (which refuses any type not on its trusted list instead of running it) and constants
-# in JSON. Pickle -- which runs whatever a crafted file tells it to -- is never loaded.
-
-SKOPS_TRUSTED = ["numpy.dtype"]     # besides scikit-learn's own estimators, which skops trusts
-
-
-def save_model(folder: Path, stem: str, model) -> dict:
-    """Write one fitted estimator as ``folder/<stem>.txt|.skops`` (or inline); returns its entry."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    if isinstance(model, _Constant):
-        return {"kind": "constant", "value": model.value}
-    if _is_booster(model):
-        artifacts.write_text(folder / f"{stem}.txt", model.model_to_string())   # up to its best iteration
-        return {"kind": "lightgbm", "file": f"{stem}.txt"}
-    import skops.io as sio
-
-    with artifacts.atomic_path(folder / f"{stem}.skops") as tmp:
-        sio.dump(model, tmp)
-    return {"kind": "sklearn", "file": f"{stem}.skops"}
-
-
-def load_model(folder: Path, entry: dict):
-    """The estimator of an entry written by :func:`save_model`; InputError for a missing file or a
-    scikit-learn file holding types outside skops' trusted list."""
-    path = Path(folder) / entry.get("file", "")
-    if entry["kind"] == "constant":
-        return _Constant(float(entry["value"]))
-    if not path.is_file():
-        raise InputError(f"{path}: missing. {artifacts.rebuild(path)}")
-    import zipfile
-
-    try:
-        if entry["kind"] == "lightgbm":
-            import lightgbm as lgb
-
-            return lgb.Booster(model_str=path.read_text())
-        import skops.io as sio
-
-        untrusted = [t for t in sio.get_untrusted_types(file=path) if t not in SKOPS_TRUSTED]
-        if untrusted:
-            raise InputError(f"{path}: holds types comp does not load ({', '.join(untrusted)}); it was not "
-                             "written by comp. Retrain this fold.")
-        return sio.load(path, trusted=SKOPS_TRUSTED)
-    except (zipfile.BadZipFile, UnicodeDecodeError, EOFError, KeyError, ValueError) as err:
-        if isinstance(err, InputError):
-            raise
-        raise artifacts.damaged(path, f"cannot load the model: {type(err).__name__}: "
-                                      f"{str(err).splitlines()[0][:80] if str(err) else 'truncated'}") from None
-
-
-def save_head(folder: Path, head: Head) -> None:
-    """A head as ``folder/head.json`` plus one model file per output column."""
-    entries = [save_model(folder, f"model{i}", m) for i, m in enumerate(head.models)]
-    artifacts.write_json(Path(folder) / "head.json", {
-        "estimator": head.estimator, "task": head.task, "n_outputs": head.n_outputs,
-        "best_iterations": head.best_iterations, "models": entries})
-
-
-def load_head(folder: Path, family: str) -> Head:
-    """A head saved by :func:`save_head`."""
-    folder = Path(folder)
-    saved = folder / "head.json"
-    if not saved.is_file():
-        old = [p.name for p in folder.parent.glob("*.pkl")]
-        why = (f"it holds {old[0]}, the pickle format comp used before, which can run code when loaded and "
-               "is no longer read") if old else "it holds no fitted model"
-        raise InputError(f"{saved}: missing: {why}. {artifacts.rebuild(saved)}")
-    info = artifacts.read_json(saved)
-    return Head(info["estimator"], info["task"], int(info["n_outputs"]),
-                [load_model(folder, e) for e in info["models"]], list(info.get("best_iterations") or []))
-
-
-def _is_booster(model) -> bool:
+def is_booster(model) -> bool:
     return type(model).__name__ == "Booster"

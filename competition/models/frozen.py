@@ -38,9 +38,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from filelock import FileLock
 from torch import nn
 
 from competition.errors import InputError
+from competition.models import Steps
+from competition.models.batches import eval_loader, lengths_of, segments
+from competition.workspace import cache_dir
 
 DTYPES = {"float16": torch.float16, "float32": torch.float32}
 
@@ -166,10 +170,6 @@ def cached_states(encoder: nn.Module, ids: list[torch.Tensor], k: int, dtype: st
     encoder's :func:`frozen_digest`, when the caller has it already; ``sep_id``: rows are text pairs
     whose second segment starts after this token (:func:`competition.models.batches.segments`).
     """
-    from filelock import FileLock
-
-    from competition.workspace import cache_dir
-
     if not ids:
         return []
     root = root or cache_dir("states")
@@ -185,9 +185,6 @@ def cached_states(encoder: nn.Module, ids: list[torch.Tensor], k: int, dtype: st
 
 def _write(folder: Path, encoder: nn.Module, ids: list[torch.Tensor], k: int, dtype: str, pad_id: int,
            batch_size: int, what: str, progress, sep_id: int | None = None) -> None:
-    from competition.models import Steps
-    from competition.models.batches import eval_loader, lengths_of, segments
-
     lengths = lengths_of(ids)
     offsets = np.concatenate([[0], np.cumsum(lengths)])
     hidden = encoder.config.hidden_size

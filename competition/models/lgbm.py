@@ -15,7 +15,7 @@ Seeded, ``deterministic=True``; ``num_threads`` from ``train.threads`` (default:
 below 20k training rows, where more threads only add overhead, else every core). What a fold saves::
 
     fold0/
-        head/          the boosters as LightGBM text models (estimators.save_head)
+        head/          the boosters as LightGBM text models (saving.save_head)
         lgbm.json      columns, categories (the code book), best iterations, gain importance
 """
 

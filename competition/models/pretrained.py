@@ -23,9 +23,6 @@ Only the local folder is passed on after a failed probe, so nothing else goes on
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-from dataclasses import dataclass
-
 import functools
 import hashlib
 import importlib
@@ -35,9 +32,15 @@ import os
 import shutil
 import tempfile
 import zipfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path, PurePosixPath
 
+from filelock import FileLock
+
 from competition.errors import InputError
+from competition.workspace import cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +92,6 @@ def _split_zip(name: str) -> SplitZip | None:
 
 def _part_file(package: str, filename: str) -> Path | None:
     """The installed file ``filename`` of distribution ``package`` (None: not installed / no such file)."""
-    from importlib import metadata
-
     try:
         files = metadata.distribution(package).files or []
     except metadata.PackageNotFoundError:
@@ -111,10 +112,6 @@ def assemble(name: str, split: SplitZip, root: Path | None = None) -> Path | Non
     Raises:
         InputError: a part is damaged (wrong size or hash) or the zip holds a path outside the folder.
     """
-    from filelock import FileLock
-
-    from competition.workspace import cache_dir
-
     parts = [(_part_file(package, filename), package, size, sha) for package, filename, size, sha in split.parts]
     root = root or cache_dir("models")
     folder = root / name.replace("/", "--")
@@ -187,6 +184,7 @@ def hub_offline() -> bool:
 @functools.lru_cache(maxsize=None)
 def _probe_hub(name: str) -> str:
     """'ok', 'missing' (the hub answered: no such model) or why the hub could not be reached."""
+    # torch stack (~3 s to import): only the torch families load it
     from huggingface_hub import model_info
     from huggingface_hub.errors import RepositoryNotFoundError
 
@@ -220,6 +218,7 @@ def _package_folder(name: str) -> tuple[str, str] | None:
 
 def _cached_folder(name: str) -> str | None:
     """The Hugging Face cache's snapshot of ``name`` when one was downloaded earlier."""
+    # torch stack (~3 s to import): only the torch families load it
     from huggingface_hub import snapshot_download
 
     try:
@@ -296,6 +295,7 @@ def resolve_pretrained(name: str) -> str:
 @contextmanager
 def loading(name: str, source: str):
     """Errors of ``from_pretrained`` on a damaged or foreign folder, as one line naming the fix."""
+    # torch stack (~3 s to import): only the torch families load it
     from safetensors import SafetensorError
 
     try:
@@ -343,6 +343,7 @@ def check_tokenizer(name: str, source: str, tokenizer, texts: list[str], sample:
 @contextmanager
 def no_progress_bar():
     """transformers' "Loading weights" bar, once per fold and seed, is noise in comp's own lines."""
+    # torch stack (~3 s to import): only the torch families load it
     from transformers.utils import logging as hf_logging
 
     bar = hf_logging.is_progress_bar_enabled()

@@ -18,8 +18,8 @@ from __future__ import annotations
 from functools import partial
 
 from competition.config import ExperimentConfig
-from competition.text import input_texts
 from competition.models.torch_common import Prepared, build_prepared, fit_fold, predict  # noqa: F401
+from competition.text import input_texts
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
@@ -27,6 +27,7 @@ SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 def train_tokenizer(texts: list[str], vocab_size: int, lowercase: bool = True):
     """A tokenizer (``[CLS] text [SEP]``, BERT's normaliser) whose byte-level BPE vocabulary is trained
     on ``texts``: the same texts give the same vocabulary every time, and decoding is lossless."""
+    # torch stack (~3 s to import): only the torch families load it
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -45,6 +46,7 @@ def train_tokenizer(texts: list[str], vocab_size: int, lowercase: bool = True):
 
 def bert_config(vocab_size: int, *, d_model: int, heads: int, layers: int, ff: int | None, dropout: float,
                 max_length: int, pad_token_id: int = 0):
+    # torch stack (~3 s to import): only the torch families load it
     from transformers import BertConfig
 
     return BertConfig(vocab_size=vocab_size, hidden_size=d_model, num_hidden_layers=layers,
@@ -55,6 +57,7 @@ def bert_config(vocab_size: int, *, d_model: int, heads: int, layers: int, ff: i
 
 def random_bert(config):
     """A freshly initialised encoder (the seed is set just before this is called)."""
+    # torch stack (~3 s to import): only the torch families load it
     from transformers import BertModel
 
     return BertModel(config, add_pooling_layer=False)

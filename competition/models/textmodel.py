@@ -288,8 +288,12 @@ class TextModel(pl.LightningModule):
         return [{"params": ps, "lr": lr, "weight_decay": wd} for (lr, wd), ps in groups.items()]
 
     def configure_optimizers(self):
-        from transformers import (get_constant_schedule_with_warmup, get_cosine_schedule_with_warmup,
-                                  get_linear_schedule_with_warmup)
+        # torch stack (~3 s to import): only the torch families load it
+        from transformers import (
+            get_constant_schedule_with_warmup,
+            get_cosine_schedule_with_warmup,
+            get_linear_schedule_with_warmup,
+        )
 
         hp = self.hparams
         trainer = self.trainer

@@ -7,7 +7,7 @@ weights see the fold's valid rows (honest CV). What a fold saves::
     fold0/
         vocabulary.json each analyzer's terms (in column order) and idf weights: with the config,
                         all a fitted vectoriser is (:func:`load_vectorizer`)
-        head/           the estimator (estimators.save_head: head.json + LightGBM text / skops files)
+        head/           the estimator (saving.save_head: head.json + LightGBM text / skops files)
         tfidf.json      estimator, n-gram ranges, vocabulary sizes, labels (human-readable)
 
 A text pair (the spec's ``text_pair``) is read side by side: one vectoriser fitted on both sides
@@ -31,8 +31,8 @@ import numpy as np
 from competition import artifacts
 from competition.config import ExperimentConfig
 from competition.errors import InputError
-from competition.text import Pairs, model_inputs
 from competition.models import FoldResult, classical
+from competition.text import Pairs, model_inputs
 
 VOCABULARY = "vocabulary.json"
 
@@ -66,6 +66,7 @@ def pair_features(vectorizer, pairs: Pairs):
     """(n, 4V + 2) features of text pairs: each side's TF-IDF row a and b, a * b, |a - b|, then the
     cosine similarity of a and b (the mean over the analyzers, each L2-normalised) and the difference
     of the two sides' lengths in words, as a share of the longer."""
+    # scipy (~1 s): loaded where used
     import scipy.sparse as sp
 
     a, b = vectorizer.transform(pairs.first).tocsr(), vectorizer.transform(pairs.second).tocsr()
@@ -91,6 +92,7 @@ def _rows(texts: list[str] | Pairs, idx) -> list[str] | Pairs:
 
 def make_vectorizer(cfg: ExperimentConfig):
     """Word and char_wb TfidfVectorizers side by side (their columns hstacked), unfitted."""
+    # scikit-learn submodules take ~1 s each: loaded where used
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.pipeline import FeatureUnion
 

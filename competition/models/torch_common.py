@@ -28,14 +28,16 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
+from competition import artifacts
 from competition.config import ExperimentConfig
 from competition.errors import InputError
-from competition.text import pair_columns
-from competition.models import PRECISION, PROGRESS, FoldResult, autocast, int8
+from competition.models import PRECISION, PROGRESS, FoldResult, autocast, frozen, int8
 from competition.models.batches import encode_frame, eval_loader, train_loader
-from competition.models.pretrained import resolve_pretrained  # noqa: F401 - re-exported for other families
 from competition.models.callbacks import FoldMonitor, WeightAverage
+from competition.models.estimators import inner_split
+from competition.models.pretrained import resolve_pretrained  # noqa: F401 - re-exported for other families
 from competition.models.textmodel import TextModel
+from competition.text import pair_columns
 
 WEIGHTS = "model.safetensors"
 
@@ -95,8 +97,6 @@ def cache_frozen(prepared: Prepared) -> None:
     """The states after the frozen layers of every train and test row and text variant: computed once
     (:func:`competition.models.frozen.cached_states`, shared by folds, epochs, seeds and runs with the
     same model, layers and texts), then read from disk."""
-    from competition.models import frozen
-
     cfg, t = prepared.cfg, prepared.cfg.train
     encoder = prepared.new_encoder()
     m = cfg.model
@@ -195,7 +195,6 @@ def watched_rows(prepared: Prepared, seed: int, train_idx: np.ndarray,
     t = prepared.cfg.train
     if t.select != "inner":
         return train_idx, valid_idx
-    from competition.models.estimators import inner_split
 
     y = np.asarray(prepared.data.y)[train_idx]
     fit_rows, stop_rows = inner_split(y, prepared.data.spec.task, t.inner_valid, seed)
@@ -313,6 +312,7 @@ def fit_fold(prepared: Prepared, fold: int, train_idx, valid_idx, out_dir, track
 def save_model(model: TextModel, folder: Path, cfg: ExperimentConfig, best_epoch: int | None) -> None:
     """The weights with what is needed to rebuild the module (nanoGPT keeps its config inside the
     checkpoint the same way)."""
+    # torch stack (~3 s to import): only the torch families load it
     from safetensors.torch import save_model as save_safetensors
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -323,6 +323,7 @@ def save_model(model: TextModel, folder: Path, cfg: ExperimentConfig, best_epoch
 
 def load_model(fold_dir: Path, seed_dir: Path) -> tuple[TextModel, dict]:
     """A saved seed model (on the CPU, eval mode) and the experiment config it was trained with."""
+    # torch stack (~3 s to import): only the torch families load it
     from safetensors import safe_open
     from safetensors.torch import load_model as load_safetensors
     from transformers import AutoConfig, AutoModel
@@ -374,9 +375,8 @@ def predict(fold_dir, cfg: ExperimentConfig | None, data, frame, cache: dict | N
     shares the token ids between folds whose tokenizer and text settings are the same, so a
     file is tokenised once per text variant, not once per fold.
     """
+    # torch stack (~3 s to import): only the torch families load it
     from transformers import AutoTokenizer
-
-    from competition import artifacts
 
     fold_dir = Path(fold_dir)
     seed_dirs = sorted(p for p in fold_dir.glob("seed*") if (p / WEIGHTS).is_file())
