@@ -35,10 +35,10 @@ from competition.errors import InputError
 from competition.models import estimators
 from competition.models.lgbm import encode, fit_categories
 from competition.text import build_texts
+from competition.workspace import ADVERSARIAL
 
 ALIKE, SHIFT = 0.6, 0.7  # AUC cut-offs of :func:`verdict`
 MIN_ROWS = 30            # fewer rows in train or test: the AUC's interval spans every verdict
-SCORES_FILE = "adversarial.csv"  # in the workspace's folds/ folder
 
 
 @dataclass(frozen=True)
@@ -157,7 +157,7 @@ def validate(dataset, n_splits: int = 5, seed: int = 0) -> AdversarialResult:
 
 def write_scores(result: AdversarialResult, ws) -> Path:
     """Write ``result.scores`` to the workspace's ``folds/adversarial.csv`` atomically; return its path."""
-    return artifacts.write_csv(ws.folds_dir / SCORES_FILE, result.scores)
+    return artifacts.write_csv(ws.folds_dir / ADVERSARIAL, result.scores)
 
 
 def _rows(X, idx: np.ndarray):

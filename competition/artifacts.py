@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from competition.errors import InputError
+from competition.workspace import BUNDLE, CONFIG
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -152,7 +153,7 @@ def rebuild(path: Path) -> str:
         fix = f"Retrain that fold: comp train exp={parts[fold - 1]} --fold {parts[fold][4:]} --force"
     elif fold is not None:           # a fold folder outside a workspace (a copy, a bundle)
         fix = f"Retrain that fold: comp train exp=<its experiment> --fold {parts[fold][4:]} --force"
-    elif len(parts) >= 3 and parts[-3] == "experiments" and Path(path).name == "config.yaml":
+    elif len(parts) >= 3 and parts[-3] == "experiments" and Path(path).name == CONFIG:
         fix = f"Retrain that run: comp train exp={parts[-2]} --fold all --force"
     elif len(parts) >= 3 and parts[-3] == "experiments" and Path(path).parent.with_suffix(".yaml").is_file():
         # an experiment's run-level files are assembled from its folds on every run: no --force needed
@@ -162,7 +163,7 @@ def rebuild(path: Path) -> str:
                "comp stack / comp blend again with --force)")
     elif len(parts) >= 2 and parts[-2] == "folds":
         fix = "Write the folds again: comp folds --force"
-    elif Path(path).name == "bundle.json":
+    elif Path(path).name == BUNDLE:
         fix = "Export the bundle again: comp export RUN DIR"
     else:
         fix = "Delete it and run the command that wrote it again"

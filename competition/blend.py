@@ -58,14 +58,13 @@ from competition.inputs import (
     require_two,
     versus_best,
 )
-from competition.workspace import Workspace
+from competition.workspace import BLEND, Workspace
 
 METHODS = ("hill-climb", "mean", "weighted", "rank", "vote-hard", "vote-soft", "moe")
 STATELESS = ("mean", "vote-soft", "rank")      # nothing fit: applied once to the whole OOF
 TASKS = {"vote-soft": ("binary", "multiclass", "multilabel"), "vote-hard": ("binary", "multiclass", "multilabel"),
          "rank": ("binary", "multilabel")}
 EPS = 1e-6
-PARAMS = "blend.json"
 
 
 # -- the combiners: fit(P, y, Z) -> params; apply(params, P, Z) -> (n, k) ------------------------
@@ -335,7 +334,7 @@ def blend(ws: Workspace, *, inputs: list[str] | None = None, method: str = "hill
     if src.test is not None:
         test = pd.DataFrame(_apply(method, final, src.test, Z_test), columns=cols)
         test.insert(0, "id", data.test[spec.id_column].to_numpy())
-    artifacts.write_json(ws.run_dir(name) / PARAMS, {"method": method, "inputs": src.names,
+    artifacts.write_json(ws.run_dir(name) / BLEND, {"method": method, "inputs": src.names,
                                                        "columns": cols, "params": _to_json(final)})
     warnings = list(src.notes)
     if method == "rank" and spec.metric in ("log_loss",):
@@ -369,7 +368,7 @@ def replay(run_dir: Path, preds: dict[str, np.ndarray], frame: pd.DataFrame, spe
     """A saved blend applied to new rows: ``preds`` maps each input run to its (n, k) predictions of
     ``frame``'s rows (the gate of ``moe`` also reads the rows' text). No refitting; ``rank`` ranks
     within these rows, as the blend did within the test set."""
-    path = Path(run_dir) / PARAMS
+    path = Path(run_dir) / BLEND
     if not path.is_file():
         raise InputError(f"{path}: this blend keeps no parameters (made before `comp predict` existed); "
                          f"rebuild it: `comp blend --exp <inputs> --name {Path(run_dir).name} --force`")

@@ -37,14 +37,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from competition import artifacts, runs
-from competition.bundle import BUNDLE_MANIFEST, digest
+from competition.bundle import digest
 from competition.errors import InputError
 from competition.models import check_precision, family
 from competition.predict import rehearse, run_labels
 from competition.spec import load_spec
-from competition.workspace import MANIFEST, OOF, TEST, Workspace
+from competition.workspace import (
+    BLEND,
+    BUNDLE,
+    IMPORTANCE,
+    MANIFEST,
+    OOF,
+    TEST,
+    Workspace,
+)
 
-SKIPPED = {OOF, TEST, "importance.json"}        # predictions, not models
+SKIPPED = {OOF, TEST, IMPORTANCE}        # predictions, not models
 ENTRY_POINT = '''"""Predict with this bundle, offline: python predict.py --test FILE [--out DIR] [--sample-submission FILE]
 [--precision fp32|bf16|int8]
 
@@ -125,7 +133,7 @@ def part_of(path: Path) -> str:
         return "encoder configs"
     if "meta" in path.parts:
         return "meta-models"
-    if path.name == "blend.json":
+    if path.name == BLEND:
         return "blend parameters"
     if path.suffix in (".skops", ".txt") or path.name in ("head.json", "vocabulary.json"):
         return "classical models"
@@ -221,7 +229,7 @@ def export(ws: Workspace, name: str, out: Path | str, *, kaggle_dataset: str | N
                 "title": f"comp bundle {name}", "id": kaggle_dataset, "licenses": [{"name": "CC0-1.0"}]})
         files = {str(p.relative_to(tmp)): {"sha256": artifacts.sha256(p), "bytes": p.stat().st_size}
                  for p in sorted(tmp.rglob("*")) if p.is_file()}
-        artifacts.write_json(tmp / BUNDLE_MANIFEST, {
+        artifacts.write_json(tmp / BUNDLE, {
             "run": name, "kind": top.manifest.get("kind", "experiment"), "runs": chosen,
             "labels": top.manifest.get("labels"), "cv": top.score, "metric": top.manifest.get("metric"),
             "precision": precision, "files": files, **artifacts.environment()})

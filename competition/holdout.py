@@ -37,7 +37,7 @@ from competition.resume import check_previous_run
 from competition.splitters import quantile_bins, time_order
 from competition.stack import stack
 from competition.train import train
-from competition.workspace import Workspace
+from competition.workspace import HOLDOUT, Workspace
 
 
 @dataclass(frozen=True)
@@ -208,7 +208,7 @@ def check(ws: Workspace, data, fold: np.ndarray, inputs: list[str], *, fraction:
     preferred = all(metrics.is_better(spec.metric, scores["stack"], scores[other]) for other in (best, "mean"))
     result = HoldoutResult(fraction, seed, int(outer.sum()), scores, best, preferred,
                            {"diff": c.diff, "low": c.low, "high": c.high}, str(folder))
-    artifacts.write_json(folder / "holdout.json", result.to_json())
+    artifacts.write_json(folder / HOLDOUT, result.to_json())
     return result
 
 

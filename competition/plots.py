@@ -19,7 +19,7 @@ import numpy as np
 
 from competition import artifacts, metrics
 from competition.score import latest_score
-from competition.workspace import DONE, Workspace
+from competition.workspace import DONE, IMPORTANCE, Workspace
 
 DPI = 110
 MAX_CURVE_RUNS = 6     # learning-curve rows; more would make an unreadably tall figure
@@ -269,12 +269,12 @@ def plot_learning_curves(ctx: Context, folder: Path) -> list[Plot]:
 
 def plot_importance(ctx: Context, folder: Path) -> list[Plot]:
     stacks = [rd for rd in ctx.runs if rd.run.manifest.get("kind") == "stack"
-              and (rd.run.dir / "importance.json").is_file()]
+              and (rd.run.dir / IMPORTANCE).is_file()]
     if not stacks:
         raise Skip("no stack among these runs (`comp stack` fits one)")
     out = []
     for rd in stacks:
-        saved = artifacts.read_json(rd.run.dir / "importance.json")
+        saved = artifacts.read_json(rd.run.dir / IMPORTANCE)
         shares = saved.get("features") or {}
         top = sorted(shares, key=shares.get, reverse=True)[:MAX_FEATURES]
         fig = figure(8, 1.4 + 0.36 * len(top))

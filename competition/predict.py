@@ -37,7 +37,7 @@ from competition.errors import InputError
 from competition.models import PRECISION, check_precision, family
 from competition.spec import ReadOptions, load_spec
 from competition.submission import id_keys
-from competition.workspace import DONE, MANIFEST, Workspace
+from competition.workspace import BUNDLE, DONE, MANIFEST, Workspace
 
 CHECKED_PACKAGES = ("torch", "transformers", "tokenizers", "scikit-learn", "lightgbm", "numpy")
 
@@ -192,7 +192,7 @@ def _replayed(ws: Workspace, spec, run: runs.Run, frame: pd.DataFrame,
 
 def check_bundle(ws: Workspace, expect: str | None = None) -> None:
     """A bundle (or any folder when ``expect`` is given): every file checked before any is loaded."""
-    if expect is not None or (ws.root / bundle.BUNDLE_MANIFEST).is_file():
+    if expect is not None or (ws.root / BUNDLE).is_file():
         bundle.verify(ws.root, expect)
 
 

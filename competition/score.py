@@ -33,8 +33,15 @@ from competition import artifacts, metrics, runs, tables
 from competition import data as data_mod
 from competition.errors import InputError
 from competition.spec import ReadOptions, load_spec
-from competition.submission import check_ids, check_sample_columns, check_values, examples, id_keys, output_kind
-from competition.workspace import MANIFEST, Workspace
+from competition.submission import (
+    check_ids,
+    check_sample_columns,
+    check_values,
+    examples,
+    id_keys,
+    output_kind,
+)
+from competition.workspace import MANIFEST, SCORES, Workspace
 
 
 @dataclass(frozen=True)
@@ -57,7 +64,6 @@ class ScoreResult:
     not_recorded: str | None = None
 
 
-SCORES_FILE = "scores.json"
 
 
 def compare_text(score: float, cv: float, direction: str) -> str:
@@ -269,7 +275,7 @@ def score_file(ws: Workspace, path: Path | str, *, solution: Path | str | None =
 
 def read_scores(run_dir: Path) -> list[dict]:
     """A run's recorded scores, oldest first ([] when none); InputError when the file is damaged."""
-    path = Path(run_dir) / SCORES_FILE
+    path = Path(run_dir) / SCORES
     if not path.is_file():
         return []
     return artifacts.read_json(path, expect=list)
@@ -339,7 +345,7 @@ def record_score(ws: Workspace, result: ScoreResult) -> ScoreResult:
         "metric": result.metric, "score": result.score, "cv": run.score,
         "scored_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    path = run.dir / SCORES_FILE
+    path = run.dir / SCORES
     with FileLock(str(path) + ".lock"):
         try:
             entries = read_scores(run.dir)

@@ -51,7 +51,7 @@ from competition.inputs import (
     versus_best,
 )
 from competition.models import estimators, saving
-from competition.workspace import MANIFEST, Workspace
+from competition.workspace import IMPORTANCE, MANIFEST, STACK_META, Workspace
 
 LGBM_DEFAULTS: dict[str, Any] = {
     # few shallow trees on a few strong columns: a meta-model should combine, not memorise
@@ -260,7 +260,7 @@ def stack(ws: Workspace, *, inputs: list[str] | None = None, features: list[str]
     test_parts = [done[k][1] for k in range(n_splits) if done[k][1] is not None]
 
     shares = np.mean(importance, axis=0)
-    artifacts.write_json(ws.run_dir(name) / "importance.json", {
+    artifacts.write_json(ws.run_dir(name) / IMPORTANCE, {
         "kind": "gain" if meta == "lgbm" else "abs_coef", "features": dict(zip(feature_names, shares.tolist())),
         "folds": {k: dict(zip(feature_names, imp.tolist())) for k, imp in enumerate(importance)}})
     frame = pd.DataFrame(oof, columns=cols)
@@ -286,11 +286,11 @@ def _save_meta(folder: Path, heads: list[tuple[str, Any]], recipe: dict) -> None
     """A fold's meta-model in formats that cannot run code when loaded (saving.save_model)."""
     entries = [{"objective": objective, **saving.save_model(folder, f"head{i}", model)}
                for i, (objective, model) in enumerate(heads)]
-    artifacts.write_json(folder / "meta.json", {"recipe": recipe, "heads": entries})
+    artifacts.write_json(folder / STACK_META, {"recipe": recipe, "heads": entries})
 
 
 def _load_meta(folder: Path, manifest: dict) -> tuple[list[tuple[str, Any]], dict]:
-    path = folder / "meta.json"
+    path = folder / STACK_META
     if not path.is_file():
         old = " (it holds meta.joblib, a pickle comp no longer loads)" if (folder.parent / "meta.joblib").is_file() else ""
         raise InputError(f"{path}: fold {folder.parent.name[4:]}'s meta-model is missing{old}; rebuild the stack "

@@ -38,6 +38,13 @@ OOF = "oof.parquet"          # out-of-fold predictions: a run's, each fold's
 TEST = "test.parquet"        # test predictions: a run's (fold average), each fold's
 METRICS = "metrics.json"     # a run's scores
 DONE = "done.json"           # a finished fold's record (fold<k>/)
+SCORES = "scores.json"       # a run's scores of other metrics (comp score)
+IMPORTANCE = "importance.json"   # a stack's meta-model feature importances
+STACK_META = "meta.json"     # a stack's recipe and its fold meta-models (fold<k>/)
+BLEND = "blend.json"         # a blend's method, inputs and fitted weights
+HOLDOUT = "holdout.json"     # comp holdout's result
+BUNDLE = "bundle.json"       # an exported bundle's manifest (files and their digests)
+ADVERSARIAL = "adversarial.csv"  # comp adversarial's per-row scores, in folds/
 PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 MAX_NAME = 100   # characters of a run name: every file name made from it (submissions, predictions) still fits
 
