@@ -32,7 +32,7 @@ VARIANTS: dict[str, tuple[str, str, list[str], list[int] | None]] = {
     "mfull": ("mpnet, full fine-tune (the ceiling)", MPNET, ["train.freeze_layers=0"], [0, 1]),
     # MiniLM (042's recipe) taught by m8's fold models: does a student keep mpnet's view at MiniLM's cost?
     "mdist": ("MiniLM distilled from mpnet freeze_layers 8", "template: minilm\n"
-              "distill: {teacher: ['m8'], alpha: 0.5, temperature: 2.0}\n", [], None),
+              "distill: {teacher: ['m8'], alpha: 0.5, temperature: 2.0}\n", [], [0, 1]),   # m8:all first for all 5
 }
 
 
@@ -59,8 +59,9 @@ def _keep_earlier(result: dict, only: list[str] | None) -> dict:
     previous = RESULTS / "mpnet.json"
     earlier = json.loads(previous.read_text()) if previous.is_file() else {}
     for key in ("variants", "stacks"):
-        have = {e["exp"] for e in result[key]}
-        result[key] += [{**e, "earlier": True} for e in earlier.get(key, []) if e["exp"] not in have]
+        have = {(e["exp"], tuple(e.get("folds") or ())) for e in result[key]}   # a run on other folds stays
+        result[key] += [{**e, "earlier": True} for e in earlier.get(key, [])
+                        if (e["exp"], tuple(e.get("folds") or ())) not in have]
     have = {e["exp"] for e in result["variants"]}
     result["not_run"] = [VARIANTS[e][0] for e in VARIANTS if only is not None and e not in have]
     return result
@@ -173,10 +174,11 @@ def render(r: dict) -> str:
         "Nested OOF F1, the paired difference to 042 on the same rows with its 95% bootstrap interval, "
         "*seconds*: 5 x the median fold's wall seconds; *caching*: the one pass that computes the frozen "
         "layers' output for every train and test text (shared by every fold, epoch and seed). The runs were "
-        "trained ahead (`python -m benchmarks.bench_mpnet m8:all m10`, then `mfull m11 mdist:all`) and collected "
+        "trained ahead (`python -m benchmarks.bench_mpnet m8:all m10`, then `m11 m8:0,1 mdist:0,1`) and collected "
         "by `make bench`; many folds shared the 2 cores with the test suite (freeze_layers 8: folds took "
         "682-792 s, one 1,351 s; 042's took 378-668 s the same way; the full fine-tune's two folds 1,893 and "
-        "1,992 s). *MiniLM distilled*: 042's recipe with `distill: {teacher: ['m8']}` (alpha 0.5, T 2): each "
+        "1,992 s; the second freeze_layers 8 run and the distilled one, folds 0-1, shared them with test-suite runs "
+        "too). *MiniLM distilled*: 042's recipe with `distill: {teacher: ['m8']}` (alpha 0.5, T 2): each "
         "fold learns from m8's fold model, which never saw that fold. Target of issue 23: >= 0.83 nested OOF F1.", "",
         md_table(["variant", "folds", "f1", "042 f1", "vs 042 [95%]", "seconds", "caching s"], rows), "",
         *_stacks(r.get("stacks") or []),
