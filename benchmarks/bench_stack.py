@@ -22,6 +22,7 @@ import pandas as pd
 
 EXPENSIVE = True
 N_TRAIN, N_TEST, N_INPUTS, N_SPLITS = 1_000_000, 100_000, 20, 5
+TARGET_SECONDS, TARGET_MIB, TARGET_AUC = 60, 1024, 0.9198   # issue 26; the AUC of the stack before it
 SPEC = f"""\
 name: bench-stack
 train: train.csv
@@ -112,8 +113,15 @@ def render(result: dict) -> str:
         f"({result['n_test']:,} test rows), {result['n_splits']} folds, in a fresh process.", "",
         md_table(["wall time (s)", "peak RSS (MiB)", "stack AUC", "best input AUC", "mean-blend AUC"],
                  [[result["seconds"], result["peak_rss_mib"], result["oof_auc"], result["best_input_auc"],
-                   result["mean_blend_auc"]]]),
+                   result["mean_blend_auc"]]]), "",
+        f"- targets (issue 26): wall time <= {TARGET_SECONDS} s: **{_met(result['seconds'] <= TARGET_SECONDS)}**; "
+        f"peak RSS <= {TARGET_MIB} MiB: **{_met(result['peak_rss_mib'] <= TARGET_MIB)}**; stack AUC "
+        f"{TARGET_AUC} as before the speed work: **{_met(result['oof_auc'] >= TARGET_AUC)}**",
     ])
+
+
+def _met(ok: bool) -> str:
+    return "met" if ok else "missed"
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from competition import data as data_mod
 from competition import folds as folds_mod
 from competition.errors import InputError
 from competition.spec import load_spec
-from competition.tables import strings
+from competition.tables import positions, strings
 from competition.workspace import MANIFEST, MAX_NAME, OOF, TEST, Workspace
 
 COMBINED_KINDS = ("stack", "blend")   # left out of the default inputs: name them to use them
@@ -62,12 +62,15 @@ class Inputs:
     #                                                           inputs retrained since
 
     def scores(self) -> dict[str, float]:
-        """Each input's CV, recomputed from its OOF as :func:`thresholds.cv` scores a run (nested
+        """Each input's CV (:meth:`score`)."""
+        return {run.name: self.score(j) for j, run in enumerate(self.runs)}
+
+    def score(self, j: int) -> float:
+        """Input ``j``'s CV, recomputed from its OOF as :func:`thresholds.cv` scores a run (nested
         thresholds), so a run written before that rule compares on the same terms."""
         spec = self.spec
-        return {run.name: float(thresholds.cv(spec.metric, self.data.y, self.oof[:, j].astype(float), spec.task,
-                                           self.fold).score)
-                for j, run in enumerate(self.runs)}
+        return float(thresholds.cv(spec.metric, self.data.y, self.oof[:, j].astype(float), spec.task,
+                                   self.fold).score)
 
 
 def _fold_vector(ws: Workspace, data) -> np.ndarray:
@@ -116,9 +119,9 @@ def _left_out(run: runs.Run, hashes: dict) -> str | None:
 def _aligned(frame: pd.DataFrame, ids: pd.Series, what: str) -> np.ndarray | None:
     """Row positions putting ``frame`` in ``ids`` order (None when it already is)."""
     mine = frame["id"]
-    if len(mine) == len(ids) and (mine.to_numpy() == ids.to_numpy()).all():
+    pos = positions(ids, mine)
+    if len(mine) == len(ids) and (pos == np.arange(len(pos))).all():
         return None
-    pos = pd.Index(mine.astype(str)).get_indexer(ids.astype(str))
     if len(mine) != len(ids) or (pos < 0).any():
         raise InputError(f"{what}: its ids do not match the current data ({len(mine)} rows, "
                          f"{int((pos < 0).sum())} current id(s) missing). Retrain it: "

@@ -68,7 +68,10 @@ def data_warnings(spec: Spec, train: pd.DataFrame, test: pd.DataFrame | None, y:
                 notes.append(f"{spec.test}: {shared} text(s) in column {main!r} also appear in train, "
                              "where their labels are known.")
     if test is not None and spec.id is not None:
-        same = test[spec.id_column].astype(str).isin(set(train[spec.id_column].astype(str)))
+        mine, theirs = test[spec.id_column], train[spec.id_column]
+        if not (pd.api.types.is_numeric_dtype(mine) and pd.api.types.is_numeric_dtype(theirs)):
+            mine, theirs = mine.astype(str), theirs.astype(str)   # 7 and "7" are the same id
+        same = mine.isin(theirs)      # no Python set: a million string ids cost ~0.5 GB as one
         if same.any():
             notes.append(f"{spec.test}: {int(same.sum())} of {len(test)} test id(s) are also train ids "
                          f"(e.g. {first_ids(test, spec, same)}): the test file may be the train file, or "

@@ -53,6 +53,7 @@ from competition.plots import (
 )
 from competition.plots_best import plot_calibration, plot_confusion, plot_pred_vs_true
 from competition.spec import load_spec
+from competition.tables import positions
 from competition.workspace import MANIFEST, OOF, Workspace
 
 TEMPLATE = "report.html.j2"     # in competition/templates/
@@ -99,8 +100,8 @@ def _aligned(run, spec, data) -> RunData:
                          f"{cols}; it belongs to another competition or task. Leave it out with {{runs}}.",
                          runs="runs=[...]")
     frame = run.oof()
-    ids = data.train[spec.id_column].astype(str)
-    pos = pd.Index(frame["id"].astype(str)).get_indexer(ids)
+    ids = data.train[spec.id_column]
+    pos = positions(ids, frame["id"])
     if len(frame) != len(ids) or (pos < 0).any():
         raise InputError(f"{run.dir / OOF}: its ids do not match the current train data "
                          f"({len(frame)} rows, {int((pos < 0).sum())} current id(s) missing). Retrain it "

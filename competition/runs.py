@@ -36,6 +36,7 @@ import yaml
 from competition import artifacts, metrics, thresholds
 from competition.config import ExperimentConfig
 from competition.errors import InputError
+from competition.tables import positions
 from competition.workspace import CONFIG, MANIFEST, METRICS, OOF, TEST, Workspace
 
 RUN_FILES = (OOF, TEST, METRICS)   # a complete run's predictions and scores
@@ -287,11 +288,11 @@ def write_run(ws: Workspace, name: str, *, spec, data, oof: pd.DataFrame, test: 
     ``complete`` has all its files.
     """
     cols = spec.pred_columns
-    ids = data.train[spec.id_column].astype(str).to_numpy()
-    if len(oof) != len(ids) or set(oof["id"].astype(str)) != set(ids):
+    order = positions(data.train[spec.id_column], oof["id"])
+    if len(oof) != len(order) or (order < 0).any():
         raise RuntimeError(f"run {name}: OOF predictions do not cover every train row exactly once")
-    position = pd.Series(np.arange(len(ids)), index=ids)
-    oof = oof.iloc[np.argsort(position.loc[oof["id"].astype(str)].to_numpy())].reset_index(drop=True)
+    if (order != np.arange(len(order))).any():
+        oof = oof.iloc[order].reset_index(drop=True)
     pred = oof[cols].to_numpy(dtype=float)
     if not np.isfinite(pred).all():
         raise RuntimeError(f"run {name}: OOF predictions hold NaN or inf")

@@ -94,16 +94,18 @@ def level2(preds: np.ndarray, rows: np.ndarray | None, recipe: dict) -> tuple[np
 
 # -- meta-models ------------------------------------------------------------------------------
 
-def _fit_lgbm(x, y, objective, n_class, cat_idx, params, seed, metric, halt: threading.Event | None = None):
-    p = {**LGBM_DEFAULTS, **(LARGE_DEFAULTS if len(y) > LARGE_ROWS else {}), **params}
+def _fit_lgbm(x, y, rows, objective, n_class, cat_idx, params, seed, metric, halt: threading.Event | None = None):
+    """LightGBM on ``rows`` of the whole matrix ``x`` (and of ``y``): each fit copies only the rows it
+    takes, once, so folds fitted side by side share ``x`` rather than each holding its own copy."""
+    p = {**LGBM_DEFAULTS, **(LARGE_DEFAULTS if len(rows) > LARGE_ROWS else {}), **params}
     rounds, patience, inner = p.pop("num_boost_round"), p.pop("early_stopping_rounds"), p.pop("inner_valid")
     p.update({"objective": estimators.lgbm_objective(objective, metric), "seed": seed, "verbose": -1})
     if objective == "multiclass":
         p["num_class"] = n_class
     # early stopping on an inner slice of the training folds: the validation fold stays unseen
-    fit, stop = estimators.permuted_split(len(y), inner, seed)
+    fit, stop = estimators.permuted_split(len(rows), inner, seed)
     p["min_child_samples"] = min(p["min_child_samples"], max(5, len(fit) // 20))
-    return estimators.fit_booster(p, x, y, fit, stop, rounds=rounds, patience=patience,
+    return estimators.fit_booster(p, x, y, rows[fit], rows[stop], rounds=rounds, patience=patience,
                                   categorical=cat_idx or "auto", halt=halt)[0]
 
 
@@ -120,15 +122,15 @@ def _fold_workers(meta: str, params: dict) -> int:
     return max(1, cores // threads) if threads > 0 else 1
 
 
-def _each_fold(fit_fold, n_splits: int, workers: int) -> dict[int, Any]:
-    """``fit_fold(k, halt)`` for every fold, ``workers`` at a time in threads (LightGBM and numpy
-    release the GIL while they fit). Ctrl-C sets ``halt``, which stops a running LightGBM fit at its
-    next round, and is raised once the threads have returned."""
+def _side_by_side(tasks: dict[Any, Callable[[threading.Event], Any]], workers: int) -> dict[Any, Any]:
+    """Each ``task(halt)``, ``workers`` at a time in threads, in the order given (LightGBM and numpy
+    release the GIL while they work); their results by key. Ctrl-C sets ``halt``, which stops a running
+    LightGBM fit at its next round, and is raised once the threads have returned."""
     halt = threading.Event()
     if workers <= 1:
-        return {k: fit_fold(k, halt) for k in range(n_splits)}
-    pool = ThreadPoolExecutor(max_workers=min(workers, n_splits), thread_name_prefix="stack-fold")
-    futures = {k: pool.submit(fit_fold, k, halt) for k in range(n_splits)}
+        return {key: task(halt) for key, task in tasks.items()}
+    pool = ThreadPoolExecutor(max_workers=min(workers, len(tasks)), thread_name_prefix="stack")
+    futures = {key: pool.submit(task, halt) for key, task in tasks.items()}
     try:
         pending = set(futures.values())
         while pending:   # short waits: the main thread runs Python between them, so Ctrl-C is raised there
@@ -136,12 +138,24 @@ def _each_fold(fit_fold, n_splits: int, workers: int) -> dict[int, Any]:
             failed = next((f for f in futures.values() if f.done() and f.exception() is not None), None)
             if failed is not None:
                 raise failed.exception()
-        return {k: future.result() for k, future in futures.items()}
+        return {key: future.result() for key, future in futures.items()}
     except BaseException:
         halt.set()
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _input_scores(src, halt: threading.Event) -> tuple[dict[str, float], float]:
+    """Each input's CV and the mean blend's (the figures the stack is reported against): a task of its
+    own, run beside the last fold's fit (5 folds on 2 cores leave one core idle then)."""
+    scores = {}
+    for j, name in enumerate(src.names):
+        if halt.is_set():
+            raise KeyboardInterrupt
+        scores[name] = src.score(j)
+    mean = thresholds.cv(src.spec.metric, src.data.y, src.oof.mean(axis=1, dtype=np.float64), src.spec.task, src.fold)
+    return scores, float(mean.score)
 
 
 def _predict(heads: list[tuple[str, Any]], x: np.ndarray, n_class: int) -> np.ndarray:
@@ -241,11 +255,9 @@ def stack(ws: Workspace, *, inputs: list[str] | None = None, features: list[str]
 
     def fit_fold(k: int, halt: threading.Event):
         tr, va = np.flatnonzero(src.fold != k), np.flatnonzero(src.fold == k)
-        x_tr = x[tr]
-        heads = [(objective, _fit_lgbm(x_tr, target, objective, n_class, cat_idx, params, seed + k, spec.metric, halt)
-                  if meta == "lgbm" else _fit_linear(x_tr, target, objective, n_class, meta, params))
-                 for objective, target in estimators.split_targets(task, y[tr])]
-        del x_tr
+        heads = [(objective, _fit_lgbm(x, target, tr, objective, n_class, cat_idx, params, seed + k, spec.metric, halt)
+                  if meta == "lgbm" else _fit_linear(x[tr], target[tr], objective, n_class, meta, params))
+                 for objective, target in estimators.split_targets(task, y)]
         oof[va] = _predict(heads, x[va], n_class)
         gains = sum(estimators.importance(model) for _, model in heads)
         part = None
@@ -255,7 +267,10 @@ def stack(ws: Workspace, *, inputs: list[str] | None = None, features: list[str]
         _save_meta(ws.fold_dir(name, k) / META, heads, recipe)
         return gains / gains.sum() if gains.sum() > 0 else gains, part
 
-    done = _each_fold(fit_fold, n_splits, _fold_workers(meta, params))
+    tasks = {k: (lambda halt, k=k: fit_fold(k, halt)) for k in range(n_splits)}
+    tasks["inputs"] = lambda halt: _input_scores(src, halt)
+    done = _side_by_side(tasks, _fold_workers(meta, params))
+    scores, mean_score = done["inputs"]
     importance = [done[k][0] for k in range(n_splits)]
     test_parts = [done[k][1] for k in range(n_splits) if done[k][1] is not None]
 
@@ -274,11 +289,9 @@ def stack(ws: Workspace, *, inputs: list[str] | None = None, features: list[str]
                   "features": features, "meta": meta, "params": params, "seed": seed, **src.hashes, "n_splits": n_splits,
                   "folds_done": list(range(n_splits)), "warnings": warnings,
                   **({"holdout": guard.to_json()} if guard else {})})
-    scores = src.scores()
     best = best_of(scores, spec.metric)
-    mean_score = thresholds.cv(spec.metric, y, src.oof.mean(axis=1, dtype=np.float64), task, src.fold).score
     return StackResult(name, run.dir, spec.metric, meta, run.score, run.threshold, run.metrics["folds"], scores,
-                       best[0], best[1], float(mean_score), features,
+                       best[0], best[1], mean_score, features,
                        dict(zip(feature_names, shares.tolist())), warnings, versus_best(src, oof, best[0]), guard)
 
 

@@ -17,6 +17,7 @@ import pandas as pd
 
 from competition import artifacts, metrics
 from competition.errors import InputError
+from competition.tables import INTEGER_ID
 
 # -- the format, ids and values ---------------------------------------------------------------
 
@@ -187,7 +188,7 @@ def format_submission(sample: pd.DataFrame, preds: pd.DataFrame, *, task: str, o
     rows = preds.iloc[order].reset_index(drop=True)
     ids = sample[id_column].reset_index(drop=True)
     if pd.api.types.is_string_dtype(ids) or ids.dtype == object:
-        if bool(keys.str.fullmatch(r"-?(0|[1-9]\d{0,17})").all()):
+        if bool(keys.str.fullmatch(INTEGER_ID).all()):
             ids = keys.astype(np.int64)
     out = pd.DataFrame({id_column: ids})
     pred_columns = [c for c in preds.columns if c != "id" and "__fold" not in str(c)]

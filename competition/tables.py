@@ -25,6 +25,7 @@ from competition.spec import ReadOptions, Spec
 
 QUOTING = {"minimal": csv.QUOTE_MINIMAL, "none": csv.QUOTE_NONE, "all": csv.QUOTE_ALL,
            "nonnumeric": csv.QUOTE_NONNUMERIC}
+INTEGER_ID = r"-?(0|[1-9]\d{0,17})"    # an id written as data.load reads it as an integer
 ENCODINGS = ("utf-8", "cp1252", "latin-1")  # tried in this order to suggest a fix
 
 
@@ -181,7 +182,7 @@ def _ids_as_read(ids: pd.Series) -> pd.Series:
     """
     if ids.isna().any():
         return ids
-    plain = ids.str.fullmatch(r"-?(0|[1-9]\d{0,17})")
+    plain = ids.str.fullmatch(INTEGER_ID)
     return ids.astype(np.int64) if bool(plain.all()) else ids
 
 
@@ -209,6 +210,32 @@ def require_columns(frame: pd.DataFrame, columns: list[str], path: Path, role: s
 def strings(values: pd.Series, missing: str = "") -> pd.Series:
     """The values as Python strings, missing ones as ``missing`` (pandas 3 keeps NaN in astype(str))."""
     return values.astype(object).where(values.notna(), missing).astype(str)
+
+
+def positions(ids: pd.Series, among: pd.Series) -> np.ndarray:
+    """Where each of ``ids`` sits in ``among`` (-1 where it is absent or there more than once).
+
+    Integer ids compare as integers; otherwise both sides as strings, so 7 and "7" are one id. A
+    million ids cost a few arrays, not a million Python strings; ``among`` in ``ids``' order (the
+    usual case: a run's rows in train order) is found without hashing at all.
+
+    >>> positions(pd.Series([3, 1, 2]), pd.Series(["1", "2", "3"])).tolist()
+    [2, 0, 1]
+    >>> positions(pd.Series([1, 2, 4]), pd.Series([2, 2, 1])).tolist()     # 2 twice, 4 absent
+    [2, -1, -1]
+    """
+    if pd.api.types.is_integer_dtype(ids) and pd.api.types.is_integer_dtype(among):
+        key, theirs = ids.to_numpy(), among.to_numpy()
+    else:
+        key, theirs = ids.astype(str).to_numpy(), among.astype(str).to_numpy()
+    if len(key) == len(theirs) and (key == theirs).all():
+        return np.arange(len(key))
+    index = pd.Index(theirs)
+    if index.is_unique:
+        return index.get_indexer(key)
+    once = np.flatnonzero(~index.duplicated(keep=False))
+    found = pd.Index(theirs[once]).get_indexer(key)
+    return np.where(found >= 0, once[found], -1)
 
 
 # -- model input -----------------------------------------------------------------------------

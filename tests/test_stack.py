@@ -436,10 +436,16 @@ def test_folds_fitted_side_by_side_give_what_one_at_a_time_gives(binary, monkeyp
         result = stack(binary.ws, data=binary.data, inputs=["u", "v"], name="side", force=True)
         outputs[workers] = (result.oof_score, result.fold_scores,
                             *(pd.read_parquet(run / f) for f in ("oof.parquet", "test.parquet")),
-                            [(binary.ws.fold_dir("side", k) / "meta" / "head0.txt").read_text() for k in range(5)])
+                            [(binary.ws.fold_dir("side", k) / "meta" / "head0.txt").read_text() for k in range(5)],
+                            result.input_scores, result.mean_blend_score)
         shutil.rmtree(run)     # else the second is refused as the first's twin
     side, alone = outputs[2], outputs[1]
-    assert side[:2] == alone[:2] and side[4] == alone[4]
+    assert side[:2] == alone[:2] and side[4:] == alone[4:]
+    # the inputs' scores (fitted as a task beside the folds): each run's own CV, and the mean blend's
+    oof = {name: runs.load_run(binary.ws, name).oof().set_index("id").loc[binary.data.train["id"]] for name in "uv"}
+    cv = {name: roc_auc_score(binary.data.y, o["target"]) for name, o in oof.items()}   # OOF AUC over all rows
+    mean = roc_auc_score(binary.data.y, (oof["u"]["target"].to_numpy(float) + oof["v"]["target"].to_numpy(float)) / 2)
+    assert side[5] == pytest.approx(cv, abs=1e-12) and side[6] == pytest.approx(mean, abs=1e-9)
     pd.testing.assert_frame_equal(side[2], alone[2])
     pd.testing.assert_frame_equal(side[3], alone[3])
 
