@@ -41,6 +41,17 @@ def _pad128(model, ids, pad: int, batch_size: int) -> np.ndarray:
     return np.concatenate(out)
 
 
+def predict_bf16(model, ids, cfg, pad: int) -> np.ndarray:
+    """``torch_common.predict_ids`` under bf16 autocast (``--precision bf16``)."""
+    from competition.models import PRECISION, torch_common
+
+    token = PRECISION.set("bf16")
+    try:
+        return torch_common.predict_ids(model, ids, cfg, pad)
+    finally:
+        PRECISION.reset(token)
+
+
 def _timed(fn) -> tuple[np.ndarray, float]:
     started = time.perf_counter()
     out = fn()
@@ -55,7 +66,7 @@ def run() -> dict:
     from competition import runs, thresholds
     from competition.config import load_config
     from competition.data import load
-    from competition.models import PRECISION, encoder, int8, torch_common
+    from competition.models import encoder, int8, torch_common
     from competition.spec import load_spec
     from competition.workspace import Workspace
 
@@ -74,11 +85,7 @@ def run() -> dict:
     oof = {"fp32": np.zeros(len(fold)), "bf16": np.zeros(len(fold)), "int8": np.zeros(len(fold))}
 
     def bf16(ids):
-        token = PRECISION.set("bf16")
-        try:
-            return torch_common.predict_ids(model, ids, cfg, pad)
-        finally:
-            PRECISION.reset(token)
+        return predict_bf16(model, ids, cfg, pad)
 
     same_test = []
     for k in range(int(fold.max()) + 1):

@@ -33,7 +33,8 @@ PAIRS = [("001", "011", "TF-IDF: pair features vs glued text"),
          ("043", "042", "MiniLM cross-encoder: + swap TTA vs pair alone")]
 # (a, b, what, folds a is trained on (None: all 5); the pair is compared on a's rows)
 LONG = [("h128t", "h128", "MiniLM, 128 tokens: head_tail vs head", None),
-        ("w128", "h128", "MiniLM, 128 tokens: windows (mean) vs head", [0, 1])]
+        ("w128", "h128", "MiniLM, 128 tokens: windows (mean) vs head", [0, 1]),
+        ("w128e", "w128", "MiniLM, 128-token windows: each window trained alone vs the pooled document loss", [0, 1])]
 BBC_EXPERIMENTS = {
     "h128": "# MiniLM, 128 tokens of each article: its start; one epoch.\ntemplate: minilm\n"
             "model: {max_length: 128}\ntrain: {epochs: 1}\n",
@@ -42,6 +43,9 @@ BBC_EXPERIMENTS = {
     "w128": "# MiniLM, all of each article as windows of 128 tokens side by side (126 of text each), their\n"
             "# vectors' mean read by the head; one epoch.\ntemplate: minilm\n"
             "model: {max_length: 128, truncation: windows, stride: 126}\ntrain: {epochs: 1}\n",
+    "w128e": "# w128, but each window trained alone on its article's label; an article's prediction: the mean\n"
+             "# of its windows' logits.\ntemplate: minilm\n"
+             "model: {max_length: 128, truncation: windows, stride: 126, window_loss: window}\ntrain: {epochs: 1}\n",
 }
 
 
@@ -131,7 +135,9 @@ def _compare(ws, data, a: str, b: str, what: str) -> dict:
     return row
 
 
-def run(train_missing: bool | None = None) -> dict:
+def run(train_missing: bool | None = None, only: list[str] | None = None) -> dict:
+    """Every comparison, or those whose first run is in ``only`` (the others stay as the committed results
+    have them, marked as an earlier session's: ``.work`` and the example's runs are not committed)."""
     from competition import data as data_mod
     from competition import folds as folds_mod
     from competition.spec import load_spec
@@ -147,6 +153,8 @@ def run(train_missing: bool | None = None) -> dict:
     if not ws.folds_file.is_file():
         folds_mod.write_folds(ws, data)
     for a, b, what in PAIRS:
+        if only is not None and a not in only:
+            continue
         if all(_ensure(ws, exp, train_missing) for exp in (a, b)):
             out["pairs"].append(_compare(ws, data, a, b, what))
         else:
@@ -154,11 +162,31 @@ def run(train_missing: bool | None = None) -> dict:
     bbc = _bbc_workspace()
     bbc_data = data_mod.load(load_spec(bbc.spec_file))
     for a, b, what, folds in LONG:
+        if only is not None and a not in only:
+            continue
         started = time.perf_counter()
         if _ensure(bbc, b, train_missing) and _ensure(bbc, a, train_missing, folds):
             out["long"].append({**_compare(bbc, bbc_data, a, b, what), "wall": round(time.perf_counter() - started)})
         else:
             out["not_run"].append(what)
+    return _keep_earlier(out)
+
+
+def _keep_earlier(out: dict) -> dict:
+    """Comparisons not made this time (not asked for, or their runs are not in this checkout) as the
+    committed results have them, marked as an earlier session's."""
+    import json
+
+    from benchmarks.run import RESULTS
+
+    path = RESULTS / "inputs.json"
+    earlier = json.loads(path.read_text()) if path.is_file() else {}
+    for key in ("pairs", "long"):
+        made = {(e["a"], e["b"]): e for e in out[key]}
+        out[key] = [made.pop((e["a"], e["b"]), None) or {**e, "earlier": True} for e in earlier.get(key, [])]
+        out[key] += list(made.values())
+    kept = {e["what"] for key in ("pairs", "long") for e in out[key]}
+    out["not_run"] = [what for what in out["not_run"] if what not in kept]
     return out
 
 
@@ -172,13 +200,13 @@ def render(r: dict) -> str:
     for e in r.get("pairs", []):
         a, b = e[e["a"]], e[e["b"]]
         acc = e.get("accuracy_diff")
-        rows.append([e["what"], f"{e['a']}: {a['score']:.4f}", f"{e['b']}: {b['score']:.4f}",
+        rows.append([e["what"] + (" (an earlier session's runs)" if e.get("earlier") else ""), f"{e['a']}: {a['score']:.4f}", f"{e['b']}: {b['score']:.4f}",
                      _interval(e["diff"], e["significant"]),
                      f"{a['accuracy']:.4f} vs {b['accuracy']:.4f}" + (f", {acc[0]:+.4f} [{acc[1]:+.4f}, {acc[2]:+.4f}]"
                                                                       if acc else ""),
                      f"{a['seconds']} / {b['seconds']}"])
     long_rows = [[e["what"] + (f" (folds {', '.join(map(str, e.get('folds', [0, 1])))}: {e['rows']} articles)"
-                               if "rows" in e else ""),
+                               if "rows" in e else "") + (" (an earlier session's runs)" if e.get("earlier") else ""),
                   f"{e['a']}: {e[e['a']]['score']:.4f}", f"{e['b']}: {e[e['b']]['score']:.4f}",
                   _interval(e["diff"], e["significant"]), f"{e[e['a']]['seconds']} / {e[e['b']]['seconds']}"]
                  for e in r.get("long", [])]
@@ -198,7 +226,8 @@ def render(r: dict) -> str:
 
 if __name__ == "__main__":
     import json
+    import sys
 
-    result = run()
+    result = run(only=sys.argv[1:] or None)     # e.g. `python -m benchmarks.bench_inputs w128e`: that one
     print(json.dumps(result, indent=1, default=str))
     print(render(result))

@@ -111,19 +111,21 @@ def train_variants(data, only: list[str] | None = None, folds: dict[str, list[in
     from competition.workspace import Workspace
 
     root = Workspace(REPO)
-    if not (root.run_dir("042") / "oof.parquet").is_file():
-        raise SystemExit("train 042 at the repository root first: comp train exp=042 --fold all")
     ws = _copy_workspace(WORK)
     for name in ("001", "003", "042"):             # the stack's other inputs: the root's runs
         link = ws.run_dir(name)
         if not link.exists() and root.run_dir(name).exists():
             link.symlink_to(root.run_dir(name).resolve(), target_is_directory=True)
-    base_oof = runs.load_run(root, "042").oof()
     out = []
     for exp, (what, text, overrides, chosen) in VARIANTS.items():
         if only is not None and exp not in only:
             continue
         chosen = (folds or {}).get(exp, chosen)
+        missing = [k for k in chosen or range(5) if not (root.fold_dir("042", k) / "done.json").is_file()]
+        if missing:       # only the folds compared: a variant on folds 0-1 needs 042's folds 0-1
+            raise SystemExit(f"train 042 at the repository root first: comp train exp=042 --fold "
+                             f"{','.join(map(str, missing))}")
+        base_oof = _fold_oof(root, "042", chosen or list(range(5)))
         out.append(_variant(ws, data, base_oof, exp, what, text, overrides, chosen))
     return out
 

@@ -80,8 +80,8 @@ class Run:
     def predict(self, frame: pd.DataFrame, *, precision: str = "fp32") -> pd.DataFrame:
         """Replay the run on ``frame`` (the test file's columns: id, text, features): id + its
         prediction columns, as ``comp predict`` computes them, nothing written. On the workspace's
-        own test rows this equals :meth:`test`. ``precision``: "bf16" or "int8" for faster encoders on a
-        CPU, at a small cost in agreement (:func:`competition.predict.predict`)."""
+        own test rows this equals :meth:`test`. ``precision``: "bf16", "int8" or "onnx-int8" for faster
+        encoders on a CPU, at a small cost in agreement (:func:`competition.predict.predict`)."""
         return predict_frame(self._ws.layout, self.name, frame, precision=precision)
 
 

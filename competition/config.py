@@ -208,9 +208,6 @@ class ExperimentConfig(StrictModel):
                              f"weights, and model.family {m.family} has none (family encoder has); set "
                              "train.freeze_layers=0")
         if getattr(m, "truncation", None) == "windows":
-            if self.train.freeze_layers:
-                raise ValueError("train.freeze_layers caches one sequence per text, but model.truncation: windows "
-                                 "reads several; set train.freeze_layers=0 or model.truncation=head_tail")
             if "tail" in self.train.tta:
                 raise ValueError("train.tta: 'tail' reads the end of a long text, but model.truncation: windows "
                                  "already reads all of it; remove tail from train.tta")

@@ -54,7 +54,7 @@ from competition.workspace import (
 
 SKIPPED = {OOF, TEST, IMPORTANCE}        # predictions, not models
 ENTRY_POINT = '''"""Predict with this bundle, offline: python predict.py --test FILE [--out DIR] [--sample-submission FILE]
-[--precision fp32|bf16|int8]
+[--precision fp32|bf16|int8|onnx-int8]
 
 Exported by `comp export {run}`. Runs with or without comp installed: without it, comp's own wheel in
 wheels/ (pure Python) is put on the path. Writes into DIR, by default a new folder in the current
@@ -146,10 +146,11 @@ def _labels(ws: Workspace, run: runs.Run) -> list | None:
     return run_labels(ws, load_spec(ws.spec_file), run)
 
 
-def _copy_run(ws: Workspace, name: str, target: Path, labels: list | None) -> None:
+def _copy_run(ws: Workspace, name: str, target: Path, labels: list | None, precision: str = "fp32") -> None:
     """A run's model files (no predictions, logs or locks), what its family adds to a bundle (its
-    module's ``bundle(run_dir, target)``, e.g. the embedding family's frozen encoder), and in every
-    manifest the class labels, so the bundle needs no hub and no training data."""
+    module's ``bundle(cfg, target, precision)``: the embedding family's frozen encoder, the torch
+    families' ONNX graphs for onnx-int8), and in every manifest the class labels, so the bundle
+    needs no hub and no training data."""
     source = ws.run_dir(name)
     manifest = artifacts.read_json(source / MANIFEST)
     for path in sorted(source.rglob("*")):
@@ -167,7 +168,7 @@ def _copy_run(ws: Workspace, name: str, target: Path, labels: list | None) -> No
     if manifest.get("kind", "experiment") == "experiment":
         extra = getattr(family(manifest["family"]), "bundle", None)
         if extra is not None:
-            extra(runs.load_run(ws, name).config(), target)
+            extra(runs.load_run(ws, name).config(), target, precision)
 
 
 def _build_wheel(target: Path) -> Path | None:
@@ -221,7 +222,7 @@ def export(ws: Workspace, name: str, out: Path | str, *, kaggle_dataset: str | N
         shutil.copy2(ws.spec_file, tmp / "competition.yaml")
         labels = _labels(ws, top)
         for run_name in chosen:
-            _copy_run(ws, run_name, tmp / "experiments" / run_name, labels)
+            _copy_run(ws, run_name, tmp / "experiments" / run_name, labels, precision)
         artifacts.write_text(tmp / "predict.py", ENTRY_POINT.format(run=name, precision=precision))
         built = _build_wheel(tmp / "wheels") if wheel else None
         if kaggle_dataset:

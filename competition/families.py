@@ -43,8 +43,8 @@ class FamilyConfig(StrictModel):
 
 # -- model families ------------------------------------------------------------------------
 
-class _TorchModel(FamilyConfig):
-    """Settings shared by the two transformer families."""
+class _LongText(FamilyConfig):
+    """How a text over ``max_length`` tokens is read (the transformer families and the embedding family)."""
 
     max_length: int = Field(128, ge=8, description="tokens per text (longer texts truncated)")
     truncation: Literal["head", "tail", "head_tail", "windows"] = Field(
@@ -58,6 +58,22 @@ class _TorchModel(FamilyConfig):
     window_pool: Literal["mean", "max", "attention"] = Field(
         "mean", description="truncation windows: a document's vector is the mean, the maximum or a learned "
                             "attention over its windows' vectors; the head reads it (the loss is the document's)")
+
+    @model_validator(mode="after")
+    def _windows_fit(self):
+        if self.truncation == "windows" and self.stride is not None and self.stride >= self.max_length:
+            raise ValueError(f"model.stride {self.stride} must be smaller than the window (model.max_length "
+                             f"{self.max_length}), or the windows skip text; e.g. model.stride={self.max_length // 2}")
+        return self
+
+
+class _TorchModel(_LongText):
+    """Settings shared by the two transformer families."""
+
+    window_loss: Literal["document", "window"] = Field(
+        "document", description="truncation windows: the loss of the document's pooled prediction, or each "
+                                "window trained alone on its document's label (its prediction: the mean of "
+                                "its windows' logits)")
     pair_truncation: Literal["longest_first", "only_first", "only_second"] = Field(
         "longest_first", description="a text pair over max_length: cut the longer side token by token, or only "
                                      "the first / the second side")
@@ -77,10 +93,11 @@ class _TorchModel(FamilyConfig):
     layer_decay: float = Field(1.0, gt=0, le=1, description="layer-wise LR decay: layer l gets lr * decay**(L-l)")
 
     @model_validator(mode="after")
-    def _windows_fit(self):
-        if self.truncation == "windows" and self.stride is not None and self.stride >= self.max_length:
-            raise ValueError(f"model.stride {self.stride} must be smaller than the window (model.max_length "
-                             f"{self.max_length}), or the windows skip text; e.g. model.stride={self.max_length // 2}")
+    def _window_loss_pools_by_mean(self):
+        if self.window_loss == "window" and self.window_pool != "mean":
+            raise ValueError(f"model.window_loss: window trains each window alone and averages their logits, so "
+                             f"model.window_pool {self.window_pool} has nothing to pool; set model.window_pool=mean "
+                             "or model.window_loss=document")
         return self
 
 
@@ -148,12 +165,14 @@ class LgbmModel(FamilyConfig):
         return True
 
 
-class EmbedModel(FamilyConfig):
+class EmbedModel(_LongText):
     """Frozen pretrained-encoder embeddings with a linear or GBDT head."""
 
     family: Literal["embed"] = "embed"
     name: str = Field("sentence-transformers/all-MiniLM-L6-v2", description="hub id or local folder")
-    max_length: int = Field(128, ge=8)
+    window_pool: Literal["mean", "max"] = Field(
+        "mean", description="truncation windows: a document's embedding is the mean or the maximum (per "
+                            "dimension) of its windows' embeddings")
     pooling: Literal["cls", "mean"] = "mean"
     head: Literal["logistic", "ridge", "lgbm"] = Field("logistic", description="model on the embeddings")
     C: float = Field(1.0, gt=0)

@@ -227,8 +227,9 @@ def predict(ws: Workspace, name: str, test_file: Path | str, *, out: Path | None
     """Predict ``test_file`` with run ``name`` and write predictions, a submission and a manifest.
     ``precision``: what the encoders of the torch and embedding families compute in: ``fp32``
     (default: the run's own predictions, exactly), ``bf16`` (autocast; ~2x faster on a CPU with bf16
-    instructions, probabilities within ~1e-3) or ``int8`` (linear layers quantized; ~2x faster on any
-    CPU, probabilities within a few 1e-2). Figures: BENCHMARKS.md.
+    instructions, probabilities within ~1e-3), ``int8`` (linear layers quantized; ~2x faster on any
+    CPU, probabilities within a few 1e-2) or ``onnx-int8`` (the fine-tuned encoders as int8 graphs run
+    by ONNX Runtime: faster than int8 and a little closer to fp32). Figures: BENCHMARKS.md.
 
     Raises:
         InputError: a bad file (missing columns, ids, encoding, empty), an incomplete or damaged

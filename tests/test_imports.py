@@ -11,7 +11,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "competition"
 # heavy (a second or more to import) or optional: the only libraries a function may import itself
 LAZY = {"torch", "transformers", "tokenizers", "safetensors", "huggingface_hub", "pytorch_lightning",
         "sklearn", "scipy", "optuna", "cmaes", "sqlalchemy", "ray", "matplotlib", "lightgbm", "skops",
-        "jinja2", "ftfy", "wandb", "pyarrow", "iterstrat", "pydantic", "numpy"}
+        "jinja2", "ftfy", "wandb", "pyarrow", "iterstrat", "pydantic", "numpy", "onnxruntime"}
 
 
 def _function_imports(path: Path):

@@ -82,6 +82,41 @@ def test_the_document_vector_pools_its_windows_as_a_hand_computation_does(tiny, 
     assert torch.allclose(got, torch.stack(expected), atol=1e-5)
 
 
+def test_window_loss_window_trains_each_window_on_its_documents_label_and_predicts_their_mean_logits(tiny, tokenizer):
+    """In training every window is an example with its document's label (the loss a hand computation
+    gives over the windows); in evaluation a document's logits are the mean of its windows'."""
+    import torch.nn.functional as F
+    from transformers import AutoModel
+
+    from competition.models.batches import TokenDataset, encode
+    from competition.models.textmodel import TextModel
+
+    torch.manual_seed(0)
+    model = TextModel(AutoModel.from_pretrained(tiny), "binary", 1, dropout=0.0, window_pool="mean",
+                      window_loss="window")
+    docs = encode(tokenizer, [LONG, SHORT, LONG[:300]], 32, "windows", stride=16)
+    labels = torch.tensor([[1.0], [0.0], [1.0]])
+    batch = TokenDataset(docs, labels, pad_id=tokenizer.pad_token_id).__getitems__([0, 1, 2])
+    model.encoder.eval()                      # dropout off inside the encoder too: a deterministic forward
+    with torch.no_grad():
+        each = [torch.cat([model.head(model.sentence(w[None], torch.ones(1, len(w), dtype=torch.long))) for w in d])
+                for d in docs]                                                        # per document: (windows, 1)
+        expected_loss = F.binary_cross_entropy_with_logits(
+            torch.cat(each), torch.cat([labels[i].expand(len(d), 1) for i, d in enumerate(docs)]))
+        model.train()
+        model.encoder.eval()
+        loss, logits = model._shared_step(batch, "train")
+        assert logits.shape == (sum(map(len, docs)), 1)                              # one per window
+        assert torch.allclose(loss, expected_loss, atol=1e-5)
+        model.eval()
+        got = model(batch["input_ids"], batch["attention_mask"], windows=batch["windows"])
+    assert torch.allclose(got, torch.stack([e.mean(0) for e in each]), atol=1e-5)
+    with pytest.raises(ValueError, match="model.window_pool=mean or model.window_loss=document"):
+        from competition.families import EncoderModel
+
+        EncoderModel(truncation="windows", window_loss="window", window_pool="max")
+
+
 @pytest.fixture(scope="module")
 def ws(tmp_path_factory, tiny):
     root = tmp_path_factory.mktemp("long")
@@ -90,10 +125,11 @@ def ws(tmp_path_factory, tiny):
     return msrp_workspace(root / "ws", n_train=120, n_test=30, experiments={
         "win": f"{encoder}}}\n{train}",
         "att": f"{encoder}, window_pool: attention}}\n{train}",
+        "each": f"{encoder}, window_loss: window}}\n{train}",
     })
 
 
-@pytest.mark.parametrize("name", ["win", "att"])
+@pytest.mark.parametrize("name", ["win", "att", "each"])
 def test_a_windowed_run_trains_on_whole_documents_and_predict_and_export_replay_it(ws, tmp_path, name):
     from competition import runs
     from competition.export import export
@@ -128,7 +164,96 @@ def test_bad_window_settings_are_refused_with_the_fix(ws, tokenizer):
         encode_frame(paired, data.spec, tokenizer, data.train)
     with pytest.raises(InputError, match="remove tail from train.tta"):
         encode_frame(load_config(ws, "win", ["train.tta=[tail]"]), data.spec, tokenizer, data.train)
-    from competition.train import train
 
-    with pytest.raises(InputError, match="train.freeze_layers=0 or model.truncation=head_tail"):
-        train(ws, load_config(ws, "win", ["train.freeze_layers=1"]), force=True)
+
+
+# -- the frozen-embedding family reads long documents as windows too ---------------------------
+
+@pytest.mark.parametrize("how", ["mean", "max"])
+def test_an_embedded_document_pools_its_windows_embeddings_as_a_hand_computation_does(tiny, tokenizer, how):
+    """embed_texts with truncation windows: each window embedded alone (unpadded, mean of its
+    tokens), then the mean or per-dimension max over the document's windows; batching and padding
+    change nothing."""
+    from transformers import AutoModel
+
+    from competition.models.embed import embed_texts
+
+    model = AutoModel.from_pretrained(tiny).eval()
+    texts = [SHORT, LONG, LONG[:300]]
+    got = embed_texts(texts, tokenizer, model, pooling="mean", max_length=32, batch_size=2,
+                      truncation="windows", stride=16, window_pool=how)
+    body = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+    cls, sep, room = tokenizer.cls_token_id, tokenizer.sep_token_id, 30
+    expected = []
+    with torch.no_grad():
+        for ids in body:        # the windows by hand: every 16 tokens, the last one ending with the text
+            starts = list(range(0, max(len(ids) - room, 0) + 1, 16))
+            if starts[-1] + room < len(ids):
+                starts.append(len(ids) - room)
+            vectors = torch.stack([model(input_ids=torch.tensor([[cls, *ids[s:s + room], sep]])).last_hidden_state[0].mean(0)
+                                   for s in starts])
+            expected.append(vectors.mean(0) if how == "mean" else vectors.max(0).values)
+    assert len(body[1]) > 3 * room                            # the long text really is several windows
+    np.testing.assert_allclose(got, torch.stack(expected).numpy(), atol=1e-5)
+    head = embed_texts(texts, tokenizer, model, pooling="mean", max_length=32, batch_size=2)
+    assert np.allclose(got[0], head[0], atol=1e-5) and not np.allclose(got[1], head[1], atol=1e-3)
+
+
+def test_a_windowed_embed_run_predicts_and_exports_as_it_trained(ws, tmp_path, tiny):
+    from competition import runs
+    from competition.export import export
+    from competition.models import embed
+    from competition.predict import predict
+    from competition.train import train
+    from competition.workspace import Workspace
+
+    ws.experiment_file("emb").write_text(f"model: {{family: embed, name: {tiny}, max_length: 16, truncation: windows, "
+                                         "stride: 8, window_pool: max}\ntext: {pair: false}\n")
+    assert train(ws, load_config(ws, "emb")).complete
+    test = runs.load_run(ws, "emb").test()["label"].to_numpy()
+    saved = runs.load_run(ws, "emb")
+    assert (saved.dir / "fold0" / "embed.json").is_file()
+    embed._CACHE.clear()      # predict embeds again, reading the texts as the folds did
+    result = predict(ws, "emb", ws.root / "test.csv", out=tmp_path / "emb")
+    assert np.abs(result.predictions["label"].to_numpy() - test).max() <= 1e-6
+    embed._CACHE.clear()
+    export(ws, "emb", tmp_path / "bundle", wheel=False)
+    bundled = predict(Workspace(tmp_path / "bundle"), "emb", ws.root / "test.csv", out=tmp_path / "b")
+    assert np.abs(bundled.predictions["label"].to_numpy() - test).max() <= 1e-6
+    head = load_config(ws, "emb", ["model.truncation=head"])
+    with pytest.raises(ValueError, match="window_pool"):          # no learned attention without training
+        load_config(ws, "emb", ["model.window_pool=attention"])
+    data_pairs = load_config(ws, "emb", ["text.pair=true"])
+    from competition.data import load
+    from competition.spec import load_spec
+
+    with pytest.raises(InputError, match="model.truncation: windows reads one long text.*set model.truncation=head"):
+        embed.prepare(data_pairs, load(load_spec(ws.spec_file)))
+    assert head.model.truncation == "head"
+
+
+def test_frozen_layers_cache_every_window_and_a_fold_trained_on_them_is_the_live_frozen_model(ws, tmp_path,
+                                                                                             monkeypatch):
+    """train.freeze_layers with windows: each window's states are cached (a row: its windows' states);
+    the fold trained on them predicts OOF and test rows as the same fold computing its frozen layer
+    live, and predicting the saved fold from raw text replays its test predictions (1e-6)."""
+    from competition.data import load
+    from competition.models import encoder, torch_common
+    from competition.spec import load_spec
+    from competition.track import Tracker
+
+    monkeypatch.setenv("COMP_CACHE", str(tmp_path / "cache"))
+    cfg = load_config(ws, "win", ["train.freeze_layers=1", "track.wandb=false"])
+    data = load(load_spec(ws.spec_file))
+    prepared = encoder.prepare(cfg, data)
+    docs, states = prepared.train["plain"], prepared.train_states["plain"]
+    assert max(len(d) for d in docs) > 1 and [len(d) for d in docs] == [len(s) for s in states]
+    assert all(s.shape == (len(w), 32) for d, st in zip(docs, states) for w, s in zip(d, st))
+    idx = np.arange(len(data.train))
+    cached = encoder.fit_fold(prepared, 0, idx[30:], idx[:30], tmp_path / "cached", Tracker())
+    live_prepared = encoder.prepare(cfg, data)
+    live_prepared.train_states = live_prepared.test_states = None      # token ids: the frozen layer runs live
+    live = encoder.fit_fold(live_prepared, 0, idx[30:], idx[:30], tmp_path / "live", Tracker())
+    np.testing.assert_allclose(cached.oof, live.oof, atol=1e-6)
+    np.testing.assert_allclose(cached.test, live.test, atol=1e-6)
+    np.testing.assert_allclose(torch_common.predict(tmp_path / "cached", None, data, data.test), cached.test, atol=1e-6)

@@ -21,8 +21,9 @@ def command(
         "--kaggle-dataset", help="OWNER/SLUG: also write the dataset-metadata.json `kaggle datasets create` reads")] = None,
     wheel: Annotated[bool, typer.Option("--wheel/--no-wheel", help="put comp's own wheel in wheels/")] = True,
     precision: Annotated[str, typer.Option(
-        "--precision", metavar="fp32|bf16|int8",
-        help="the precision the bundle's predict.py uses unless given its own --precision")] = "fp32",
+        "--precision", metavar="fp32|bf16|int8|onnx-int8",
+        help="the precision the bundle's predict.py uses unless given its own --precision (onnx-int8: the "
+             "bundle carries every fold model's ONNX graph)")] = "fp32",
     ws_path: WorkspaceOpt = None,
 ) -> None:
     """Write a run and everything it needs to predict, offline, as one folder (a Kaggle dataset)."""

@@ -31,7 +31,8 @@ PROGRESS: ContextVar = ContextVar("progress", default=None)
 # autocast: matrix products in bfloat16, fast where the CPU has bf16 instructions); int8 (every
 # linear layer of the encoder quantized on the fly). The torch families and the embedding family
 # read it; the predict stage sets it around a replay, so a run's own test predictions stay fp32.
-PRECISIONS = ("fp32", "bf16", "int8")
+# onnx-int8: the fine-tuned encoders' fold models as int8 graphs run by ONNX Runtime (onnx_runtime.py).
+PRECISIONS = ("fp32", "bf16", "int8", "onnx-int8")
 PRECISION: ContextVar[str] = ContextVar("precision", default="fp32")
 
 
@@ -39,6 +40,12 @@ def check_precision(precision: str) -> None:
     """Refuse an unknown precision; warn where bf16 would be slow (a CPU without bf16 instructions)."""
     if precision not in PRECISIONS:
         raise InputError(f"{{precision}} {precision!r}: choose one of {', '.join(PRECISIONS)}", precision="precision")
+    if precision == "onnx-int8":
+        try:
+            import onnxruntime  # noqa: F401   (~0.5 s; only to say at once that it is missing)
+        except ImportError:
+            raise InputError("{precision} onnx-int8 needs ONNX Runtime: pip install 'competition[onnx]' (or "
+                             "onnxruntime and onnx), or choose fp32, bf16 or int8", precision="precision") from None
     if precision == "bf16":
         # torch stack (~3 s to import): only the torch families load it
         import torch

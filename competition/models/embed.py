@@ -8,7 +8,8 @@ any encoder. What a fold saves::
 
     fold0/
         head/           the head (saving.save_head: head.json + LightGBM text / skops files)
-        embed.json      the encoder {name, pooling, max_length}, the head, the embedding size
+        embed.json      the encoder {name, pooling, max_length, truncation, ...: reading()}, the head, the
+                        embedding size
 
 :func:`predict` re-embeds the new frame with the encoder named in the fold (resolved again,
 so a hub id finds the offline copy), or with the run's own copy in ``<run>/encoder/`` when
@@ -30,7 +31,7 @@ from competition import artifacts
 from competition.config import ExperimentConfig
 from competition.errors import InputError
 from competition.models import PRECISION, FoldResult, Steps, autocast, classical, int8
-from competition.models.batches import encode, eval_loader, pool
+from competition.models.batches import encode, eval_loader, pool, pool_windows
 from competition.models.pretrained import check_tokenizer, loading, no_progress_bar, resolve_pretrained
 from competition.text import Pairs, model_inputs
 
@@ -56,26 +57,38 @@ def load_encoder(name: str):
     return tokenizer, model
 
 
-def embed_texts(texts: list[str], tokenizer, model, *, pooling: str, max_length: int,
-                batch_size: int) -> np.ndarray:
+def embed_texts(texts: list[str], tokenizer, model, *, pooling: str, max_length: int, batch_size: int,
+                truncation: str = "head", head_tokens: int | None = None, stride: int | None = None,
+                window_pool: str = "mean") -> np.ndarray:
     """(n, d) float32 sentence vectors: [CLS] or masked mean of the last hidden states.
 
-    Texts are tokenised once and batched by length, each batch padded only to its own
-    longest row (``batches.eval_loader``); rows come back in input order.
+    Texts are tokenised once (cut to ``max_length`` as ``truncation`` says, :func:`batches.encode`) and
+    batched by length, each batch padded only to its own longest row (``batches.eval_loader``); rows
+    come back in input order. ``truncation: windows`` embeds every window of a text and pools them
+    (``window_pool``: mean or max per dimension, :func:`batches.pool_windows`).
     """
     # torch stack (~3 s to import): only the torch families load it
     import torch
 
-    ids = encode(tokenizer, texts, max_length)
+    ids = encode(tokenizer, texts, max_length, truncation, head_tokens=head_tokens, stride=stride)
     out = np.zeros((len(texts), model.config.hidden_size), dtype=np.float32)
     steps = Steps(f"embedding {len(texts):,} texts", len(texts))   # a line per step, on a terminal or not
     with torch.inference_mode(), autocast():
         for batch in eval_loader(ids, None, tokenizer.pad_token_id or 0, batch_size):
             mask = batch["attention_mask"]                                       # (b, t)
             hidden = model(input_ids=batch["input_ids"], attention_mask=mask).last_hidden_state  # (b, t, d)
-            out[batch["index"].numpy()] = pool(hidden, mask, pooling).float().numpy()
+            vectors = pool(hidden, mask, pooling).float()                        # (b, d): rows, or windows
+            if "windows" in batch:
+                vectors = pool_windows(vectors, batch["windows"], window_pool)   # (rows, d)
+            out[batch["index"].numpy()] = vectors.numpy()
             steps.advance(len(batch["index"]))
     return out
+
+
+def reading(m) -> dict:
+    """How the model config ``m`` reads a text: what an embedding depends on besides the encoder."""
+    return {"pooling": m.pooling, "max_length": m.max_length, "truncation": m.truncation,
+            "head_tokens": m.head_tokens, "stride": m.stride, "window_pool": m.window_pool}
 
 
 _CACHE: dict[tuple, np.ndarray] = {}   # one entry: predicting several folds embeds the frame once
@@ -89,8 +102,9 @@ def embeddings(cfg: ExperimentConfig, texts: list[str], name: str | None = None)
     m = cfg.model
     name = name or m.name
     digest = hashlib.sha256("\x00".join(texts).encode("utf-8", "surrogatepass")).hexdigest()
-    precision = PRECISION.get()
-    key = (name, m.pooling, m.max_length, digest, precision)
+    precision = "int8" if PRECISION.get() == "onnx-int8" else PRECISION.get()   # torch's int8 here
+    how = reading(m)
+    key = (name, *how.values(), digest, precision)
     if key not in _CACHE:
         if cfg.train.threads:
             torch.set_num_threads(cfg.train.threads)
@@ -98,8 +112,7 @@ def embeddings(cfg: ExperimentConfig, texts: list[str], name: str | None = None)
         model = int8(model) if precision == "int8" else model
         check_tokenizer(name, name, tokenizer, texts)
         _CACHE.clear()
-        _CACHE[key] = embed_texts(texts, tokenizer, model, pooling=m.pooling, max_length=m.max_length,
-                                  batch_size=m.batch_size)
+        _CACHE[key] = embed_texts(texts, tokenizer, model, batch_size=m.batch_size, **how)
     return _CACHE[key]
 
 
@@ -110,6 +123,10 @@ def prepare(cfg: ExperimentConfig, data) -> Prepared:
                          f"{data.spec.targets}; set model.head=ridge (or lgbm)")
     texts = model_inputs(cfg, data.spec, data.train)
     test_texts = model_inputs(cfg, data.spec, data.test) if data.test is not None else None
+    if isinstance(texts, Pairs) and cfg.model.truncation != "head":
+        raise InputError(f"model.truncation: {cfg.model.truncation} reads one long text, but this experiment reads "
+                         f"the text pair {data.spec.text_pair} (each side embedded alone, cut at its head); "
+                         "set model.truncation=head")
     if isinstance(texts, Pairs):     # one pass over every side of every row
         n, t = len(texts), len(test_texts or [])
         sides = embeddings(cfg, texts.first + texts.second + (test_texts.first + test_texts.second if t else []))
@@ -137,7 +154,7 @@ def fit_fold(prepared: Prepared, fold: int, train_idx: np.ndarray, valid_idx: np
     features = classical.Features(prepared.train[train_idx], prepared.train[valid_idx], prepared.test)
     head, result = classical.fit_fold(prepared, train_idx, features, out_dir, tracker, m.head, C=m.C,
                                       alpha=m.alpha, lgbm=m.lgbm, scale=True, key="model.head")
-    encoder = {"name": m.name, "pooling": m.pooling, "max_length": m.max_length}
+    encoder = {"name": m.name, **reading(m)}
     dim = int(prepared.train.shape[1])
     artifacts.write_json(Path(out_dir) / "embed.json", {"family": "embed", "head": head.estimator,
                                                         "task": head.task, "dim": dim, "encoder": encoder, **encoder})
@@ -145,7 +162,7 @@ def fit_fold(prepared: Prepared, fold: int, train_idx: np.ndarray, valid_idx: np
     return result
 
 
-def bundle(cfg: ExperimentConfig, target: Path) -> None:
+def bundle(cfg: ExperimentConfig, target: Path, precision: str = "fp32") -> None:
     """What ``comp export`` adds to a run's copy in a bundle: its frozen encoder (``<run>/encoder/``),
     which :func:`predict` prefers to the hub id or folder the run was trained with."""
     tokenizer, model = load_encoder(cfg.model.name)
@@ -159,8 +176,8 @@ def predict(fold_dir: Path, cfg: ExperimentConfig, data, frame) -> np.ndarray:
     enc = artifacts.read_json(Path(fold_dir) / "embed.json")["encoder"]
     bundled = Path(fold_dir).parent / "encoder"          # the frozen encoder, copied by comp export
     name = str(bundled) if (bundled / "config.json").is_file() else enc["name"]
-    settings = cfg.model_copy(update={"model": cfg.model.model_copy(
-        update={"pooling": enc["pooling"], "max_length": enc["max_length"]})})
+    settings = cfg.model_copy(update={"model": cfg.model.model_copy(   # as the fold read its texts
+        update={key: value for key, value in enc.items() if key in reading(cfg.model)})})
     texts = model_inputs(cfg, data.spec, frame)
     if isinstance(texts, Pairs):
         sides = embeddings(settings, texts.first + texts.second, name=name)

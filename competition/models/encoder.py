@@ -14,7 +14,7 @@ from functools import partial
 from competition.config import ExperimentConfig
 from competition.errors import InputError
 from competition.models.pretrained import check_tokenizer, loading, no_progress_bar, resolve_pretrained
-from competition.models.torch_common import Prepared, build_prepared, fit_fold, predict  # noqa: F401
+from competition.models.torch_common import Prepared, build_prepared, bundle, fit_fold, predict  # noqa: F401
 from competition.text import input_texts
 
 # the names different architectures give their dropout probabilities

@@ -164,7 +164,8 @@ def cached_states(encoder: nn.Module, ids: list[torch.Tensor], k: int, dtype: st
                   batch_size: int, what: str, progress=None, root: Path | None = None,
                   frozen: str | None = None, sep_id: int | None = None) -> list[torch.Tensor]:
     """Every row's states after layer ``k``, (length, H) each: read from the cache, or computed once
-    (batched as prediction batches them), written whole and read back memory-mapped.
+    (batched as prediction batches them), written whole and read back memory-mapped. A row of windows
+    (a list of id tensors) gets the list of its windows' states.
 
     ``progress``: called with a line per step of a computing pass (rows/s, time left); ``frozen``: the
     encoder's :func:`frozen_digest`, when the caller has it already; ``sep_id``: rows are text pairs
@@ -172,6 +173,11 @@ def cached_states(encoder: nn.Module, ids: list[torch.Tensor], k: int, dtype: st
     """
     if not ids:
         return []
+    if isinstance(ids[0], list):    # rows of windows (truncation: windows): every window is a sequence
+        flat = cached_states(encoder, [w for row in ids for w in row], k, dtype, pad_id, batch_size, what,
+                             progress, root, frozen, sep_id)
+        ends = np.cumsum([len(row) for row in ids])
+        return [flat[end - len(row):end] for row, end in zip(ids, ends)]   # each row: its windows' states
     root = root or cache_dir("states")
     folder = root / cache_key((frozen or frozen_digest(encoder, k, dtype)) + (f"/pair{sep_id}" if sep_id is not None else ""),
                               ids)[:32]

@@ -18,7 +18,7 @@ from __future__ import annotations
 from functools import partial
 
 from competition.config import ExperimentConfig
-from competition.models.torch_common import Prepared, build_prepared, fit_fold, predict  # noqa: F401
+from competition.models.torch_common import Prepared, build_prepared, bundle, fit_fold, predict  # noqa: F401
 from competition.text import input_texts
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]

@@ -102,13 +102,17 @@ class TextModel(pl.LightningModule):
             encoder's token type embedding), as ``tokenizer(a, b)`` marks them. None: no segment ids.
         window_pool: rows come as windows (``truncation: windows``): a row's vector is the ``mean``,
             ``max`` or learned ``attention`` over its windows' vectors (None: one sequence per row).
+        window_loss: with windows, ``document``: the loss of the row's pooled prediction; ``window``: in
+            training each window is an example with its row's label, and a row's logits are the mean of
+            its windows' logits.
     """
 
     def __init__(self, encoder: nn.Module, task: str, n_out: int, pooling: str = "mean", dropout: float = 0.1,
                  lr: float = 5e-5, head_lr: float | None = None, weight_decay: float = 0.01,
                  layer_decay: float = 1.0, warmup: float = 0.1, schedule: str = "linear", pool_layers: int = 4,
                  msd: int = 1, reinit_layers: int = 0, label_smoothing: float = 0.0, freeze_layers: int = 0,
-                 freeze_dtype: str = "float16", sep_id: int | None = None, window_pool: str | None = None):
+                 freeze_dtype: str = "float16", sep_id: int | None = None, window_pool: str | None = None,
+                 window_loss: str = "document"):
         super().__init__()
         self.save_hyperparameters(ignore=["encoder"])
         self.encoder = drop_pooler(encoder)
@@ -157,14 +161,21 @@ class TextModel(pl.LightningModule):
 
     def forward(self, input_ids: torch.Tensor | None, attention_mask: torch.Tensor,
                 states: torch.Tensor | None = None, windows: torch.Tensor | None = None) -> torch.Tensor:
-        """Logits (B, k); with ``windows`` (N,) the N sequences are windows of B rows, pooled per row."""
+        """Logits (B, k); with ``windows`` (N,) the N sequences are windows of B rows, pooled per row
+        (``window_loss: window`` in training: the windows' own logits (N, k))."""
         pooled = self.sentence(input_ids, attention_mask, states)                          # (B, H) / (N, H)
+        if windows is not None and self.hparams.get("window_loss") == "window":
+            logits = self._head(pooled)                                                    # (N, k)
+            return logits if self.training else pool_windows(logits, windows, "mean")      # (N, k) / (B, k)
         if windows is not None:
             scores = None if self.window_score is None else self.window_score(pooled).squeeze(-1)   # (N,)
             pooled = pool_windows(pooled, windows, self.hparams.window_pool, scores)        # (B, H)
+        return self._head(pooled)                                                          # (B, k)
+
+    def _head(self, pooled: torch.Tensor) -> torch.Tensor:
         if self.training and self.hparams.msd > 1:   # multi-sample dropout: average over masks
             return torch.stack([self.head(self.dropout(pooled)) for _ in range(self.hparams.msd)]).mean(0)
-        return self.head(self.dropout(pooled))                                             # (B, k)
+        return self.head(self.dropout(pooled))
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor | None = None,
              teacher: torch.Tensor | None = None) -> torch.Tensor:
@@ -217,7 +228,10 @@ class TextModel(pl.LightningModule):
     # -- steps ---------------------------------------------------------------------------
     def _shared_step(self, batch: dict, stage: str) -> tuple[torch.Tensor, torch.Tensor]:
         logits = self(batch.get("input_ids"), batch["attention_mask"], batch.get("states"), batch.get("windows"))
-        return self.loss(logits, batch["labels"], batch.get("weight"), batch.get("teacher")), logits
+        targets = [batch["labels"], batch.get("weight"), batch.get("teacher")]
+        if len(logits) != len(batch["index"]):       # window_loss window, training: a row's label for each window
+            targets = [None if t is None else t[batch["windows"]] for t in targets]
+        return self.loss(logits, *targets), logits
 
     def on_train_epoch_start(self) -> None:
         # from_pretrained returns the encoder in eval mode and Lightning keeps the mode it

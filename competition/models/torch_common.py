@@ -31,7 +31,7 @@ import torch
 from competition import artifacts
 from competition.config import ExperimentConfig
 from competition.errors import InputError
-from competition.models import PRECISION, PROGRESS, FoldResult, autocast, frozen, int8
+from competition.models import PRECISION, PROGRESS, FoldResult, autocast, frozen, int8, onnx_runtime
 from competition.models.batches import encode_frame, eval_loader, train_loader
 from competition.models.callbacks import FoldMonitor, WeightAverage
 from competition.models.estimators import inner_split
@@ -180,7 +180,8 @@ def new_model(prepared: Prepared, encoder: torch.nn.Module) -> TextModel:
                      pool_layers=m.pool_layers, msd=m.msd, reinit_layers=m.reinit_layers,
                      label_smoothing=m.label_smoothing, freeze_layers=prepared.cfg.train.freeze_layers,
                      freeze_dtype=prepared.cfg.train.freeze_dtype, sep_id=segment_sep(prepared, encoder),
-                     window_pool=m.window_pool if m.truncation == "windows" else None)
+                     window_pool=m.window_pool if m.truncation == "windows" else None,
+                     window_loss=m.window_loss)
 
 
 def watched_rows(prepared: Prepared, seed: int, train_idx: np.ndarray,
@@ -336,6 +337,16 @@ def load_model(fold_dir: Path, seed_dir: Path) -> tuple[TextModel, dict]:
     return model.eval(), json.loads(metadata["config"])
 
 
+def bundle(cfg: ExperimentConfig, target: Path, precision: str = "fp32") -> None:
+    """What ``comp export --precision onnx-int8`` adds to a run's copy: every seed model's ONNX graph
+    beside its weights, so the bundle predicts without building it (:mod:`competition.models.onnx_runtime`)."""
+    if not onnx_runtime.exports(cfg, precision):
+        return
+    for weights in sorted(Path(target).glob(f"fold*/seed*/{WEIGHTS}")):
+        model, _ = load_model(weights.parent.parent, weights.parent)
+        onnx_runtime.write(model, weights.parent)
+
+
 def _autocast(cfg: ExperimentConfig, device: torch.device):
     precision = precision_of(cfg.train.precision)
     if device.type != "cuda" or precision not in ("16-mixed", "bf16-mixed"):
@@ -384,11 +395,15 @@ def predict(fold_dir, cfg: ExperimentConfig | None, data, frame, cache: dict | N
         raise InputError(f"{fold_dir}: no saved model (seed*/{WEIGHTS}); train this fold first")
     tokenizer = AutoTokenizer.from_pretrained(fold_dir / "tokenizer")
     preds, variants = [], None
+    precision = PRECISION.get()
     for seed_dir in seed_dirs:
         model, saved = load_model(fold_dir, seed_dir)
-        if PRECISION.get() == "int8":
-            model.encoder = int8(model.encoder)
         cfg = cfg or ExperimentConfig.model_validate(saved)
+        runner = None
+        if onnx_runtime.exports(cfg, precision):
+            runner = onnx_runtime.session(model, seed_dir, seed_dir / WEIGHTS, cfg)
+        elif precision in ("int8", "onnx-int8"):
+            model.encoder = int8(model.encoder)
         if variants is None:
             if cfg.train.threads:
                 torch.set_num_threads(cfg.train.threads)
@@ -399,5 +414,10 @@ def predict(fold_dir, cfg: ExperimentConfig | None, data, frame, cache: dict | N
             if key not in cache:
                 cache[key] = encode_frame(cfg, data.spec, tokenizer, frame)
             variants = cache[key]
-        preds.append(predict_variants(model, variants, cfg, tokenizer))
+        if runner is not None:
+            preds.append(np.mean([onnx_runtime.predict_ids(runner, ids, tokenizer.pad_token_id or 0,
+                                                           cfg.train.eval_batch_size, model.hparams.n_out)
+                                  for ids in variants.values()], axis=0))
+        else:
+            preds.append(predict_variants(model, variants, cfg, tokenizer))
     return np.mean(preds, axis=0)
