@@ -178,8 +178,10 @@ def render(r: dict) -> str:
         "layers' output for every train and test text (shared by every fold, epoch and seed). The runs were "
         "trained ahead (`python -m benchmarks.bench_mpnet m8:all m10`, then `m11 m8:0,1 mdist:0,1`) and collected "
         "by `make bench`; many folds shared the 2 cores with the test suite (freeze_layers 8: folds took "
-        "682-792 s, one 1,351 s; 042's took 378-668 s the same way; the full fine-tune's two folds 1,893 and "
-        "1,992 s; the second freeze_layers 8 run and the distilled one, folds 0-1, shared them with test-suite runs "
+        "682-792 s, one 1,351 s; 042's took 378-668 s the same way; the full fine-tune's fold 0 took 4,435 s, of which 1,765 s "
+        "paused (SIGSTOP while the stack and ONNX benchmarks and the test suite ran) and most of the rest "
+        "shared with profiling and a test run, so its *seconds* (5 x the slower of its two folds) overstate it: "
+        "its fold 1 ran alone on 2 idle cores in 1,343 s, so 5 folds take ~6,700 s (~1.9 h) there; the second freeze_layers 8 run and the distilled one, folds 0-1, shared them with test-suite runs "
         "too). *MiniLM distilled*: 042's recipe with `distill: {teacher: ['m8']}` (alpha 0.5, T 2): each "
         "fold learns from m8's fold model, which never saw that fold. Target of issue 23: >= 0.83 nested OOF F1.", "",
         md_table(["variant", "folds", "f1", "042 f1", "vs 042 [95%]", "seconds", "caching s"], rows), "",

@@ -10,7 +10,8 @@ after the other (comp first, then the Trainer; then again in the other order whe
 
 samples/s: training rows x epochs / wall seconds of the fit (each validates once per epoch on the
 fold). F1: fold 0's rows predicted by the final model, at 0.5 and at the threshold best on the fold
-(the same rule for both). Target: comp >= 1.3x the Trainer's samples/s at equal or better F1.
+(the same rule for both), and comp's minus the Trainer's F1 at 0.5 with its 95% paired bootstrap
+interval over the fold's rows. Target: comp >= 1.3x the Trainer's samples/s at equal or better F1.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def _f1s(y: np.ndarray, p: np.ndarray) -> dict:
     cuts = np.linspace(0.05, 0.95, 91)
     best = max(cuts, key=lambda c: f1_score(y, p >= c))
     return {"f1_at_0.5": round(float(f1_score(y, p >= 0.5)), 4), "f1_best": round(float(f1_score(y, p >= best)), 4),
-            "best_threshold": round(float(best), 2)}
+            "best_threshold": round(float(best), 2), "p": p}     # p: for the paired interval, not kept
 
 
 def _comp(prepared, train_idx, valid_idx) -> dict:
@@ -114,6 +115,14 @@ def run() -> dict:
                 print(f"[bench] trainer {who}: {result}", flush=True)
                 out[who].append(result)
     comp, hf = out["comp"], out["trainer"]
+    from competition import bootstrap
+
+    y_valid = y[valid_idx]
+    for c, h in zip(comp, hf):        # the same rows: comp's F1 at 0.5 minus the Trainer's, 95% paired interval
+        diff = bootstrap.compare("f1", y_valid, (c.pop("p") >= 0.5).astype(int), (h.pop("p") >= 0.5).astype(int),
+                                 "binary")
+        c["f1_vs_trainer"] = [round(diff.diff, 4), round(diff.low, 4), round(diff.high, 4)]
+        c["f1_vs_trainer_significant"] = bool(diff.significant)
     ratio = np.median([c["samples_per_s"] for c in comp]) / np.median([h["samples_per_s"] for h in hf])
     return {"threads": torch.get_num_threads(), "train_rows": len(train_idx), "valid_rows": len(valid_idx),
             "comp": comp, "trainer": hf, "ratio": round(float(ratio), 2)}
@@ -138,4 +147,7 @@ def render(r: dict) -> str:
                  [row("comp", "comp (Lightning, bucketed batches)"), row("trainer", "HF Trainer")]),
         "",
         f"- **comp / Trainer samples/s: {r['ratio']}x** (target >= 1.3x at equal or better F1)",
+        *[f"- F1 at 0.5, comp minus Trainer on the same {r['valid_rows']:,} rows: {d[0]:+.4f} [{d[1]:+.4f}, {d[2]:+.4f}] "
+          f"(95% paired bootstrap): {'a real difference' if c['f1_vs_trainer_significant'] else 'noise'}"
+          for c in r["comp"] if "f1_vs_trainer" in c for d in [c["f1_vs_trainer"]]],
     ])
