@@ -22,7 +22,7 @@ import pandas as pd
 from competition import artifacts
 from competition.errors import InputError
 from competition.splitters import GROUPED, make_folds
-from competition.tables import INTEGER_ID, positions
+from competition.tables import ids_as_read, positions
 from competition.workspace import DONE, MANIFEST, Workspace
 
 # -- the folds files -------------------------------------------------------------------------
@@ -171,17 +171,14 @@ def read_folds(ws: Workspace, dataset=None) -> pd.DataFrame:
     if list(folds.columns) != ["id", "fold"] or not pd.api.types.is_integer_dtype(folds["fold"]):
         raise InputError(f"{ws.folds_file}: expected integer columns id, fold; got "
                          f"{', '.join(folds.columns)}. Run `comp folds --force`.")
+    folds["id"] = ids_as_read(folds["id"])          # ids as data.load reads them
     if dataset is None:
-        if folds["id"].str.fullmatch(INTEGER_ID).all():  # ids as data.load reads them
-            folds["id"] = folds["id"].astype(np.int64)
         return folds
     if manifest.get("data_hash") != dataset.train_hash:
         raise InputError(f"{ws.folds_manifest}: train data changed since folds were made: run `comp folds "
                          f"--force` (data_hash {manifest.get('data_hash')} then, {dataset.train_hash} now)")
-    ids, theirs = dataset.train[dataset.spec.id_column], folds["id"]
-    if pd.api.types.is_integer_dtype(ids) and theirs.str.fullmatch(INTEGER_ID).all():
-        theirs = theirs.astype(np.int64)                  # as written by comp: compared as integers
-    position = positions(ids, theirs)
+    ids = dataset.train[dataset.spec.id_column]
+    position = positions(ids, folds["id"])
     if len(folds) != len(ids) or (position < 0).any():
         raise InputError(f"{ws.folds_file}: its ids differ from the train ids of {dataset.spec.train}; "
                          "run `comp folds --force`")

@@ -169,15 +169,15 @@ def read_with_notes(path: Path, read: ReadOptions, role: str, ids: str | None,
         raise InputError(f"{path} ({role}): the file has a header ({', '.join(map(str, frame.columns))}) "
                          "but no rows.")
     if ids is not None and ids in frame.columns and dtype is None:
-        frame[ids] = _ids_as_read(frame[ids])
+        frame[ids] = ids_as_read(frame[ids])
     notes = _merged_rows(frame, sep, path) if read.quoting != "none" and "\n" in text else []
     return frame, notes
 
 
-def _ids_as_read(ids: pd.Series) -> pd.Series:
+def ids_as_read(ids: pd.Series) -> pd.Series:
     """Integers when every id is a canonical integer, else the strings as written.
 
-    >>> _ids_as_read(pd.Series(["3", "10"])).tolist(), _ids_as_read(pd.Series(["007", "8"])).tolist()
+    >>> ids_as_read(pd.Series(["3", "10"])).tolist(), ids_as_read(pd.Series(["007", "8"])).tolist()
     ([3, 10], ['007', '8'])
     """
     if ids.isna().any():

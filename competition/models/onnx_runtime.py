@@ -8,7 +8,7 @@ export --precision onnx-int8`` put it in a bundle, else built once per machine i
 (keyed by the weights' hash) and reused.
 
 Why only int8: measured side by side on 2 cores (BENCHMARKS.md, "ONNX Runtime against torch int8"),
-ONNX Runtime's int8 graph predicted 1.33x as many rows/s as torch int8, closer to fp32; its fp32
+ONNX Runtime's int8 graph predicted 1.30x as many rows/s as torch int8, closer to fp32; its fp32
 graph (the same probabilities) was slower than torch fp32, so it is not offered. Rows of windows
 (``truncation: windows``) and the embedding family are not exported: they predict with torch int8,
 so a stack over them still predicts.
