@@ -244,8 +244,7 @@ def _read_inputs(spec: Spec, path: Path, role: str) -> tuple[pd.DataFrame, str, 
     the id column, every text and feature column. Returns the frame, its hash, the notes."""
     frame, notes = read_with_notes(path, spec.read, role, spec.id, None, given=role != "test")
     frame = _with_id(frame, spec, path, role)
-    require_columns(frame, spec.text, path, role, "text")
-    require_columns(frame, spec.features, path, role, "features")
+    _require_inputs(frame, spec, path, role)
     return frame, _hash(frame, [spec.id_column, *spec.text, *spec.features]), notes
 
 
@@ -256,9 +255,15 @@ def frame_inputs(spec: Spec, frame: pd.DataFrame, where: str = "frame") -> pd.Da
         raise InputError(f"{where}: give a non-empty pandas DataFrame of the rows to predict, with the columns "
                          f"of the test file ({', '.join([spec.id or '(no id)', *spec.text, *spec.features])})")
     frame = _with_id(frame.reset_index(drop=True).copy(), spec, Path(where), "rows to predict")
-    require_columns(frame, spec.text, Path(where), "rows to predict", "text")
-    require_columns(frame, spec.features, Path(where), "rows to predict", "features")
+    _require_inputs(frame, spec, Path(where), "rows to predict")
     return frame
+
+
+def _require_inputs(frame: pd.DataFrame, spec: Spec, path: Path, role: str) -> None:
+    """Every column a model reads: the text pair's two sides, the texts, the features."""
+    require_columns(frame, spec.text_pair or [], path, role, "text_pair")
+    require_columns(frame, spec.text, path, role, "text")
+    require_columns(frame, spec.features, path, role, "features")
 
 
 def read_inputs(spec: Spec, path: Path | str, role: str = "rows to predict") -> tuple[pd.DataFrame, str]:
@@ -285,8 +290,7 @@ def load(spec: Spec, *, with_test: bool = True) -> Dataset:
     if spec.label_list is not None:
         train = expand_label_list(train, spec, train_path)
     require_columns(train, spec.targets, train_path, "train", "targets")
-    require_columns(train, spec.text, train_path, "train", "text")
-    require_columns(train, spec.features, train_path, "train", "features")
+    _require_inputs(train, spec, train_path, "train")
     for key in ("group", "time"):
         if getattr(spec.folds, key):
             require_columns(train, [getattr(spec.folds, key)], train_path, "train", f"folds.{key}")

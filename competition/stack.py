@@ -130,8 +130,8 @@ def _side_by_side(tasks: dict[Any, Callable[[threading.Event], Any]], workers: i
     if workers <= 1:
         return {key: task(halt) for key, task in tasks.items()}
     pool = ThreadPoolExecutor(max_workers=min(workers, len(tasks)), thread_name_prefix="stack")
-    futures = {key: pool.submit(task, halt) for key, task in tasks.items()}
-    try:
+    try:   # submitting inside: a Ctrl-C between two submits must halt the tasks already started too
+        futures = {key: pool.submit(task, halt) for key, task in tasks.items()}
         pending = set(futures.values())
         while pending:   # short waits: the main thread runs Python between them, so Ctrl-C is raised there
             _, pending = wait(pending, timeout=0.2, return_when=FIRST_EXCEPTION)

@@ -110,6 +110,50 @@ def test_pair_ids_and_segments_are_the_tokenizers_and_cut_as_configured(ws, tiny
     assert long[-1 - len(second):-1] == second                 # the short second side is kept whole by every mode
 
 
+def test_the_scratch_family_reads_a_pair_as_its_own_tokenizer_does(ws):
+    """The scratch transformer trains its tokenizer on the run's texts; its pair ids are that tokenizer's
+    ``tokenizer(a, b)``: ``[CLS] a [SEP] b [SEP]``, cut longest_first at max_length."""
+    from competition import data as data_mod
+    from competition.models import scratch
+    from competition.spec import load_spec
+
+    data = data_mod.load(load_spec(ws.spec_file))
+    prepared = scratch.prepare(load_config(ws, "scratch", ["model.max_length=48", "train.tta=[]"]), data)
+    tok = prepared.tokenizer
+    first, second = data.train["sentence1"].tolist(), data.train["sentence2"].tolist()
+    got = [row.tolist() for row in prepared.train["plain"]]
+    assert got == tok(first, second, truncation="longest_first", max_length=48)["input_ids"]
+    whole = [i for i, row in enumerate(got) if len(row) < 48]
+    assert 0 < len(whole) < len(got)                                         # some pairs cut, some whole
+    for i in whole[:5]:
+        a, b = (tok(side[i], add_special_tokens=False)["input_ids"] for side in (first, second))
+        assert got[i] == [tok.cls_token_id, *a, tok.sep_token_id, *b, tok.sep_token_id]
+
+
+def test_frozen_embeddings_read_a_pair_as_each_sides_vector_their_distance_and_product(ws, tiny):
+    """The embed family is a bi-encoder: each side is tokenised alone (tokenizer(a), tokenizer(b)),
+    mean-pooled, and the head reads [u, v, |u - v|, u * v]; computed here by hand."""
+    from transformers import AutoModel, AutoTokenizer
+
+    from competition import data as data_mod
+    from competition.models import embed
+    from competition.spec import load_spec
+
+    data = data_mod.load(load_spec(ws.spec_file))
+    prepared = embed.prepare(load_config(ws, "emb"), data)
+    tokenizer, model = AutoTokenizer.from_pretrained(tiny), AutoModel.from_pretrained(tiny).eval()
+
+    def vector(text):
+        enc = tokenizer(text, truncation=True, max_length=48, return_tensors="pt")
+        with torch.no_grad():
+            return model(**enc).last_hidden_state[0].mean(0).numpy()
+
+    for i in range(3):
+        u, v = vector(data.train["sentence1"].iloc[i]), vector(data.train["sentence2"].iloc[i])
+        assert np.allclose(prepared.train[i], np.concatenate([u, v, np.abs(u - v), u * v]), atol=1e-5)
+    assert prepared.test.shape == (len(data.test), 4 * model.config.hidden_size)
+
+
 def _nothing():
     import contextlib
 
@@ -208,3 +252,30 @@ def test_head_tail_keeps_the_start_and_the_end_of_a_long_text_and_short_texts_wh
     assert default == [cls, *body[:10], *body[-28:], sep]
     with pytest.raises(InputError, match="model.head_tokens 38"):
         encode(tokenizer, [long_text], 40, "head_tail", head_tokens=38)
+
+
+def test_a_pair_column_missing_where_rows_are_predicted_is_refused_naming_the_file_and_text_pair(ws, tmp_path):
+    """The test file, a file given to predict and a Python frame must each hold both sides of the pair;
+    the error names the file, the column and the key, and predict writes nothing."""
+    import shutil
+
+    from competition import data as data_mod
+    from competition.predict import predict, predict_frame
+    from competition.spec import load_spec
+    from competition.train import train
+    from competition.workspace import Workspace
+
+    assert train(ws, load_config(ws, "tfidf")).complete
+    one_sided = tmp_path / "one_sided.csv"
+    pd.read_csv(ws.root / "test.csv").drop(columns=["sentence2"]).to_csv(one_sided, index=False)
+    want = r"one_sided.csv .*column 'sentence2' \(named by `text_pair` in competition.yaml\) is missing"
+    with pytest.raises(InputError, match=want):
+        predict(ws, "tfidf", one_sided, out=tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(InputError, match=r"rows to predict.*'sentence2' \(named by `text_pair`"):
+        predict_frame(ws, "tfidf", pd.read_csv(one_sided))
+    copy = tmp_path / "copy"
+    shutil.copytree(ws.root, copy, ignore=shutil.ignore_patterns("runs", "experiments"))
+    shutil.copy(one_sided, copy / "test.csv")
+    with pytest.raises(InputError, match=r"test.csv \(test\): column 'sentence2' \(named by `text_pair`"):
+        data_mod.load(load_spec(Workspace(copy).spec_file))

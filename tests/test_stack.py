@@ -494,3 +494,35 @@ def test_ctrl_c_while_folds_fit_in_threads_stops_them_and_writes_no_stack(binary
         stack(binary.ws, data=binary.data, inputs=["w", "z"], name="halted", force=True)
     assert len(rounds_after_halt) == 2                       # both running fits stopped by the halt
     assert not (binary.ws.run_dir("halted") / "manifest.json").exists()
+
+
+def test_ctrl_c_between_two_submits_halts_the_tasks_already_running(monkeypatch):
+    """Ctrl-C can land while later folds are still being handed to the pool: the folds already
+    fitting are halted and waited for all the same, and no further one starts."""
+    import threading
+
+    from competition import stack as stack_mod
+
+    running = threading.Barrier(3)
+    real = stack_mod.ThreadPoolExecutor
+
+    class InterruptedAtTheThirdSubmit(real):
+        submitted = 0
+
+        def submit(self, fn, *args, **kwargs):
+            if self.submitted == 2:
+                running.wait(timeout=30)          # the first two tasks run: now the user presses Ctrl-C
+                raise KeyboardInterrupt
+            self.submitted += 1
+            return super().submit(fn, *args, **kwargs)
+
+    monkeypatch.setattr(stack_mod, "ThreadPoolExecutor", InterruptedAtTheThirdSubmit)
+    saw_halt = []
+
+    def task(halt):
+        running.wait(timeout=30)
+        saw_halt.append(halt.wait(timeout=30))
+
+    with pytest.raises(KeyboardInterrupt):
+        stack_mod._side_by_side({k: task for k in range(4)}, workers=2)
+    assert saw_halt == [True, True]                          # halted, and returned before Ctrl-C was raised
