@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, model_validator
 
 from competition.errors import InputError
 
@@ -175,7 +175,9 @@ class EmbedModel(_LongText):
                             "dimension) of its windows' embeddings")
     pooling: Literal["cls", "mean"] = "mean"
     head: Literal["logistic", "ridge", "lgbm"] = Field("logistic", description="model on the embeddings")
-    C: float = Field(1.0, gt=0)
+    C: Literal["auto"] | PositiveFloat = Field(
+        "auto", description="head logistic: inverse L2 strength; auto: chosen per fold from 1e-4 .. 10 by "
+                            "3-fold CV (log loss) of the fold's training rows")
     alpha: float = Field(1.0, gt=0)
     lgbm: dict[str, Any] = Field(default_factory=dict, description="LightGBM parameters (head lgbm)")
     batch_size: int = Field(64, ge=1, description="embedding batch size")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 
@@ -173,6 +174,55 @@ def test_heads_constant_label_and_missing_class():
         assert p.shape == (60, 3) and np.allclose(p.sum(axis=1), 1) and (p[:, 2] < 0.05).all()
     with pytest.raises(InputError, match="ridge"):
         fit_head("logistic", "regression", X, X[:, 0], n_outputs=1, seed=0)
+
+
+def test_c_auto_picks_the_c_of_least_cross_validated_log_loss_on_the_fit_rows_and_refits_at_it():
+    """C auto = the grid's C whose 3-fold stratified CV log loss on the rows given is least, then a plain
+    LogisticRegression refit on all of them at that C: computed here by hand with scikit-learn. On wide
+    noisy features (the frozen pair features' shape) it regularises far more than C 1 and ranks better."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import log_loss, roc_auc_score
+    from sklearn.model_selection import StratifiedKFold
+    from sklearn.preprocessing import StandardScaler
+
+    from competition.models.estimators import AUTO_C, chosen_c, fit_head
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(400, 300))
+    y = (X[:, :3].sum(axis=1) + rng.normal(scale=2.0, size=400) > 0).astype(int)
+    fit, held = slice(0, 300), slice(300, None)
+    head, _ = fit_head("logistic", "binary", X[fit], y[fit], n_outputs=1, seed=0, C="auto", scale=True)
+    Xs = StandardScaler().fit_transform(X[fit])
+    losses = []
+    for C in AUTO_C:
+        loss = [log_loss(y[fit][va], LogisticRegression(C=C, max_iter=3000).fit(Xs[tr], y[fit][tr])
+                         .predict_proba(Xs[va])[:, 1]) for tr, va in StratifiedKFold(3).split(Xs, y[fit])]
+        losses.append(np.mean(loss))
+    best = AUTO_C[int(np.argmin(losses))]
+    assert chosen_c(head.models[0]) == best and best < 1.0
+    scaler = StandardScaler().fit(X[fit])
+    def by_hand(C):
+        return LogisticRegression(C=C, max_iter=3000).fit(Xs, y[fit]).predict_proba(scaler.transform(X[held]))[:, 1]
+
+    got = head.predict(X[held])[:, 0]
+    assert np.abs(got - by_hand(best)).max() < 1e-3          # the solvers' tolerance (tol 1e-4) apart
+    for near in AUTO_C[max(AUTO_C.index(best) - 1, 0):AUTO_C.index(best) + 2:2]:   # the grid's neighbours
+        assert np.abs(got - by_hand(near)).max() > 1e-2      # ... a C half a decade off is far further
+    one, _ = fit_head("logistic", "binary", X[fit], y[fit], n_outputs=1, seed=0, C=1.0, scale=True)
+    assert chosen_c(one.models[0]) is None
+    assert roc_auc_score(y[held], got) > roc_auc_score(y[held], one.predict(X[held])[:, 0]) + 0.02
+
+
+def test_the_embed_family_chooses_c_per_fold_and_records_it(small_tweets, tiny_path, tmp_path):
+    cfg = config(family="embed", name=tiny_path, max_length=48, batch_size=32)
+    assert cfg.model.C == "auto"
+    fit, _ = run(embed, cfg, small_tweets, tmp_path / "f")
+    from competition.models.estimators import AUTO_C
+
+    assert fit.extra["C"] in AUTO_C
+    assert json.loads((tmp_path / "f" / "embed.json").read_text())["C"] == fit.extra["C"]
+    fixed = config(family="embed", name=tiny_path, max_length=48, batch_size=32, C=0.5)
+    assert "C" not in run(embed, fixed, small_tweets, tmp_path / "g")[0].extra
 
 
 # -- lgbm on tabular columns -----------------------------------------------------------------

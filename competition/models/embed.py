@@ -30,7 +30,7 @@ import numpy as np
 from competition import artifacts
 from competition.config import ExperimentConfig
 from competition.errors import InputError
-from competition.models import PRECISION, FoldResult, Steps, autocast, classical, int8
+from competition.models import PRECISION, FoldResult, Steps, autocast, classical, estimators, int8
 from competition.models.batches import encode, eval_loader, pool, pool_windows
 from competition.models.pretrained import check_tokenizer, loading, no_progress_bar, resolve_pretrained
 from competition.text import Pairs, model_inputs
@@ -156,9 +156,11 @@ def fit_fold(prepared: Prepared, fold: int, train_idx: np.ndarray, valid_idx: np
                                       alpha=m.alpha, lgbm=m.lgbm, scale=True, key="model.head")
     encoder = {"name": m.name, **reading(m)}
     dim = int(prepared.train.shape[1])
-    artifacts.write_json(Path(out_dir) / "embed.json", {"family": "embed", "head": head.estimator,
+    chosen = [c for c in map(estimators.chosen_c, head.models) if c is not None]   # C auto: per target
+    head_c = {"C": chosen[0] if len(chosen) == 1 else chosen} if chosen else {}
+    artifacts.write_json(Path(out_dir) / "embed.json", {"family": "embed", "head": head.estimator, **head_c,
                                                         "task": head.task, "dim": dim, "encoder": encoder, **encoder})
-    result.extra = {"dim": dim, **encoder}
+    result.extra = {"dim": dim, **head_c, **encoder}
     return result
 
 

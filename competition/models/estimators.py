@@ -102,7 +102,7 @@ def split_targets(task: str, y: np.ndarray) -> list[tuple[str, np.ndarray]]:
 
 
 def fit_head(estimator: str, task: str, X, y: np.ndarray, *, n_outputs: int, seed: int,
-             C: float = 1.0, alpha: float = 1.0, lgbm: dict | None = None, scale: bool = False,
+             C: float | str = 1.0, alpha: float = 1.0, lgbm: dict | None = None, scale: bool = False,
              threads: int | None = None, num_boost_round: int = 1000, early_stopping_rounds: int = 50,
              inner_valid: float = 0.1, key: str = "model.estimator") -> tuple[Head, list[dict]]:
     """Fit ``estimator`` for ``task`` on ``X`` (n rows) and ``y``: a classical family's model.
@@ -114,7 +114,8 @@ def fit_head(estimator: str, task: str, X, y: np.ndarray, *, n_outputs: int, see
         y: binary/multiclass (n,) int codes; multilabel (n, L) 0/1; regression (n,) or (n, T).
         n_outputs: k, the number of prediction columns (multiclass: the number of classes).
         seed: random seed (liblinear/ridge solvers, LightGBM, the inner split).
-        C, alpha: logistic / ridge regularisation.
+        C, alpha: logistic / ridge regularisation. ``C="auto"``: chosen from :data:`AUTO_C` by
+            3-fold CV (log loss) of these rows alone, then refit on all of them (:func:`fit_linear`).
         lgbm: LightGBM parameters laid over the defaults; may hold ``num_boost_round``,
             ``early_stopping_rounds`` and ``inner_valid``.
         scale: standardise dense features first (linear heads on embeddings).
@@ -199,7 +200,7 @@ def _rows(X, rows: np.ndarray):
     return X.iloc[rows] if hasattr(X, "iloc") else X[rows]
 
 
-def _linear_defaults(estimator: str, kind: str, X, seed: int, *, C: float, alpha: float) -> dict:
+def _linear_defaults(estimator: str, kind: str, X, seed: int, *, C: float | str, alpha: float) -> dict:
     """The classical families' settings of a linear estimator."""
     if estimator == "ridge":
         return {"alpha": alpha, "random_state": seed}
@@ -225,8 +226,12 @@ def fit_linear(estimator: str, kind: str, X, y: np.ndarray, n_outputs: int, *, d
     from sklearn.preprocessing import StandardScaler
 
     params = dict(params or {})
+    kind_of = LogisticRegression if estimator == "logistic" else Ridge
+    if estimator == "logistic" and {**defaults, **params}.get("C") == "auto":
+        kind_of, defaults = _auto_c(kind, y, {**defaults, **params})
+        params = {}
     try:
-        model = (LogisticRegression if estimator == "logistic" else Ridge)(**{**defaults, **params})
+        model = kind_of(**{**defaults, **params})
     except TypeError as err:
         raise InputError(f"{key}: bad params {params}: {err}") from None
     target = y
@@ -237,6 +242,29 @@ def fit_linear(estimator: str, kind: str, X, y: np.ndarray, n_outputs: int, *, d
     if steps:
         model = make_pipeline(*steps, model)
     return model.fit(X, target)
+
+
+AUTO_C = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0, 10.0)   # C "auto": the grid searched
+
+
+def _auto_c(kind: str, y: np.ndarray, settings: dict) -> tuple[type, dict]:
+    """LogisticRegressionCV over :data:`AUTO_C` with the other ``settings``: L2, 3-fold stratified CV of
+    the fit rows (never the rows the head will predict), log loss, refit at the best C (its ``C_``).
+    Fewer than 3 rows in some class: no CV, C 1.0."""
+    # scikit-learn submodules take ~1 s each: loaded where used
+    from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
+
+    settings = {key: value for key, value in settings.items() if key != "C"}
+    if kind != "regression" and np.unique(y, return_counts=True)[1].min() < 3:
+        return LogisticRegression, {**settings, "C": 1.0}
+    return LogisticRegressionCV, {**settings, "Cs": list(AUTO_C), "cv": 3, "l1_ratios": (0.0,),
+                                  "scoring": "neg_log_loss", "use_legacy_attributes": False}
+
+
+def chosen_c(model) -> float | None:
+    """The C a ``C: auto`` logistic head chose (None for any other model)."""
+    last = model.steps[-1][1] if hasattr(model, "steps") else model
+    return float(np.ravel(last.C_)[0]) if hasattr(last, "C_") else None
 
 
 def lgbm_objective(kind: str, metric: str | None = None) -> str:
