@@ -34,7 +34,7 @@ PAIRS = [("001", "011", "TF-IDF: pair features vs glued text"),
 # (a, b, what, folds a is trained on (None: all 5); the pair is compared on a's rows)
 LONG = [("h128t", "h128", "MiniLM, 128 tokens: head_tail vs head", None),
         ("w128", "h128", "MiniLM, 128 tokens: windows (mean) vs head", [0, 1]),
-        ("w128e", "w128", "MiniLM, 128-token windows: each window trained alone vs the pooled document loss", [0])]
+        ("w128e", "w128", "MiniLM, 128-token windows: each window trained alone vs the pooled document loss", [0, 1])]
 BBC_EXPERIMENTS = {
     "h128": "# MiniLM, 128 tokens of each article: its start; one epoch.\ntemplate: minilm\n"
             "model: {max_length: 128}\ntrain: {epochs: 1}\n",
