@@ -78,13 +78,19 @@ except ModuleNotFoundError:
         sys.exit(f"predict.py: comp is not installed and {{HERE / 'wheels'}} holds no competition-*.whl: "
                  "pip install comp's wheel first")
     sys.path.insert(0, str(wheels[-1]))          # a pure-Python wheel imports as a zip
-try:
-    from competition.cli import app
-except ModuleNotFoundError as err:
+
+
+def missing(err: ModuleNotFoundError):
     package = PIP_NAMES.get((err.name or "").split(".")[0], (err.name or "?").split(".")[0])
     sys.exit(f"predict.py: comp needs the package {{package!r}}, which this Python lacks: "
              f"pip install {{package}} (offline: add its wheel to the bundle's dataset and "
              f"pip install --no-index --no-deps it)")
+
+
+try:
+    from competition.cli import app
+except ModuleNotFoundError as err:
+    missing(err)
 
 if __name__ == "__main__":
     args = sys.argv[1:]
@@ -93,7 +99,10 @@ if __name__ == "__main__":
     if not any(a == "--out" or a.startswith("--out=") for a in args):
         stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
         args += ["--out", str(Path.cwd() / f"{run}_predict_{{stamp}}")]
-    app(["predict", {run!r}, "--workspace", str(HERE), *args])
+    try:                                          # the stages import their libraries when they run
+        app(["predict", {run!r}, "--workspace", str(HERE), *args])
+    except ModuleNotFoundError as err:
+        missing(err)
 '''
 
 

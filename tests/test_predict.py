@@ -477,6 +477,26 @@ def test_the_bundles_predict_py_runs_as_printed_without_comp_installed(tweets, t
     assert np.abs(got["target"].to_numpy() - want["target"].to_numpy()).max() <= 1e-6
 
 
+@pytest.mark.parametrize("hidden,package", [("omegaconf", "omegaconf"), ("yaml", "pyyaml")])
+def test_the_bundles_predict_py_names_a_dependency_its_stages_import_late(tweets, tmp_path, hidden, package):
+    """comp's CLI imports typer and rich only; the stages import the rest when they run. A Python lacking
+    one of those still gets the one line naming the package and the pip command, not a traceback."""
+    import subprocess
+    import sys
+
+    bundle = tmp_path / "bundle"
+    out = CliRunner().invoke(app, ["export", "001", str(bundle), "--no-wheel", "-w", str(tweets.root)])
+    assert out.exit_code == 0, out.output
+    script = (f"import runpy, sys; sys.modules[{hidden!r}] = None; "     # `import {hidden}` now fails
+              f"sys.argv = ['predict.py', '--test', {str(tweets.root / 'test.csv')!r}, '--out', "
+              f"{str(tmp_path / 'preds')!r}]; runpy.run_path({str(bundle / 'predict.py')!r}, run_name='__main__')")
+    proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert f"comp needs the package {package!r}" in proc.stderr and f"pip install {package}" in proc.stderr, \
+        proc.stderr
+    assert not (tmp_path / "preds").exists()
+
+
 def test_a_bundle_pinned_by_its_digest_refuses_a_tampered_copy_with_a_recomputed_manifest(tweets, tmp_path):
     """Issue 24 #5: bundle.json catches damage; anyone who edits a model file can recompute it. The
     digest `comp export` prints pins the bundle: `--expect` refuses any other."""
