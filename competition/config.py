@@ -55,6 +55,10 @@ class TrainConfig(StrictModel):
     swa_snapshots: int = Field(10, ge=1, description="SWA snapshots, evenly spaced; the last is the final step")
     swa_lr: float | None = Field(None, gt=0, description="constant learning rate while SWA averages "
                                                          "(None: the schedule goes on)")
+    fgm: float = Field(0.0, ge=0, description="adversarial training (FGM): each batch is read again with its word "
+                                               "embeddings moved this far (L2 norm over the batch) along its loss "
+                                               "gradient, and both losses train the model; ~2x the time (0: off)")
+    fgm_start: int = Field(0, ge=0, description="fgm: the first epoch (0-based) that reads batches twice")
     seeds: list[int] = Field(default_factory=lambda: [42], min_length=1,
                              description="one model per seed and fold, predictions averaged")
     precision: Literal["auto", "32", "bf16-mixed", "16-mixed"] = Field(
@@ -207,6 +211,14 @@ class ExperimentConfig(StrictModel):
             raise ValueError(f"train.freeze_layers={self.train.freeze_layers}: freezing layers keeps pretrained "
                              f"weights, and model.family {m.family} has none (family encoder has); set "
                              "train.freeze_layers=0")
+        if self.train.fgm and (self.train.freeze_layers or not self.is_torch):
+            why = (f"train.freeze_layers={self.train.freeze_layers} freezes them" if self.is_torch
+                   else f"model.family {m.family} has none")
+            raise ValueError(f"train.fgm={self.train.fgm} moves the word embeddings of a fine-tuned encoder, but "
+                             f"{why}; set train.fgm=0")
+        if self.train.fgm_start >= self.train.epochs and self.train.fgm:
+            raise ValueError(f"train.fgm_start={self.train.fgm_start}: epochs are 0 to {self.train.epochs - 1}, so "
+                             "fgm would never run; lower train.fgm_start or raise train.epochs")
         if getattr(m, "truncation", None) == "windows":
             if "tail" in self.train.tta:
                 raise ValueError("train.tta: 'tail' reads the end of a long text, but model.truncation: windows "

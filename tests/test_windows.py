@@ -105,7 +105,7 @@ def test_window_loss_window_trains_each_window_on_its_documents_label_and_predic
             torch.cat(each), torch.cat([labels[i].expand(len(d), 1) for i, d in enumerate(docs)]))
         model.train()
         model.encoder.eval()
-        loss, logits = model._shared_step(batch, "train")
+        loss, logits = model._shared_step(batch)
         assert logits.shape == (sum(map(len, docs)), 1)                              # one per window
         assert torch.allclose(loss, expected_loss, atol=1e-5)
         model.eval()

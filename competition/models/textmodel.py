@@ -105,6 +105,9 @@ class TextModel(pl.LightningModule):
         window_loss: with windows, ``document``: the loss of the row's pooled prediction; ``window``: in
             training each window is an example with its row's label, and a row's logits are the mean of
             its windows' logits.
+        fgm, fgm_start: adversarial training (FGM, Miyato et al. 2017) from epoch ``fgm_start`` on: each
+            training batch is read a second time with its word embeddings moved by ``fgm`` (the L2 norm of
+            the whole batch's move) along the gradient of its loss, and the two losses add (0: off).
     """
 
     def __init__(self, encoder: nn.Module, task: str, n_out: int, pooling: str = "mean", dropout: float = 0.1,
@@ -112,7 +115,7 @@ class TextModel(pl.LightningModule):
                  layer_decay: float = 1.0, warmup: float = 0.1, schedule: str = "linear", pool_layers: int = 4,
                  msd: int = 1, reinit_layers: int = 0, label_smoothing: float = 0.0, freeze_layers: int = 0,
                  freeze_dtype: str = "float16", sep_id: int | None = None, window_pool: str | None = None,
-                 window_loss: str = "document"):
+                 window_loss: str = "document", fgm: float = 0.0, fgm_start: int = 0):
         super().__init__()
         self.save_hyperparameters(ignore=["encoder"])
         self.encoder = drop_pooler(encoder)
@@ -135,9 +138,9 @@ class TextModel(pl.LightningModule):
 
     # -- model ---------------------------------------------------------------------------
     def sentence(self, input_ids: torch.Tensor | None, attention_mask: torch.Tensor,
-                 states: torch.Tensor | None = None) -> torch.Tensor:
+                 states: torch.Tensor | None = None, embeds: torch.Tensor | None = None) -> torch.Tensor:
         """The pooled sentence vectors (B, H), from token ids or, with frozen layers, from their cached
-        output ``states`` (B, T, H)."""
+        output ``states`` (B, T, H); ``embeds`` (B, T, H): the ids' word embeddings, given (FGM)."""
         how, k, sep = self.hparams.pooling, self.hparams.freeze_layers, self.hparams.get("sep_id")
         types = None if sep is None or input_ids is None else segments(input_ids, attention_mask, sep)
         if k:
@@ -145,7 +148,8 @@ class TextModel(pl.LightningModule):
                 states = frozen.bottom(self.encoder, input_ids, attention_mask, k, self.hparams.freeze_dtype, types)
             out = frozen.top(self.encoder, states, attention_mask, k, output_hidden_states=how == "weighted_layers")
         else:
-            out = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
+            ids = {"input_ids": input_ids} if embeds is None else {"inputs_embeds": embeds}
+            out = self.encoder(**ids, attention_mask=attention_mask,
                                output_hidden_states=how == "weighted_layers",
                                **({} if types is None else {"token_type_ids": types}))
         if how == "weighted_layers":
@@ -160,10 +164,11 @@ class TextModel(pl.LightningModule):
         return pool(hidden, attention_mask, how)
 
     def forward(self, input_ids: torch.Tensor | None, attention_mask: torch.Tensor,
-                states: torch.Tensor | None = None, windows: torch.Tensor | None = None) -> torch.Tensor:
+                states: torch.Tensor | None = None, windows: torch.Tensor | None = None,
+                embeds: torch.Tensor | None = None) -> torch.Tensor:
         """Logits (B, k); with ``windows`` (N,) the N sequences are windows of B rows, pooled per row
         (``window_loss: window`` in training: the windows' own logits (N, k))."""
-        pooled = self.sentence(input_ids, attention_mask, states)                          # (B, H) / (N, H)
+        pooled = self.sentence(input_ids, attention_mask, states, embeds)                        # (B, H) / (N, H)
         if windows is not None and self.hparams.get("window_loss") == "window":
             logits = self._head(pooled)                                                    # (N, k)
             return logits if self.training else pool_windows(logits, windows, "mean")      # (N, k) / (B, k)
@@ -226,8 +231,9 @@ class TextModel(pl.LightningModule):
         return logits.sigmoid()
 
     # -- steps ---------------------------------------------------------------------------
-    def _shared_step(self, batch: dict, stage: str) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = self(batch.get("input_ids"), batch["attention_mask"], batch.get("states"), batch.get("windows"))
+    def _shared_step(self, batch: dict, embeds: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self(batch.get("input_ids"), batch["attention_mask"], batch.get("states"), batch.get("windows"),
+                      embeds)
         targets = [batch["labels"], batch.get("weight"), batch.get("teacher")]
         if len(logits) != len(batch["index"]):       # window_loss window, training: a row's label for each window
             targets = [None if t is None else t[batch["windows"]] for t in targets]
@@ -242,15 +248,34 @@ class TextModel(pl.LightningModule):
         self.train()  # the same, before Lightning's "modules in eval mode" check
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        loss, _ = self._shared_step(batch, "train")
-        # running sum on the device: no .item() sync per step
+        eps = self.hparams.get("fgm", 0.0)
+        if eps and self.current_epoch >= self.hparams.get("fgm_start", 0):
+            loss, total = self._adversarial_loss(batch, eps)
+        else:
+            loss, _ = self._shared_step(batch)
+            total = loss
+        # running sum of the plain loss on the device: no .item() sync per step
         detached = loss.detach()
         self._train_loss_sum = detached if self._train_loss_sum is None else self._train_loss_sum + detached
         self._train_steps += 1
-        return loss
+        return total
+
+    def _adversarial_loss(self, batch: dict, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """FGM: (the batch's loss, that loss plus the loss with the batch's word embeddings moved ``eps``
+        along its gradient, ``eps`` the L2 norm of the whole batch's move); backpropagating the sum adds
+        the two gradients."""
+        embeds = self.encoder.get_input_embeddings()(batch["input_ids"])               # (B, T, H)
+        loss, _ = self._shared_step(batch, embeds)
+        plugin = self._trainer.strategy.precision_plugin if self._trainer is not None else None   # None: no fit
+        scaler = getattr(plugin, "scaler", None)              # 16-mixed: the gradient does not underflow
+        (grad,) = torch.autograd.grad(loss if scaler is None else scaler.scale(loss), embeds, retain_graph=True)
+        norm = grad.float().norm()
+        move = torch.where(torch.isfinite(norm), eps * grad / norm.clamp_min(1e-12), 0.0).to(embeds.dtype)
+        adversarial, _ = self._shared_step(batch, embeds + move)
+        return loss, loss + adversarial
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        loss, logits = self._shared_step(batch, "val")
+        loss, logits = self._shared_step(batch)
         rows = len(batch["index"])
         self._val_loss_sum += loss.item() * rows
         self._val_rows += rows

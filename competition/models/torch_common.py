@@ -181,7 +181,7 @@ def new_model(prepared: Prepared, encoder: torch.nn.Module) -> TextModel:
                      label_smoothing=m.label_smoothing, freeze_layers=prepared.cfg.train.freeze_layers,
                      freeze_dtype=prepared.cfg.train.freeze_dtype, sep_id=segment_sep(prepared, encoder),
                      window_pool=m.window_pool if m.truncation == "windows" else None,
-                     window_loss=m.window_loss)
+                     window_loss=m.window_loss, fgm=prepared.cfg.train.fgm, fgm_start=prepared.cfg.train.fgm_start)
 
 
 def watched_rows(prepared: Prepared, seed: int, train_idx: np.ndarray,
