@@ -47,7 +47,8 @@ MINILM = {  # experiment id in .work/quality-minilm -> (what it is, overrides of
     "qatt": ("042 + pooling attention", ["model.pooling=attention"], [0, 1]),
     "qplc": ("042 + pseudo-labelled test rows from 042 (confident >= 0.9)",
              ["pseudo.from=['042']", "pseudo.select=confident"], [0, 1]),
-    "qfgm": ("042 + adversarial training (FGM, eps 1.0)", ["train.fgm=1.0"], [0, 1])}
+    "qfgm": ("042 + adversarial training (FGM, eps 1.0)", ["train.fgm=1.0"], [0, 1]),
+    "qfgm1": ("042 + FGM eps 1.0 in the second epoch only", ["train.fgm=1.0", "train.fgm_start=1"], [0, 1])}
 MINILM_WORK = Path(__file__).parent / ".work" / "quality-minilm"   # kept: a re-run resumes its folds
 # the other datasets: sms-spam has no test rows (no pseudo-labelling); commonlit's MiniLM (256 tokens,
 # 3 epochs) takes over an hour per 5-fold run on 2 cores
