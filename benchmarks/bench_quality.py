@@ -8,7 +8,8 @@ the training seconds. The TF-IDF baseline (001) with the text options; the MiniL
 are measured on folds 0-1 only, resumed from ``.work/quality-minilm``); the closest recipe on the
 other datasets in ``OTHER`` (``.work/quality-<dataset>``). ``BENCH_QUALITY_TRAINED_ONLY=1`` collects
 the MiniLM variants trained ahead (``python -m benchmarks.bench_quality qwl ...``) and lists the others
-as not run, training none.
+as not run, training none. ``python -m benchmarks.bench_quality qfgm`` alone trains (resuming) and merges
+its rows into ``results/quality.json`` (:func:`merge`), keeping the other rows, and rebuilds BENCHMARKS.md.
 """
 
 from __future__ import annotations

@@ -168,7 +168,7 @@ class TextModel(pl.LightningModule):
                 embeds: torch.Tensor | None = None) -> torch.Tensor:
         """Logits (B, k); with ``windows`` (N,) the N sequences are windows of B rows, pooled per row
         (``window_loss: window`` in training: the windows' own logits (N, k))."""
-        pooled = self.sentence(input_ids, attention_mask, states, embeds)                        # (B, H) / (N, H)
+        pooled = self.sentence(input_ids, attention_mask, states, embeds)                  # (B, H) / (N, H)
         if windows is not None and self.hparams.get("window_loss") == "window":
             logits = self._head(pooled)                                                    # (N, k)
             return logits if self.training else pool_windows(logits, windows, "mean")      # (N, k) / (B, k)
