@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from competition import metrics
+from competition import metrics, tokens
 from competition.artifacts import text_hash
 from competition.errors import InputError
 from competition.quality import data_warnings, examples, first_ids, main_text
@@ -242,10 +242,20 @@ def _check_test_ids(test: pd.DataFrame, spec: Spec) -> None:
 def _read_inputs(spec: Spec, path: Path, role: str) -> tuple[pd.DataFrame, str, list[str]]:
     """A file of rows to predict, read and checked as the test file is: the spec's read options,
     the id column, every text and feature column. Returns the frame, its hash, the notes."""
-    frame, notes = read_with_notes(path, spec.read, role, spec.id, None, given=role != "test")
+    frame, notes = _read(spec, path, role, given=role != "test")
     frame = _with_id(frame, spec, path, role)
     _require_inputs(frame, spec, path, role)
-    return frame, _hash(frame, [spec.id_column, *spec.text, *spec.features]), notes
+    digest = _hash(frame, [spec.id_column, *spec.text, *spec.features])
+    if spec.task == "tokens":
+        frame = tokens.read_units(spec, frame, f"{path} ({role})")
+    return frame, digest, notes
+
+
+def _read(spec: Spec, path: Path, role: str, given: bool = False) -> tuple[pd.DataFrame, list[str]]:
+    """A data file: CSV by the spec's read options, or a CoNLL file (``.conll``) of a tokens task."""
+    if spec.task == "tokens" and path.suffix == ".conll":
+        return tokens.conll_frame(path, spec.id_column, spec.text[0], spec.targets[0]), []
+    return read_with_notes(path, spec.read, role, spec.id, None, given=given)
 
 
 def frame_inputs(spec: Spec, frame: pd.DataFrame, where: str = "frame") -> pd.DataFrame:
@@ -285,7 +295,7 @@ def load(spec: Spec, *, with_test: bool = True) -> Dataset:
         InputError: naming the file, column and fix, for anything a later stage would get wrong.
     """
     train_path = spec.file(spec.train)
-    train, notes = read_with_notes(train_path, spec.read, "train", spec.id, None)
+    train, notes = _read(spec, train_path, "train")
     train = _with_id(train, spec, train_path, "train")
     if spec.label_list is not None:
         train = expand_label_list(train, spec, train_path)
@@ -294,7 +304,13 @@ def load(spec: Spec, *, with_test: bool = True) -> Dataset:
     for key in ("group", "time"):
         if getattr(spec.folds, key):
             require_columns(train, [getattr(spec.folds, key)], train_path, "train", f"folds.{key}")
-    y, labels = _targets(train, spec, train_path)
+    train_hash = _hash(train, [spec.id_column, *spec.targets])
+    if spec.task == "tokens":     # a tag per unit: parsed and checked by the token task
+        train = tokens.read_units(spec, train, f"{train_path} (train)")
+        y, labels, token_notes = tokens.read_targets(spec, train, f"{train_path} (train)")
+        notes = notes + token_notes
+    else:
+        y, labels = _targets(train, spec, train_path)
 
     test, test_hash = None, None
     if with_test and spec.test:
@@ -303,11 +319,10 @@ def load(spec: Spec, *, with_test: bool = True) -> Dataset:
         if spec.sample_submission:
             _check_test_ids(test, spec)
 
-    notes = tuple(notes + data_warnings(spec, train, test, y, labels))
+    notes = tuple(notes + (data_warnings(spec, train, test, y, labels) if spec.task != "tokens" else []))
     for note in notes:
         warnings.warn(note, DataWarning, stacklevel=2)
-    return Dataset(spec, train, test, y, labels, _hash(train, [spec.id_column, *spec.targets]),
-                   test_hash, notes)
+    return Dataset(spec, train, test, y, labels, train_hash, test_hash, notes)
 
 
 def split(ds: Dataset, inner, outer) -> Dataset:

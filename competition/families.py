@@ -187,6 +187,17 @@ class EmbedModel(_LongText):
         return self.head == "lgbm"
 
 
+class CrfModel(FamilyConfig):
+    """A linear-chain CRF over word features (``task: tokens``): fast, and it sees case."""
+
+    family: Literal["crf"] = "crf"
+    c1: float = Field(0.05, ge=0, description="L1 regularisation")
+    c2: float = Field(0.05, ge=0, description="L2 regularisation")
+    max_iterations: int = Field(150, ge=1, description="L-BFGS iterations")
+    window: int = Field(2, ge=0, description="neighbouring tokens on each side whose features a token sees")
+    affixes: int = Field(3, ge=0, description="prefixes and suffixes up to this many characters")
+
+
 # -- the family registry ------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -276,3 +287,4 @@ register(ScratchModel, "competition.models.scratch", torch=True)
 register(TfidfModel, "competition.models.tfidf")
 register(LgbmModel, "competition.models.lgbm")
 register(EmbedModel, "competition.models.embed")
+register(CrfModel, "competition.models.crf")

@@ -195,7 +195,7 @@ def summary(folds: pd.DataFrame, y, task: str, labels: list | None = None, top: 
     >>> table.index.tolist(), table["rows"].tolist(), table["positive rate"].tolist()
     (['0', '1', 'all'], [2, 2, 4], [0.5, 0.0, 0.25])
     """
-    y = np.asarray(y)
+    y = y if task == "tokens" else np.asarray(y)
     fold = folds["fold"].to_numpy()
     parts = [(str(k), fold == k) for k in range(int(fold.max()) + 1)] + [("all", np.ones(len(fold), bool))]
     rows = []
@@ -209,6 +209,9 @@ def summary(folds: pd.DataFrame, y, task: str, labels: list | None = None, top: 
             row.update({f"share {labels[c] if labels else c}": counts[c] / len(part) for c in shown})
         elif task == "multilabel":
             row["labels per row"] = float(part.sum(axis=1).mean())
+        elif task == "tokens":     # y: one array of tag codes per row (B- codes are odd)
+            row["units per row"] = float(np.mean([len(r) for r in part]))
+            row["entities per row"] = float(np.mean([int((np.asarray(r) % 2 == 1).sum()) for r in part]))
         else:
             values = part if part.ndim == 1 else part[:, 0]
             row.update({"target mean": float(values.mean()), "target std": float(values.std())})

@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from competition import artifacts, metrics, thresholds
+from competition import artifacts, metrics, predictions, thresholds, tokens
 from competition.config import ExperimentConfig
 from competition.errors import InputError
 from competition.tables import positions
@@ -115,7 +115,7 @@ class Run:
         by, also for runs written before it) and its nested decisions, for paired comparisons."""
         oof = self.oof()
         metric, task = self.manifest["metric"], self.manifest["task"]
-        pred, fold = oof[self.pred_columns].to_numpy(dtype=float), oof["fold"].to_numpy()
+        pred, fold = predictions.matrix(oof, self.pred_columns), oof["fold"].to_numpy()
         return (thresholds.cv(metric, data.y, pred, task, fold),
                 thresholds.decisions(metric, data.y, pred, task, fold)[0])
 
@@ -293,9 +293,13 @@ def write_run(ws: Workspace, name: str, *, spec, data, oof: pd.DataFrame, test: 
         raise RuntimeError(f"run {name}: OOF predictions do not cover every train row exactly once")
     if (order != np.arange(len(order))).any():
         oof = oof.iloc[order].reset_index(drop=True)
-    pred = oof[cols].to_numpy(dtype=float)
-    if not np.isfinite(pred).all():
+    pred = predictions.matrix(oof, cols)
+    if not predictions.finite(pred):
         raise RuntimeError(f"run {name}: OOF predictions hold NaN or inf")
+    if spec.task == "tokens":    # every row's units, as the data has them
+        wrong = predictions.problem(pred, len(pred), len(cols), tokens.units_of(spec, data.train))
+        if wrong:
+            raise RuntimeError(f"run {name}: OOF predictions: {wrong}")
     result = thresholds.cv(spec.metric, data.y, pred, spec.task, oof["fold"].to_numpy())
     run_dir = ws.run_dir(name)
     artifacts.write_parquet(run_dir / OOF, oof)
@@ -348,6 +352,7 @@ def trivial_reason(metric: str, pred: np.ndarray, score: float, base: float) -> 
     >>> trivial_reason("rmse", np.array([[1.0], [2.0]]), 1.0, 1.0)[:56]
     'its CV 1.0000 is no better than the trivial baseline 1.0'
     """
+    pred = predictions.flat(pred)
     if np.ptp(pred, axis=0).max() <= 1e-9 * max(1.0, float(np.abs(pred).max())):
         return "its OOF predictions are constant (one value per column)"
     if not metrics.is_better(metric, score, base + (1e-12 if metrics.greater_is_better(metric) else -1e-12)):
@@ -393,6 +398,12 @@ def remake_command(name: str, manifest: dict) -> str:
 
 def average_folds(parts: list[pd.DataFrame], cols: list[str]) -> pd.DataFrame:
     """Mean of per-fold test predictions (same id order), per-fold columns kept as ``<col>__fold<k>``."""
+    first = predictions.matrix(parts[0], cols)
+    if predictions.is_ragged(first):     # per-unit predictions: list columns
+        each = [first] + [predictions.matrix(p, cols) for p in parts[1:]]
+        per_fold = {f"{c}__fold{k}": parts[k][c].to_numpy() for k in range(len(parts)) for c in cols}
+        return pd.concat([parts[0][["id"]].reset_index(drop=True), predictions.frame(predictions.mean(each), cols),
+                          pd.DataFrame(per_fold)], axis=1)
     stacked = np.stack([p[cols].to_numpy(dtype=float) for p in parts])  # (folds, n_test, k)
     per_fold = {f"{c}__fold{k}": stacked[k, :, j] for k in range(len(parts)) for j, c in enumerate(cols)}
     return pd.concat([parts[0][["id"]].reset_index(drop=True),

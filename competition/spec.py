@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from competition import metrics
 from competition.errors import InputError, explain
 
-Task = Literal["binary", "multiclass", "multilabel", "regression"]
+Task = Literal["binary", "multiclass", "multilabel", "regression", "tokens"]
 Scheme = Literal[
     "kfold", "stratified", "group", "stratified-group",
     "multilabel-stratified", "binned-stratified", "time-ordered",
@@ -67,6 +67,22 @@ class LabelList(_Strict):
     column: str = Field(description="column holding the separated label ids")
     sep: str = Field(",", description="separator between label ids")
     # ids are positions in the spec's ``targets`` list (goemotions: 0..27); names match themselves
+
+
+class TokenSpec(_Strict):
+    """A ``task: tokens`` competition: a tag for every unit of a row (NER and friends).
+
+    ``unit: token``: ``text`` names a column of token lists (JSON in a CSV, as wnut17) or the train
+    file is CoNLL (``token<TAB>tag`` lines, a blank line between sentences; ``.conll`` files), and the
+    target column holds one tag per token. ``unit: char``: ``text`` names a text column and the target
+    holds character spans ``[[start, end, label], ...]`` (the NBME / Feedback Prize shape).
+    """
+
+    unit: Literal["token", "char"] = Field("token", description="token: the data's own tokens; char: the "
+                                                                "characters of a text with entity spans")
+    scheme: Literal["iob2", "iob1", "bioes", "io"] = Field("iob2", description="the tags' scheme, read into IOB2")
+    invalid: Literal["repair", "refuse"] = Field(
+        "repair", description="an I- tag that continues no entity: read as B- with a warning, or refused")
 
 
 class FoldSpec(_Strict):
@@ -106,7 +122,8 @@ class Spec(_Strict):
         None, description="two text columns the models read as a pair, e.g. [sentence1, sentence2] "
                           "(paraphrase, entailment, query-document); text defaults to them")
     features: list[str] = Field(default_factory=list, description="other feature columns")
-    task: Task = Field(description="binary, multiclass, multilabel or regression")
+    task: Task = Field(description="binary, multiclass, multilabel, regression or tokens")
+    tokens: TokenSpec = Field(default_factory=TokenSpec, description="task tokens: units, tag scheme, repairs")
     metric: str = Field(description="competition metric, e.g. f1, roc_auc, rmse")
     folds: FoldSpec = Field(default_factory=FoldSpec, description="fold scheme")
 
@@ -134,6 +151,10 @@ class Spec(_Strict):
             raise ValueError(f"binary task needs exactly 2 labels, got {self.labels}")
         if self.text_pair is not None and (len(self.text_pair) != 2 or self.text_pair[0] == self.text_pair[1]):
             raise ValueError(f"text_pair names two different text columns, [first, second]; got {self.text_pair}")
+        if self.task == "tokens" and (len(self.targets) != 1 or len(self.text) != 1 or not self.labels):
+            raise ValueError("task tokens takes one target column (the tags or spans), one text column (the "
+                             "tokens or the text) and `labels`: the entity types, e.g. labels: [location, person] "
+                             "(comp init writes them)")
         if self.label_list is not None and self.task != "multilabel":
             raise ValueError("label_list only makes sense for task multilabel")
         return self
@@ -164,7 +185,7 @@ class Spec(_Strict):
             return self.folds.scheme
         if self.folds.group:
             return "group" if self.task in ("regression", "multilabel") else "stratified-group"
-        return {"binary": "stratified", "multiclass": "stratified",
+        return {"binary": "stratified", "multiclass": "stratified", "tokens": "kfold",
                 "multilabel": "multilabel-stratified", "regression": "binned-stratified"}[self.task]
 
     @property
@@ -172,8 +193,11 @@ class Spec(_Strict):
         """Prediction columns of oof/test parquet files.
 
         binary: P(positive) under the target's name; multiclass: one probability per
-        class, ``<target>_<label>``; multilabel: P(label) per target; regression: the value.
+        class, ``<target>_<label>``; multilabel: P(label) per target; regression: the value; tokens: one
+        list column per IOB2 tag, ``<target>_<tag>``, the tag's probability at each unit of the row.
         """
+        if self.task == "tokens":
+            return [f"{self.targets[0]}_{tag}" for tag in ["O"] + [f"{p}-{t}" for t in self.labels or [] for p in "BI"]]
         if self.task == "multiclass":
             return [f"{self.targets[0]}_{label}" for label in (self.labels or [])]
         return list(self.targets)

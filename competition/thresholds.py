@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from competition import tokens
 from competition.metrics import Threshold, check_predictions, get, score, to_needed
 
 # Label metrics as functions of the confusion counts at every threshold (vectorised search).
@@ -109,7 +110,7 @@ def takes_threshold(name: str, task: str) -> bool:
     >>> takes_threshold("f1", "binary"), takes_threshold("accuracy", "multiclass"), takes_threshold("roc_auc", "binary")
     (True, False, False)
     """
-    return get(name).needs == "labels" and task in ("binary", "multilabel")
+    return get(name).needs == "labels" and task in ("binary", "multilabel", "tokens")
 
 
 def best_threshold(name: str, y_true, y_pred, task: str) -> Threshold:
@@ -136,6 +137,8 @@ def best_threshold(name: str, y_true, y_pred, task: str) -> Threshold:
         return None
     if task == "binary":
         return _best_cut(_FROM_COUNTS[name], y_true.astype(float), y_pred[:, 0])[0]
+    if task == "tokens":    # the decoder's O bias (competition.tokens.decode)
+        return tokens.best_bias(y_true, y_pred)
     if name in _SHARED_CUT:
         return [_SHARED_CUT[name](y_true, y_pred)[0]] * y_pred.shape[1]
     fn = _FROM_COUNTS_PER_LABEL[name]
@@ -231,6 +234,8 @@ def baseline(name: str, y_true, task: str, folds) -> float:
     >>> baseline("roc_auc", np.array([0, 1, 0, 1]), "binary", np.array([0, 0, 1, 1]))
     0.5
     """
+    if task == "tokens":
+        return 0.0          # O at every unit finds no entity
     y_true, folds = np.asarray(y_true), np.asarray(folds)
     if task in ("binary", "multiclass"):
         k = int(y_true.max()) + 1

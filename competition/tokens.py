@@ -25,8 +25,10 @@ import json
 from collections import Counter
 
 import numpy as np
+import pandas as pd
 
 from competition.errors import InputError
+from competition.predictions import rows
 
 TAG_SCHEMES = ("iob2", "iob1", "bioes", "io")
 O_BIASES = tuple(np.round(np.arange(-2.0, 3.01, 0.25), 2))   # the decoder's grid, in log-probability units
@@ -210,11 +212,39 @@ def viterbi(probs: np.ndarray, o_bias: float = 0.0) -> np.ndarray:
     return path
 
 
-def decode(rows, o_bias: float = 0.0) -> np.ndarray:
-    """Tag codes of every row (an object array of int arrays)."""
-    out = np.empty(len(rows), dtype=object)
-    for i, p in enumerate(rows):
-        out[i] = viterbi(np.asarray(p, dtype=float), o_bias)
+def decode(probs, o_bias: float = 0.0, batch: int = 512) -> np.ndarray:
+    """Tag codes of every row (an object array of int arrays): :func:`viterbi` on batches of rows
+    padded to their longest (a pad unit is O for sure, which never changes the best path before it,
+    since any tag may be followed by O)."""
+    out = np.empty(len(probs), dtype=object)
+    if len(probs) == 0:
+        return out
+    lengths = np.array([len(p) for p in probs])
+    order = np.argsort(lengths, kind="stable")
+    L = np.shape(probs[order[-1]])[1] if lengths.max() else 1
+    start, trans = allowed(L)
+    penalty = np.where(trans, 0.0, -np.inf)
+    for at in range(0, len(order), batch):
+        chosen = order[at:at + batch]
+        n = int(lengths[chosen].max())
+        logp = np.full((len(chosen), max(n, 1), L), -np.inf)
+        logp[:, :, 0] = 0.0
+        for r, i in enumerate(chosen):
+            if lengths[i]:
+                logp[r, :lengths[i]] = np.log(np.clip(np.asarray(probs[i], dtype=float), 1e-12, None))
+        logp[:, :, 0] += o_bias
+        score = np.where(start, logp[:, 0], -np.inf)                      # (rows, L)
+        back = np.zeros((len(chosen), max(n, 1), L), dtype=np.int64)
+        for t in range(1, n):
+            candidates = score[:, :, None] + penalty                     # (rows, from, to)
+            back[:, t] = candidates.argmax(axis=1)
+            score = candidates.max(axis=1) + logp[:, t]
+        path = np.zeros((len(chosen), max(n, 1)), dtype=np.int64)
+        path[:, -1] = score.argmax(axis=1)
+        for t in range(n - 1, 0, -1):
+            path[:, t - 1] = np.take_along_axis(back[:, t], path[:, t:t + 1], axis=1)[:, 0]
+        for r, i in enumerate(chosen):
+            out[i] = path[r, :lengths[i]]
     return out
 
 
@@ -224,13 +254,20 @@ def best_bias(y_true, y_pred) -> float:
     return float(max(scores)[2])
 
 
-def baseline_rows(y_true) -> np.ndarray:
-    """The trivial prediction: O everywhere (entity F1 0)."""
-    out = np.empty(len(y_true), dtype=object)
-    for i, row in enumerate(y_true):
-        p = np.zeros((len(row), 1), dtype=float)
-        out[i] = p
-    return out
+def check_rows_predicted(y_true, y_pred) -> tuple[np.ndarray, np.ndarray]:
+    """Tag codes and tag probabilities of the same rows, each row's units as many in both.
+
+    Raises:
+        InputError: another number of rows, or a row whose lengths differ (naming its position).
+    """
+    y_true, y_pred = rows(y_true), rows(y_pred)
+    if len(y_true) != len(y_pred):
+        raise InputError(f"token predictions: {len(y_pred)} rows for {len(y_true)} rows of tags")
+    for i, (t, p) in enumerate(zip(y_true, y_pred)):
+        if np.ndim(p) != 2 or len(p) != len(t):
+            raise InputError(f"token predictions: row {i} has {np.shape(p)} probabilities for {len(t)} units; "
+                             "one row of tag probabilities per unit")
+    return y_true, y_pred
 
 
 # -- reading ----------------------------------------------------------------------------------
@@ -390,6 +427,72 @@ def _problems(where: str, column: str, problems: list[str]) -> str:
     shown = "\n  - ".join(problems[:5])
     more = f"\n  ... and {len(problems) - 5} more" if len(problems) > 5 else ""
     return f"{where}: column {column!r}: {len(problems)} bad row(s), nothing written:\n  - {shown}{more}\n"
+
+
+# -- a spec's rows -----------------------------------------------------------------------------
+
+def conll_frame(path, id_column: str, text: str, target: str) -> pd.DataFrame:
+    """A CoNLL file as a frame: ids numbered 0..n-1 in file order, the sentences' token lists in
+    ``text`` and, when tagged, their tag lists in ``target``."""
+    tokens, tags = read_conll(path)
+    frame = pd.DataFrame({id_column: np.arange(len(tokens), dtype=np.int64), text: tokens})
+    if tags is not None:
+        frame[target] = tags
+    return frame
+
+
+def read_units(spec, frame: pd.DataFrame, where: str) -> pd.DataFrame:
+    """``frame`` with its text column parsed: token lists (``unit: token``, JSON cells) or texts
+    (``unit: char``), each non-empty; InputError naming the row otherwise. A copy."""
+    column, ids = spec.text[0], frame[spec.id_column].tolist()
+    frame = frame.copy()
+    if spec.tokens.unit == "token":
+        frame[column] = [parse_list(v, i, column, where) for v, i in zip(frame[column], ids)]
+        empty = [i for i, v in zip(ids, frame[column]) if not v]
+        what = "no tokens"
+    else:
+        frame[column] = [v if isinstance(v, str) else "" for v in frame[column]]
+        empty = [i for i, v in zip(ids, frame[column]) if not v]
+        what = "empty text"
+    if empty:
+        raise InputError(_problems(where, column, [f"row id {i}: {what}; drop the row or give its {column}"
+                                                   for i in empty]))
+    return frame
+
+
+def read_targets(spec, frame: pd.DataFrame, where: str) -> tuple[np.ndarray, list[str], list[str]]:
+    """The tag codes of every train row (an object array of int arrays, one code per unit), the
+    tag list and warning lines; every bad row refused (:func:`check_rows`, :func:`check_spans`)."""
+    column, ids = spec.targets[0], frame[spec.id_column].tolist()
+    cells = [parse_list(v, i, column, where) for v, i in zip(frame[column], ids)]
+    texts = frame[spec.text[0]].tolist()
+    if spec.tokens.unit == "token":
+        tags, types, notes = check_rows(ids, texts, cells, spec.tokens.scheme, spec.tokens.invalid,
+                                        list(spec.labels), where, column)
+    else:
+        spans, types = check_spans(ids, texts, cells, list(spec.labels), where, column)
+        tags, notes = [spans_to_tags(t, s) for t, s in zip(texts, spans)], []
+    code = {tag: c for c, tag in enumerate(tag_list(types))}
+    return rows([np.array([code[t] for t in row], dtype=np.int64) for row in tags]), tag_list(types), notes
+
+
+def units_of(spec, frame: pd.DataFrame) -> list[int]:
+    """How many units each row of a parsed frame has (its tokens, or its characters)."""
+    return [len(v) for v in frame[spec.text[0]]]
+
+
+def tags_of(codes, tags: list[str]) -> list[list[str]]:
+    """Tag codes -> tag strings, row by row."""
+    return [[tags[int(c)] for c in row] for row in codes]
+
+
+def spans_of(codes, types: list[str]) -> list[list]:
+    """Character spans ``[start, end, type]`` of a character-unit row's entities, in text order.
+
+    >>> spans_of([1, 2, 0, 3], ["loc", "per"])
+    [[0, 2, 'loc'], [3, 4, 'per']]
+    """
+    return [[s, e, types[k]] for k, s, e in sorted(entities(codes), key=lambda x: x[1])]
 
 
 # -- alignment with a model's sub-tokens --------------------------------------------------------

@@ -50,7 +50,7 @@ import pandas as pd
 import yaml
 from filelock import FileLock, Timeout
 
-from competition import artifacts, runs, thresholds, track
+from competition import artifacts, predictions, runs, thresholds, tokens, track
 from competition import data as data_mod
 from competition import folds as folds_mod
 from competition.config import ExperimentConfig
@@ -251,15 +251,15 @@ def _train_fold(ws, cfg, spec, data, impl, prepared, fold_of, k, hashes, config_
     try:
         fit: FoldResult = impl.fit_fold(prepared, k, train_idx, valid_idx, tmp_dir, tracker, **_taught(teacher, k))
         seconds = time.perf_counter() - started
-        _check_predictions(fit, len(valid_idx), data, spec, cfg.exp, k)
+        _check_predictions(fit, valid_idx, data, spec, cfg.exp, k)
         score, threshold = thresholds.evaluate(spec.metric, data.y[valid_idx], fit.oof, spec.task)
         ids = data.train[spec.id_column].iloc[valid_idx].to_numpy()
-        oof = pd.DataFrame(fit.oof, columns=spec.pred_columns)
+        oof = predictions.frame(fit.oof, spec.pred_columns)
         oof.insert(0, "fold", k)
         oof.insert(0, "id", ids)
         artifacts.write_parquet(tmp_dir / OOF, oof)
         if fit.test is not None:
-            test = pd.DataFrame(fit.test, columns=spec.pred_columns)
+            test = predictions.frame(fit.test, spec.pred_columns)
             test.insert(0, "id", data.test[spec.id_column].to_numpy())
             artifacts.write_parquet(tmp_dir / TEST, test)
         artifacts.write_text(tmp_dir / CONFIG, config_text)
@@ -328,13 +328,17 @@ def _total(seconds: list[float | None]) -> float | None:
     return None if None in seconds else round(sum(seconds), 2)
 
 
-def _check_predictions(fit: FoldResult, n_valid: int, data, spec, exp: str, k: int) -> None:
-    k_cols = len(spec.pred_columns)
-    if fit.oof.shape != (n_valid, k_cols) or not np.isfinite(fit.oof).all():
-        raise RuntimeError(f"experiment {exp} fold {k}: OOF predictions have shape {fit.oof.shape} "
-                           f"(expected {(n_valid, k_cols)}) or hold NaN/inf")
-    if data.test is not None and (fit.test is None or fit.test.shape != (len(data.test), k_cols)):
-        raise RuntimeError(f"experiment {exp} fold {k}: test predictions missing or of the wrong shape")
+def _check_predictions(fit: FoldResult, valid_idx: np.ndarray, data, spec, exp: str, k: int) -> None:
+    k_cols, token = len(spec.pred_columns), spec.task == "tokens"
+    units = np.asarray(tokens.units_of(spec, data.train))[valid_idx] if token else None
+    wrong = predictions.problem(fit.oof, len(valid_idx), k_cols, units)
+    if wrong or not predictions.finite(fit.oof):
+        raise RuntimeError(f"experiment {exp} fold {k}: OOF predictions: {wrong or 'NaN or inf'}")
+    if data.test is not None:
+        wrong = "missing" if fit.test is None else predictions.problem(
+            fit.test, len(data.test), k_cols, tokens.units_of(spec, data.test) if token else None)
+        if wrong:
+            raise RuntimeError(f"experiment {exp} fold {k}: test predictions: {wrong}")
 
 
 def _assemble(ws, cfg, spec, data, fold_of, hashes, config: dict, result: TrainResult) -> None:

@@ -159,3 +159,11 @@ def test_conll_files_read_as_sentences(tmp_path):
     path.write_text("EU\tB-org\nrejects\n")
     with pytest.raises(InputError, match="line 2 holds a token without a tag"):
         tk.read_conll(path)
+
+
+def test_batched_decoding_equals_the_row_by_row_viterbi():
+    rng = np.random.default_rng(3)
+    probs = tk.rows([rng.dirichlet(np.ones(len(TAGS)) * 0.3, size=int(n)) for n in rng.integers(0, 30, size=50)])
+    for bias in (-1.0, 0.0, 2.0):
+        batched = tk.decode(probs, bias, batch=7)
+        assert all(np.array_equal(b, tk.viterbi(p, bias)) for b, p in zip(batched, probs))
