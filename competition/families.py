@@ -106,6 +106,9 @@ class EncoderModel(_TorchModel):
 
     family: Literal["encoder"] = "encoder"
     name: str = Field("sentence-transformers/all-MiniLM-L6-v2", description="hub id or local folder")
+    label_subtokens: Literal["first", "all"] = Field(
+        "first", description="task tokens: teach a unit's tag at its first sub-token (its prediction is that "
+                             "sub-token's), or at all of them (B continuing as I; its prediction is their mean)")
 
     @property
     def pretrained_layers(self) -> bool:

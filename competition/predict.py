@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from competition import artifacts, blend, bundle, runs, stack, submission, tables
+from competition import artifacts, blend, bundle, predictions, runs, stack, submission, tables
 from competition import data as data_mod
 from competition.errors import InputError
 from competition.models import PRECISION, check_precision, family
@@ -75,13 +75,13 @@ class _Replay:
             else:
                 out = blend.replay(run.dir, inputs, self.frame, self.spec)
             self.seconds[name] = round(time.perf_counter() - started, 2)
-            self.done[name] = np.asarray(out, dtype=np.float64)
+            self.done[name] = out if predictions.is_ragged(out) else np.asarray(out, dtype=np.float64)
         return self.done[name]
 
     def _experiment(self, run: runs.Run) -> np.ndarray:
         cfg = run.config()
-        return np.mean([predict_fold(self.ws, self.spec, run, cfg, k, self.frame, self.tokens)
-                        for k in range(int(run.manifest["n_splits"]))], axis=0)
+        return predictions.mean([predict_fold(self.ws, self.spec, run, cfg, k, self.frame, self.tokens)
+                                 for k in range(int(run.manifest["n_splits"]))])
 
 
 def predict_fold(ws: Workspace, spec, run: runs.Run, cfg, k: int, frame: pd.DataFrame, tokens: dict) -> np.ndarray:
@@ -93,7 +93,8 @@ def predict_fold(ws: Workspace, spec, run: runs.Run, cfg, k: int, frame: pd.Data
                          f"`comp train exp={run.name} --fold {k} --force`")
     data = types.SimpleNamespace(spec=spec)    # predicting needs the spec, never the train rows
     kwargs = {"cache": tokens} if cfg.is_torch else {}
-    return np.asarray(family(cfg.model.family).predict(fold_dir, cfg, data, frame, **kwargs), dtype=np.float64)
+    out = family(cfg.model.family).predict(fold_dir, cfg, data, frame, **kwargs)
+    return out if predictions.is_ragged(out) else np.asarray(out, dtype=np.float64)
 
 
 def _warn_versions(run: runs.Run) -> None:
@@ -182,7 +183,7 @@ def _replayed(ws: Workspace, spec, run: runs.Run, frame: pd.DataFrame,
         values = replay.run(run.name)
     finally:
         PRECISION.reset(token)
-    preds = pd.DataFrame(values, columns=spec.pred_columns)
+    preds = predictions.frame(values, spec.pred_columns)
     preds.insert(0, "id", frame[spec.id_column].to_numpy())
     submission.check_values(preds, spec.pred_columns, where=f"predictions of {run.name}",
                             fix="the run's models are damaged; retrain it",
@@ -243,7 +244,7 @@ def predict(ws: Workspace, name: str, test_file: Path | str, *, out: Path | None
     preds, replay = _replayed(ws, spec, run, frame, precision)
     cols = spec.pred_columns
 
-    output = submission.output_kind(spec.task, spec.metric)
+    output = submission.output_kind(spec.task, spec.metric, spec.tokens.unit)
     labels = run_labels(ws, spec, run)
     sample, sample_path = _sample(spec, frame, sample_submission, labels)
     sample_name = str(sample_path) if sample_path else "(built from the rows' ids)"

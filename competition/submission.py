@@ -10,23 +10,28 @@ the sample file's line ends and BOM (:func:`line_terminator`, :func:`has_bom`).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from competition import artifacts, metrics
+from competition import artifacts, metrics, predictions, tokens
 from competition.errors import InputError
 from competition.tables import INTEGER_ID
 
 # -- the format, ids and values ---------------------------------------------------------------
 
-def output_kind(task: str, metric: str) -> str:
-    """What the submission holds for this task and metric: labels, probabilities or values.
+def output_kind(task: str, metric: str, unit: str = "token") -> str:
+    """What the submission holds for this task and metric: labels, probabilities or values; token
+    tasks: a JSON list of tags per row (``tags``), or of character spans ``[start, end, type]``
+    (``spans``, ``tokens.unit: char``).
 
     >>> output_kind("binary", "f1"), output_kind("binary", "roc_auc"), output_kind("regression", "rmse")
     ('labels', 'probabilities', 'values')
     """
+    if task == "tokens":
+        return "spans" if unit == "char" else "tags"
     if task == "regression":
         return "values"
     return "labels" if getattr(metrics.METRICS[metric], "needs", None) == "labels" else "probabilities"
@@ -85,6 +90,12 @@ def check_values(frame: pd.DataFrame, columns: list[str], *, where: str, fix: st
     competition.errors.InputError: t.parquet: column 'p' holds 1 value(s) outside [0, 1] (e.g. 1.5 at id '2'), but it should hold probabilities; retrain
     """
     ids = id_keys(ids if ids is not None else frame.index.to_series())
+    if len(frame) and columns and isinstance(frame[columns[0]].iloc[0], (list, np.ndarray)):
+        # per-unit predictions (token tasks): every unit's value, under its row's id
+        units = [len(v) for v in frame[columns[0]]]
+        ids = pd.Series(np.repeat(ids.to_numpy(), units))
+        frame = pd.DataFrame({c: np.concatenate([np.asarray(v, dtype=float) for v in frame[c]]) if sum(units)
+                              else np.zeros(0) for c in columns})
     for column in columns:
         raw = frame[column]
         values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=float)
@@ -193,6 +204,9 @@ def format_submission(sample: pd.DataFrame, preds: pd.DataFrame, *, task: str, o
     out = pd.DataFrame({id_column: ids})
     pred_columns = [c for c in preds.columns if c != "id" and "__fold" not in str(c)]
     for column in sample.columns[1:]:
+        if output in ("tags", "spans"):     # labels: the tag list; the threshold: the decoder's O bias
+            out[column] = _decoded(rows, pred_columns, labels, threshold, output)
+            continue
         if output == "labels" and task == "multiclass":
             names = [f"{column}_{label}" for label in labels]
             if not set(names) <= set(rows.columns):
@@ -210,6 +224,16 @@ def format_submission(sample: pd.DataFrame, preds: pd.DataFrame, *, task: str, o
         else:
             out[column] = rows[_prob_column(rows, column)].to_numpy(dtype=float)
     return out
+
+
+def _decoded(rows: pd.DataFrame, pred_columns: list[str], tags: list[str], o_bias, output: str) -> list[str]:
+    """Per-unit tag probabilities decoded (valid IOB2, :func:`competition.tokens.decode`) and written
+    as each row's JSON list of tags, or of character spans ``[start, end, type]``."""
+    codes = tokens.decode(predictions.matrix(rows, pred_columns), 0.0 if o_bias is None else float(o_bias))
+    if output == "spans":
+        types = [t[2:] for t in tags[1::2]]
+        return [json.dumps(tokens.spans_of(c, types)) for c in codes]
+    return [json.dumps(row) for row in tokens.tags_of(codes, tags)]
 
 
 def _labels(labels: list, codes: np.ndarray) -> pd.Series:
@@ -244,6 +268,10 @@ def check_output(frame: pd.DataFrame, sample: pd.DataFrame, output: str, task: s
     for column in frame.columns[1:]:
         if frame[column].isna().any():
             raise InputError(f"{sample_name}: column {column!r} came out with missing values")
+        if output == "tags":
+            unknown = {t for cell in frame[column] for t in json.loads(cell)} - set(labels)
+            if unknown:
+                raise InputError(f"column {column!r}: tag(s) {sorted(unknown)} are not in the tag list {labels}")
         if output == "labels":
             allowed = {"0", "1"} if task == "multilabel" else {str(v) for v in labels or [0, 1]}
             unknown = set(frame[column].astype(str)) - allowed

@@ -236,7 +236,7 @@ def submit(ws: Workspace, source: str | None = None, *, out: Path | None = None,
     sample_file = spec.file(spec.sample_submission)
     sample_name = sample_file.name if sample_file else "(built from the test ids)"
     _check_sample_rows(sample, preds, run, sample_name)
-    output = output_kind(spec.task, spec.metric)
+    output = output_kind(spec.task, spec.metric, spec.tokens.unit)
     check_sample_columns(sample, spec, output, str(sample_file or sample_name))
     frame = format_submission(sample, preds, task=spec.task, output=output, labels=data.labels,
                               threshold=run.threshold)

@@ -76,3 +76,25 @@ def msrp_workspace(root: Path, n_train: int = 400, n_test: int = 100, n_splits: 
     naming ``text_pair: [sentence1, sentence2]``; folds written when asked."""
     return _sample_workspace(root, "msrp", MSRP_SPEC.format(n_splits=n_splits), "label",
                              "track:\n  wandb: false\n", n_train, n_test, experiments or {}, folds)
+
+WNUT_SPEC = """\
+name: wnut17-mini
+train: train.csv
+test: test.csv
+sample_submission: sample_submission.csv
+id: id
+task: tokens
+text: [tokens]
+targets: [tags]
+labels: [corporation, creative-work, group, location, person, product]
+metric: entity_f1
+folds: {{scheme: kfold, n_splits: {n_splits}, seed: 42}}
+"""
+
+
+def wnut_workspace(root: Path, n_train: int = 300, n_test: int = 60, n_splits: int = 3,
+                   experiments: dict[str, str] | None = None, folds: bool = True):
+    """A token-task workspace: ``n_train`` / ``n_test`` sentences of WNUT-17 (JSON token and tag lists)."""
+    return _sample_workspace(root, "wnut17", WNUT_SPEC.format(n_splits=n_splits), "tags",
+                             "track:\n  wandb: false\n", n_train, n_test, experiments or {"001": "model: {family: crf}\n"},
+                             folds)

@@ -238,6 +238,8 @@ class TokenDataset(Dataset):
         }
         if isinstance(self.targets, dict):
             batch.update({key: values[rows] for key, values in self.targets.items()})
+        elif isinstance(self.targets, list):    # one label per token (task tokens), -100 where padded
+            batch["labels"] = pad_sequence([self.targets[r] for r in rows], batch_first=True, padding_value=-100)
         elif self.targets is not None:
             batch["labels"] = self.targets[rows]
         return batch

@@ -135,9 +135,7 @@ def load(fold_dir: Path):
     path = Path(fold_dir) / MODEL
     if not path.is_file():
         raise InputError(f"{path}: missing; retrain the fold (`comp train exp=<id> --fold <k> --force`)")
-    crf = sklearn_crfsuite.CRF(model_filename=str(path))
-    crf.classes_ = artifacts.read_json(Path(fold_dir) / INFO)["known"]
-    return crf
+    return sklearn_crfsuite.CRF(model_filename=str(path))     # its tags: read from the model file
 
 
 def predict(fold_dir: Path, cfg: ExperimentConfig, data, frame) -> np.ndarray:

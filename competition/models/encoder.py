@@ -14,7 +14,8 @@ from functools import partial
 from competition.config import ExperimentConfig
 from competition.errors import InputError
 from competition.models.pretrained import check_tokenizer, loading, no_progress_bar, resolve_pretrained
-from competition.models.torch_common import Prepared, build_prepared, bundle, fit_fold, predict  # noqa: F401
+from competition.models import tagging, torch_common
+from competition.models.torch_common import Prepared, build_prepared, bundle  # noqa: F401
 from competition.text import input_texts
 
 # the names different architectures give their dropout probabilities
@@ -48,5 +49,20 @@ def prepare(cfg: ExperimentConfig, data) -> Prepared:
     if positions is not None and cfg.model.max_length > positions:
         raise InputError(f"model.max_length {cfg.model.max_length}: {cfg.model.name} reads at most "
                          f"{positions} tokens; set model.max_length={positions} or less")
+    new_encoder = partial(load_encoder, source, cfg.model.dropout)
+    if data.spec.task == "tokens":       # the token head: a tag at every sub-token
+        return tagging.prepare(cfg, data, tokenizer, new_encoder)
     check_tokenizer(cfg.model.name, source, tokenizer, input_texts(cfg, data.spec, data.train))
-    return build_prepared(cfg, data, tokenizer, partial(load_encoder, source, cfg.model.dropout))
+    return build_prepared(cfg, data, tokenizer, new_encoder)
+
+
+def fit_fold(prepared, fold: int, train_idx, valid_idx, out_dir, tracker, lesson=None):
+    """The row head's fit (:func:`torch_common.fit_fold`) or the token head's (:func:`tagging.fit_fold`)."""
+    head = tagging if isinstance(prepared, tagging.Prepared) else torch_common
+    return head.fit_fold(prepared, fold, train_idx, valid_idx, out_dir, tracker, lesson=lesson)
+
+
+def predict(fold_dir, cfg, data, frame, cache: dict | None = None):
+    """A saved fold on new rows, by the head its task trains."""
+    head = tagging if data.spec.task == "tokens" else torch_common
+    return head.predict(fold_dir, cfg, data, frame, cache=cache)

@@ -138,9 +138,11 @@ class TextModel(pl.LightningModule):
 
     # -- model ---------------------------------------------------------------------------
     def sentence(self, input_ids: torch.Tensor | None, attention_mask: torch.Tensor,
-                 states: torch.Tensor | None = None, embeds: torch.Tensor | None = None) -> torch.Tensor:
+                 states: torch.Tensor | None = None, embeds: torch.Tensor | None = None,
+                 tokens: bool = False) -> torch.Tensor:
         """The pooled sentence vectors (B, H), from token ids or, with frozen layers, from their cached
-        output ``states`` (B, T, H); ``embeds`` (B, T, H): the ids' word embeddings, given (FGM)."""
+        output ``states`` (B, T, H); ``embeds`` (B, T, H): the ids' word embeddings, given (FGM).
+        ``tokens``: the last layer's token vectors (B, T, H), not pooled."""
         how, k, sep = self.hparams.pooling, self.hparams.freeze_layers, self.hparams.get("sep_id")
         types = None if sep is None or input_ids is None else segments(input_ids, attention_mask, sep)
         if k:
@@ -157,6 +159,8 @@ class TextModel(pl.LightningModule):
             mix = self.layer_logits.softmax(0).to(layers.dtype)
             return pool((mix[:, None, None, None] * layers).sum(0), attention_mask, "mean")
         hidden = out.last_hidden_state                                                     # (B, T, H)
+        if tokens:
+            return hidden
         if how == "attention":
             scores = self.token_score(hidden).squeeze(-1).float()                          # (B, T)
             scores = scores.masked_fill(attention_mask == 0, float("-inf")).softmax(-1)
@@ -167,7 +171,10 @@ class TextModel(pl.LightningModule):
                 states: torch.Tensor | None = None, windows: torch.Tensor | None = None,
                 embeds: torch.Tensor | None = None) -> torch.Tensor:
         """Logits (B, k); with ``windows`` (N,) the N sequences are windows of B rows, pooled per row
-        (``window_loss: window`` in training: the windows' own logits (N, k))."""
+        (``window_loss: window`` in training: the windows' own logits (N, k)). Task tokens: every
+        token's logits (B, T, k), no pooling (each window is a row of its own)."""
+        if self.hparams.task == "tokens":
+            return self._head(self.sentence(input_ids, attention_mask, states, embeds, tokens=True))  # (B, T, k)
         pooled = self.sentence(input_ids, attention_mask, states, embeds)                  # (B, H) / (N, H)
         if windows is not None and self.hparams.get("window_loss") == "window":
             logits = self._head(pooled)                                                    # (N, k)
@@ -187,6 +194,9 @@ class TextModel(pl.LightningModule):
         if weight is not None:
             return self.taught_loss(logits, labels, weight, teacher)
         logits, eps = logits.float(), self.hparams.label_smoothing
+        if self.hparams.task == "tokens":     # labels (B, T) tag codes, -100 where nothing is taught
+            return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100,
+                                   label_smoothing=eps)
         if self.hparams.task == "multiclass":
             return F.cross_entropy(logits, labels, label_smoothing=eps)   # labels (B,) class codes
         if self.hparams.task == "regression":
@@ -224,7 +234,7 @@ class TextModel(pl.LightningModule):
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         """What the framework stores: probabilities, or values for regression. (B, k) float32."""
         logits = logits.float()
-        if self.hparams.task == "multiclass":
+        if self.hparams.task in ("multiclass", "tokens"):
             return logits.softmax(-1)
         if self.hparams.task == "regression":
             return logits

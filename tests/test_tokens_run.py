@@ -1,0 +1,94 @@
+"""Token runs end to end on real WNUT-17 rows: the CRF and the encoder's token head train on folds,
+write per-unit predictions, resume, replay exactly, and submit a JSON list of tags per row."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from competition import predictions
+from competition import tokens as tk
+from competition.config import load_config
+from competition.data import load
+from competition.spec import load_spec
+from competition.train import train
+from tests.workspaces import wnut_workspace
+
+
+def _run(ws, exp, **kw):
+    data = load(load_spec(ws.spec_file))
+    return data, train(ws, load_config(ws, exp), data=data, **kw)
+
+
+def test_crf_run_writes_per_unit_predictions_scored_as_seqeval_scores_its_tags(tmp_path):
+    from seqeval.metrics import f1_score
+    from seqeval.scheme import IOB2
+
+    ws = wnut_workspace(tmp_path / "ws")
+    data, result = _run(ws, "001")
+    oof = pd.read_parquet(ws.run_dir("001") / "oof.parquet")
+    cols = data.spec.pred_columns
+    pred = predictions.matrix(oof, cols)
+    units = [len(t) for t in data.train["tokens"]]
+    assert [len(p) for p in pred] == units and all(np.allclose(p.sum(axis=1), 1.0) for p in pred)
+    # the reported CV is seqeval's F1 of the tags decoded with each fold's bias chosen on the other folds
+    metrics = json.loads((ws.run_dir("001") / "metrics.json").read_text())
+    fold = oof["fold"].to_numpy()
+    decoded = [None] * len(oof)
+    for k, bias in metrics["fold_thresholds"].items():
+        here = np.flatnonzero(fold == int(k))
+        for i, codes in zip(here, tk.decode(pred[here], bias)):
+            decoded[i] = [data.labels[c] for c in codes]
+    truth = tk.tags_of(data.y, data.labels)
+    assert result.oof_score == pytest.approx(f1_score(truth, decoded, mode="strict", scheme=IOB2))
+    assert result.oof_score > 0.15       # a CRF finds entities in 200 training sentences
+
+
+def test_token_run_replays_and_submits_a_json_list_of_tags_per_row(tmp_path):
+    from competition.predict import predict
+    from competition.submit import submit
+
+    ws = wnut_workspace(tmp_path / "ws")
+    data, _ = _run(ws, "001")
+    replay = predict(ws, "001", ws.root / "test.csv")
+    cols = data.spec.pred_columns
+    mine = predictions.matrix(pd.read_parquet(ws.run_dir("001") / "test.parquet"), cols)
+    again = predictions.matrix(replay.predictions, cols)
+    assert max(np.abs(a - b).max() for a, b in zip(mine, again)) <= 1e-6
+    out = submit(ws, "001", data=data)
+    table = pd.read_csv(out.path)
+    tags = [json.loads(cell) for cell in table["tags"]]
+    assert list(table.columns) == ["id", "tags"]
+    assert [len(t) for t in tags] == [len(t) for t in data.test["tokens"]]
+    assert all(tk.invalid_positions(t) == [] and set(t) <= set(data.labels) for t in tags)
+
+
+def test_encoder_token_head_trains_replays_and_resumes_identically(tmp_path):
+    from competition.predict import predict
+    from tests.tiny import tiny_bert
+
+    ws = wnut_workspace(tmp_path / "ws", n_train=90, n_test=20, experiments={})
+    texts = [" ".join(json.loads(t)) for t in pd.read_csv(ws.root / "train.csv")["tokens"]]
+    folder = tiny_bert(tmp_path, texts)
+    (ws.root / "experiments" / "010.yaml").write_text(
+        f"model: {{family: encoder, name: {folder}, max_length: 16, stride: 6, lr: 1e-3}}\n"
+        "train: {epochs: 1, batch_size: 8, select: last, patience: null, seeds: [1, 2]}\n")
+    data, result = _run(ws, "010", folds="0")
+    fold0 = ws.fold_dir("010", 0)
+    first = {p.name: p.read_bytes() for p in fold0.glob("*.parquet")}
+    test = predictions.matrix(pd.read_parquet(fold0 / "test.parquet"), data.spec.pred_columns)
+    # every unit has a distribution; rows longer than a window (16 ids) are read whole through windows
+    assert [len(p) for p in test] == [len(t) for t in data.test["tokens"]]
+    assert all(np.allclose(p.sum(axis=1), 1.0) for p in test)
+    from competition.models import encoder
+    from competition.config import load_config as cfg_of
+    import types
+    again = encoder.predict(fold0, cfg_of(ws, "010"), types.SimpleNamespace(spec=data.spec), data.test)
+    assert max(np.abs(a - b).max() for a, b in zip(test, again)) <= 1e-6
+    # a second run skips the finished fold and leaves its files as they were
+    _, second = _run(ws, "010", folds="0")
+    assert [r.status for r in second.folds] == ["skipped"]
+    assert {p.name: p.read_bytes() for p in fold0.glob("*.parquet")} == first
