@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from competition import metrics
+from competition import metrics, tokens
 
 N_DRAWS = 1000
 _CHUNK = 100          # draws scored at once: (100, n_rows) weights
@@ -78,6 +78,9 @@ def scores(name: str, y, needed, task: str, W: np.ndarray) -> np.ndarray:
     """Metric ``name`` of predictions ``needed`` (in the form :func:`metrics.to_needed` gives)
     under each row-weight vector of ``W`` (c, n): ``(c,)`` scores. A row of ones gives the plain
     score; integer counts give the score of the rows drawn that many times."""
+    if task == "tokens":     # entity F1 of the drawn rows: their entity counts summed
+        tp, predicted, true = (W @ tokens.row_counts(y, needed)).T
+        return np.divide(2 * tp, predicted + true, out=np.zeros_like(tp), where=predicted + true > 0)
     y, p = np.asarray(y), np.asarray(needed)
     if task == "regression":
         y = y.reshape(len(y), -1).astype(float)

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from competition import artifacts, bootstrap, metrics, runs, thresholds
+from competition import artifacts, bootstrap, metrics, predictions, runs, thresholds
 from competition import data as data_mod
 from competition import folds as folds_mod
 from competition.errors import InputError
@@ -41,7 +41,8 @@ class Inputs:
     """Chosen runs' predictions aligned to the train / test file order.
 
     ``oof`` is (n_train, m, k) float32 and ``test`` (n_test, m, k) float32 or None, for m runs
-    and k = ``len(spec.pred_columns)``; ``fold`` is each train row's fold number.
+    and k = ``len(spec.pred_columns)``; token tasks: (n, m) cells of (units, k) float32 arrays.
+    ``fold`` is each train row's fold number.
     """
 
     spec: Any
@@ -69,8 +70,20 @@ class Inputs:
         """Input ``j``'s CV, recomputed from its OOF as :func:`thresholds.cv` scores a run (nested
         thresholds), so a run written before that rule compares on the same terms."""
         spec = self.spec
-        return float(thresholds.cv(spec.metric, self.data.y, self.oof[:, j].astype(float), spec.task,
-                                   self.fold).score)
+        return float(thresholds.cv(spec.metric, self.data.y, self.input_oof(j), spec.task, self.fold).score)
+
+    def input_oof(self, j: int):
+        """Input ``j``'s OOF predictions in the prediction format (:mod:`competition.predictions`)."""
+        column = self.oof[:, j]
+        return predictions.rows(list(column)) if column.dtype == object else column.astype(float)
+
+    def input_test(self, j: int):
+        column = self.test[:, j]
+        return predictions.rows(list(column)) if column.dtype == object else column.astype(float)
+
+    def mean_oof(self):
+        """The plain mean of the inputs' OOF predictions."""
+        return predictions.mean([self.input_oof(j) for j in range(len(self.runs))])
 
 
 def _fold_vector(ws: Workspace, data) -> np.ndarray:
@@ -139,8 +152,10 @@ def load_inputs(ws: Workspace, names: list[str] | None = None, *, data=None, exc
     chosen, notes = choose_runs(ws, names, hashes, exclude)
     cols = spec.pred_columns
     n, m, k = len(data.train), len(chosen), len(cols)
-    oof = np.empty((n, m, k), dtype=np.float32)
-    test = None if data.test is None else np.empty((len(data.test), m, k), dtype=np.float32)
+    # per-unit predictions (token tasks): (rows, inputs) cells of (units, k) arrays
+    shape, dtype = ((m,), object) if spec.task == "tokens" else ((m, k), np.float32)
+    oof = np.empty((n, *shape), dtype=dtype)
+    test = None if data.test is None else np.empty((len(data.test), *shape), dtype=dtype)
     train_ids = data.train[spec.id_column]
     versions: dict[str, str] = {}
     for j, name in enumerate(run.name for run in chosen):
@@ -152,7 +167,7 @@ def load_inputs(ws: Workspace, names: list[str] | None = None, *, data=None, exc
             raise InputError(f"{run.dir}: run {run.name} predicts {run.pred_columns}, this competition "
                              f"needs {cols}; it belongs to another competition or task.")
         pos = _aligned(frame, train_ids, str(run.dir / OOF))
-        values = frame[cols].to_numpy(dtype=np.float32)
+        values = _values(frame, cols)
         oof[:, j] = values if pos is None else values[pos]
         if test is None:
             continue
@@ -165,11 +180,19 @@ def load_inputs(ws: Workspace, names: list[str] | None = None, *, data=None, exc
             raise InputError(f"{run.dir / TEST}: run {run.name} has no test predictions; retrain it with the "
                              "test set.")
         pos = _aligned(test_frame, data.test[spec.id_column], str(run.dir / TEST))
-        values = test_frame[cols].to_numpy(dtype=np.float32)
+        values = _values(test_frame, cols)
         test[:, j] = values if pos is None else values[pos]
     inputs = Inputs(spec, data, fold, hashes, chosen, oof, test, notes, versions)
     inputs.notes += drift_warnings(inputs)
     return inputs
+
+
+def _values(frame: pd.DataFrame, cols: list[str]) -> np.ndarray:
+    """A run's prediction columns as float32: a matrix, or per-unit arrays (token tasks)."""
+    values = predictions.matrix(frame, cols)
+    if predictions.is_ragged(values):
+        return predictions.rows([v.astype(np.float32) for v in values])
+    return values.astype(np.float32)
 
 
 def drift_warnings(inputs: Inputs, limit: float = DRIFT_KS, sample: int = 20_000, seed: int = 0) -> list[str]:
@@ -184,11 +207,14 @@ def drift_warnings(inputs: Inputs, limit: float = DRIFT_KS, sample: int = 20_000
     from scipy.stats import ks_2samp
 
     rng = np.random.default_rng(seed)
-    a = rng.choice(len(inputs.oof), min(sample, len(inputs.oof)), replace=False)
-    b = rng.choice(len(inputs.test), min(sample, len(inputs.test)), replace=False)
+    oof, test = inputs.oof, inputs.test
+    if inputs.spec.task == "tokens":     # units as rows: (units, inputs, k)
+        oof, test = (np.stack([predictions.flat(p[:, j]) for j in range(p.shape[1])], axis=1) for p in (oof, test))
+    a = rng.choice(len(oof), min(sample, len(oof)), replace=False)
+    b = rng.choice(len(test), min(sample, len(test)), replace=False)
     out = []
     for j, name in enumerate(inputs.names):
-        ks = max(ks_2samp(inputs.oof[a, j, c], inputs.test[b, j, c]).statistic for c in range(inputs.oof.shape[2]))
+        ks = max(ks_2samp(oof[a, j, c], test[b, j, c]).statistic for c in range(oof.shape[2]))
         if ks > limit:
             out.append(f"{name}: its OOF and test predictions are distributed differently (KS {ks:.2f} > "
                        f"{limit}): a target leak in its OOF or a train/test shift; its CV, and that of "
@@ -265,8 +291,9 @@ def versus_best(src: Inputs, oof: np.ndarray, best: str):
     in CV with its 95% paired-bootstrap interval (:func:`bootstrap.compare`)."""
     spec, y = src.spec, src.data.y
     j = src.names.index(best)
-    mine = thresholds.decisions(spec.metric, y, np.asarray(oof, dtype=float), spec.task, src.fold)[0]
-    theirs = thresholds.decisions(spec.metric, y, src.oof[:, j].astype(float), spec.task, src.fold)[0]
+    mine = oof if predictions.is_ragged(oof) else np.asarray(oof, dtype=float)
+    mine = thresholds.decisions(spec.metric, y, mine, spec.task, src.fold)[0]
+    theirs = thresholds.decisions(spec.metric, y, src.input_oof(j), spec.task, src.fold)[0]
     return bootstrap.compare(spec.metric, y, mine, theirs, spec.task)
 
 

@@ -37,7 +37,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from competition import artifacts, runs, thresholds
+from competition import artifacts, predictions, runs, thresholds, tokens
 from competition.errors import InputError
 from competition.inputs import (
     best_of,
@@ -154,7 +154,7 @@ def _input_scores(src, halt: threading.Event) -> tuple[dict[str, float], float]:
         if halt.is_set():
             raise KeyboardInterrupt
         scores[name] = src.score(j)
-    mean = thresholds.cv(src.spec.metric, src.data.y, src.oof.mean(axis=1, dtype=np.float64), src.spec.task, src.fold)
+    mean = thresholds.cv(src.spec.metric, src.data.y, src.mean_oof(), src.spec.task, src.fold)
     return scores, float(mean.score)
 
 
@@ -220,6 +220,10 @@ def stack(ws: Workspace, *, inputs: list[str] | None = None, features: list[str]
     spec, data, task = src.spec, src.data, src.spec.task
     if not features:   # one run plus row features is a new model; one run alone is that run
         require_two(src, "stack")
+    units = task == "tokens"     # per-unit predictions: the meta-model's rows are units (tokens.unit_features)
+    if units and (meta != "lgbm" or features):
+        raise InputError("a token task's stack is a LightGBM model over units ({meta} lgbm) and reads no row "
+                         "{features}", meta="meta", features="features")
     if meta == "logistic" and task == "regression":
         raise InputError("{meta} logistic fits classes, but this task is regression: use {meta} ridge or lgbm",
                          meta="meta")
@@ -245,16 +249,30 @@ def stack(ws: Workspace, *, inputs: list[str] | None = None, features: list[str]
                              name="name", force="force=True")
     if guard is not None:   # before anything is written: a refusal there leaves no stack behind
         guard = guard(src)
-    x, cat_idx = level2(src.oof, rows, recipe)
-    x_test = None if src.test is None else level2(src.test, rows_test, recipe)[0]
-    feature_names = [r if len(cols) == 1 else f"{r}:{c}" for r in src.names for c in cols] + features
+    if units:
+        recipe["window"] = UNIT_WINDOW
+        lengths = predictions.lengths(src.input_oof(0))
+        x, cat_idx = tokens.unit_features([src.input_oof(j) for j in range(len(src.names))], UNIT_WINDOW), []
+        x_test = None if src.test is None else tokens.unit_features(
+            [src.input_test(j) for j in range(len(src.names))], UNIT_WINDOW)
+        feature_names = _unit_feature_names(src.names, cols, UNIT_WINDOW)
+        y, fold, task = np.concatenate(list(data.y)), np.repeat(src.fold, lengths), "multiclass"
+    else:
+        x, cat_idx = level2(src.oof, rows, recipe)
+        x_test = None if src.test is None else level2(src.test, rows_test, recipe)[0]
+        feature_names = [r if len(cols) == 1 else f"{r}:{c}" for r in src.names for c in cols] + features
+        y, fold = data.y, src.fold
     name = claim_name(ws, name, "s", "stack", force)
 
-    y, n_splits = data.y, int(src.fold.max()) + 1
+    n_splits = int(src.fold.max()) + 1
     oof = np.zeros((len(x), n_class), dtype=np.float32)
 
+    def as_rows(values: np.ndarray, like) -> Any:
+        """Unit rows back into per-row arrays (token tasks); row-level predictions as they are."""
+        return predictions.rows(np.split(values, np.cumsum(predictions.lengths(like))[:-1])) if units else values
+
     def fit_fold(k: int, halt: threading.Event):
-        tr, va = np.flatnonzero(src.fold != k), np.flatnonzero(src.fold == k)
+        tr, va = np.flatnonzero(fold != k), np.flatnonzero(fold == k)
         heads = [(objective, _fit_lgbm(x, target, tr, objective, n_class, cat_idx, params, seed + k, spec.metric, halt)
                   if meta == "lgbm" else _fit_linear(x[tr], target[tr], objective, n_class, meta, params))
                  for objective, target in estimators.split_targets(task, y)]
@@ -262,7 +280,8 @@ def stack(ws: Workspace, *, inputs: list[str] | None = None, features: list[str]
         gains = sum(estimators.importance(model) for _, model in heads)
         part = None
         if x_test is not None:
-            part = pd.DataFrame(_predict(heads, x_test, n_class), columns=cols)
+            part = predictions.frame(as_rows(_predict(heads, x_test, n_class), src.input_test(0) if units else None),
+                                     cols)
             part.insert(0, "id", data.test[spec.id_column].to_numpy())
         _save_meta(ws.fold_dir(name, k) / META, heads, recipe)
         return gains / gains.sum() if gains.sum() > 0 else gains, part
@@ -278,7 +297,8 @@ def stack(ws: Workspace, *, inputs: list[str] | None = None, features: list[str]
     artifacts.write_json(ws.run_dir(name) / IMPORTANCE, {
         "kind": "gain" if meta == "lgbm" else "abs_coef", "features": dict(zip(feature_names, shares.tolist())),
         "folds": {k: dict(zip(feature_names, imp.tolist())) for k, imp in enumerate(importance)}})
-    frame = pd.DataFrame(oof, columns=cols)
+    oof = as_rows(oof, src.input_oof(0) if units else None)
+    frame = predictions.frame(oof, cols)
     frame.insert(0, "fold", src.fold)
     frame.insert(0, "id", data.train[spec.id_column].to_numpy())
     warnings = src.notes
@@ -293,6 +313,15 @@ def stack(ws: Workspace, *, inputs: list[str] | None = None, features: list[str]
     return StackResult(name, run.dir, spec.metric, meta, run.score, run.threshold, run.metrics["folds"], scores,
                        best[0], best[1], mean_score, features,
                        dict(zip(feature_names, shares.tolist())), warnings, versus_best(src, oof, best[0]), guard)
+
+
+UNIT_WINDOW = 2     # a unit-level stack reads each input at the unit and 2 neighbours on each side
+
+
+def _unit_feature_names(names: list[str], cols: list[str], window: int) -> list[str]:
+    """The columns of :func:`competition.tokens.unit_features`, named."""
+    at = ["0"] + [f"{s}{d}" for d in range(1, window + 1) for s in ("-", "+")]
+    return [f"{r}:{c}@{a}" for r in names for a in at for c in cols] + ["position", "units", "relative_position"]
 
 
 def _save_meta(folder: Path, heads: list[tuple[str, Any]], recipe: dict) -> None:
@@ -326,6 +355,11 @@ def replay(run_dir: Path, preds: dict[str, np.ndarray], frame: pd.DataFrame | No
         missing = [r for r in recipe["inputs"] if r not in preds]
         if missing:
             raise InputError(f"stack {run_dir.name} needs predictions of {missing} too")
+        if recipe["task"] == "tokens":      # units as rows, back to per-row arrays
+            inputs = [preds[r] for r in recipe["inputs"]]
+            x = tokens.unit_features(inputs, recipe["window"])
+            out.append(np.split(_predict(heads, x, len(recipe["columns"])), np.cumsum(predictions.lengths(inputs[0]))[:-1]))
+            continue
         p = np.stack([np.asarray(preds[r], dtype=np.float32) for r in recipe["inputs"]], axis=1)
         rows = None
         if recipe["features"]:
@@ -334,4 +368,6 @@ def replay(run_dir: Path, preds: dict[str, np.ndarray], frame: pd.DataFrame | No
             rows = feature_matrix(frame, spec, recipe["features"], recipe["categories"])[0]
         x, _ = level2(p, rows, recipe)
         out.append(_predict(heads, x, len(recipe["columns"])))
+    if manifest.get("task") == "tokens":
+        return predictions.mean([predictions.rows(parts) for parts in out])
     return np.mean(out, axis=0)

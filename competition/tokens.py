@@ -161,6 +161,16 @@ def entity_f1(y_true, y_pred) -> float:
     return _f1(tp, predicted, true)
 
 
+def row_counts(y_true, y_pred) -> np.ndarray:
+    """Per row: (true positives, predicted, true) entities, ``(n, 3)``; entity F1 over any rows (or
+    a bootstrap draw's weights of them) is ``2 tp / (predicted + true)`` of their sums."""
+    out = np.zeros((len(y_true), 3))
+    for i, (truth, guess) in enumerate(zip(y_true, y_pred)):
+        t, p = entities(truth), entities(guess)
+        out[i] = len(t & p), len(p), len(t)
+    return out
+
+
 def per_type_f1(y_true, y_pred, types: list[str]) -> dict[str, dict[str, float]]:
     """Precision, recall, F1 and support of each entity type."""
     out = {}
@@ -268,6 +278,36 @@ def check_rows_predicted(y_true, y_pred) -> tuple[np.ndarray, np.ndarray]:
             raise InputError(f"token predictions: row {i} has {np.shape(p)} probabilities for {len(t)} units; "
                              "one row of tag probabilities per unit")
     return y_true, y_pred
+
+
+# -- stacking units -----------------------------------------------------------------------------
+
+def unit_features(inputs: list, window: int = 1) -> np.ndarray:
+    """The level-2 matrix of a unit-level stack: one row per unit of every row (rows in order), the
+    tag probabilities of every input at the unit and at its ``window`` neighbours on each side
+    (NaN past the row's ends: LightGBM's missing value), then the unit's position, the row's length
+    and the relative position. ``inputs``: one ragged prediction per input run.
+
+    >>> a = rows([np.array([[0.9, 0.1], [0.2, 0.8]])])
+    >>> unit_features([a], window=1).round(2).tolist()
+    [[0.9, 0.1, nan, nan, 0.2, 0.8, 0.0, 2.0, 0.0], [0.2, 0.8, 0.9, 0.1, nan, nan, 1.0, 2.0, 0.5]]
+    """
+    lengths = np.array([len(p) for p in inputs[0]])
+    position = np.concatenate([np.arange(n) for n in lengths]) if len(lengths) else np.zeros(0)
+    size = np.repeat(lengths, lengths)
+    blocks = []
+    for pred in inputs:
+        flat = np.concatenate(list(pred)).astype(np.float32)                 # (units, k)
+        blocks.append(flat)
+        for d in range(1, window + 1):
+            for shift in (-d, d):
+                moved = np.full_like(flat, np.nan)
+                inside = (position + shift >= 0) & (position + shift < size)
+                at = np.flatnonzero(inside)
+                moved[at] = flat[at + shift]
+                blocks.append(moved)
+    own = np.stack([position, size, position / np.maximum(size - 1, 1)], axis=1).astype(np.float32)
+    return np.hstack(blocks + [own])
 
 
 # -- reading ----------------------------------------------------------------------------------

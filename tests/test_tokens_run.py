@@ -92,3 +92,34 @@ def test_encoder_token_head_trains_replays_and_resumes_identically(tmp_path):
     _, second = _run(ws, "010", folds="0")
     assert [r.status for r in second.folds] == ["skipped"]
     assert {p.name: p.read_bytes() for p in fold0.glob("*.parquet")} == first
+
+
+def test_unit_level_stack_is_honest_replays_and_submits(tmp_path):
+    from competition.predict import predict
+    from competition.stack import stack
+
+    ws = wnut_workspace(tmp_path / "ws", experiments={"001": "model: {family: crf}\n",
+                                                      "002": "model: {family: crf, window: 0, affixes: 1, c1: 0.5}\n"})
+    data, _ = _run(ws, "001")
+    _run(ws, "002")
+    result = stack(ws, inputs=["001", "002"], data=data)
+    cols = data.spec.pred_columns
+    oof = predictions.matrix(pd.read_parquet(result.run_dir / "oof.parquet"), cols)
+    assert [len(p) for p in oof] == [len(t) for t in data.train["tokens"]]
+    assert all(np.allclose(p.sum(axis=1), 1.0, atol=1e-5) for p in oof)
+    assert result.oof_score > 0.1 and result.versus_best is not None
+    replay = predict(ws, result.name, ws.root / "test.csv")
+    mine = predictions.matrix(pd.read_parquet(result.run_dir / "test.parquet"), cols)
+    again = predictions.matrix(replay.predictions, cols)
+    assert max(np.abs(a - b).max() for a, b in zip(mine, again)) <= 1e-6
+
+
+def test_unit_features_read_each_input_at_the_unit_and_its_neighbours():
+    a = predictions.rows([np.array([[0.9, 0.1], [0.2, 0.8], [0.5, 0.5]]), np.array([[0.3, 0.7]])])
+    b = predictions.rows([np.array([[1.0, 0.0], [0.0, 1.0], [0.4, 0.6]]), np.array([[0.6, 0.4]])])
+    x = tk.unit_features([a, b], window=1)
+    assert x.shape == (4, 2 * 3 * 2 + 3)
+    assert np.allclose(x[1, :6], [0.2, 0.8, 0.9, 0.1, 0.5, 0.5])          # a at unit 1, then units 0 and 2
+    assert np.allclose(x[1, 6:12], [0.0, 1.0, 1.0, 0.0, 0.4, 0.6])        # b likewise
+    assert np.isnan(x[3, 2:6]).all() and np.allclose(x[3, :2], [0.3, 0.7])   # a one-unit row has no neighbours
+    assert np.allclose(x[:, -3:], [[0, 3, 0], [1, 3, 0.5], [2, 3, 1], [0, 1, 0]])
