@@ -46,7 +46,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from competition import artifacts, metrics, runs, thresholds
+from competition import artifacts, metrics, predictions, runs, thresholds
 from competition.errors import InputError
 from competition.inputs import (
     best_of,
@@ -62,8 +62,9 @@ from competition.workspace import BLEND, Workspace
 
 METHODS = ("hill-climb", "mean", "weighted", "rank", "vote-hard", "vote-soft", "moe")
 STATELESS = ("mean", "vote-soft", "rank")      # nothing fit: applied once to the whole OOF
+_ROWS = ("binary", "multiclass", "multilabel", "regression")
 TASKS = {"vote-soft": ("binary", "multiclass", "multilabel"), "vote-hard": ("binary", "multiclass", "multilabel"),
-         "rank": ("binary", "multilabel")}
+         "rank": ("binary", "multilabel"), "weighted": _ROWS, "moe": _ROWS}   # tokens: mean and hill-climb
 EPS = 1e-6
 
 
@@ -76,7 +77,14 @@ def _mix(w: np.ndarray, P: np.ndarray) -> np.ndarray:
     >>> _mix(np.array([0.25, 0.75]), np.array([[[0.0], [1.0]]]))
     array([[0.75]])
     """
+    if P.dtype == object:      # per-unit predictions (token tasks): (n, m) cells of (units, k)
+        return predictions.rows([sum(wj * cell for wj, cell in zip(w, row)) for row in P])
     return np.einsum("nm,nmk->nk", w, P) if w.ndim == 2 else np.einsum("m,nmk->nk", w, P)
+
+
+def _column(P: np.ndarray, j: int):
+    """Input ``j``'s predictions in the prediction format (:mod:`competition.predictions`)."""
+    return predictions.rows(list(P[:, j])) if P.dtype == object else P[:, j].astype(float)
 
 
 def _surrogate(p: np.ndarray, y: np.ndarray, task: str) -> tuple[float, np.ndarray]:
@@ -170,23 +178,23 @@ def _hill_climb(P, y, spec, init: int = 3, max_steps: int = 100) -> np.ndarray:
         return thresholds.evaluate(spec.metric, y, pred, spec.task)[0]
 
     m = P.shape[1]
-    single = [score(P[:, j].astype(float)) for j in range(m)]
+    single = [score(_column(P, j)) for j in range(m)]
     order = sorted(range(m), key=lambda j: single[j], reverse=metrics.greater_is_better(spec.metric))
     counts = np.zeros(m)
-    total, current = P[:, order[0]].astype(float), single[order[0]]
+    total, current = _column(P, order[0]), single[order[0]]
     counts[order[0]] = 1
     for j in order[1:init]:  # sorted initialisation, while it helps
-        trial = score((total + P[:, j]) / (counts.sum() + 1))
+        trial = score((total + _column(P, j)) / (counts.sum() + 1))
         if not metrics.is_better(spec.metric, trial, current):
             break
-        total, current, counts[j] = total + P[:, j], trial, counts[j] + 1
+        total, current, counts[j] = total + _column(P, j), trial, counts[j] + 1
     for _ in range(max_steps):
-        trials = [score((total + P[:, j]) / (counts.sum() + 1)) for j in range(m)]
+        trials = [score((total + _column(P, j)) / (counts.sum() + 1)) for j in range(m)]
         j = max(range(m), key=lambda i: trials[i]) if metrics.greater_is_better(spec.metric) \
             else min(range(m), key=lambda i: trials[i])
         if not metrics.is_better(spec.metric, trials[j], current):
             break
-        total, current, counts[j] = total + P[:, j], trials[j], counts[j] + 1
+        total, current, counts[j] = total + _column(P, j), trials[j], counts[j] + 1
     return counts / counts.sum()
 
 
@@ -304,7 +312,7 @@ def blend(ws: Workspace, *, inputs: list[str] | None = None, method: str = "hill
     if method in STATELESS:
         oof = _apply(method, final, P, Z)
     else:
-        oof = np.zeros((len(P), P.shape[2]))
+        oof = np.empty(len(P), dtype=object) if P.dtype == object else np.zeros((len(P), P.shape[2]))
         for k in range(n_splits):
             tr, va = np.flatnonzero(fold != k), np.flatnonzero(fold == k)
             params = _fit(method, P[tr], y[tr], None if Z is None else Z[tr], spec)
@@ -322,17 +330,17 @@ def blend(ws: Workspace, *, inputs: list[str] | None = None, method: str = "hill
     best = best_of(scores, spec.metric)
     only = [r for r, w in weights.items() if w >= 1 - 1e-6]
     if only and method not in STATELESS:   # all the weight on one input: the blend *is* that run
-        single = thresholds.cv(spec.metric, y, P[:, src.names.index(only[0])].astype(float), spec.task, fold)
+        single = thresholds.cv(spec.metric, y, _column(P, src.names.index(only[0])), spec.task, fold)
         return BlendResult(only[0], ws.run_dir(only[0]), spec.metric, method, single.score, single.threshold,
                            single.folds, in_sample, weights, scores, best[0], best[1], list(src.notes),
                            same_as=only[0])
     cols = spec.pred_columns
-    frame = pd.DataFrame(oof, columns=cols)
+    frame = predictions.frame(oof, cols)
     frame.insert(0, "fold", fold)
     frame.insert(0, "id", data.train[spec.id_column].to_numpy())
     test = None
     if src.test is not None:
-        test = pd.DataFrame(_apply(method, final, src.test, Z_test), columns=cols)
+        test = predictions.frame(_apply(method, final, src.test, Z_test), cols)
         test.insert(0, "id", data.test[spec.id_column].to_numpy())
     artifacts.write_json(ws.run_dir(name) / BLEND, {"method": method, "inputs": src.names,
                                                        "columns": cols, "params": _to_json(final)})
@@ -376,7 +384,12 @@ def replay(run_dir: Path, preds: dict[str, np.ndarray], frame: pd.DataFrame, spe
     missing = [r for r in saved["inputs"] if r not in preds]
     if missing:
         raise InputError(f"{path}: blend {Path(run_dir).name} needs predictions of {missing} too")
-    P = np.stack([np.asarray(preds[r], dtype=np.float32) for r in saved["inputs"]], axis=1)   # (n, m, k)
+    if predictions.is_ragged(preds[saved["inputs"][0]]):        # (n, m) cells of (units, k)
+        P = np.empty((len(preds[saved["inputs"][0]]), len(saved["inputs"])), dtype=object)
+        for j, r in enumerate(saved["inputs"]):
+            P[:, j] = preds[r]
+    else:
+        P = np.stack([np.asarray(preds[r], dtype=np.float32) for r in saved["inputs"]], axis=1)   # (n, m, k)
     method = saved["method"]
     Z = gate_features(P, frame, spec) if method == "moe" else None
     return _apply(method, _from_json(saved["params"]), P, Z)

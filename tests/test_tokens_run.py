@@ -123,3 +123,23 @@ def test_unit_features_read_each_input_at_the_unit_and_its_neighbours():
     assert np.allclose(x[1, 6:12], [0.0, 1.0, 1.0, 0.0, 0.4, 0.6])        # b likewise
     assert np.isnan(x[3, 2:6]).all() and np.allclose(x[3, :2], [0.3, 0.7])   # a one-unit row has no neighbours
     assert np.allclose(x[:, -3:], [[0, 3, 0], [1, 3, 0.5], [2, 3, 1], [0, 1, 0]])
+
+
+@pytest.mark.parametrize("method", ["mean", "hill-climb"])
+def test_blends_average_per_unit_arrays_and_replay(tmp_path, method):
+    from competition.blend import blend
+    from competition.predict import predict
+
+    ws = wnut_workspace(tmp_path / "ws", experiments={"001": "model: {family: crf}\n",
+                                                      "002": "model: {family: crf, window: 0, affixes: 1, c1: 0.5}\n"})
+    data, _ = _run(ws, "001")
+    _run(ws, "002")
+    result = blend(ws, inputs=["001", "002"], method=method, data=data)
+    cols = data.spec.pred_columns
+    a, b = (predictions.matrix(pd.read_parquet(ws.run_dir(r) / "oof.parquet"), cols) for r in ("001", "002"))
+    mine = predictions.matrix(pd.read_parquet(result.run_dir / "oof.parquet"), cols)
+    if method == "mean":    # the mean of the two inputs' arrays, unit by unit
+        assert max(np.abs(m - (x + y) / 2).max() for m, x, y in zip(mine, a, b)) <= 1e-6
+    replay = predict(ws, result.name, ws.root / "test.csv")
+    test = predictions.matrix(pd.read_parquet(result.run_dir / "test.parquet"), cols)
+    assert max(np.abs(x - y).max() for x, y in zip(test, predictions.matrix(replay.predictions, cols))) <= 1e-6
