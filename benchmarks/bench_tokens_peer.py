@@ -55,7 +55,8 @@ def folds_of(train) -> np.ndarray:
     return fold
 
 
-def fit_predict(tokens, tags, train_idx, valid_idx, labels: list[str]) -> tuple[list[list[str]], float]:
+def fit_predict(tokens, tags, train_idx, valid_idx, labels: list[str], epochs: int = 3
+                ) -> tuple[list[list[str]], float]:
     """The docs' recipe fitted on ``train_idx`` rows; the predicted tags of ``valid_idx`` rows and the
     samples/s of the fit."""
     import torch
@@ -85,7 +86,7 @@ def fit_predict(tokens, tags, train_idx, valid_idx, labels: list[str]) -> tuple[
         path, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=code)
     strip = [{k: v for k, v in r.items() if k != "_words"} for r in train_rows]
     with tempfile.TemporaryDirectory() as tmp:
-        args = TrainingArguments(output_dir=tmp, per_device_train_batch_size=16, num_train_epochs=3,
+        args = TrainingArguments(output_dir=tmp, per_device_train_batch_size=16, num_train_epochs=epochs,
                                  learning_rate=5e-5, save_strategy="no", logging_strategy="no", report_to=[],
                                  seed=42, use_cpu=True, disable_tqdm=True)
         trainer = Trainer(model=model, args=args, train_dataset=strip,
@@ -103,7 +104,7 @@ def fit_predict(tokens, tags, train_idx, valid_idx, labels: list[str]) -> tuple[
             previous = w
         predicted.append(out)
     del torch
-    return predicted, 3 * len(train_idx) / seconds
+    return predicted, epochs * len(train_idx) / seconds
 
 
 def run() -> dict:

@@ -266,6 +266,8 @@ def frame_inputs(spec: Spec, frame: pd.DataFrame, where: str = "frame") -> pd.Da
                          f"of the test file ({', '.join([spec.id or '(no id)', *spec.text, *spec.features])})")
     frame = _with_id(frame.reset_index(drop=True).copy(), spec, Path(where), "rows to predict")
     _require_inputs(frame, spec, Path(where), "rows to predict")
+    if spec.task == "tokens":       # token lists as lists or JSON text, texts as strings
+        frame = tokens.read_units(spec, frame, where)
     return frame
 
 

@@ -31,7 +31,7 @@ import pandas as pd
 import yaml
 from pydantic import ValidationError
 
-from competition import artifacts
+from competition import artifacts, tokens
 from competition.data import expand_label_list, load, placeholder
 from competition.errors import InputError, explain
 from competition.spec import ReadOptions, Spec, load_spec
@@ -39,7 +39,8 @@ from competition.splitters import quantile_bins, stratified_sample
 from competition.tables import read_table, sep_hint, strings
 from competition.workspace import Workspace
 
-DEFAULT_METRIC = {"binary": "roc_auc", "multiclass": "accuracy", "multilabel": "macro_f1", "regression": "rmse"}
+DEFAULT_METRIC = {"binary": "roc_auc", "multiclass": "accuracy", "multilabel": "macro_f1", "regression": "rmse",
+                  "tokens": "entity_f1"}
 TARGET_NAMES = ("target", "label", "labels", "y", "class", "response", "category", "sentiment", "score")
 MAX_CLASSES = 50
 GITIGNORE = ["experiments/*/", "tuning.db", "reports/", "wandb/", "*.lock"]
@@ -251,6 +252,8 @@ def _spec_yaml(spec: Spec, notes: list[str]) -> str:
     out.update({k: data[k] for k in ("labels", "label_list") if data[k] is not None})
     out.update({"text_pair": data["text_pair"]} if data["text_pair"] else {"text": data["text"]})
     out.update({k: data[k] for k in ("features", "task", "metric")})
+    if spec.task == "tokens":
+        out["tokens"] = spec.tokens.model_dump(mode="json")
     folds = {"scheme": spec.scheme, "n_splits": spec.folds.n_splits, "seed": spec.folds.seed}
     folds.update({k: data["folds"][k] for k in ("group", "time") if data["folds"][k]})
     out["folds"] = folds
@@ -282,7 +285,15 @@ def infer_fields(train: pd.DataFrame, test: pd.DataFrame | None, sample: pd.Data
         raise InputError(f"label_list column {label_column!r} holds label ids; name the labels with "
                          "{label_names}", label_names="targets (one name per label id, in id order)")
     targets = fields.get("targets") or _infer_targets(train, test, sample, id_column)
-    if label_column:
+    shape = None
+    if not label_column and fields.get("task") in (None, "tokens") and len(targets) == 1 and targets[0] in train.columns:
+        others = [c for c in train.columns if c not in {id_column, *targets}]
+        shape = tokens.infer(train, targets[0], fields.get("text") or others)
+    if shape is not None:      # tags per token, or character spans: a token-level task
+        notes.append(shape.pop("note"))
+        fields = {**shape, **fields}
+        task = "tokens"
+    elif label_column:
         task = fields.get("task") or "multilabel"
     elif fields.get("task"):
         task = fields["task"]
@@ -304,6 +315,9 @@ def infer_fields(train: pd.DataFrame, test: pd.DataFrame | None, sample: pd.Data
     if not fields.get("metric"):
         notes.append(f"metric: {metric} (the default for {task}; set the competition's own)")
     exclude = {id_column, *targets, label_column, folds.get("group"), folds.get("time")} - {None}
+    if task == "tokens":
+        return {**fields, "id": id_column, "targets": list(targets), "labels": fields.get("labels"),
+                "text": fields["text"], "features": [], "task": task, "metric": metric}
     text, features = _columns(train, test, exclude, fields, notes)
     pair = fields.get("text_pair")
     if pair is None and "text" not in fields and len(text) == 2:

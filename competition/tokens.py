@@ -289,8 +289,8 @@ def unit_features(inputs: list, window: int = 1) -> np.ndarray:
     and the relative position. ``inputs``: one ragged prediction per input run.
 
     >>> a = rows([np.array([[0.9, 0.1], [0.2, 0.8]])])
-    >>> unit_features([a], window=1).round(2).tolist()
-    [[0.9, 0.1, nan, nan, 0.2, 0.8, 0.0, 2.0, 0.0], [0.2, 0.8, 0.9, 0.1, nan, nan, 1.0, 2.0, 0.5]]
+    >>> unit_features([a], window=1).astype(float).round(2).tolist()
+    [[0.9, 0.1, nan, nan, 0.2, 0.8, 0.0, 2.0, 0.0], [0.2, 0.8, 0.9, 0.1, nan, nan, 1.0, 2.0, 1.0]]
     """
     lengths = np.array([len(p) for p in inputs[0]])
     position = np.concatenate([np.arange(n) for n in lengths]) if len(lengths) else np.zeros(0)
@@ -533,6 +533,70 @@ def spans_of(codes, types: list[str]) -> list[list]:
     [[0, 2, 'loc'], [3, 4, 'per']]
     """
     return [[s, e, types[k]] for k, s, e in sorted(entities(codes), key=lambda x: x[1])]
+
+
+def _json_lists(values, limit: int = 200) -> list | None:
+    """The first ``limit`` non-empty cells parsed as JSON lists, or None when any is not one."""
+    out = []
+    for v in values.dropna().head(limit):
+        try:
+            parsed = json.loads(v) if isinstance(v, str) else v
+        except json.JSONDecodeError:
+            return None
+        if not isinstance(parsed, list):
+            return None
+        out.append(parsed)
+    return out or None
+
+
+def infer(frame: pd.DataFrame, target: str, candidates: list[str]) -> dict | None:
+    """A token-level shape recognised in ``frame`` (what ``comp init`` writes), or None.
+
+    ``target`` holding JSON lists of tags beside a column of JSON token lists of the same lengths:
+    ``unit: token`` with that column as the text, the tag scheme read off the prefixes. ``target``
+    holding JSON lists of ``[start, end, label]`` spans beside a text column they fit in: ``unit: char``.
+    Returns the spec fields (task, text, labels, tokens) and a note on what was seen.
+
+    >>> f = pd.DataFrame({"toks": ['["EU", "rejects"]'], "tags": ['["S-org", "O"]']})
+    >>> infer(f, "tags", ["toks"])["tokens"]
+    {'unit': 'token', 'scheme': 'bioes'}
+    """
+    cells = _json_lists(frame[target])
+    if cells is None:
+        return None
+    flat = [x for row in cells for x in row]
+    if all(isinstance(x, str) for x in flat):
+        for column in candidates:
+            units = _json_lists(frame[column], len(cells))
+            if units is not None and len(units) == len(cells) and all(len(a) == len(b) for a, b in zip(units, cells)):
+                break
+        else:
+            return None
+        every = [split_tag(t) for row in frame[target].dropna() for t in (json.loads(row) if isinstance(row, str)
+                                                                         else row)]
+        prefixes = {p for p, _ in every}
+        bare = any(t != "O" and not (len(t) > 2 and t[1] in "-_") for row in cells for t in row)
+        if prefixes & set("ESLU"):
+            scheme = "bioes"
+        elif bare:
+            scheme = "io"
+        elif "B" not in prefixes or any(invalid_positions(row) for row in cells):
+            scheme = "iob1"        # an I- begins an entity: B- only between two of one type
+        else:
+            scheme = "iob2"
+        types = sorted({k for _, k in every if k is not None})
+        return {"task": "tokens", "text": [column], "labels": types, "tokens": {"unit": "token", "scheme": scheme},
+                "note": f"task: tokens (column {target!r} holds a tag per token of {column!r}; scheme {scheme})"}
+    spans = all(isinstance(x, list) and len(x) == 3 and isinstance(x[0], int) and isinstance(x[1], int) for x in flat)
+    if spans:
+        texts = [c for c in candidates if frame[c].map(lambda v: isinstance(v, str)).all()]
+        if texts:
+            column = max(texts, key=lambda c: frame[c].str.len().mean())
+            types = sorted({str(x[2]) for x in flat})
+            return {"task": "tokens", "text": [column], "labels": types, "tokens": {"unit": "char"},
+                    "note": f"task: tokens (column {target!r} holds character spans [start, end, label] of "
+                            f"{column!r})"}
+    return None
 
 
 # -- alignment with a model's sub-tokens --------------------------------------------------------

@@ -167,3 +167,27 @@ def test_batched_decoding_equals_the_row_by_row_viterbi():
     for bias in (-1.0, 0.0, 2.0):
         batched = tk.decode(probs, bias, batch=7)
         assert all(np.array_equal(b, tk.viterbi(p, bias)) for b, p in zip(batched, probs))
+
+
+def test_comp_init_recognises_token_lists_and_character_spans(tmp_path):
+    import json
+
+    import pandas as pd
+
+    from competition.init import init_workspace
+
+    train = pd.DataFrame({"id": [1, 2, 3], "words": [json.dumps(["EU", "rejects", "it"]), json.dumps(["Peter", "ran"]),
+                                                      json.dumps(["x"])],
+                          "tags": [json.dumps(["S-org", "O", "O"]), json.dumps(["B-per", "E-per"]), json.dumps(["O"])]})
+    train.to_csv(tmp_path / "train.csv", index=False)
+    spec = init_workspace(tmp_path / "a", train=tmp_path / "train.csv", targets=["tags"])
+    assert (spec.task, spec.text, spec.labels, spec.tokens.scheme, spec.metric) == (
+        "tokens", ["words"], ["org", "per"], "bioes", "entity_f1")
+    notes = pd.DataFrame({"id": [1, 2], "note": ["New York is big", "Paris"],
+                          "spans": [json.dumps([[0, 8, "loc"]]), json.dumps([[0, 5, "loc"]])]})
+    notes.to_csv(tmp_path / "notes.csv", index=False)
+    spec = init_workspace(tmp_path / "b", train=tmp_path / "notes.csv", targets=["spans"])
+    assert (spec.task, spec.text, spec.tokens.unit, spec.labels) == ("tokens", ["note"], "char", ["loc"])
+    from competition.data import load
+    data = load(spec)
+    assert tk.entities(data.y[0]) == {(0, 0, 8)}
