@@ -191,3 +191,42 @@ def test_comp_init_recognises_token_lists_and_character_spans(tmp_path):
     from competition.data import load
     data = load(spec)
     assert tk.entities(data.y[0]) == {(0, 0, 8)}
+
+
+def _token_spec(tmp_path, train_name="train.csv", extra=""):
+    from competition.spec import load_spec
+
+    (tmp_path / "competition.yaml").write_text(
+        f"name: t\ntrain: {train_name}\nid: id\ntask: tokens\ntext: [tokens]\ntargets: [tags]\n"
+        f"labels: [loc, per]\nmetric: entity_f1\n{extra}")
+    return load_spec(tmp_path / "competition.yaml")
+
+
+def test_a_bad_row_in_a_file_is_refused_naming_file_row_and_column(tmp_path):
+    import json
+
+    import pandas as pd
+
+    from competition.data import load
+
+    rows = pd.DataFrame({"id": [1, 2], "tokens": [json.dumps(["a", "b"]), json.dumps(["c"])],
+                         "tags": [json.dumps(["B-loc", "O"]), json.dumps(["O", "O"])]})
+    rows.to_csv(tmp_path / "train.csv", index=False)
+    with pytest.raises(InputError, match=r"(?s)train\.csv \(train\): column 'tags'.*row id 2: 2 tags for 1 tokens"):
+        load(_token_spec(tmp_path))
+    rows.loc[1, "tags"] = "B-loc"          # not a JSON list
+    rows.to_csv(tmp_path / "train.csv", index=False)
+    with pytest.raises(InputError, match=r"row id 2, column 'tags': expected a JSON list"):
+        load(_token_spec(tmp_path))
+
+
+def test_conll_train_files_are_read_through_the_spec(tmp_path):
+    from competition.data import load
+
+    (tmp_path / "train.conll").write_text("Paris\tB-loc\nis\tO\n\nAnn\tB-per\nLee\tI-per\n")
+    data = load(_token_spec(tmp_path, "train.conll"))
+    assert data.train["tokens"].tolist() == [["Paris", "is"], ["Ann", "Lee"]]
+    assert [tk.entities(y) for y in data.y] == [{(0, 0, 1)}, {(1, 0, 2)}]
+    (tmp_path / "train.conll").write_text("Paris\tS-loc\nis\tO\n")
+    data = load(_token_spec(tmp_path, "train.conll", "tokens: {scheme: bioes}\n"))
+    assert tk.entities(data.y[0]) == {(0, 0, 1)}

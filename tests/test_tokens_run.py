@@ -143,3 +143,66 @@ def test_blends_average_per_unit_arrays_and_replay(tmp_path, method):
     replay = predict(ws, result.name, ws.root / "test.csv")
     test = predictions.matrix(pd.read_parquet(result.run_dir / "test.parquet"), cols)
     assert max(np.abs(x - y).max() for x, y in zip(test, predictions.matrix(replay.predictions, cols))) <= 1e-6
+
+
+def test_ctrl_c_in_a_fold_then_resume_gives_the_files_of_an_uninterrupted_run(tmp_path, monkeypatch):
+    from competition.models import crf
+
+    clean = wnut_workspace(tmp_path / "clean")
+    _run(clean, "001")
+    ws = wnut_workspace(tmp_path / "ws")
+    real_fit = crf.fit_fold
+
+    def dies_on_fold_1(prepared, fold, *args, **kwargs):
+        if fold == 1:
+            raise KeyboardInterrupt
+        return real_fit(prepared, fold, *args, **kwargs)
+
+    monkeypatch.setattr(crf, "fit_fold", dies_on_fold_1)
+    with pytest.raises(KeyboardInterrupt):
+        _run(ws, "001")
+    run = ws.run_dir("001")
+    assert (run / "fold0" / "done.json").is_file() and not (run / "fold1").exists()
+    monkeypatch.setattr(crf, "fit_fold", real_fit)
+    _, resumed = _run(ws, "001")
+    assert [r.status for r in resumed.folds] == ["skipped", "trained", "trained"]
+    for name in ("oof.parquet", "test.parquet"):
+        pd.testing.assert_frame_equal(pd.read_parquet(run / name), pd.read_parquet(clean.run_dir("001") / name))
+
+
+def test_character_units_train_on_the_token_head_and_come_back_per_character(tmp_path):
+    from competition.folds import write_folds
+    from competition.workspace import Workspace
+    from tests.datasets import shared_data
+    from tests.tiny import tiny_bert
+
+    source = pd.read_csv(shared_data() / "wnut17" / "train.csv").head(80)
+    types = ["corporation", "creative-work", "group", "location", "person", "product"]
+    texts, spans = [], []
+    for tokens, tags in zip(source["tokens"].map(json.loads), source["tags"].map(json.loads)):
+        text, at = tk.join_tokens(tokens)        # the sentence as a text, its entities as character spans
+        codes = [tk.tag_list(types).index(t) for t in tags]
+        texts.append(text)
+        spans.append([[int(at[s][0]), int(at[e - 1][1]), types[k]]
+                      for k, s, e in sorted(tk.entities(codes), key=lambda x: x[1])])
+    root = tmp_path / "ws"
+    root.mkdir()
+    pd.DataFrame({"id": source["id"], "text": texts, "spans": [json.dumps(s) for s in spans]}).to_csv(
+        root / "train.csv", index=False)
+    (root / "competition.yaml").write_text(
+        "name: chars\ntrain: train.csv\nid: id\ntask: tokens\ntext: [text]\ntargets: [spans]\n"
+        "labels: [corporation, creative-work, group, location, person, product]\ntokens: {unit: char}\n"
+        "metric: entity_f1\nfolds: {scheme: kfold, n_splits: 2, seed: 0}\n")
+    (root / "experiments").mkdir()
+    folder = tiny_bert(tmp_path, texts)
+    (root / "experiments" / "base.yaml").write_text("track: {wandb: false}\n")
+    (root / "experiments" / "010.yaml").write_text(
+        f"model: {{family: encoder, name: {folder}, max_length: 24, lr: 1e-3}}\n"
+        "train: {epochs: 1, batch_size: 8, select: last, patience: null}\n")
+    ws = Workspace(root)
+    data = load(load_spec(ws.spec_file))
+    write_folds(ws, data)
+    _, result = _run(ws, "010")
+    oof = predictions.matrix(pd.read_parquet(ws.run_dir("010") / "oof.parquet"), data.spec.pred_columns)
+    assert [len(p) for p in oof] == [len(t) for t in texts] and result.complete
+    assert all(np.allclose(p.sum(axis=1), 1.0) for p in oof)
