@@ -206,3 +206,28 @@ def test_character_units_train_on_the_token_head_and_come_back_per_character(tmp
     oof = predictions.matrix(pd.read_parquet(ws.run_dir("010") / "oof.parquet"), data.spec.pred_columns)
     assert [len(p) for p in oof] == [len(t) for t in texts] and result.complete
     assert all(np.allclose(p.sum(axis=1), 1.0) for p in oof)
+
+
+@pytest.mark.parametrize("precision", ["bf16", "int8"])
+def test_token_head_predicts_in_bf16_and_int8_close_to_fp32(tmp_path, precision):
+    import types
+
+    from competition.models import PRECISION, encoder
+    from tests.tiny import tiny_bert
+
+    ws = wnut_workspace(tmp_path / "ws", n_train=60, n_test=12, experiments={})
+    texts = [" ".join(json.loads(t)) for t in pd.read_csv(ws.root / "train.csv")["tokens"]]
+    folder = tiny_bert(tmp_path, texts)
+    (ws.root / "experiments" / "010.yaml").write_text(
+        f"model: {{family: encoder, name: {folder}, max_length: 32, lr: 1e-3}}\n"
+        "train: {epochs: 1, batch_size: 8, select: last, patience: null}\n")
+    data, _ = _run(ws, "010", folds="0")
+    fold0, cfg = ws.fold_dir("010", 0), load_config(ws, "010")
+    plain = encoder.predict(fold0, cfg, types.SimpleNamespace(spec=data.spec), data.test)
+    token = PRECISION.set(precision)
+    try:
+        fast = encoder.predict(fold0, cfg, types.SimpleNamespace(spec=data.spec), data.test)
+    finally:
+        PRECISION.reset(token)
+    gap = max(np.abs(a - b).max() for a, b in zip(plain, fast))
+    assert 0 < gap < 0.1 and [len(p) for p in fast] == [len(p) for p in plain]

@@ -24,6 +24,9 @@ def cv_note(result) -> str:
     """
     if result.in_sample is None:
         return ""
+    if getattr(result, "metric", None) == "entity_f1":     # task tokens: the decoder's setting
+        return (f" (the decoder's O bias chosen on the other folds; {result.in_sample:.4f} in-sample, optimistic; "
+                f"submissions decode at O bias {result.threshold:+.2f})")
     if isinstance(result.threshold, float):
         thr = f"{result.threshold:.4f}"
     elif len(set(result.threshold)) == 1:   # micro_f1, jaccard: one cut for every label

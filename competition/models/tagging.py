@@ -33,7 +33,7 @@ import torch
 from competition import tokens as tk
 from competition.config import ExperimentConfig
 from competition.errors import InputError
-from competition.models import PROGRESS, FoldResult
+from competition.models import PRECISION, PROGRESS, FoldResult, int8
 from competition.models.batches import eval_loader, train_loader, window_starts
 from competition.models.callbacks import WeightAverage
 from competition.models.torch_common import (WEIGHTS, _autocast, _quiet_lightning, load_model, make_trainer,
@@ -241,9 +241,14 @@ def predict(fold_dir, cfg: ExperimentConfig | None, data, frame, cache: dict | N
     if not seed_dirs:
         raise InputError(f"{fold_dir}: no saved model (seed*/{WEIGHTS}); train this fold first")
     tokenizer = AutoTokenizer.from_pretrained(fold_dir / "tokenizer")
+    precision = PRECISION.get()
+    if precision == "onnx-int8":
+        raise InputError("--precision onnx-int8 exports row-level heads; a token run predicts in fp32, bf16 or int8")
     preds, enc = [], None
     for seed_dir in seed_dirs:
         model, saved = load_model(fold_dir, seed_dir)
+        if precision == "int8":
+            model.encoder = int8(model.encoder)
         cfg = cfg or ExperimentConfig.model_validate(saved)
         enc = enc or encode(cfg, data.spec, tokenizer, frame)
         preds.append(predict_rows(model, enc, np.arange(len(enc.units)), cfg, tokenizer.pad_token_id or 0))
