@@ -21,6 +21,7 @@ so every family labels and reads back units the same way.
 
 from __future__ import annotations
 
+import ast
 import json
 from collections import Counter
 
@@ -313,13 +314,21 @@ def unit_features(inputs: list, window: int = 1) -> np.ndarray:
 # -- reading ----------------------------------------------------------------------------------
 
 def parse_list(value, row_id, column: str, where: str) -> list:
-    """A cell holding a JSON list (``["EU", "rejects"]``); InputError naming the row otherwise."""
+    """A cell holding a JSON list (``["EU", "rejects"]``), or a Python one as pandas writes a column of
+    lists (``['EU', 'rejects']``); InputError naming the row otherwise.
+
+    >>> parse_list("['EU', 'rejects']", 1, "tokens", "train.csv")
+    ['EU', 'rejects']
+    """
     if isinstance(value, (list, tuple, np.ndarray)):
         return list(value)
     try:
         parsed = json.loads(value) if isinstance(value, str) else None
     except json.JSONDecodeError:
-        parsed = None
+        try:
+            parsed = ast.literal_eval(value)
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            parsed = None
     if not isinstance(parsed, list):
         raise InputError(f"{where}: row id {row_id}, column {column!r}: expected a JSON list such as "
                          f"[\"EU\", \"rejects\"], got {str(value)[:60]!r}. Write every cell of {column!r} as a "
