@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import sklearn_crfsuite
 
 from competition import artifacts
 from competition.config import ExperimentConfig
@@ -113,8 +114,6 @@ def _marginals(crf, X: list[list[dict]], tags: list[str]) -> np.ndarray:
 def fit_fold(prepared: Prepared, fold: int, train_idx: np.ndarray, valid_idx: np.ndarray, out_dir: Path,
              tracker, lesson=None) -> FoldResult:
     """Fit the CRF on the ``train_idx`` rows; predict the fold's rows and the test rows."""
-    import sklearn_crfsuite
-
     cfg, tags = prepared.cfg, prepared.tags
     m = cfg.model
     y = [[tags[c] for c in prepared.data.y[i]] for i in train_idx]
@@ -130,8 +129,6 @@ def fit_fold(prepared: Prepared, fold: int, train_idx: np.ndarray, valid_idx: np
 
 def load(fold_dir: Path):
     """A fold's CRF, read from CRFsuite's own file."""
-    import sklearn_crfsuite
-
     path = Path(fold_dir) / MODEL
     if not path.is_file():
         raise InputError(f"{path}: missing; retrain the fold (`comp train exp=<id> --fold <k> --force`)")

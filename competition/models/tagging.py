@@ -234,6 +234,7 @@ def predict_rows(model, enc: Encoded, rows: np.ndarray, cfg: ExperimentConfig, p
 
 def predict(fold_dir, cfg: ExperimentConfig | None, data, frame, cache: dict | None = None) -> np.ndarray:
     """A saved fold's seed models on new rows, averaged."""
+    # transformers (~3 s to import): only predicting loads the tokenizer class
     from transformers import AutoTokenizer
 
     fold_dir = Path(fold_dir)
