@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from competition import metrics, tokens
+from competition import metrics, token_data
 from competition.artifacts import text_hash
 from competition.errors import InputError
 from competition.quality import data_warnings, examples, first_ids, main_text
@@ -247,14 +247,14 @@ def _read_inputs(spec: Spec, path: Path, role: str) -> tuple[pd.DataFrame, str, 
     _require_inputs(frame, spec, path, role)
     digest = _hash(frame, [spec.id_column, *spec.text, *spec.features])
     if spec.task == "tokens":
-        frame = tokens.read_units(spec, frame, f"{path} ({role})")
+        frame = token_data.read_units(spec, frame, f"{path} ({role})")
     return frame, digest, notes
 
 
 def _read(spec: Spec, path: Path, role: str, given: bool = False) -> tuple[pd.DataFrame, list[str]]:
     """A data file: CSV by the spec's read options, or a CoNLL file (``.conll``) of a tokens task."""
     if spec.task == "tokens" and path.suffix == ".conll":
-        return tokens.conll_frame(path, spec.id_column, spec.text[0], spec.targets[0]), []
+        return token_data.conll_frame(path, spec.id_column, spec.text[0], spec.targets[0]), []
     return read_with_notes(path, spec.read, role, spec.id, None, given=given)
 
 
@@ -267,7 +267,7 @@ def frame_inputs(spec: Spec, frame: pd.DataFrame, where: str = "frame") -> pd.Da
     frame = _with_id(frame.reset_index(drop=True).copy(), spec, Path(where), "rows to predict")
     _require_inputs(frame, spec, Path(where), "rows to predict")
     if spec.task == "tokens":       # token lists as lists or JSON text, texts as strings
-        frame = tokens.read_units(spec, frame, where)
+        frame = token_data.read_units(spec, frame, where)
     return frame
 
 
@@ -308,8 +308,8 @@ def load(spec: Spec, *, with_test: bool = True) -> Dataset:
             require_columns(train, [getattr(spec.folds, key)], train_path, "train", f"folds.{key}")
     train_hash = _hash(train, [spec.id_column, *spec.targets])
     if spec.task == "tokens":     # a tag per unit: parsed and checked by the token task
-        train = tokens.read_units(spec, train, f"{train_path} (train)")
-        y, labels, token_notes = tokens.read_targets(spec, train, f"{train_path} (train)")
+        train = token_data.read_units(spec, train, f"{train_path} (train)")
+        y, labels, token_notes = token_data.read_targets(spec, train, f"{train_path} (train)")
         notes = notes + token_notes
     else:
         y, labels = _targets(train, spec, train_path)

@@ -31,7 +31,7 @@ import pandas as pd
 import yaml
 from pydantic import ValidationError
 
-from competition import artifacts, tokens
+from competition import artifacts, token_data
 from competition.data import expand_label_list, load, placeholder
 from competition.errors import InputError, explain
 from competition.spec import ReadOptions, Spec, load_spec
@@ -288,7 +288,7 @@ def infer_fields(train: pd.DataFrame, test: pd.DataFrame | None, sample: pd.Data
     shape = None
     if not label_column and fields.get("task") in (None, "tokens") and len(targets) == 1 and targets[0] in train.columns:
         others = [c for c in train.columns if c not in {id_column, *targets}]
-        shape = tokens.infer(train, targets[0], fields.get("text") or others)
+        shape = token_data.infer(train, targets[0], fields.get("text") or others)
     if shape is not None:      # tags per token, or character spans: a token-level task
         notes.append(shape.pop("note"))
         fields = {**shape, **fields}

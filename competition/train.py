@@ -50,7 +50,7 @@ import pandas as pd
 import yaml
 from filelock import FileLock, Timeout
 
-from competition import artifacts, predictions, runs, thresholds, tokens, track
+from competition import artifacts, predictions, runs, thresholds, token_data, track
 from competition import data as data_mod
 from competition import folds as folds_mod
 from competition.config import ExperimentConfig
@@ -330,13 +330,13 @@ def _total(seconds: list[float | None]) -> float | None:
 
 def _check_predictions(fit: FoldResult, valid_idx: np.ndarray, data, spec, exp: str, k: int) -> None:
     k_cols, token = len(spec.pred_columns), spec.task == "tokens"
-    units = np.asarray(tokens.units_of(spec, data.train))[valid_idx] if token else None
+    units = np.asarray(token_data.units_of(spec, data.train))[valid_idx] if token else None
     wrong = predictions.problem(fit.oof, len(valid_idx), k_cols, units)
     if wrong or not predictions.finite(fit.oof):
         raise RuntimeError(f"experiment {exp} fold {k}: OOF predictions: {wrong or 'NaN or inf'}")
     if data.test is not None:
         wrong = "missing" if fit.test is None else predictions.problem(
-            fit.test, len(data.test), k_cols, tokens.units_of(spec, data.test) if token else None)
+            fit.test, len(data.test), k_cols, token_data.units_of(spec, data.test) if token else None)
         if wrong:
             raise RuntimeError(f"experiment {exp} fold {k}: test predictions: {wrong}")
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from competition import align, token_data
 from competition import tokens as tk
 from competition.errors import InputError
 
@@ -98,18 +99,18 @@ def _random_rows(rng, n=60):
 def test_labels_aligned_to_subtokens_and_back_lose_no_entity(tmp_path, kind, label_all):
     rng = np.random.default_rng(2)
     rows = _random_rows(rng)
-    texts = [tk.join_tokens(t)[0] for t, _ in rows]
+    texts = [align.join_tokens(t)[0] for t, _ in rows]
     tokenizer = _wordpiece(tmp_path, texts) if kind == "wordpiece" else _bytelevel(texts)
     for tokens, codes in rows:
-        text, spans = tk.join_tokens(tokens)
+        text, spans = align.join_tokens(tokens)
         enc = tokenizer(text, return_offsets_mapping=True)
-        units = tk.subtoken_units(enc["offset_mapping"], spans)
+        units = align.subtoken_units(enc["offset_mapping"], spans)
         assert set(units[units >= 0]) == set(range(len(tokens))), "every token reaches a sub-token"
-        labels = tk.subtoken_labels(units, codes, label_all=label_all)
+        labels = align.subtoken_labels(units, codes, label_all=label_all)
         one_hot = np.zeros((len(labels), len(TAGS)))
         one_hot[labels >= 0, labels[labels >= 0]] = 1.0
         one_hot[labels < 0, 0] = 1.0          # what the model is not taught: O
-        back = tk.to_units(one_hot, units, len(tokens), how="first")
+        back = align.to_units(one_hot, units, len(tokens), how="first")
         assert tk.entities(tk.viterbi(back)) == tk.entities(codes)
 
 
@@ -117,8 +118,8 @@ def test_two_tokenizers_average_at_the_character_level_as_computed_by_hand():
     # "New York" as units of two tokenizers: A reads ["New", "York"], B reads ["Ne", "w", "York"]
     a = np.array([[0.2, 0.8, 0.0], [0.4, 0.0, 0.6]])                  # O, B-loc, I-loc
     b = np.array([[0.0, 1.0, 0.0], [0.5, 0.5, 0.0], [0.0, 0.0, 1.0]])
-    ca = tk.spread_to_chars(a, np.array([[0, 3], [4, 8]]), 8)
-    cb = tk.spread_to_chars(b, np.array([[0, 2], [2, 3], [4, 8]]), 8)
+    ca = align.spread_to_chars(a, np.array([[0, 3], [4, 8]]), 8)
+    cb = align.spread_to_chars(b, np.array([[0, 2], [2, 3], [4, 8]]), 8)
     by_hand_a = [[.2, .8, 0], [.2, 0, .8], [.2, 0, .8], [.4, 0, .6], [.4, 0, .6], [.4, 0, .6], [.4, 0, .6],
                  [.4, 0, .6]]
     by_hand_b = [[0, 1, 0], [0, 0, 1], [.5, .5, 0], [0, 0, 1], [0, 0, 1], [0, 0, 1], [0, 0, 1], [0, 0, 1]]
@@ -131,34 +132,34 @@ def test_two_tokenizers_average_at_the_character_level_as_computed_by_hand():
 def test_bad_rows_are_refused_by_id_with_the_fix():
     ids = ["a", "b", "c"]
     with pytest.raises(InputError, match=r"row id b: 1 tags for 2 tokens"):
-        tk.check_rows(ids, [["x"], ["x", "y"], ["z"]], [["O"], ["O"], ["O"]], "iob2", "repair", None, "train.csv",
+        token_data.check_rows(ids, [["x"], ["x", "y"], ["z"]], [["O"], ["O"], ["O"]], "iob2", "repair", None, "train.csv",
                       "tags")
     with pytest.raises(InputError, match=r"row id c: no tokens"):
-        tk.check_rows(ids, [["x"], ["y"], []], [["O"], ["O"], []], "iob2", "repair", None, "train.csv", "tags")
+        token_data.check_rows(ids, [["x"], ["y"], []], [["O"], ["O"], []], "iob2", "repair", None, "train.csv", "tags")
     with pytest.raises(InputError, match=r"\['weird'\] are not in `labels"):
-        tk.check_rows(ids, [["x"]] * 3, [["B-loc"], ["B-weird"], ["O"]], "iob2", "repair", ["loc"], "t.csv", "tags")
+        token_data.check_rows(ids, [["x"]] * 3, [["B-loc"], ["B-weird"], ["O"]], "iob2", "repair", ["loc"], "t.csv", "tags")
     with pytest.raises(InputError, match=r"row id a: 'I-loc' at token 1 continues no entity"):
-        tk.check_rows(ids, [["x", "y"]] * 3, [["O", "I-loc"], ["O", "O"], ["O", "O"]], "iob2", "refuse", None,
+        token_data.check_rows(ids, [["x", "y"]] * 3, [["O", "I-loc"], ["O", "O"], ["O", "O"]], "iob2", "refuse", None,
                       "t.csv", "tags")
-    tags, types, notes = tk.check_rows(ids, [["x", "y"]] * 3, [["O", "I-loc"], ["O", "O"], ["O", "O"]], "iob2",
+    tags, types, notes = token_data.check_rows(ids, [["x", "y"]] * 3, [["O", "I-loc"], ["O", "O"], ["O", "O"]], "iob2",
                                        "repair", None, "t.csv", "tags")
     assert tags[0] == ["O", "B-loc"] and types == ["loc"] and "row id a" in notes[0]
     with pytest.raises(InputError, match=r"row id b: span \[3, 9, 'loc'\] lies outside its text"):
-        tk.check_spans(["a", "b"], ["New York", "Paris"], [[[0, 8, "loc"]], [[3, 9, "loc"]]], None, "t.csv", "spans")
+        token_data.check_spans(["a", "b"], ["New York", "Paris"], [[[0, 8, "loc"]], [[3, 9, "loc"]]], None, "t.csv", "spans")
     with pytest.raises(InputError, match=r"row id a: spans \[0, 3, 'loc'\] and \[2, 8, 'loc'\] overlap"):
-        tk.check_spans(["a"], ["New York"], [[[0, 3, "loc"], [2, 8, "loc"]]], None, "t.csv", "spans")
+        token_data.check_spans(["a"], ["New York"], [[[0, 3, "loc"], [2, 8, "loc"]]], None, "t.csv", "spans")
     with pytest.raises(InputError, match=r"row id a: empty text"):
-        tk.check_spans(["a"], [""], [[]], None, "t.csv", "spans")
+        token_data.check_spans(["a"], [""], [[]], None, "t.csv", "spans")
 
 
 def test_conll_files_read_as_sentences(tmp_path):
     path = tmp_path / "train.conll"
     path.write_text("EU\tB-org\nrejects\tO\n\nPeter\tB-per\nBlackburn\tI-per\n")
-    tokens, tags = tk.read_conll(path)
+    tokens, tags = token_data.read_conll(path)
     assert tokens == [["EU", "rejects"], ["Peter", "Blackburn"]] and tags == [["B-org", "O"], ["B-per", "I-per"]]
     path.write_text("EU\tB-org\nrejects\n")
     with pytest.raises(InputError, match="line 2 holds a token without a tag"):
-        tk.read_conll(path)
+        token_data.read_conll(path)
 
 
 def test_batched_decoding_equals_the_row_by_row_viterbi():

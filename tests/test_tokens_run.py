@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from competition import predictions
+from competition import align, predictions
 from competition import tokens as tk
 from competition.config import load_config
 from competition.data import load
@@ -180,7 +180,7 @@ def test_character_units_train_on_the_token_head_and_come_back_per_character(tmp
     types = ["corporation", "creative-work", "group", "location", "person", "product"]
     texts, spans = [], []
     for tokens, tags in zip(source["tokens"].map(json.loads), source["tags"].map(json.loads)):
-        text, at = tk.join_tokens(tokens)        # the sentence as a text, its entities as character spans
+        text, at = align.join_tokens(tokens)        # the sentence as a text, its entities as character spans
         codes = [tk.tag_list(types).index(t) for t in tags]
         texts.append(text)
         spans.append([[int(at[s][0]), int(at[e - 1][1]), types[k]]

@@ -30,7 +30,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
-from competition import tokens as tk
+from competition import align
 from competition.config import ExperimentConfig
 from competition.errors import InputError
 from competition.models import PRECISION, PROGRESS, FoldResult, int8
@@ -88,7 +88,7 @@ def encode(cfg: ExperimentConfig, spec, tokenizer, frame, codes=None) -> Encoded
     column = spec.text[0]
     texts, spans = [], []
     for value in frame[column]:
-        text, unit_spans = (value, None) if chars else tk.join_tokens(list(value))
+        text, unit_spans = (value, None) if chars else align.join_tokens(list(value))
         texts.append(text)
         spans.append(unit_spans)
     limit = tokenizer.model_max_length
@@ -101,13 +101,13 @@ def encode(cfg: ExperimentConfig, spec, tokenizer, frame, codes=None) -> Encoded
     for r, text in enumerate(texts):
         ids, offs = enc["input_ids"][r], np.asarray(enc["offset_mapping"][r], dtype=np.int64).reshape(-1, 2)
         # character rows: the sub-tokens are the units the model predicts (spread to characters later)
-        u = tk.subtoken_units(offs, offs if chars else spans[r])
+        u = align.subtoken_units(offs, offs if chars else spans[r])
         if chars:
             u = np.where(offs[:, 1] > offs[:, 0], np.arange(len(offs)), -1)
         units.append(u), offsets.append(offs), n_units.append(len(text) if chars else len(spans[r]))
         if codes is not None:
             unit_codes = codes[r] if not chars else np.array([codes[r][s] if e > s else 0 for s, e in offs])
-            taught = tk.subtoken_labels(u, unit_codes, label_all=m.label_subtokens == "all")
+            taught = align.subtoken_labels(u, unit_codes, label_all=m.label_subtokens == "all")
         for s in window_starts(len(ids), room, stride):
             windows.append(torch.tensor(prefix + ids[s:s + room] + suffix, dtype=torch.long))
             owner.append(r), start.append(s)
@@ -226,9 +226,9 @@ def predict_rows(model, enc: Encoded, rows: np.ndarray, cfg: ExperimentConfig, p
         sub[~seen, 0] = 1.0
         if enc.chars:
             valid = enc.units[r] >= 0
-            out.append(tk.spread_to_chars(sub[valid], enc.offsets[r][valid], enc.n_units[r]))
+            out.append(align.spread_to_chars(sub[valid], enc.offsets[r][valid], enc.n_units[r]))
         else:
-            out.append(tk.to_units(sub, enc.units[r], enc.n_units[r], how=how))
+            out.append(align.to_units(sub, enc.units[r], enc.n_units[r], how=how))
     return ragged(out)
 
 
