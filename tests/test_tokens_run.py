@@ -231,3 +231,28 @@ def test_token_head_predicts_in_bf16_and_int8_close_to_fp32(tmp_path, precision)
         PRECISION.reset(token)
     gap = max(np.abs(a - b).max() for a, b in zip(plain, fast))
     assert 0 < gap < 0.1 and [len(p) for p in fast] == [len(p) for p in plain]
+
+
+def test_the_unit_stack_fits_fold_k_on_units_of_the_other_folds_only(tmp_path, monkeypatch):
+    from competition import stack as stack_mod
+    from competition.folds import read_folds
+
+    ws = wnut_workspace(tmp_path / "ws", experiments={"001": "model: {family: crf}\n",
+                                                      "002": "model: {family: crf, window: 0, c1: 0.5}\n"})
+    data, _ = _run(ws, "001")
+    _run(ws, "002")
+    seen, real = {}, stack_mod._fit_lgbm
+
+    def spy(x, y, rows, objective, n_class, cat_idx, params, seed, metric, halt=None):
+        seen[seed - 42] = (len(x), np.asarray(rows))
+        return real(x, y, rows, objective, n_class, cat_idx, params, seed, metric, halt)
+
+    monkeypatch.setattr(stack_mod, "_fit_lgbm", spy)
+    stack_mod.stack(ws, inputs=["001", "002"], data=data)
+    row_fold = read_folds(ws, data)["fold"].to_numpy()
+    unit_fold = np.repeat(row_fold, [len(t) for t in data.train["tokens"]])
+    assert sorted(seen) == sorted(set(row_fold))
+    for k, (n_units, rows) in seen.items():
+        assert n_units == len(unit_fold)                       # the meta-model's rows are units
+        assert set(unit_fold[rows]) == set(row_fold) - {k}     # every other fold's units, none of fold k's
+        assert len(rows) == int((unit_fold != k).sum())
