@@ -231,3 +231,14 @@ def test_conll_train_files_are_read_through_the_spec(tmp_path):
     (tmp_path / "train.conll").write_text("Paris\tS-loc\nis\tO\n")
     data = load(_token_spec(tmp_path, "train.conll", "tokens: {scheme: bioes}\n"))
     assert tk.entities(data.y[0]) == {(0, 0, 1)}
+
+
+def test_the_chosen_bias_is_the_grid_point_with_the_best_entity_f1():
+    rng = np.random.default_rng(4)
+    truth = [_random_codes(rng, int(n), valid=True) for n in rng.integers(1, 20, size=60)]
+    probs = tk.rows([rng.dirichlet(np.ones(len(TAGS)), size=len(t)) * 0.5 + np.eye(len(TAGS))[t] * 0.5
+                     for t in truth])
+    by_hand = max((tk.entity_f1(truth, tk.decode(probs, b)), -abs(b), b) for b in tk.O_BIASES)[2]
+    assert tk.best_bias(truth, probs) == by_hand
+    assert tk.best_bias(truth[:30], probs[:30]) == max(
+        (tk.entity_f1(truth[:30], tk.decode(probs[:30], b)), -abs(b), b) for b in tk.O_BIASES)[2]   # cached rows
