@@ -321,7 +321,8 @@ UNIT_WINDOW = 2     # a unit-level stack reads each input at the unit and 2 neig
 def _unit_feature_names(names: list[str], cols: list[str], window: int) -> list[str]:
     """The columns of :func:`competition.tokens.unit_features`, named."""
     at = ["0"] + [f"{s}{d}" for d in range(1, window + 1) for s in ("-", "+")]
-    return [f"{r}:{c}@{a}" for r in names for a in at for c in cols] + ["position", "units", "relative_position"]
+    return ([f"{r}:{c}@{a}" for r in names for a in at for c in cols] + [f"mean:{c}" for c in cols]
+            + ["position", "units", "relative_position"])
 
 
 def _save_meta(folder: Path, heads: list[tuple[str, Any]], recipe: dict) -> None:

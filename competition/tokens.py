@@ -309,19 +309,20 @@ def check_rows_predicted(y_true, y_pred) -> tuple[np.ndarray, np.ndarray]:
 def unit_features(inputs: list, window: int = 1) -> np.ndarray:
     """The level-2 matrix of a unit-level stack: one row per unit of every row (rows in order), the
     tag probabilities of every input at the unit and at its ``window`` neighbours on each side
-    (NaN past the row's ends: LightGBM's missing value), then the unit's position, the row's length
-    and the relative position. ``inputs``: one ragged prediction per input run.
+    (NaN past the row's ends: LightGBM's missing value), the inputs' mean at the unit (a tree splits on
+    one column at a time, so it cannot form the blend itself), then the unit's position, the row's
+    length and the relative position. ``inputs``: one ragged prediction per input run.
 
     >>> a = rows([np.array([[0.9, 0.1], [0.2, 0.8]])])
     >>> unit_features([a], window=1).astype(float).round(2).tolist()
-    [[0.9, 0.1, nan, nan, 0.2, 0.8, 0.0, 2.0, 0.0], [0.2, 0.8, 0.9, 0.1, nan, nan, 1.0, 2.0, 1.0]]
+    [[0.9, 0.1, nan, nan, 0.2, 0.8, 0.9, 0.1, 0.0, 2.0, 0.0], [0.2, 0.8, 0.9, 0.1, nan, nan, 0.2, 0.8, 1.0, 2.0, 1.0]]
     """
     lengths = np.array([len(p) for p in inputs[0]])
+    flats = [np.concatenate(list(pred)).astype(np.float32) for pred in inputs]      # (units, k) each
     position = np.concatenate([np.arange(n) for n in lengths]) if len(lengths) else np.zeros(0)
     size = np.repeat(lengths, lengths)
     blocks = []
-    for pred in inputs:
-        flat = np.concatenate(list(pred)).astype(np.float32)                 # (units, k)
+    for flat in flats:
         blocks.append(flat)
         for d in range(1, window + 1):
             for shift in (-d, d):
@@ -331,7 +332,7 @@ def unit_features(inputs: list, window: int = 1) -> np.ndarray:
                 moved[at] = flat[at + shift]
                 blocks.append(moved)
     own = np.stack([position, size, position / np.maximum(size - 1, 1)], axis=1).astype(np.float32)
-    return np.hstack(blocks + [own])
+    return np.hstack(blocks + [np.mean(flats, axis=0), own])
 
 
 # -- decoded rows as the submission writes them ----------------------------------------------

@@ -118,10 +118,11 @@ def test_unit_features_read_each_input_at_the_unit_and_its_neighbours():
     a = predictions.rows([np.array([[0.9, 0.1], [0.2, 0.8], [0.5, 0.5]]), np.array([[0.3, 0.7]])])
     b = predictions.rows([np.array([[1.0, 0.0], [0.0, 1.0], [0.4, 0.6]]), np.array([[0.6, 0.4]])])
     x = tk.unit_features([a, b], window=1)
-    assert x.shape == (4, 2 * 3 * 2 + 3)
+    assert x.shape == (4, 2 * 3 * 2 + 2 + 3)
     assert np.allclose(x[1, :6], [0.2, 0.8, 0.9, 0.1, 0.5, 0.5])          # a at unit 1, then units 0 and 2
     assert np.allclose(x[1, 6:12], [0.0, 1.0, 1.0, 0.0, 0.4, 0.6])        # b likewise
     assert np.isnan(x[3, 2:6]).all() and np.allclose(x[3, :2], [0.3, 0.7])   # a one-unit row has no neighbours
+    assert np.allclose(x[:, 12:14], [[0.95, 0.05], [0.1, 0.9], [0.45, 0.55], [0.45, 0.55]])   # the inputs' mean
     assert np.allclose(x[:, -3:], [[0, 3, 0], [1, 3, 0.5], [2, 3, 1], [0, 1, 0]])
 
 
