@@ -257,3 +257,21 @@ def test_the_unit_stack_fits_fold_k_on_units_of_the_other_folds_only(tmp_path, m
         assert n_units == len(unit_fold)                       # the meta-model's rows are units
         assert set(unit_fold[rows]) == set(row_fold) - {k}     # every other fold's units, none of fold k's
         assert len(rows) == int((unit_fold != k).sum())
+
+
+def test_token_folds_as_ray_tasks_give_the_local_run_exactly(tmp_path):
+    import shutil
+
+    pytest.importorskip("ray")
+    from competition.dispatch import train_on_ray
+    from competition.workspace import Workspace
+
+    local = wnut_workspace(tmp_path / "a", n_train=200, n_test=40)
+    shutil.copytree(local.root, tmp_path / "b")
+    remote = Workspace(tmp_path / "b")
+    _run(local, "001")
+    out = train_on_ray(remote, [load_config(remote, "001")], ray_init={"num_cpus": 2})
+    assert not out.failed and out.results["001"].complete
+    for name in ("oof.parquet", "test.parquet"):
+        pd.testing.assert_frame_equal(pd.read_parquet(local.run_dir("001") / name),
+                                      pd.read_parquet(remote.run_dir("001") / name))
