@@ -275,3 +275,24 @@ def test_token_folds_as_ray_tasks_give_the_local_run_exactly(tmp_path):
     for name in ("oof.parquet", "test.parquet"):
         pd.testing.assert_frame_equal(pd.read_parquet(local.run_dir("001") / name),
                                       pd.read_parquet(remote.run_dir("001") / name))
+
+
+def test_frozen_layers_stay_as_pretrained_in_a_token_run(tmp_path):
+    from safetensors.torch import load_file
+
+    from tests.tiny import tiny_bert
+
+    ws = wnut_workspace(tmp_path / "ws", n_train=60, n_test=12, experiments={})
+    texts = [" ".join(json.loads(t)) for t in pd.read_csv(ws.root / "train.csv")["tokens"]]
+    folder = tiny_bert(tmp_path, texts)
+    (ws.root / "experiments" / "010.yaml").write_text(
+        f"model: {{family: encoder, name: {folder}, max_length: 32, lr: 1e-2}}\n"
+        "train: {epochs: 1, batch_size: 8, select: last, patience: null, freeze_layers: 1}\n")
+    _run(ws, "010", folds="0")
+    before = load_file(str(next((tmp_path / "tiny-bert").glob("*.safetensors"))))
+    after = load_file(str(ws.fold_dir("010", 0) / "seed42" / "model.safetensors"))
+    frozen = [k for k in before if k.startswith(("embeddings.", "encoder.layer.0."))]
+    learnt = [k for k in before if k.startswith("encoder.layer.1.") and k.endswith("weight")]
+    assert frozen and learnt
+    assert all(np.array_equal(before[k].numpy(), after[f"encoder.{k}"].numpy()) for k in frozen)
+    assert any(not np.array_equal(before[k].numpy(), after[f"encoder.{k}"].numpy()) for k in learnt)

@@ -124,9 +124,8 @@ def prepare(cfg: ExperimentConfig, data, tokenizer, new_encoder) -> Prepared:
     if t.select != "last" or t.patience is not None:
         raise InputError("task tokens trains for train.epochs and keeps the last weights (the decoder is what "
                          "validation chooses): set train.select=last and train.patience=null")
-    if t.freeze_layers or t.tta or t.fgm:
-        raise InputError("task tokens: train.freeze_layers, train.tta and train.fgm are for row-level tasks; "
-                         "unset them")
+    if t.tta or t.fgm:
+        raise InputError("task tokens: train.tta and train.fgm are for row-level tasks; unset them")
     if t.threads:
         torch.set_num_threads(t.threads)
     train = encode(cfg, data.spec, tokenizer, data.train, data.y)
