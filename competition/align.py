@@ -24,12 +24,6 @@ def join_tokens(tokens: list[str]) -> tuple[str, np.ndarray]:
     return " ".join(tokens), np.array(spans, dtype=np.int64).reshape(-1, 2)
 
 
-def char_spans(text: str) -> np.ndarray:
-    """Each character as a unit: ``(len(text), 2)`` spans."""
-    at = np.arange(len(text), dtype=np.int64)
-    return np.stack([at, at + 1], axis=1)
-
-
 def subtoken_units(offsets, spans: np.ndarray) -> np.ndarray:
     """For each sub-token (``offsets``: the fast tokenizer's ``(start, end)`` characters), the first
     unit it overlaps, or -1 (special tokens, empty offsets, whitespace only).

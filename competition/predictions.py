@@ -102,7 +102,3 @@ def mean(parts: list, weights=None):
         return sum(wi * np.asarray(p, dtype=float) for wi, p in zip(w, parts))
     return rows([sum(wi * np.asarray(p[i], dtype=float) for wi, p in zip(w, parts)) for i in range(len(parts[0]))])
 
-
-def take(pred, index):
-    """The rows ``index`` (positions or a mask) of predictions of either shape."""
-    return pred[np.asarray(index)]

@@ -40,10 +40,6 @@ def tag_list(types: list[str]) -> list[str]:
     return ["O"] + [f"{prefix}-{t}" for t in types for prefix in "BI"]
 
 
-def n_types(n_tags: int) -> int:
-    return (n_tags - 1) // 2
-
-
 def split_tag(tag: str) -> tuple[str, str | None]:
     """(prefix, type) of a tag: ``'B-loc'`` -> ``('B', 'loc')``, ``'O'`` -> ``('O', None)``; IO data
     may give a bare type (``'loc'``), read as ``('I', 'loc')``."""
