@@ -23,6 +23,20 @@ def _run(ws, exp, **kw):
     return data, train(ws, load_config(ws, exp), data=data, **kw)
 
 
+def _tiny_encoder_workspace(tmp_path, n_train: int, n_test: int, model: str, train_: str):
+    """A WNUT-17 workspace whose experiment 010 is a tiny random BERT (vocabulary from its rows) with a
+    token head: ``model`` and ``train_`` are the inner YAML of its model and train blocks."""
+    from tests.tiny import tiny_bert
+
+    ws = wnut_workspace(tmp_path / "ws", n_train=n_train, n_test=n_test, experiments={})
+    texts = [" ".join(json.loads(t)) for t in pd.read_csv(ws.root / "train.csv")["tokens"]]
+    folder = tiny_bert(tmp_path, texts)
+    (ws.root / "experiments" / "010.yaml").write_text(
+        f"model: {{family: encoder, name: {folder}, {model}}}\n"
+        f"train: {{epochs: 1, batch_size: 8, select: last, patience: null, {train_}}}\n")
+    return ws
+
+
 def test_crf_run_writes_per_unit_predictions_scored_as_seqeval_scores_its_tags(tmp_path):
     from seqeval.metrics import f1_score
     from seqeval.scheme import IOB2
@@ -67,15 +81,7 @@ def test_token_run_replays_and_submits_a_json_list_of_tags_per_row(tmp_path):
 
 
 def test_encoder_token_head_trains_replays_and_resumes_identically(tmp_path):
-    from competition.predict import predict
-    from tests.tiny import tiny_bert
-
-    ws = wnut_workspace(tmp_path / "ws", n_train=90, n_test=20, experiments={})
-    texts = [" ".join(json.loads(t)) for t in pd.read_csv(ws.root / "train.csv")["tokens"]]
-    folder = tiny_bert(tmp_path, texts)
-    (ws.root / "experiments" / "010.yaml").write_text(
-        f"model: {{family: encoder, name: {folder}, max_length: 16, stride: 6, lr: 1e-3}}\n"
-        "train: {epochs: 1, batch_size: 8, select: last, patience: null, seeds: [1, 2]}\n")
+    ws = _tiny_encoder_workspace(tmp_path, 90, 20, "max_length: 16, stride: 6, lr: 1e-3", "seeds: [1, 2]")
     data, result = _run(ws, "010", folds="0")
     fold0 = ws.fold_dir("010", 0)
     first = {p.name: p.read_bytes() for p in fold0.glob("*.parquet")}
@@ -214,14 +220,8 @@ def test_token_head_predicts_in_bf16_and_int8_close_to_fp32(tmp_path, precision)
     import types
 
     from competition.models import PRECISION, encoder
-    from tests.tiny import tiny_bert
 
-    ws = wnut_workspace(tmp_path / "ws", n_train=60, n_test=12, experiments={})
-    texts = [" ".join(json.loads(t)) for t in pd.read_csv(ws.root / "train.csv")["tokens"]]
-    folder = tiny_bert(tmp_path, texts)
-    (ws.root / "experiments" / "010.yaml").write_text(
-        f"model: {{family: encoder, name: {folder}, max_length: 32, lr: 1e-3}}\n"
-        "train: {epochs: 1, batch_size: 8, select: last, patience: null}\n")
+    ws = _tiny_encoder_workspace(tmp_path, 60, 12, "max_length: 32, lr: 1e-3", "seeds: [42]")
     data, _ = _run(ws, "010", folds="0")
     fold0, cfg = ws.fold_dir("010", 0), load_config(ws, "010")
     plain = encoder.predict(fold0, cfg, types.SimpleNamespace(spec=data.spec), data.test)
@@ -280,14 +280,7 @@ def test_token_folds_as_ray_tasks_give_the_local_run_exactly(tmp_path):
 def test_frozen_layers_stay_as_pretrained_in_a_token_run(tmp_path):
     from safetensors.torch import load_file
 
-    from tests.tiny import tiny_bert
-
-    ws = wnut_workspace(tmp_path / "ws", n_train=60, n_test=12, experiments={})
-    texts = [" ".join(json.loads(t)) for t in pd.read_csv(ws.root / "train.csv")["tokens"]]
-    folder = tiny_bert(tmp_path, texts)
-    (ws.root / "experiments" / "010.yaml").write_text(
-        f"model: {{family: encoder, name: {folder}, max_length: 32, lr: 1e-2}}\n"
-        "train: {epochs: 1, batch_size: 8, select: last, patience: null, freeze_layers: 1}\n")
+    ws = _tiny_encoder_workspace(tmp_path, 60, 12, "max_length: 32, lr: 1e-2", "freeze_layers: 1")
     _run(ws, "010", folds="0")
     before = load_file(str(next((tmp_path / "tiny-bert").glob("*.safetensors"))))
     after = load_file(str(ws.fold_dir("010", 0) / "seed42" / "model.safetensors"))
