@@ -8,9 +8,7 @@ On the workspace's own 5 folds (KFold, seed 42: the folds ``bench_tokens_peer`` 
   folds, per type, seconds;
 - each against the peer's OOF tags (``results/tokens_peer_oof.json``): the difference in entity F1
   with its 95% paired bootstrap interval over rows;
-- the corpus's own protocol: the CRF and MiniLM fitted on ``part == train`` and scored on ``part ==
-  dev`` (YouTube comments, unlike the Twitter training part), decoded at the O bias their 5-fold
-  runs chose, and their mean;
+- (the corpus's own protocol is ``bench_tokens_corpus``);
 - speed: comp's token head and the docs' Trainer, each one epoch on fold 0's training rows, one after
   the other in this process: samples/s.
 """
@@ -82,34 +80,6 @@ def _decisions(ws, data, name):
     return run, codes
 
 
-def _corpus_protocol(ws, data) -> dict:
-    """CRF and MiniLM fitted on part train, scored on part dev (decoded at their runs' O bias)."""
-    from competition import tokens as tk
-    from competition.config import load_config
-    from competition.models import family
-    from competition.predictions import mean
-    from competition.runs import load_run
-
-    part = data.train["part"].to_numpy()
-    tr, dev = np.flatnonzero(part == "train"), np.flatnonzero(part == "dev")
-    out, preds = {}, {}
-    for exp in RUNS[:2]:
-        cfg = load_config(ws, exp)
-        impl = family(cfg.model.family)
-        started = time.perf_counter()
-        with tempfile.TemporaryDirectory() as tmp:
-            fit = impl.fit_fold(impl.prepare(cfg, data), 0, tr, dev, Path(tmp), None)
-        preds[exp] = fit.oof
-        bias = load_run(ws, exp).threshold
-        out[exp] = {"f1": round(tk.entity_f1(data.y[dev], tk.decode(fit.oof, bias)), 4),
-                    "seconds": round(time.perf_counter() - started, 1)}
-        print(f"[bench] tokens corpus protocol {exp}: {out[exp]}", flush=True)
-    both = mean([preds[e] for e in RUNS[:2]])
-    out["mean"] = {"f1": round(tk.entity_f1(data.y[dev], tk.decode(both, 0.0)), 4)}
-    out["rows"] = {"train": int(len(tr)), "dev": int(len(dev))}
-    return out
-
-
 def _speed(ws, data) -> dict:
     """One epoch each on fold 0's training rows: comp's token head, then the docs' Trainer."""
     from benchmarks.bench_tokens_peer import fit_predict
@@ -158,7 +128,7 @@ def run() -> dict:
         print(f"[bench] tokens {name}: {rows[name]}", flush=True)
     peer_per_type = {t: round(v["f1"], 4) for t, v in tk.per_type_f1(data.y, peer_codes, types).items()}
     return {"runs": rows, "peer": {"oof_f1": round(tk.entity_f1(data.y, peer_codes), 4), "per_type": peer_per_type},
-            "corpus": _corpus_protocol(ws, data), "speed": _speed(ws, data), "types": types}
+            "speed": _speed(ws, data), "types": types}
 
 
 def render(r: dict) -> str:
@@ -172,7 +142,7 @@ def render(r: dict) -> str:
     types = r["types"]
     per_type = [[names[n]] + [v["per_type"][t] for t in types] for n, v in r["runs"].items()]
     per_type.append(["peer"] + [r["peer"]["per_type"][t] for t in types])
-    c, s = r["corpus"], r["speed"]
+    s = r["speed"]
     return "\n".join([
         "## Token level: WNUT-17 entities (examples/wnut17)",
         "",
@@ -187,9 +157,7 @@ def render(r: dict) -> str:
         "",
         md_table(["run", *types], per_type),
         "",
-        f"- corpus protocol (fit on part train, {c['rows']['train']:,} Twitter sentences; score part dev, "
-        f"{c['rows']['dev']:,} YouTube comments): CRF {c['001']['f1']}, MiniLM {c['042']['f1']}, their mean "
-        f"{c['mean']['f1']}",
+        "- the corpus's own protocol (Twitter -> YouTube): `bench_tokens_corpus`'s section",
         f"- training speed, one epoch on fold 0's {s['rows']:,} training sentences side by side: comp "
         f"{s['comp']} samples/s, Trainer {s['trainer']} samples/s: **{s['ratio']}x** (target >= 1.3x)",
     ])

@@ -78,13 +78,9 @@ def _mix(w: np.ndarray, P: np.ndarray) -> np.ndarray:
     array([[0.75]])
     """
     if P.dtype == object:      # per-unit predictions (token tasks): (n, m) cells of (units, k)
-        return predictions.rows([sum(wj * cell for wj, cell in zip(w, row)) for row in P])
+        return predictions.mean([predictions.column(P, j) for j in range(P.shape[1])], w)
     return np.einsum("nm,nmk->nk", w, P) if w.ndim == 2 else np.einsum("m,nmk->nk", w, P)
 
-
-def _column(P: np.ndarray, j: int):
-    """Input ``j``'s predictions in the prediction format (:mod:`competition.predictions`)."""
-    return predictions.rows(list(P[:, j])) if P.dtype == object else P[:, j].astype(float)
 
 
 def _surrogate(p: np.ndarray, y: np.ndarray, task: str) -> tuple[float, np.ndarray]:
@@ -178,23 +174,23 @@ def _hill_climb(P, y, spec, init: int = 3, max_steps: int = 100) -> np.ndarray:
         return thresholds.evaluate(spec.metric, y, pred, spec.task)[0]
 
     m = P.shape[1]
-    single = [score(_column(P, j)) for j in range(m)]
+    single = [score(predictions.column(P, j)) for j in range(m)]
     order = sorted(range(m), key=lambda j: single[j], reverse=metrics.greater_is_better(spec.metric))
     counts = np.zeros(m)
-    total, current = _column(P, order[0]), single[order[0]]
+    total, current = predictions.column(P, order[0]), single[order[0]]
     counts[order[0]] = 1
     for j in order[1:init]:  # sorted initialisation, while it helps
-        trial = score((total + _column(P, j)) / (counts.sum() + 1))
+        trial = score((total + predictions.column(P, j)) / (counts.sum() + 1))
         if not metrics.is_better(spec.metric, trial, current):
             break
-        total, current, counts[j] = total + _column(P, j), trial, counts[j] + 1
+        total, current, counts[j] = total + predictions.column(P, j), trial, counts[j] + 1
     for _ in range(max_steps):
-        trials = [score((total + _column(P, j)) / (counts.sum() + 1)) for j in range(m)]
+        trials = [score((total + predictions.column(P, j)) / (counts.sum() + 1)) for j in range(m)]
         j = max(range(m), key=lambda i: trials[i]) if metrics.greater_is_better(spec.metric) \
             else min(range(m), key=lambda i: trials[i])
         if not metrics.is_better(spec.metric, trials[j], current):
             break
-        total, current, counts[j] = total + _column(P, j), trials[j], counts[j] + 1
+        total, current, counts[j] = total + predictions.column(P, j), trials[j], counts[j] + 1
     return counts / counts.sum()
 
 
@@ -330,7 +326,7 @@ def blend(ws: Workspace, *, inputs: list[str] | None = None, method: str = "hill
     best = best_of(scores, spec.metric)
     only = [r for r, w in weights.items() if w >= 1 - 1e-6]
     if only and method not in STATELESS:   # all the weight on one input: the blend *is* that run
-        single = thresholds.cv(spec.metric, y, _column(P, src.names.index(only[0])), spec.task, fold)
+        single = thresholds.cv(spec.metric, y, predictions.column(P, src.names.index(only[0])), spec.task, fold)
         return BlendResult(only[0], ws.run_dir(only[0]), spec.metric, method, single.score, single.threshold,
                            single.folds, in_sample, weights, scores, best[0], best[1], list(src.notes),
                            same_as=only[0])

@@ -74,12 +74,10 @@ class Inputs:
 
     def input_oof(self, j: int):
         """Input ``j``'s OOF predictions in the prediction format (:mod:`competition.predictions`)."""
-        column = self.oof[:, j]
-        return predictions.rows(list(column)) if column.dtype == object else column.astype(float)
+        return predictions.column(self.oof, j)
 
     def input_test(self, j: int):
-        column = self.test[:, j]
-        return predictions.rows(list(column)) if column.dtype == object else column.astype(float)
+        return predictions.column(self.test, j)
 
     def mean_oof(self):
         """The plain mean of the inputs' OOF predictions."""

@@ -102,3 +102,8 @@ def mean(parts: list, weights=None):
         return sum(wi * np.asarray(p, dtype=float) for wi, p in zip(w, parts))
     return rows([sum(wi * np.asarray(p[i], dtype=float) for wi, p in zip(w, parts)) for i in range(len(parts[0]))])
 
+
+def column(P: np.ndarray, j: int):
+    """Input ``j`` of several inputs' predictions side by side -- ``(n, m, k)`` floats, or ``(n, m)`` cells
+    of per-unit arrays -- in the prediction format: ``(n, k)`` floats or ragged rows."""
+    return rows(list(P[:, j])) if P.dtype == object else P[:, j].astype(float)

@@ -38,7 +38,7 @@ from competition.models.batches import eval_loader, train_loader, window_starts
 from competition.models.callbacks import WeightAverage
 from competition.models.torch_common import (WEIGHTS, _autocast, _quiet_lightning, load_model, make_trainer,
                                              new_model, save_model)
-from competition.predictions import rows as ragged
+from competition.predictions import mean, rows as ragged
 
 
 @dataclass
@@ -188,7 +188,6 @@ def fit_fold(prepared: Prepared, fold: int, train_idx, valid_idx, out_dir, track
         if prepared.test is not None:
             test.append(predict_rows(model, prepared.test, np.arange(len(prepared.test.units)), cfg, pad_id))
         model.cpu()
-    mean = lambda parts: ragged([np.mean([p[i] for p in parts], axis=0) for i in range(len(parts[0]))])  # noqa: E731
     return FoldResult(oof=mean(oof), test=mean(test) if test else None, best_epoch=t.epochs - 1,
                       extra={"seeds": list(t.seeds), "selected_on": {}, "train_seconds": round(seconds, 2),
                              "windows": int(len(chosen))})
@@ -252,4 +251,4 @@ def predict(fold_dir, cfg: ExperimentConfig | None, data, frame, cache: dict | N
         cfg = cfg or ExperimentConfig.model_validate(saved)
         enc = enc or encode(cfg, data.spec, tokenizer, frame)
         preds.append(predict_rows(model, enc, np.arange(len(enc.units)), cfg, tokenizer.pad_token_id or 0))
-    return ragged([np.mean([p[i] for p in preds], axis=0) for i in range(len(preds[0]))])
+    return mean(preds)
