@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from competition import metrics, tokens
+from competition import metrics, spans, tokens
 
 N_DRAWS = 1000
 _CHUNK = 100          # draws scored at once: (100, n_rows) weights
@@ -81,6 +81,8 @@ def scores(name: str, y, needed, task: str, W: np.ndarray) -> np.ndarray:
     if task == "tokens":     # entity F1 of the drawn rows: their entity counts summed
         tp, predicted, true = (W @ tokens.row_counts(y, needed)).T
         return np.divide(2 * tp, predicted + true, out=np.zeros_like(tp), where=predicted + true > 0)
+    if task == "span":       # the mean of the drawn rows' scores
+        return _mean(W, spans.row_scores(name, y, needed))
     y, p = np.asarray(y), np.asarray(needed)
     if task == "regression":
         y = y.reshape(len(y), -1).astype(float)

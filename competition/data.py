@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from competition import metrics, token_data
+from competition import metrics, span_data, token_data
 from competition.artifacts import text_hash
 from competition.errors import InputError
 from competition.quality import data_warnings, examples, first_ids, main_text
@@ -239,15 +239,21 @@ def _check_test_ids(test: pd.DataFrame, spec: Spec) -> None:
 
 # -- loading ---------------------------------------------------------------------------------
 
+def unit_data(spec: Spec):
+    """The module that reads a per-unit task's rows: :mod:`competition.token_data` (tokens) or
+    :mod:`competition.span_data` (span); each has ``read_units``, ``read_targets`` and ``units_of``."""
+    return span_data if spec.task == "span" else token_data
+
+
 def _read_inputs(spec: Spec, path: Path, role: str) -> tuple[pd.DataFrame, str, list[str]]:
     """A file of rows to predict, read and checked as the test file is: the spec's read options,
     the id column, every text and feature column. Returns the frame, its hash, the notes."""
     frame, notes = _read(spec, path, role, given=role != "test")
     frame = _with_id(frame, spec, path, role)
     _require_inputs(frame, spec, path, role)
-    digest = _hash(frame, [spec.id_column, *spec.text, *spec.features])
-    if spec.task == "tokens":
-        frame = token_data.read_units(spec, frame, f"{path} ({role})")
+    digest = _hash(frame, [spec.id_column, *spec.inputs])
+    if spec.per_unit:
+        frame = unit_data(spec).read_units(spec, frame, f"{path} ({role})")
     return frame, digest, notes
 
 
@@ -266,8 +272,8 @@ def frame_inputs(spec: Spec, frame: pd.DataFrame, where: str = "frame") -> pd.Da
                          f"of the test file ({', '.join([spec.id or '(no id)', *spec.text, *spec.features])})")
     frame = _with_id(frame.reset_index(drop=True).copy(), spec, Path(where), "rows to predict")
     _require_inputs(frame, spec, Path(where), "rows to predict")
-    if spec.task == "tokens":       # token lists as lists or JSON text, texts as strings
-        frame = token_data.read_units(spec, frame, where)
+    if spec.per_unit:       # token lists as lists or JSON text, texts as strings
+        frame = unit_data(spec).read_units(spec, frame, where)
     return frame
 
 
@@ -275,6 +281,7 @@ def _require_inputs(frame: pd.DataFrame, spec: Spec, path: Path, role: str) -> N
     """Every column a model reads: the text pair's two sides, the texts, the features."""
     require_columns(frame, spec.text_pair or [], path, role, "text_pair")
     require_columns(frame, spec.text, path, role, "text")
+    require_columns(frame, spec.span.condition, path, role, "span.condition")
     require_columns(frame, spec.features, path, role, "features")
 
 
@@ -302,14 +309,16 @@ def load(spec: Spec, *, with_test: bool = True) -> Dataset:
     if spec.label_list is not None:
         train = expand_label_list(train, spec, train_path)
     require_columns(train, spec.targets, train_path, "train", "targets")
+    if spec.span.start:
+        require_columns(train, [spec.span.start], train_path, "train", "span.start")
     _require_inputs(train, spec, train_path, "train")
     for key in ("group", "time"):
         if getattr(spec.folds, key):
             require_columns(train, [getattr(spec.folds, key)], train_path, "train", f"folds.{key}")
-    train_hash = _hash(train, [spec.id_column, *spec.targets])
-    if spec.task == "tokens":     # a tag per unit: parsed and checked by the token task
-        train = token_data.read_units(spec, train, f"{train_path} (train)")
-        y, labels, token_notes = token_data.read_targets(spec, train, f"{train_path} (train)")
+    train_hash = _hash(train, [spec.id_column, *spec.targets, *([spec.span.start] if spec.span.start else [])])
+    if spec.per_unit:     # a tag per unit, an answer per text: parsed and checked by the task's module
+        train = unit_data(spec).read_units(spec, train, f"{train_path} (train)")
+        y, labels, token_notes = unit_data(spec).read_targets(spec, train, f"{train_path} (train)")
         notes = notes + token_notes
     else:
         y, labels = _targets(train, spec, train_path)
@@ -321,7 +330,7 @@ def load(spec: Spec, *, with_test: bool = True) -> Dataset:
         if spec.sample_submission:
             _check_test_ids(test, spec)
 
-    notes = tuple(notes + (data_warnings(spec, train, test, y, labels) if spec.task != "tokens" else []))
+    notes = tuple(notes + (data_warnings(spec, train, test, y, labels) if not spec.per_unit else []))
     for note in notes:
         warnings.warn(note, DataWarning, stacklevel=2)
     return Dataset(spec, train, test, y, labels, train_hash, test_hash, notes)

@@ -201,6 +201,18 @@ class CrfModel(FamilyConfig):
     affixes: int = Field(3, ge=0, description="prefixes and suffixes up to this many characters")
 
 
+class WordsModel(FamilyConfig):
+    """A learned per-word span baseline (``task: span``): LightGBM on each word's answer rates, position
+    and neighbours; seconds a fold."""
+
+    family: Literal["words"] = "words"
+    n_estimators: int = Field(300, ge=1, description="boosting rounds of each of the start and end models")
+    learning_rate: float = Field(0.05, gt=0, description="LightGBM learning rate")
+    num_leaves: int = Field(31, ge=2, description="LightGBM leaves per tree")
+    window: int = Field(2, ge=0, description="neighbouring words on each side whose rates a word sees")
+    smoothing: float = Field(5.0, ge=0, description="pseudo-counts shrinking a word's rates towards its condition's")
+
+
 # -- the family registry ------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -291,3 +303,4 @@ register(TfidfModel, "competition.models.tfidf")
 register(LgbmModel, "competition.models.lgbm")
 register(EmbedModel, "competition.models.embed")
 register(CrfModel, "competition.models.crf")
+register(WordsModel, "competition.models.words")

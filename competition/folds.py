@@ -195,7 +195,7 @@ def summary(folds: pd.DataFrame, y, task: str, labels: list | None = None, top: 
     >>> table.index.tolist(), table["rows"].tolist(), table["positive rate"].tolist()
     (['0', '1', 'all'], [2, 2, 4], [0.5, 0.0, 0.25])
     """
-    y = y if task == "tokens" else np.asarray(y)
+    y = y if task in ("tokens", "span") else np.asarray(y)
     fold = folds["fold"].to_numpy()
     parts = [(str(k), fold == k) for k in range(int(fold.max()) + 1)] + [("all", np.ones(len(fold), bool))]
     rows = []
@@ -212,6 +212,9 @@ def summary(folds: pd.DataFrame, y, task: str, labels: list | None = None, top: 
         elif task == "tokens":     # y: one array of tag codes per row (B- codes are odd)
             row["units per row"] = float(np.mean([len(r) for r in part]))
             row["entities per row"] = float(np.mean([int((np.asarray(r) % 2 == 1).sum()) for r in part]))
+        elif task == "span":       # y: one Answer per row
+            row["text characters"] = float(np.mean([len(a.text) for a in part]))
+            row["answer share"] = float(np.mean([(a.end - a.start) / len(a.text) for a in part]))
         else:
             values = part if part.ndim == 1 else part[:, 0]
             row.update({"target mean": float(values.mean()), "target std": float(values.std())})

@@ -151,7 +151,7 @@ def load_inputs(ws: Workspace, names: list[str] | None = None, *, data=None, exc
     cols = spec.pred_columns
     n, m, k = len(data.train), len(chosen), len(cols)
     # per-unit predictions (token tasks): (rows, inputs) cells of (units, k) arrays
-    shape, dtype = ((m,), object) if spec.task == "tokens" else ((m, k), np.float32)
+    shape, dtype = ((m,), object) if spec.per_unit else ((m, k), np.float32)
     oof = np.empty((n, *shape), dtype=dtype)
     test = None if data.test is None else np.empty((len(data.test), *shape), dtype=dtype)
     train_ids = data.train[spec.id_column]
@@ -206,7 +206,7 @@ def drift_warnings(inputs: Inputs, limit: float = DRIFT_KS, sample: int = 20_000
 
     rng = np.random.default_rng(seed)
     oof, test = inputs.oof, inputs.test
-    if inputs.spec.task == "tokens":     # units as rows: (units, inputs, k)
+    if inputs.spec.per_unit:     # units as rows: (units, inputs, k)
         oof, test = (np.stack([predictions.flat(p[:, j]) for j in range(p.shape[1])], axis=1) for p in (oof, test))
     a = rng.choice(len(oof), min(sample, len(oof)), replace=False)
     b = rng.choice(len(test), min(sample, len(test)), replace=False)

@@ -20,7 +20,7 @@ from typing import Literal
 import numpy as np
 from sklearn import metrics as skm
 
-from competition import tokens
+from competition import spans, tokens
 from competition.errors import InputError
 
 Threshold = float | list[float] | None
@@ -132,6 +132,9 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
     Metric("rmse", "minimize", "values", ("regression",), _rmse),
     Metric("mae", "minimize", "values", ("regression",), _mae),
     Metric("entity_f1", "maximize", "labels", ("tokens",), lambda y, p: tokens.entity_f1(y, p)),
+    Metric("word_jaccard", "maximize", "labels", ("span",), spans.metric("word_jaccard")),
+    Metric("exact_match", "maximize", "labels", ("span",), spans.metric("exact_match")),
+    Metric("span_f1", "maximize", "labels", ("span",), spans.metric("span_f1")),
 )}
 
 # -- public API ------------------------------------------------------------------------------
@@ -173,6 +176,8 @@ def check_predictions(metric: Metric, y_true, y_pred, task: str) -> tuple[np.nda
                          f"{', '.join(metric.tasks)}")
     if task == "tokens":
         return tokens.check_rows_predicted(y_true, y_pred)
+    if task == "span":
+        return spans.check_rows_predicted(y_true, y_pred)
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred, dtype=float)
     if y_pred.ndim != 2 or len(y_pred) != len(y_true):
         raise InputError(f"metric {metric.name!r}: predictions must be a 2-D array (rows, pred_columns) "
@@ -211,6 +216,8 @@ def to_needed(name: str, y_pred, task: str, threshold: Threshold = None) -> np.n
     metric = get(name)
     if task == "tokens":    # the decoder: valid IOB2 tags, the threshold its O bias
         return tokens.decode(y_pred, 0.0 if threshold is None else float(threshold))
+    if task == "span":      # the span decoder: the best start <= end, the threshold its length bias
+        return spans.decode(y_pred, 0.0 if threshold is None else float(threshold))
     y_pred = np.asarray(y_pred, dtype=float)
     if metric.needs == "values":
         return y_pred

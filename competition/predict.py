@@ -254,7 +254,7 @@ def predict(ws: Workspace, name: str, test_file: Path | str, *, out: Path | None
                          fix="give the sample submission that belongs to this file ({sample_submission})",
                          words={"sample_submission": "sample_submission=PATH"})
     table = submission.format_submission(sample, preds, task=spec.task, output=output, labels=labels,
-                                         threshold=run.threshold)
+                                         threshold=run.threshold, texts=submission.texts_of(spec, frame))
     submission.check_output(table, sample, output, spec.task, labels, sample_name)
 
     target = _out_dir(ws, out, name)
@@ -265,7 +265,8 @@ def predict(ws: Workspace, name: str, test_file: Path | str, *, out: Path | None
         artifacts.write_parquet(tmp / "predictions.parquet", preds)
         artifacts.write_csv(tmp / "submission.csv", table,
                             lineterminator=submission.line_terminator(sample_path),
-                            encoding="utf-8-sig" if submission.has_bom(sample_path) else "utf-8")
+                            encoding="utf-8-sig" if submission.has_bom(sample_path) else "utf-8",
+                            **submission.csv_options(output))
         artifacts.write_json(tmp / MANIFEST, {
             "run": name, "kind": run.manifest.get("kind", "experiment"), "inputs": run.manifest.get("inputs"),
             "file": str(test_file.resolve()), "file_hash": artifacts.file_hash(test_file), "rows_hash": frame_hash,

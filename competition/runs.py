@@ -33,7 +33,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from competition import artifacts, metrics, predictions, thresholds, token_data
+from competition import artifacts, metrics, predictions, thresholds
+from competition.data import unit_data
 from competition.config import ExperimentConfig
 from competition.errors import InputError
 from competition.tables import positions
@@ -296,8 +297,8 @@ def write_run(ws: Workspace, name: str, *, spec, data, oof: pd.DataFrame, test: 
     pred = predictions.matrix(oof, cols)
     if not predictions.finite(pred):
         raise RuntimeError(f"run {name}: OOF predictions hold NaN or inf")
-    if spec.task == "tokens":    # every row's units, as the data has them
-        wrong = predictions.problem(pred, len(pred), len(cols), token_data.units_of(spec, data.train))
+    if spec.per_unit:    # every row's units, as the data has them
+        wrong = predictions.problem(pred, len(pred), len(cols), unit_data(spec).units_of(spec, data.train))
         if wrong:
             raise RuntimeError(f"run {name}: OOF predictions: {wrong}")
     result = thresholds.cv(spec.metric, data.y, pred, spec.task, oof["fold"].to_numpy())

@@ -32,7 +32,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from competition import metrics
 from competition.errors import InputError, explain
 
-Task = Literal["binary", "multiclass", "multilabel", "regression", "tokens"]
+Task = Literal["binary", "multiclass", "multilabel", "regression", "tokens", "span"]
+UNIT_TASKS = ("tokens", "span")     # a prediction per unit of the row (competition.predictions' ragged shape)
 Scheme = Literal[
     "kfold", "stratified", "group", "stratified-group",
     "multilabel-stratified", "binned-stratified", "time-ordered",
@@ -85,6 +86,21 @@ class TokenSpec(_Strict):
         "repair", description="an I- tag that continues no entity: read as B- with a warning, or refused")
 
 
+class SpanSpec(_Strict):
+    """A ``task: span`` competition: the answer is one substring of the text (``text``'s one column).
+
+    The target column holds the answer as the text has it (Tweet Sentiment Extraction's
+    ``selected_text``, SQuAD's answer text); an empty answer is a row without one. ``condition``: the
+    columns the answer depends on (a sentiment, a question), read by models as the first segment of a
+    pair, the text as the second.
+    """
+
+    condition: list[str] = Field(default_factory=list, description="columns the answer is conditioned on "
+                                                                    "(sentiment, question)")
+    start: str | None = Field(None, description="column of the answer's first character offset (SQuAD's "
+                                                "answer_start); None: where the answer first occurs")
+
+
 class FoldSpec(_Strict):
     """How train rows are assigned to folds."""
 
@@ -122,8 +138,9 @@ class Spec(_Strict):
         None, description="two text columns the models read as a pair, e.g. [sentence1, sentence2] "
                           "(paraphrase, entailment, query-document); text defaults to them")
     features: list[str] = Field(default_factory=list, description="other feature columns")
-    task: Task = Field(description="binary, multiclass, multilabel, regression or tokens")
+    task: Task = Field(description="binary, multiclass, multilabel, regression, tokens or span")
     tokens: TokenSpec = Field(default_factory=TokenSpec, description="task tokens: units, tag scheme, repairs")
+    span: SpanSpec = Field(default_factory=SpanSpec, description="task span: condition columns, answer offsets")
     metric: str = Field(description="competition metric, e.g. f1, roc_auc, rmse")
     folds: FoldSpec = Field(default_factory=FoldSpec, description="fold scheme")
 
@@ -155,6 +172,12 @@ class Spec(_Strict):
             raise ValueError("task tokens takes one target column (the tags or spans), one text column (the "
                              "tokens or the text) and `labels`: the entity types, e.g. labels: [location, person] "
                              "(comp init writes them)")
+        if self.task == "span" and (len(self.targets) != 1 or len(self.text) != 1 or self.text_pair):
+            raise ValueError("task span takes one target column (the answer), one text column (the text the "
+                             "answer is cut from) and its conditions as span.condition, e.g. "
+                             "text: [text], span: {condition: [sentiment]} (comp init writes them)")
+        if self.task == "span" and self.labels:
+            raise ValueError("task span has no labels: the answer is a substring of the text; drop labels")
         if self.label_list is not None and self.task != "multilabel":
             raise ValueError("label_list only makes sense for task multilabel")
         return self
@@ -179,13 +202,23 @@ class Spec(_Strict):
         return self.id or "id"
 
     @property
+    def per_unit(self) -> bool:
+        """A prediction per unit of the row (tokens, span): ragged predictions (competition.predictions)."""
+        return self.task in UNIT_TASKS
+
+    @property
+    def inputs(self) -> list[str]:
+        """Every column a model reads: the texts, the span's conditions, the features."""
+        return [*self.text, *self.span.condition, *self.features]
+
+    @property
     def scheme(self) -> str:
         """The fold scheme, defaulted from the task when the spec names none."""
         if self.folds.scheme:
             return self.folds.scheme
         if self.folds.group:
             return "group" if self.task in ("regression", "multilabel") else "stratified-group"
-        return {"binary": "stratified", "multiclass": "stratified", "tokens": "kfold",
+        return {"binary": "stratified", "multiclass": "stratified", "tokens": "kfold", "span": "kfold",
                 "multilabel": "multilabel-stratified", "regression": "binned-stratified"}[self.task]
 
     @property
@@ -194,8 +227,12 @@ class Spec(_Strict):
 
         binary: P(positive) under the target's name; multiclass: one probability per
         class, ``<target>_<label>``; multilabel: P(label) per target; regression: the value; tokens: one
-        list column per IOB2 tag, ``<target>_<tag>``, the tag's probability at each unit of the row.
+        list column per IOB2 tag, ``<target>_<tag>``, the tag's probability at each unit of the row; span:
+        ``<target>_start`` and ``<target>_end``, the probability that the answer starts / ends at each
+        character of the text.
         """
+        if self.task == "span":
+            return [f"{self.targets[0]}_start", f"{self.targets[0]}_end"]
         if self.task == "tokens":
             return [f"{self.targets[0]}_{tag}" for tag in ["O"] + [f"{p}-{t}" for t in self.labels or [] for p in "BI"]]
         if self.task == "multiclass":

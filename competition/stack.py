@@ -37,7 +37,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from competition import artifacts, predictions, runs, thresholds, tokens
+from competition import artifacts, predictions, runs, spans, thresholds, tokens
 from competition.errors import InputError
 from competition.inputs import (
     best_of,
@@ -220,9 +220,9 @@ def stack(ws: Workspace, *, inputs: list[str] | None = None, features: list[str]
     spec, data, task = src.spec, src.data, src.spec.task
     if not features:   # one run plus row features is a new model; one run alone is that run
         require_two(src, "stack")
-    units = task == "tokens"     # per-unit predictions: the meta-model's rows are units (tokens.unit_features)
+    units = spec.per_unit     # per-unit predictions: the meta-model's rows are units (tokens.unit_features)
     if units and (meta != "lgbm" or features):
-        raise InputError("a token task's stack is a LightGBM model over units ({meta} lgbm) and reads no row "
+        raise InputError(f"a {task} task's stack is a LightGBM model over units ({{meta}} lgbm) and reads no row "
                          "{features}", meta="meta", features="features")
     if meta == "logistic" and task == "regression":
         raise InputError("{meta} logistic fits classes, but this task is regression: use {meta} ridge or lgbm",
@@ -256,7 +256,9 @@ def stack(ws: Workspace, *, inputs: list[str] | None = None, features: list[str]
         x_test = None if src.test is None else tokens.unit_features(
             [src.input_test(j) for j in range(len(src.names))], UNIT_WINDOW)
         feature_names = _unit_feature_names(src.names, cols, UNIT_WINDOW)
-        y, fold, task = np.concatenate(list(data.y)), np.repeat(src.fold, lengths), "multiclass"
+        # tokens: each unit's tag; span: each character's class (neither, start, end, both; spans.char_targets)
+        y = np.concatenate(list(data.y) if task == "tokens" else spans.char_targets(data.y))
+        fold, task = np.repeat(src.fold, lengths), "multiclass"
     else:
         x, cat_idx = level2(src.oof, rows, recipe)
         x_test = None if src.test is None else level2(src.test, rows_test, recipe)[0]
@@ -266,6 +268,7 @@ def stack(ws: Workspace, *, inputs: list[str] | None = None, features: list[str]
 
     n_splits = int(src.fold.max()) + 1
     oof = np.zeros((len(x), n_class), dtype=np.float32)
+    n_fit, out = _classes(spec.task, n_class)
 
     def as_rows(values: np.ndarray, like) -> Any:
         """Unit rows back into per-row arrays (token tasks); row-level predictions as they are."""
@@ -273,14 +276,14 @@ def stack(ws: Workspace, *, inputs: list[str] | None = None, features: list[str]
 
     def fit_fold(k: int, halt: threading.Event):
         tr, va = np.flatnonzero(fold != k), np.flatnonzero(fold == k)
-        heads = [(objective, _fit_lgbm(x, target, tr, objective, n_class, cat_idx, params, seed + k, spec.metric, halt)
-                  if meta == "lgbm" else _fit_linear(x[tr], target[tr], objective, n_class, meta, params))
+        heads = [(objective, _fit_lgbm(x, target, tr, objective, n_fit, cat_idx, params, seed + k, spec.metric, halt)
+                  if meta == "lgbm" else _fit_linear(x[tr], target[tr], objective, n_fit, meta, params))
                  for objective, target in estimators.split_targets(task, y)]
-        oof[va] = _predict(heads, x[va], n_class)
+        oof[va] = out(_predict(heads, x[va], n_fit))
         gains = sum(estimators.importance(model) for _, model in heads)
         part = None
         if x_test is not None:
-            part = predictions.frame(as_rows(_predict(heads, x_test, n_class), src.input_test(0) if units else None),
+            part = predictions.frame(as_rows(out(_predict(heads, x_test, n_fit)), src.input_test(0) if units else None),
                                      cols)
             part.insert(0, "id", data.test[spec.id_column].to_numpy())
         _save_meta(ws.fold_dir(name, k) / META, heads, recipe)
@@ -316,6 +319,15 @@ def stack(ws: Workspace, *, inputs: list[str] | None = None, features: list[str]
 
 
 UNIT_WINDOW = 2     # a unit-level stack reads each input at the unit and 2 neighbours on each side
+
+
+def _classes(task: str, n_columns: int) -> tuple[int, Callable[[np.ndarray], np.ndarray]]:
+    """The classes a meta-model fits and how its predictions become the task's columns: a span task's
+    characters are fitted as four classes (:func:`competition.spans.char_targets`) and read back as
+    start and end probabilities; any other task's as its columns."""
+    if task == "span":
+        return 4, spans.from_classes
+    return n_columns, lambda p: p
 
 
 def _unit_feature_names(names: list[str], cols: list[str], window: int) -> list[str]:
@@ -356,10 +368,11 @@ def replay(run_dir: Path, preds: dict[str, np.ndarray], frame: pd.DataFrame | No
         missing = [r for r in recipe["inputs"] if r not in preds]
         if missing:
             raise InputError(f"stack {run_dir.name} needs predictions of {missing} too")
-        if recipe["task"] == "tokens":      # units as rows, back to per-row arrays
+        if recipe["task"] in ("tokens", "span"):      # units as rows, back to per-row arrays
             inputs = [preds[r] for r in recipe["inputs"]]
             x = tokens.unit_features(inputs, recipe["window"])
-            out.append(np.split(_predict(heads, x, len(recipe["columns"])), np.cumsum(predictions.lengths(inputs[0]))[:-1]))
+            n_fit, classes = _classes(recipe["task"], len(recipe["columns"]))
+            out.append(np.split(classes(_predict(heads, x, n_fit)), np.cumsum(predictions.lengths(inputs[0]))[:-1]))
             continue
         p = np.stack([np.asarray(preds[r], dtype=np.float32) for r in recipe["inputs"]], axis=1)
         rows = None
@@ -369,6 +382,6 @@ def replay(run_dir: Path, preds: dict[str, np.ndarray], frame: pd.DataFrame | No
             rows = feature_matrix(frame, spec, recipe["features"], recipe["categories"])[0]
         x, _ = level2(p, rows, recipe)
         out.append(_predict(heads, x, len(recipe["columns"])))
-    if manifest.get("task") == "tokens":
+    if manifest.get("task") in ("tokens", "span"):
         return predictions.mean([predictions.rows(parts) for parts in out])
     return np.mean(out, axis=0)

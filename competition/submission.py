@@ -11,12 +11,13 @@ the sample file's line ends and BOM (:func:`line_terminator`, :func:`has_bom`).
 from __future__ import annotations
 
 import json
+import csv
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from competition import artifacts, metrics, predictions, tokens
+from competition import artifacts, metrics, predictions, spans, tokens
 from competition.errors import InputError
 from competition.tables import INTEGER_ID
 
@@ -25,13 +26,15 @@ from competition.tables import INTEGER_ID
 def output_kind(task: str, metric: str, unit: str = "token") -> str:
     """What the submission holds for this task and metric: labels, probabilities or values; token
     tasks: a JSON list of tags per row (``tags``), or of character spans ``[start, end, type]``
-    (``spans``, ``tokens.unit: char``).
+    (``spans``, ``tokens.unit: char``); span tasks: the answer cut from the text (``answers``).
 
     >>> output_kind("binary", "f1"), output_kind("binary", "roc_auc"), output_kind("regression", "rmse")
     ('labels', 'probabilities', 'values')
     """
     if task == "tokens":
         return "spans" if unit == "char" else "tags"
+    if task == "span":
+        return "answers"
     if task == "regression":
         return "values"
     return "labels" if getattr(metrics.METRICS[metric], "needs", None) == "labels" else "probabilities"
@@ -113,6 +116,20 @@ def check_values(frame: pd.DataFrame, columns: list[str], *, where: str, fix: st
                                  f"hold probabilities; {fix}")
 
 
+def texts_of(spec, frame: pd.DataFrame) -> pd.Series | None:
+    """A span task's texts of ``frame``'s rows, indexed by :func:`id_keys` (what
+    :func:`format_submission` cuts answers from); None for other tasks."""
+    if spec.task != "span":
+        return None
+    return pd.Series(frame[spec.text[0]].to_numpy(), index=id_keys(frame[spec.id_column]).to_numpy())
+
+
+def csv_options(output: str) -> dict:
+    """How ``to_csv`` writes a submission of this output: span answers quoted whole, so their leading
+    and trailing spaces and commas survive any reader."""
+    return {"quoting": csv.QUOTE_NONNUMERIC} if output == "answers" else {}
+
+
 def line_terminator(path: Path | None) -> str:
     r"""The line end a file uses (``\r\n`` or ``\n``), judged by its first line.
 
@@ -159,7 +176,7 @@ def _prob_column(preds: pd.DataFrame, column: str) -> str:
 
 
 def format_submission(sample: pd.DataFrame, preds: pd.DataFrame, *, task: str, output: str,
-                      labels: list | None = None, threshold=None) -> pd.DataFrame:
+                      labels: list | None = None, threshold=None, texts: pd.Series | None = None) -> pd.DataFrame:
     """The frame to write: the sample's columns, column order and id order, filled from ``preds``.
 
     Args:
@@ -172,6 +189,7 @@ def format_submission(sample: pd.DataFrame, preds: pd.DataFrame, *, task: str, o
         labels: class labels in code order (binary: positive last).
         threshold: decision threshold (binary), or one per label in the order of ``preds``'
             prediction columns (multilabel); None means 0.5.
+        texts: span tasks: each row's text (the answers are cut from), indexed by :func:`id_keys`.
 
     Ids keep the sample's text (canonical integers become ints, which write back the same).
 
@@ -204,6 +222,13 @@ def format_submission(sample: pd.DataFrame, preds: pd.DataFrame, *, task: str, o
     out = pd.DataFrame({id_column: ids})
     pred_columns = [c for c in preds.columns if c != "id" and "__fold" not in str(c)]
     for column in sample.columns[1:]:
+        if output == "answers":     # the threshold: the span decoder's length bias
+            if texts is None:
+                raise InputError("a span submission needs the texts its answers are cut from")
+            found = texts.reindex(keys.to_numpy())
+            spans_ = spans.decode(predictions.matrix(rows, pred_columns), 0.0 if threshold is None else float(threshold))
+            out[column] = spans.cut(found.to_numpy(), spans_)
+            continue
         if output in ("tags", "spans"):     # labels: the tag list; the threshold: the decoder's O bias
             out[column] = _decoded(rows, pred_columns, labels, threshold, output)
             continue

@@ -39,10 +39,12 @@ from competition.submission import (
     check_output,
     check_sample_columns,
     check_values,
+    csv_options,
     format_submission,
     has_bom,
     line_terminator,
     output_kind,
+    texts_of,
 )
 from competition.workspace import DONE, MANIFEST, TEST, Workspace
 
@@ -239,13 +241,14 @@ def submit(ws: Workspace, source: str | None = None, *, out: Path | None = None,
     output = output_kind(spec.task, spec.metric, spec.tokens.unit)
     check_sample_columns(sample, spec, output, str(sample_file or sample_name))
     frame = format_submission(sample, preds, task=spec.task, output=output, labels=data.labels,
-                              threshold=run.threshold)
+                              threshold=run.threshold, texts=texts_of(spec, data.test))
     check_output(frame, sample, output, spec.task, data.labels, sample_name)
 
     path = _target_path(ws, out, run.name, run.score)
     manifest_path = path.with_suffix(".json")
     encoding = "utf-8-sig" if has_bom(sample_file) else "utf-8"  # a BOM in the sample stays
-    artifacts.write_csv(path, frame, lineterminator=line_terminator(sample_file), encoding=encoding)
+    artifacts.write_csv(path, frame, lineterminator=line_terminator(sample_file), encoding=encoding,
+                        **csv_options(output))
     try:
         artifacts.write_json(manifest_path, {
             "file": path.name, "source": run.name, "kind": run.manifest.get("kind", "experiment"),

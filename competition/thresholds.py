@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from competition import tokens
+from competition import spans, tokens
 from competition.metrics import Threshold, check_predictions, get, score, to_needed
 
 # Label metrics as functions of the confusion counts at every threshold (vectorised search).
@@ -110,7 +110,7 @@ def takes_threshold(name: str, task: str) -> bool:
     >>> takes_threshold("f1", "binary"), takes_threshold("accuracy", "multiclass"), takes_threshold("roc_auc", "binary")
     (True, False, False)
     """
-    return get(name).needs == "labels" and task in ("binary", "multilabel", "tokens")
+    return get(name).needs == "labels" and task in ("binary", "multilabel", "tokens", "span")
 
 
 def best_threshold(name: str, y_true, y_pred, task: str) -> Threshold:
@@ -139,6 +139,8 @@ def best_threshold(name: str, y_true, y_pred, task: str) -> Threshold:
         return _best_cut(_FROM_COUNTS[name], y_true.astype(float), y_pred[:, 0])[0]
     if task == "tokens":    # the decoder's O bias (competition.tokens.decode)
         return tokens.best_bias(y_true, y_pred)
+    if task == "span":      # the span decoder's length bias (competition.spans.decode)
+        return spans.best_bias(name, y_true, y_pred)
     if name in _SHARED_CUT:
         return [_SHARED_CUT[name](y_true, y_pred)[0]] * y_pred.shape[1]
     fn = _FROM_COUNTS_PER_LABEL[name]
@@ -236,6 +238,8 @@ def baseline(name: str, y_true, task: str, folds) -> float:
     """
     if task == "tokens":
         return 0.0          # O at every unit finds no entity
+    if task == "span":      # the whole text as every answer
+        return float(spans.row_scores(name, y_true, [[0, len(a.text)] for a in y_true]).mean())
     y_true, folds = np.asarray(y_true), np.asarray(folds)
     if task in ("binary", "multiclass"):
         k = int(y_true.max()) + 1

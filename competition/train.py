@@ -50,7 +50,7 @@ import pandas as pd
 import yaml
 from filelock import FileLock, Timeout
 
-from competition import artifacts, predictions, runs, thresholds, token_data, track
+from competition import artifacts, predictions, runs, thresholds, track
 from competition import data as data_mod
 from competition import folds as folds_mod
 from competition.config import ExperimentConfig
@@ -109,6 +109,10 @@ def parse_folds(text: str, n_splits: int) -> list[int]:
     return chosen
 
 
+# the families that predict a per-unit task's units (the others predict one row at a time)
+UNIT_FAMILIES = {"tokens": ("encoder", "crf"), "span": ("encoder", "words")}
+
+
 def _limit(train_idx: np.ndarray, limit: int | None, seed: int) -> np.ndarray:
     """Smoke runs: fit on a seeded subset of the fold's training rows (OOF still covers every row)."""
     if limit is None or len(train_idx) <= limit:
@@ -136,6 +140,9 @@ def train(ws: Workspace, cfg: ExperimentConfig, *, folds: list[int] | str = "all
     n_splits = int(fold_of.max()) + 1
     chosen = parse_folds(folds, n_splits) if isinstance(folds, str) else parse_folds(
         ",".join(map(str, folds)), n_splits)
+    if spec.per_unit and cfg.model.family not in UNIT_FAMILIES[spec.task]:
+        raise InputError(f"model.family {cfg.model.family} predicts rows; a {spec.task} task is trained by "
+                         f"{' or '.join(UNIT_FAMILIES[spec.task])}: set model.family in experiments/{cfg.exp}.yaml")
     hashes = runs.input_hashes(ws, data)
     teacher = Teacher(ws, cfg, data, hashes) if cfg.pseudo or cfg.distill else None   # sources checked first
     if teacher is not None:
@@ -329,14 +336,14 @@ def _total(seconds: list[float | None]) -> float | None:
 
 
 def _check_predictions(fit: FoldResult, valid_idx: np.ndarray, data, spec, exp: str, k: int) -> None:
-    k_cols, token = len(spec.pred_columns), spec.task == "tokens"
-    units = np.asarray(token_data.units_of(spec, data.train))[valid_idx] if token else None
+    k_cols, token = len(spec.pred_columns), spec.per_unit
+    units = np.asarray(data_mod.unit_data(spec).units_of(spec, data.train))[valid_idx] if token else None
     wrong = predictions.problem(fit.oof, len(valid_idx), k_cols, units)
     if wrong or not predictions.finite(fit.oof):
         raise RuntimeError(f"experiment {exp} fold {k}: OOF predictions: {wrong or 'NaN or inf'}")
     if data.test is not None:
         wrong = "missing" if fit.test is None else predictions.problem(
-            fit.test, len(data.test), k_cols, token_data.units_of(spec, data.test) if token else None)
+            fit.test, len(data.test), k_cols, data_mod.unit_data(spec).units_of(spec, data.test) if token else None)
         if wrong:
             raise RuntimeError(f"experiment {exp} fold {k}: test predictions: {wrong}")
 

@@ -14,7 +14,7 @@ from functools import partial
 from competition.config import ExperimentConfig
 from competition.errors import InputError
 from competition.models.pretrained import check_tokenizer, loading, no_progress_bar, resolve_pretrained
-from competition.models import tagging, torch_common
+from competition.models import extracting, tagging, torch_common
 from competition.models.torch_common import Prepared, build_prepared, bundle  # noqa: F401
 from competition.text import input_texts
 
@@ -50,19 +50,23 @@ def prepare(cfg: ExperimentConfig, data) -> Prepared:
         raise InputError(f"model.max_length {cfg.model.max_length}: {cfg.model.name} reads at most "
                          f"{positions} tokens; set model.max_length={positions} or less")
     new_encoder = partial(load_encoder, source, cfg.model.dropout)
-    if data.spec.task == "tokens":       # the token head: a tag at every sub-token
-        return tagging.prepare(cfg, data, tokenizer, new_encoder)
+    if data.spec.per_unit:       # the token head (a tag at every sub-token) or the span head (start, end)
+        return _head(data.spec.task).prepare(cfg, data, tokenizer, new_encoder)
     check_tokenizer(cfg.model.name, source, tokenizer, input_texts(cfg, data.spec, data.train))
     return build_prepared(cfg, data, tokenizer, new_encoder)
 
 
+def _head(task: str):
+    """The module of the head a task trains: row-level, tokens (tagging) or span (extracting)."""
+    return {"tokens": tagging, "span": extracting}.get(task, torch_common)
+
+
 def fit_fold(prepared, fold: int, train_idx, valid_idx, out_dir, tracker, lesson=None):
-    """The row head's fit (:func:`torch_common.fit_fold`) or the token head's (:func:`tagging.fit_fold`)."""
-    head = tagging if isinstance(prepared, tagging.Prepared) else torch_common
-    return head.fit_fold(prepared, fold, train_idx, valid_idx, out_dir, tracker, lesson=lesson)
+    """The fit of the head the task trains (:func:`torch_common.fit_fold`, :func:`tagging.fit_fold`, ...)."""
+    return _head(prepared.data.spec.task).fit_fold(prepared, fold, train_idx, valid_idx, out_dir, tracker,
+                                                    lesson=lesson)
 
 
 def predict(fold_dir, cfg, data, frame, cache: dict | None = None):
     """A saved fold on new rows, by the head its task trains."""
-    head = tagging if data.spec.task == "tokens" else torch_common
-    return head.predict(fold_dir, cfg, data, frame, cache=cache)
+    return _head(data.spec.task).predict(fold_dir, cfg, data, frame, cache=cache)

@@ -118,16 +118,21 @@ def encode(cfg: ExperimentConfig, spec, tokenizer, frame, codes=None) -> Encoded
                    n_units, labels, (len(prefix), len(suffix)), chars)
 
 
-def prepare(cfg: ExperimentConfig, data, tokenizer, new_encoder) -> Prepared:
-    """Tokenise every train and test row once (offsets, windows, labels)."""
+def check_config(cfg: ExperimentConfig, task: str) -> None:
+    """What a per-unit head refuses: validation-chosen weights, TTA, FGM; sets ``train.threads``."""
     t = cfg.train
     if t.select != "last" or t.patience is not None:
-        raise InputError("task tokens trains for train.epochs and keeps the last weights (the decoder is what "
+        raise InputError(f"task {task} trains for train.epochs and keeps the last weights (the decoder is what "
                          "validation chooses): set train.select=last and train.patience=null")
     if t.tta or t.fgm:
-        raise InputError("task tokens: train.tta and train.fgm are for row-level tasks; unset them")
+        raise InputError(f"task {task}: train.tta and train.fgm are for row-level tasks; unset them")
     if t.threads:
         torch.set_num_threads(t.threads)
+
+
+def prepare(cfg: ExperimentConfig, data, tokenizer, new_encoder) -> Prepared:
+    """Tokenise every train and test row once (offsets, windows, labels)."""
+    check_config(cfg, "tokens")
     train = encode(cfg, data.spec, tokenizer, data.train, data.y)
     test = encode(cfg, data.spec, tokenizer, data.test) if data.test is not None else None
     return Prepared(cfg, data, tokenizer, new_encoder, train, test, len(data.labels))
@@ -151,10 +156,14 @@ class _Progress(pl.Callback):
         self.losses = []
 
 
-def fit_fold(prepared: Prepared, fold: int, train_idx, valid_idx, out_dir, tracker, lesson=None) -> FoldResult:
-    """One model per seed on the windows of the ``train_idx`` rows; predict the fold's rows and the test rows."""
+def fit_fold(prepared: Prepared, fold: int, train_idx, valid_idx, out_dir, tracker, lesson=None,
+             read: Callable | None = None) -> FoldResult:
+    """One model per seed on the windows of the ``train_idx`` rows; predict the fold's rows and the test rows
+    (``read``: how the windows' outputs become each row's prediction; the token head's by default)."""
+    read = read or predict_rows
     if lesson is not None:
-        raise InputError("task tokens: pseudo-labels and distillation are for row-level tasks; unset pseudo / distill")
+        raise InputError(f"task {prepared.data.spec.task}: pseudo-labels and distillation are for row-level "
+                         "tasks; unset pseudo / distill")
     cfg, t = prepared.cfg, prepared.cfg.train
     out_dir = Path(out_dir)
     prepared.tokenizer.save_pretrained(out_dir / "tokenizer")
@@ -184,9 +193,9 @@ def fit_fold(prepared: Prepared, fold: int, train_idx, valid_idx, out_dir, track
             model.load_state_dict(swa.averaged_state(model.state_dict()))
         model.encoder.config.save_pretrained(out_dir / "encoder")
         save_model(model, out_dir / f"seed{seed}", cfg, t.epochs - 1)
-        oof.append(predict_rows(model, enc, np.asarray(valid_idx), cfg, pad_id))
+        oof.append(read(model, enc, np.asarray(valid_idx), cfg, pad_id))
         if prepared.test is not None:
-            test.append(predict_rows(model, prepared.test, np.arange(len(prepared.test.units)), cfg, pad_id))
+            test.append(read(model, prepared.test, np.arange(len(prepared.test.offsets)), cfg, pad_id))
         model.cpu()
     return FoldResult(oof=mean(oof), test=mean(test) if test else None, best_epoch=t.epochs - 1,
                       extra={"seeds": list(t.seeds), "selected_on": {}, "train_seconds": round(seconds, 2),
@@ -230,8 +239,11 @@ def predict_rows(model, enc: Encoded, rows: np.ndarray, cfg: ExperimentConfig, p
     return ragged(out)
 
 
-def predict(fold_dir, cfg: ExperimentConfig | None, data, frame, cache: dict | None = None) -> np.ndarray:
-    """A saved fold's seed models on new rows, averaged."""
+def predict(fold_dir, cfg: ExperimentConfig | None, data, frame, cache: dict | None = None,
+            encoder: Callable | None = None, read: Callable | None = None) -> np.ndarray:
+    """A saved fold's seed models on new rows, averaged (``encoder``, ``read``: how rows become windows
+    and windows predictions; the token head's by default)."""
+    encoder, read = encoder or encode, read or predict_rows
     # transformers (~3 s to import): only predicting loads the tokenizer class
     from transformers import AutoTokenizer
 
@@ -242,13 +254,14 @@ def predict(fold_dir, cfg: ExperimentConfig | None, data, frame, cache: dict | N
     tokenizer = AutoTokenizer.from_pretrained(fold_dir / "tokenizer")
     precision = PRECISION.get()
     if precision == "onnx-int8":
-        raise InputError("--precision onnx-int8 exports row-level heads; a token run predicts in fp32, bf16 or int8")
+        raise InputError(f"--precision onnx-int8 exports row-level heads; a {data.spec.task} run predicts in fp32, "
+                         "bf16 or int8")
     preds, enc = [], None
     for seed_dir in seed_dirs:
         model, saved = load_model(fold_dir, seed_dir)
         if precision == "int8":
             model.encoder = int8(model.encoder)
         cfg = cfg or ExperimentConfig.model_validate(saved)
-        enc = enc or encode(cfg, data.spec, tokenizer, frame)
-        preds.append(predict_rows(model, enc, np.arange(len(enc.units)), cfg, tokenizer.pad_token_id or 0))
+        enc = enc or encoder(cfg, data.spec, tokenizer, frame)
+        preds.append(read(model, enc, np.arange(len(enc.offsets)), cfg, tokenizer.pad_token_id or 0))
     return mean(preds)

@@ -76,6 +76,22 @@ def reinit_top_layers(encoder: nn.Module, n: int) -> None:
             layer.apply(fresh)
 
 
+def span_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of the start and of the end over each window's positions that may hold them
+    (``labels >= 0``: the first token, which stands for no answer, and the text's sub-tokens); the
+    target is the position coded 1 or 3 (start), 2 or 3 (end). (B, T, 2) logits, (B, T) codes.
+
+    >>> z = torch.zeros(1, 3, 2)
+    >>> round(float(span_loss(z, torch.tensor([[0, 3, -100]]))), 4)        # two allowed positions: log 2
+    0.6931
+    """
+    allowed = labels >= 0
+    z = logits.float().masked_fill(~allowed[..., None], -1e4)
+    start = ((labels == 1) | (labels == 3)).float().argmax(1)
+    end = ((labels == 2) | (labels == 3)).float().argmax(1)
+    return (F.cross_entropy(z[..., 0], start) + F.cross_entropy(z[..., 1], end)) / 2
+
+
 class TextModel(pl.LightningModule):
     """A Hugging Face encoder with pooling and a task head, trained with AdamW + warmup schedule.
 
@@ -172,8 +188,9 @@ class TextModel(pl.LightningModule):
                 embeds: torch.Tensor | None = None) -> torch.Tensor:
         """Logits (B, k); with ``windows`` (N,) the N sequences are windows of B rows, pooled per row
         (``window_loss: window`` in training: the windows' own logits (N, k)). Task tokens: every
-        token's logits (B, T, k), no pooling (each window is a row of its own)."""
-        if self.hparams.task == "tokens":
+        token's logits (B, T, k), no pooling (each window is a row of its own); task span: every token's
+        start and end logits (B, T, 2)."""
+        if self.hparams.task in ("tokens", "span"):
             return self._head(self.sentence(input_ids, attention_mask, states, embeds, tokens=True))  # (B, T, k)
         pooled = self.sentence(input_ids, attention_mask, states, embeds)                  # (B, H) / (N, H)
         if windows is not None and self.hparams.get("window_loss") == "window":
@@ -194,6 +211,8 @@ class TextModel(pl.LightningModule):
         if weight is not None:
             return self.taught_loss(logits, labels, weight, teacher)
         logits, eps = logits.float(), self.hparams.label_smoothing
+        if self.hparams.task == "span":       # labels (B, T): -100 no answer may be there, 1 start, 2 end, 3 both
+            return span_loss(logits, labels)
         if self.hparams.task == "tokens":     # labels (B, T) tag codes, -100 where nothing is taught
             return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100,
                                    label_smoothing=eps)

@@ -167,7 +167,8 @@ def make_trainer(cfg: ExperimentConfig, callbacks: list[pl.Callback]) -> pl.Trai
 def segment_sep(prepared: Prepared, encoder: torch.nn.Module) -> int | None:
     """The separator token whose first occurrence starts a pair's second segment, when the experiment
     reads text pairs and the encoder has segment (token type) embeddings; else None (no segment ids)."""
-    if pair_columns(prepared.cfg, prepared.data.spec) is None:
+    spec = prepared.data.spec
+    if pair_columns(prepared.cfg, spec) is None and not (spec.task == "span" and spec.span.condition):
         return None
     return prepared.tokenizer.sep_token_id if getattr(encoder.config, "type_vocab_size", 0) > 1 else None
 
