@@ -10,8 +10,10 @@ prediction and costs ~10x on tweets), and the course's post-processing (the 20 b
 end >= start, at most 30 tokens, the answer cut from the context by the offsets).
 
 Run on the 5 folds of ``examples/tweet-spans`` (its ``folds/folds.csv``; KFold with shuffle, seed 42, as
-comp's kfold splits, when the workspace has none yet). Writes every row's OOF answer
-(``results/spans_peer_oof.json``) so comp's runs are compared with it row by row (paired bootstrap).
+comp's kfold splits, when the workspace has none yet). A fold takes ~20 minutes on 2 cores, so each
+finished fold's answers are kept (``results/spans_peer_folds.json``, committed) and a later run goes on
+from the folds not yet done. Writes every row's OOF answer (``results/spans_peer_oof.json``) so comp's runs
+are compared with it row by row (paired bootstrap).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ EXPENSIVE = True
 HERE = Path(__file__).parent
 WORKSPACE = HERE.parent / "examples" / "tweet-spans"
 OOF_FILE = HERE / "results" / "spans_peer_oof.json"
+FOLDS_FILE = HERE / "results" / "spans_peer_folds.json"
 EPOCHS = 2
 
 
@@ -138,14 +141,22 @@ def fit_predict(train, train_idx, valid_idx, epochs: int = EPOCHS) -> tuple[list
 
 
 def run() -> dict:
+    from competition.artifacts import write_text
+
     train = _frame()
     fold = folds_of(train)
     oof: list = [""] * len(train)
     per_fold, speeds = {}, []
     truth = train["selected_text"].tolist()
+    done = json.loads(FOLDS_FILE.read_text()) if FOLDS_FILE.is_file() else {}
     for k in range(int(fold.max()) + 1):
         train_idx, valid_idx = np.flatnonzero(fold != k), np.flatnonzero(fold == k)
-        answers, speed = fit_predict(train, train_idx, valid_idx)
+        if str(k) not in done or done[str(k)]["ids"] != train["textID"].iloc[valid_idx].tolist():
+            answers, speed = fit_predict(train, train_idx, valid_idx)
+            done[str(k)] = {"ids": train["textID"].iloc[valid_idx].tolist(), "answers": answers,
+                            "samples_per_s": round(speed, 2)}
+            write_text(FOLDS_FILE, json.dumps(done) + "\n")      # a fold kept whole, or not at all
+        answers, speed = done[str(k)]["answers"], done[str(k)]["samples_per_s"]
         for i, a in zip(valid_idx, answers):
             oof[i] = a
         per_fold[k] = round(float(np.mean([jaccard(truth[i], a) for i, a in zip(valid_idx, answers)])), 4)

@@ -31,7 +31,7 @@ def tweets_workspace(root: Path, n_train: int = 600, n_test: int = 150, n_splits
 
 
 def _sample_workspace(root: Path, dataset: str, spec: str, target: str, base: str, n_train: int, n_test: int,
-                      experiments: dict[str, str], folds: bool):
+                      experiments: dict[str, str], folds: bool, id_column: str = "id"):
     """A seeded sample of a shared dataset's train rows and its first test rows, with ``spec``,
     ``base`` (base.yaml) and ``experiments``; folds written when asked."""
     from competition import data, folds as folds_mod
@@ -39,12 +39,12 @@ def _sample_workspace(root: Path, dataset: str, spec: str, target: str, base: st
     from competition.workspace import Workspace
 
     src = shared_data() / dataset
-    train = pd.read_csv(src / "train.csv").sample(n=n_train, random_state=0).sort_values("id")
+    train = pd.read_csv(src / "train.csv").sample(n=n_train, random_state=0).sort_values(id_column)
     test = pd.read_csv(src / "test.csv").head(n_test)
     root.mkdir(parents=True, exist_ok=True)
     train.to_csv(root / "train.csv", index=False)
     test.to_csv(root / "test.csv", index=False)
-    test[["id"]].assign(**{target: 0}).to_csv(root / "sample_submission.csv", index=False)
+    test[[id_column]].assign(**{target: 0}).to_csv(root / "sample_submission.csv", index=False)
     (root / "competition.yaml").write_text(spec)
     exp_dir = root / "experiments"
     exp_dir.mkdir(exist_ok=True)
@@ -98,3 +98,27 @@ def wnut_workspace(root: Path, n_train: int = 300, n_test: int = 60, n_splits: i
     return _sample_workspace(root, "wnut17", WNUT_SPEC.format(n_splits=n_splits), "tags",
                              "track:\n  wandb: false\n", n_train, n_test, experiments or {"001": "model: {family: crf}\n"},
                              folds)
+
+SPANS_SPEC = """\
+name: tweet-spans-mini
+train: train.csv
+test: test.csv
+sample_submission: sample_submission.csv
+id: textID
+task: span
+text: [text]
+span: {{condition: [sentiment]}}
+targets: [selected_text]
+metric: word_jaccard
+folds: {{scheme: kfold, n_splits: {n_splits}, seed: 42}}
+"""
+
+
+def spans_workspace(root: Path, n_train: int = 400, n_test: int = 80, n_splits: int = 3,
+                    experiments: dict[str, str] | None = None, folds: bool = True):
+    """A span-task workspace: ``n_train`` / ``n_test`` tweets of Tweet Sentiment Extraction (the answer a
+    substring of the text, the sentiment its condition)."""
+    return _sample_workspace(root, "tweet-spans", SPANS_SPEC.format(n_splits=n_splits), "selected_text",
+                             "track:\n  wandb: false\n", n_train, n_test,
+                             experiments or {"001": "model: {family: words, n_estimators: 40}\n"}, folds,
+                             id_column="textID")

@@ -66,6 +66,23 @@ def conditions(spec, frame) -> list[str]:
     return [" ".join(str(v) for v in values) for values in zip(*(frame[c].tolist() for c in columns))]
 
 
+def trim(offsets: np.ndarray, text: str) -> np.ndarray:
+    """Sub-token character offsets without the whitespace some tokenizers count in (byte-level BPE's
+    leading space), so a span starts and ends on the text's own characters; whitespace alone: empty.
+
+    >>> trim(np.array([[0, 2], [2, 6], [6, 7]]), "ab cde ").tolist()
+    [[0, 2], [3, 6], [7, 7]]
+    """
+    out = offsets.copy()
+    for j, (s, e) in enumerate(offsets):
+        while s < e and text[s].isspace():
+            s += 1
+        while e > s and text[e - 1].isspace():
+            e -= 1
+        out[j] = s, e
+    return out
+
+
 def answer_subtokens(offsets: np.ndarray, start: int, end: int) -> tuple[int, int] | None:
     """The first and last sub-tokens of the answer at characters ``[start, end)``: those it overlaps
     (an answer cut inside a word starts at that word's sub-token); None when it overlaps none.
@@ -93,14 +110,14 @@ def encode(cfg: ExperimentConfig, spec, tokenizer, frame, answers=None) -> Encod
     labels = [] if answers is not None else None
     for r, text in enumerate(texts):
         ids = enc["input_ids"][r]
-        offs = np.asarray(enc["offset_mapping"][r], dtype=np.int64).reshape(-1, 2)
+        offs = trim(np.asarray(enc["offset_mapping"][r], dtype=np.int64).reshape(-1, 2), text)
         offsets.append(offs), n_chars.append(len(text))
         if cond[r] not in layouts:
             layouts[cond[r]] = layout(tokenizer, cond[r])
         head, tail = layouts[cond[r]]
         room = m.max_length - len(head) - len(tail)
         if room < 8:
-            raise InputError(f"model.max_length {m.max_length}: the condition of row {frame[spec.id_column].iloc[r]!r} "
+            raise InputError(f"model.max_length {m.max_length}: the condition of row id {frame[spec.id_column].iloc[r]} "
                              f"takes {len(head)} of its tokens; raise model.max_length")
         stride = m.stride or max(room // 2, 1)
         if stride > room:
