@@ -203,7 +203,7 @@ class CrfModel(FamilyConfig):
 
 class WordsModel(FamilyConfig):
     """A learned per-word span baseline (``task: span``): LightGBM on each word's answer rates, position
-    and neighbours; seconds a fold."""
+    and neighbours; about a minute a fold."""
 
     family: Literal["words"] = "words"
     n_estimators: int = Field(300, ge=1, description="boosting rounds of each of the start and end models")

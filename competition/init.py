@@ -31,7 +31,7 @@ import pandas as pd
 import yaml
 from pydantic import ValidationError
 
-from competition import artifacts, token_data
+from competition import artifacts, span_data, token_data
 from competition.data import expand_label_list, load, placeholder
 from competition.errors import InputError, explain
 from competition.spec import ReadOptions, Spec, load_spec
@@ -40,7 +40,7 @@ from competition.tables import read_table, sep_hint, strings
 from competition.workspace import Workspace
 
 DEFAULT_METRIC = {"binary": "roc_auc", "multiclass": "accuracy", "multilabel": "macro_f1", "regression": "rmse",
-                  "tokens": "entity_f1"}
+                  "tokens": "entity_f1", "span": "word_jaccard"}
 TARGET_NAMES = ("target", "label", "labels", "y", "class", "response", "category", "sentiment", "score")
 MAX_CLASSES = 50
 GITIGNORE = ["experiments/*/", "tuning.db", "reports/", "wandb/", "*.lock"]
@@ -254,6 +254,8 @@ def _spec_yaml(spec: Spec, notes: list[str]) -> str:
     out.update({k: data[k] for k in ("features", "task", "metric")})
     if spec.task == "tokens":
         out["tokens"] = spec.tokens.model_dump(mode="json")
+    if spec.task == "span":
+        out["span"] = spec.span.model_dump(mode="json", exclude_defaults=True) or {"condition": []}
     folds = {"scheme": spec.scheme, "n_splits": spec.folds.n_splits, "seed": spec.folds.seed}
     folds.update({k: data["folds"][k] for k in ("group", "time") if data["folds"][k]})
     out["folds"] = folds
@@ -286,13 +288,17 @@ def infer_fields(train: pd.DataFrame, test: pd.DataFrame | None, sample: pd.Data
                          "{label_names}", label_names="targets (one name per label id, in id order)")
     targets = fields.get("targets") or _infer_targets(train, test, sample, id_column)
     shape = None
-    if not label_column and fields.get("task") in (None, "tokens") and len(targets) == 1 and targets[0] in train.columns:
+    if not label_column and fields.get("task") in (None, "tokens", "span") and len(targets) == 1 \
+            and targets[0] in train.columns:
         others = [c for c in train.columns if c not in {id_column, *targets}]
-        shape = token_data.infer(train, targets[0], fields.get("text") or others)
-    if shape is not None:      # tags per token, or character spans: a token-level task
+        if fields.get("task") != "span":
+            shape = token_data.infer(train, targets[0], fields.get("text") or others)
+        if shape is None and fields.get("task") in (None, "span"):
+            shape = span_data.infer(train, targets[0], fields.get("text") or others)
+    if shape is not None:      # tags per token or character spans (tokens); an answer inside the text (span)
         notes.append(shape.pop("note"))
         fields = {**shape, **fields}
-        task = "tokens"
+        task = fields["task"]
     elif label_column:
         task = fields.get("task") or "multilabel"
     elif fields.get("task"):
@@ -315,7 +321,7 @@ def infer_fields(train: pd.DataFrame, test: pd.DataFrame | None, sample: pd.Data
     if not fields.get("metric"):
         notes.append(f"metric: {metric} (the default for {task}; set the competition's own)")
     exclude = {id_column, *targets, label_column, folds.get("group"), folds.get("time")} - {None}
-    if task == "tokens":
+    if task in ("tokens", "span"):
         return {**fields, "id": id_column, "targets": list(targets), "labels": fields.get("labels"),
                 "text": fields["text"], "features": [], "task": task, "metric": metric}
     text, features = _columns(train, test, exclude, fields, notes)

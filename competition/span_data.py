@@ -83,6 +83,15 @@ def read_targets(spec, frame: pd.DataFrame, where: str) -> tuple[np.ndarray, lis
     return answers(texts, starts, [s + len(a) for s, a in zip(starts, values)]), [], notes
 
 
+def conditions(spec, frame: pd.DataFrame) -> list[str]:
+    """Each row's condition as models read it: its ``span.condition`` columns joined by a space ('' without
+    any)."""
+    columns = spec.span.condition
+    if not columns:
+        return [""] * len(frame)
+    return [" ".join(str(v) for v in values) for values in zip(*(frame[c].tolist() for c in columns))]
+
+
 def units_of(spec, frame: pd.DataFrame) -> list[int]:
     """How many characters each row's context has (a span row's units)."""
     return [len(v) for v in frame[spec.text[0]]]

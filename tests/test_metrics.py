@@ -43,7 +43,7 @@ def test_every_metric_names_its_tasks_and_direction():
                                     "rmse", "mae", "mean_f1", "mean_auc", "micro_f1", "jaccard"}
     for m in metrics.METRICS.values():
         assert m.direction in ("maximize", "minimize") and m.needs in ("labels", "probs", "values")
-        assert set(m.tasks) <= {"binary", "multiclass", "multilabel", "regression", "tokens"} and m.tasks
+        assert set(m.tasks) <= {"binary", "multiclass", "multilabel", "regression", "tokens", "span"} and m.tasks
 
 
 def test_binary_metrics_match_sklearn():

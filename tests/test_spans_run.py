@@ -203,3 +203,62 @@ def test_a_row_level_family_is_refused_for_a_span_task(tmp_path):
     with pytest.raises(InputError, match="encoder or words"):
         _run(ws, "003")
     assert not ws.run_dir("003").exists()
+
+
+def test_a_span_run_exports_and_predicts_a_frame_as_it_predicted_its_test_rows(tmp_path):
+    import subprocess
+    import sys
+
+    from competition.api import Workspace
+    from competition.export import export
+
+    ws = spans_workspace(tmp_path / "ws")
+    data, _ = _run(ws, "001")
+    cols = data.spec.pred_columns
+    mine = predictions.matrix(pd.read_parquet(ws.run_dir("001") / "test.parquet"), cols)
+    frame = pd.read_csv(ws.root / "test.csv", keep_default_na=False)
+    api = predictions.matrix(Workspace(ws.root).run("001").predict(frame), cols)
+    assert max(np.abs(a - b).max() for a, b in zip(mine, api)) <= 1e-6
+    export(ws, "001", tmp_path / "bundle", wheel=False)
+    out = tmp_path / "out"
+    done = subprocess.run([sys.executable, str(tmp_path / "bundle" / "predict.py"), "--test", str(ws.root / "test.csv"),
+                           "--out", str(out)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    bundled = pd.read_csv(out / "submission.csv", dtype=str, keep_default_na=False)
+    submitted = pd.read_csv(_submit(ws, data), dtype=str, keep_default_na=False)
+    assert bundled.equals(submitted)
+
+
+def _submit(ws, data):
+    from competition.submit import submit
+
+    return submit(ws, "001", data=data).path
+
+
+def test_comp_init_writes_a_span_spec_that_trains(tmp_path):
+    from competition.init import init_workspace
+
+    src = spans_workspace(tmp_path / "src", folds=False).root
+    spec = init_workspace(tmp_path / "ws", train=src / "train.csv", test=src / "test.csv",
+                          sample_submission=src / "sample_submission.csv")
+    assert spec.task == "span" and spec.text == ["text"] and spec.span.condition == ["sentiment"]
+    assert spec.metric == "word_jaccard" and spec.targets == ["selected_text"] and spec.id == "textID"
+    data = load(spec)
+    assert [a.answer for a in data.y] == pd.read_csv(src / "train.csv", keep_default_na=False)["selected_text"].tolist()
+
+
+def test_comp_check_summarises_answers_and_tags(tmp_path):
+    from typer.testing import CliRunner
+
+    from competition.cli import app
+    from tests.workspaces import wnut_workspace
+
+    ws = spans_workspace(tmp_path / "spans", folds=False)
+    answers = pd.read_csv(ws.root / "train.csv", keep_default_na=False)
+    whole = int((answers["selected_text"].str.strip() == answers["text"].str.strip()).sum())
+    out = CliRunner().invoke(app, ["check", "-w", str(ws.root)], env={"COLUMNS": "200"})
+    assert out.exit_code == 0, out.output
+    assert f"{whole:,} ({whole / len(answers):.1%})" in out.output
+    tokens = wnut_workspace(tmp_path / "tokens", folds=False)
+    out = CliRunner().invoke(app, ["check", "-w", str(tokens.root)], env={"COLUMNS": "200"})
+    assert out.exit_code == 0 and "B-person" in out.output, out.output

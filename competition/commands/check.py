@@ -23,6 +23,16 @@ def target_counts(ds) -> list[tuple[str, str]]:
         values = y if y.ndim == 1 else y[:, 0]
         return [(k, f"{v:.4g}") for k, v in (("min", values.min()), ("mean", values.mean()),
                                             ("std", values.std()), ("max", values.max()))]
+    if ds.spec.task == "span":      # answers inside texts
+        n = len(y)
+        answered = sum(a.end > a.start for a in y)
+        whole = sum(a.answer.strip() == a.text.strip() for a in y)
+        share = np.mean([(a.end - a.start) / len(a.text) for a in y])
+        return [("rows with an answer", f"{answered:,} ({answered / n:.1%})"),
+                ("answer = the whole text", f"{whole:,} ({whole / n:.1%})"),
+                ("answer's share of its text's characters", f"{share:.1%}")]
+    if ds.spec.task == "tokens":    # tags of every unit
+        y = np.concatenate(list(y))
     counts = y.sum(axis=0) if y.ndim == 2 else np.bincount(y, minlength=len(ds.labels))
     return [(str(label), f"{int(c):,} ({c / len(y):.1%})") for label, c in zip(ds.labels, counts)]
 
@@ -74,7 +84,7 @@ def command(
         console.print(files)
 
         dist = Table(title="target distribution")
-        dist.add_column("label" if spec.task != "regression" else "statistic")
+        dist.add_column("label" if spec.task not in ("regression", "span") else "statistic")
         dist.add_column("train", justify="right")
         for row in target_counts(ds):
             dist.add_row(*row)

@@ -30,6 +30,7 @@ from competition.models import tagging
 from competition.models.batches import eval_loader, window_starts
 from competition.models.torch_common import _autocast
 from competition.predictions import rows as ragged
+from competition.span_data import conditions
 
 
 def layout(tokenizer, condition: str) -> tuple[list[int], list[int]]:
@@ -56,14 +57,6 @@ class Encoded:
     offsets: list[np.ndarray]          # per row: (text sub-tokens, 2) character offsets in the text
     n_chars: list[int]
     labels: list[torch.Tensor] | None  # per window: -100 where no answer may be, 0, 1 start, 2 end, 3 both
-
-
-def conditions(spec, frame) -> list[str]:
-    """Each row's condition: its ``span.condition`` columns joined by a space ('' without any)."""
-    columns = spec.span.condition
-    if not columns:
-        return [""] * len(frame)
-    return [" ".join(str(v) for v in values) for values in zip(*(frame[c].tolist() for c in columns))]
 
 
 def trim(offsets: np.ndarray, text: str) -> np.ndarray:

@@ -1,0 +1,176 @@
+"""Span extraction (issue 39): examples/tweet-spans' recipe against the whole text and the transformers-docs
+peer, on the workspace's own 5 folds (KFold, seed 42: the folds ``bench_spans_peer`` uses).
+
+- the whole text as every answer; ``001`` the words baseline; ``042`` MiniLM's span head; the stack ``s01``
+  (LightGBM over characters of 001 and 042) and their mean blend ``b01``: trained / built through comp's
+  API in examples/tweet-spans (a run already complete is read as it is); OOF word-level Jaccard with each
+  fold decoded at the length bias chosen on the other folds, per sentiment; seconds;
+- each against the peer's OOF answers (``results/spans_peer_folds.json``, the folds it has finished): the
+  difference in Jaccard on those rows with its 95% paired bootstrap interval over rows.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.common import md_table
+
+EXPENSIVE = True
+HERE = Path(__file__).parent
+WORKSPACE = HERE.parent / "examples" / "tweet-spans"
+PEER = HERE / "results" / "spans_peer_folds.json"
+CACHE = HERE / "results" / "spans.json"
+RUNS = ("001", "042")
+
+
+def _workspace():
+    from competition.data import load
+    from competition.spec import load_spec
+    from competition.workspace import Workspace
+
+    ws = Workspace(WORKSPACE)
+    data = load(load_spec(ws.spec_file))
+    if not ws.folds_file.is_file():
+        from competition.folds import write_folds
+        write_folds(ws, data)
+    return ws, data
+
+
+def _ensure(ws, data) -> dict[str, float]:
+    """Train (or resume) the runs; the stack and the blend over them. Seconds of each step."""
+    from competition.blend import blend
+    from competition.config import load_config
+    from competition.errors import InputError
+    from competition.runs import load_run
+    from competition.stack import stack
+    from competition.train import train
+
+    seconds = {}
+    for exp in RUNS:
+        started = time.perf_counter()
+        train(ws, load_config(ws, exp), data=data)
+        seconds[exp] = round(sum(load_run(ws, exp).manifest["seconds_per_fold"].values()), 1)
+        print(f"[bench] spans {exp}: {seconds[exp]}s in its folds ({time.perf_counter() - started:.0f}s now)",
+              flush=True)
+    previous = json.loads(CACHE.read_text())["runs"] if CACHE.is_file() else {}
+    for name, make in (("s01", lambda: stack(ws, inputs=list(RUNS), name="s01", force=True, data=data)),
+                       ("b01", lambda: blend(ws, inputs=list(RUNS), method="mean", name="b01", force=True,
+                                             data=data))):
+        try:     # built over these inputs' current versions already (a re-run as the peer's folds come in)
+            run = load_run(ws, name)
+            if run.manifest.get("input_hashes") == {r: load_run(ws, r).manifest["files"]["oof.parquet"] for r in RUNS} \
+                    and previous.get(name, {}).get("seconds") is not None:
+                seconds[name] = previous[name]["seconds"]
+                continue
+        except InputError:
+            pass
+        started = time.perf_counter()
+        make()
+        seconds[name] = round(time.perf_counter() - started, 1)
+        print(f"[bench] spans {name}: {seconds[name]}s", flush=True)
+    return seconds
+
+
+def _spans(ws, data, name):
+    from competition import thresholds
+    from competition.predictions import matrix
+    from competition.runs import load_run
+
+    run = load_run(ws, name)
+    oof = run.oof()
+    found, _ = thresholds.decisions("word_jaccard", data.y, matrix(oof, run.pred_columns), "span",
+                                    oof["fold"].to_numpy())
+    return run, found
+
+
+def _peer_spans(data) -> tuple[np.ndarray | None, np.ndarray, list[int]]:
+    """The peer's answers as spans of each row's text (where they first occur: the same words), the rows
+    of the folds it has finished, and those folds."""
+    if not PEER.is_file():
+        return None, np.zeros(0, dtype=np.int64), []
+    done = json.loads(PEER.read_text())
+    position = {str(i): r for r, i in enumerate(data.train[data.spec.id_column])}
+    out = np.zeros((len(data.train), 2), dtype=np.int64)
+    rows = []
+    for fold in done.values():
+        for i, answer in zip(fold["ids"], fold["answers"]):
+            r = position[str(i)]
+            text = data.train[data.spec.text[0]].iloc[r]
+            at = text.find(answer) if answer else 0
+            out[r] = (at, at + len(answer)) if answer and at >= 0 else (0, 0)
+            rows.append(r)
+    return out, np.sort(np.array(rows, dtype=np.int64)), sorted(int(k) for k in done)
+
+
+def run() -> dict:
+    from competition import bootstrap, spans
+
+    ws, data = _workspace()
+    seconds = _ensure(ws, data)
+    sentiment = data.train["sentiment"].to_numpy()
+    peer, peer_rows, peer_folds = _peer_spans(data)
+    whole = np.array([[0, len(a.text)] for a in data.y])
+
+    def describe(found, extra: dict) -> dict:
+        scores = spans.row_scores("word_jaccard", data.y, found)
+        out = {"oof_jaccard": round(float(scores.mean()), 4),
+               "by_sentiment": {s: round(float(scores[sentiment == s].mean()), 4) for s in sorted(set(sentiment))},
+               **extra}
+        if len(peer_rows):
+            diff = bootstrap.compare("word_jaccard", data.y[peer_rows], found[peer_rows], peer[peer_rows], "span")
+            out["vs_peer"] = [round(diff.diff, 4), round(diff.low, 4), round(diff.high, 4)]
+            out["vs_peer_significant"] = bool(diff.significant)
+        return out
+
+    rows = {"whole": describe(whole, {"seconds": 0.0})}
+    for name in (*RUNS, "s01", "b01"):
+        run, found = _spans(ws, data, name)
+        rows[name] = describe(found, {"bias": run.threshold, "seconds": seconds.get(name),
+                                      "folds": {k: round(v, 4) for k, v in run.metrics["folds"].items()}})
+        print(f"[bench] spans {name}: {rows[name]}", flush=True)
+    result = {"runs": rows, "peer_folds": peer_folds, "peer_rows": int(len(peer_rows)),
+              "recipe_seconds": round(sum(seconds[n] for n in (*RUNS, "s01")), 1)}
+    if len(peer_rows):
+        scores = spans.row_scores("word_jaccard", data.y[peer_rows], peer[peer_rows])
+        result["peer"] = {"jaccard": round(float(scores.mean()), 4), "by_sentiment": {
+            s: round(float(scores[sentiment[peer_rows] == s].mean()), 4) for s in sorted(set(sentiment))}}
+    return result
+
+
+def render(r: dict) -> str:
+    names = {"whole": "the whole text", "001": "001 words baseline (LightGBM per word)",
+             "042": "042 MiniLM span head", "s01": "s01 stack (characters, LightGBM)", "b01": "b01 mean blend"}
+    sentiments = sorted(next(iter(r["runs"].values()))["by_sentiment"])
+    has_peer = bool(r.get("peer_rows"))
+    table = []
+    for n, v in r["runs"].items():
+        row = [names[n], v["oof_jaccard"], *[v["by_sentiment"][s] for s in sentiments]]
+        if has_peer:
+            row.append(f"{v['vs_peer'][0]:+.4f} [{v['vs_peer'][1]:+.4f}, {v['vs_peer'][2]:+.4f}]"
+                       + (" **beats**" if v["vs_peer_significant"] and v["vs_peer"][0] > 0 else ""))
+        row.append(v["seconds"] if v.get("seconds") is not None else "-")
+        table.append(row)
+    if has_peer:
+        p = r["peer"]
+        table.append(["peer: docs' Trainer recipe (its folds)", p["jaccard"], *[p["by_sentiment"][s] for s in sentiments],
+                      "-", "-"])
+    scope = (f"the peer's finished folds {r['peer_folds']} ({r['peer_rows']:,} rows)" if has_peer
+             else "no fold of the peer finished yet")
+    return "\n".join([
+        "## Span extraction: Tweet Sentiment Extraction (examples/tweet-spans)",
+        "",
+        "OOF word-level Jaccard (the competition's) on the workspace's 5 folds, each fold decoded at the length "
+        "bias chosen on the other folds, overall and per sentiment. Against the peer (the transformers docs' "
+        "question-answering recipe, `bench_spans_peer`, same folds): the difference in Jaccard on "
+        f"{scope}, with its paired 95% bootstrap interval over rows. Seconds: the runs' folds (stack, blend: the "
+        "command).",
+        "",
+        md_table(["run", "OOF Jaccard", *sentiments, *(["minus the peer"] if has_peer else []), "seconds"], table),
+        "",
+        f"- the recipe (001, 042 and the stack s01): {r['recipe_seconds']:.0f} s of training and stacking "
+        "(target: the whole recipe within 90 minutes on 2 idle cores)",
+    ])
