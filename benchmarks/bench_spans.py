@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import md_table
+from benchmarks.common import example_workspace, md_table, train_runs
 
 EXPENSIVE = True
 HERE = Path(__file__).parent
@@ -28,34 +28,17 @@ RUNS = ("001", "042")
 
 
 def _workspace():
-    from competition.data import load
-    from competition.spec import load_spec
-    from competition.workspace import Workspace
-
-    ws = Workspace(WORKSPACE)
-    data = load(load_spec(ws.spec_file))
-    if not ws.folds_file.is_file():
-        from competition.folds import write_folds
-        write_folds(ws, data)
-    return ws, data
+    return example_workspace(WORKSPACE)
 
 
 def _ensure(ws, data) -> dict[str, float]:
     """Train (or resume) the runs; the stack and the blend over them. Seconds of each step."""
     from competition.blend import blend
-    from competition.config import load_config
     from competition.errors import InputError
     from competition.runs import load_run
     from competition.stack import stack
-    from competition.train import train
 
-    seconds = {}
-    for exp in RUNS:
-        started = time.perf_counter()
-        train(ws, load_config(ws, exp), data=data)
-        seconds[exp] = round(sum(load_run(ws, exp).manifest["seconds_per_fold"].values()), 1)
-        print(f"[bench] spans {exp}: {seconds[exp]}s in its folds ({time.perf_counter() - started:.0f}s now)",
-              flush=True)
+    seconds = train_runs(ws, data, RUNS, "spans")
     previous = json.loads(CACHE.read_text())["runs"] if CACHE.is_file() else {}
     for name, make in (("s01", lambda: stack(ws, inputs=list(RUNS), name="s01", force=True, data=data)),
                        ("b01", lambda: blend(ws, inputs=list(RUNS), method="mean", name="b01", force=True,

@@ -46,3 +46,35 @@ def md_table(header: list[str], rows: list[list]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def example_workspace(folder: Path):
+    """An example workspace of the repository and its data, its folds written when it has none yet."""
+    from competition.data import load
+    from competition.spec import load_spec
+    from competition.workspace import Workspace
+
+    ws = Workspace(folder)
+    data = load(load_spec(ws.spec_file))
+    if not ws.folds_file.is_file():
+        from competition.folds import write_folds
+        write_folds(ws, data)
+    return ws, data
+
+
+def train_runs(ws, data, names, label: str) -> dict[str, float]:
+    """Train (or resume) the experiments ``names`` of ``ws``: the seconds of each one's folds."""
+    import time
+
+    from competition.config import load_config
+    from competition.runs import load_run
+    from competition.train import train
+
+    seconds = {}
+    for exp in names:
+        started = time.perf_counter()
+        train(ws, load_config(ws, exp), data=data)
+        seconds[exp] = round(sum(load_run(ws, exp).manifest["seconds_per_fold"].values()), 1)
+        print(f"[bench] {label} {exp}: {seconds[exp]}s in its folds ({time.perf_counter() - started:.0f}s now)",
+              flush=True)
+    return seconds

@@ -91,12 +91,7 @@ def encode(cfg: ExperimentConfig, spec, tokenizer, frame, answers=None) -> Encod
     """Every row of ``frame`` as windows (labelled from ``answers``, the rows' Answers, when given)."""
     m = cfg.model
     texts = frame[spec.text[0]].tolist()
-    limit = tokenizer.model_max_length
-    tokenizer.model_max_length = 1 << 30          # whole rows (windows cut them), without the length warning
-    try:
-        enc = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
-    finally:
-        tokenizer.model_max_length = limit
+    enc = tagging.whole_rows(tokenizer, texts)
     layouts: dict[str, tuple[list[int], list[int]]] = {}
     cond = conditions(spec, frame)
     windows, owner, start, at, size, offsets, n_chars = [], [], [], [], [], [], []

@@ -75,6 +75,17 @@ def _specials(tokenizer) -> tuple[list[int], list[int]]:
     return specials[:lead], specials[lead:]
 
 
+def whole_rows(tokenizer, texts: list[str]):
+    """Every text's sub-tokens and their character offsets, no special tokens, none cut off (windows cut
+    them later), without the tokenizer's warning about sequences over its length."""
+    limit = tokenizer.model_max_length
+    tokenizer.model_max_length = 1 << 30
+    try:
+        return tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
+    finally:
+        tokenizer.model_max_length = limit
+
+
 def encode(cfg: ExperimentConfig, spec, tokenizer, frame, codes=None) -> Encoded:
     """Every row of ``frame`` as windows (labelled from ``codes``, the rows' unit tag codes, when given)."""
     m = cfg.model
@@ -91,12 +102,7 @@ def encode(cfg: ExperimentConfig, spec, tokenizer, frame, codes=None) -> Encoded
         text, unit_spans = (value, None) if chars else align.join_tokens(list(value))
         texts.append(text)
         spans.append(unit_spans)
-    limit = tokenizer.model_max_length
-    tokenizer.model_max_length = 1 << 30          # whole rows (windows cut them), without the length warning
-    try:
-        enc = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
-    finally:
-        tokenizer.model_max_length = limit
+    enc = whole_rows(tokenizer, texts)
     windows, owner, start, units, offsets, n_units, labels = [], [], [], [], [], [], [] if codes is not None else None
     for r, text in enumerate(texts):
         ids, offs = enc["input_ids"][r], np.asarray(enc["offset_mapping"][r], dtype=np.int64).reshape(-1, 2)
