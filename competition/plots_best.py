@@ -39,6 +39,8 @@ def plot_confusion(ctx: Context, folder: Path) -> list[Plot]:
     task, best = ctx.spec.task, ctx.runs[0]
     if task == "regression":
         raise Skip("a confusion matrix needs classes; this task is regression (see predicted vs true)")
+    if ctx.spec.per_unit:
+        raise Skip(f"a confusion matrix needs a class per row; a {task} task predicts every unit of a row")
     y, threshold = ctx.data.y, best.run.threshold
     if task == "multilabel":
         labels = metrics.to_needed("f1", best.oof, task, threshold)
@@ -90,7 +92,8 @@ def plot_confusion(ctx: Context, folder: Path) -> list[Plot]:
 
 def plot_pred_vs_true(ctx: Context, folder: Path) -> list[Plot]:
     if ctx.spec.task != "regression":
-        raise Skip(f"applies to regression; this task is {ctx.spec.task} (see the confusion matrix)")
+        raise Skip(f"applies to regression; this task is {ctx.spec.task}"
+                   + ("" if ctx.spec.per_unit else " (see the confusion matrix)"))
     best, target = ctx.runs[0], ctx.spec.targets[0]
     y = ctx.data.y if ctx.data.y.ndim == 1 else ctx.data.y[:, 0]
     pred = best.oof[:, 0]

@@ -36,7 +36,7 @@ from pathlib import Path
 import pandas as pd
 from markupsafe import Markup
 
-from competition import artifacts, runs
+from competition import artifacts, predictions, runs
 from competition import data as data_mod
 from competition.errors import InputError
 from competition.leaderboard import OPTIMISTIC, leaderboard
@@ -106,6 +106,8 @@ def _aligned(run, spec, data) -> RunData:
         raise InputError(f"{run.dir / OOF}: its ids do not match the current train data "
                          f"({len(frame)} rows, {int((pos < 0).sum())} current id(s) missing). Retrain it "
                          f"(`comp train exp={run.name} --force`) or leave it out with {{runs}}.", runs="runs=[...]")
+    if spec.per_unit:      # every unit of every row, rows in train order: what the correlations compare
+        return RunData(run, predictions.flat(predictions.matrix(frame, cols)[pos]))
     return RunData(run, frame[cols].to_numpy(dtype=float)[pos])
 
 

@@ -262,3 +262,17 @@ def test_comp_check_summarises_answers_and_tags(tmp_path):
     tokens = wnut_workspace(tmp_path / "tokens", folds=False)
     out = CliRunner().invoke(app, ["check", "-w", str(tokens.root)], env={"COLUMNS": "200"})
     assert out.exit_code == 0 and "B-person" in out.output, out.output
+
+
+def test_comp_report_plots_span_runs(tmp_path):
+    from competition.report import report
+
+    ws = spans_workspace(tmp_path / "ws", experiments={
+        "001": "model: {family: words, n_estimators: 40}\n",
+        "002": "model: {family: words, n_estimators: 20, window: 0, smoothing: 20}\n"})
+    _run(ws, "001")
+    _run(ws, "002")
+    result = report(ws, out=tmp_path / "report")
+    manifest = json.loads((tmp_path / "report" / "manifest.json").read_text())
+    assert "oof_correlation" in manifest["plots"] and (tmp_path / "report" / "oof_correlation.png").is_file()
+    assert "confusion" in manifest["skipped"] and result is not None
