@@ -12,12 +12,7 @@ import pandas as pd
 
 from competition.errors import InputError
 from competition.spans import answers
-
-
-def _problems(where: str, column: str, problems: list[str]) -> str:
-    shown = "\n  - ".join(problems[:5])
-    more = f"\n  ... and {len(problems) - 5} more" if len(problems) > 5 else ""
-    return f"{where}: column {column!r}: {len(problems)} bad row(s), nothing written:\n  - {shown}{more}\n"
+from competition.token_data import _problems
 
 
 def _text(value) -> str:
