@@ -6,7 +6,8 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
-import multiprocessing
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -82,24 +83,35 @@ def test_members_outside_the_folder_are_refused(tmp_path, monkeypatch, evil):
     assert not (tmp_path / "cache" / "models" / "someone--split-model").exists()
 
 
-def _assemble_in_child(args):
-    root, split = args
-    return str(assemble(NAME, split, root=Path(root)))
+_CHILD = """
+import sys, time
+from pathlib import Path
+from competition.models import pretrained
+from competition.models.pretrained import SplitZip, assemble
+root, log, parts = sys.argv[1], Path(sys.argv[2]), eval(sys.argv[3])
+where = {(package, Path(path).name): Path(path) for package, path, *_ in parts}
+pretrained._part_file = lambda package, filename: where.get((package, filename))
+extract = pretrained._extract
+def counted(archive, dest, name):
+    with log.open("a") as out:
+        out.write("x\\n")
+    time.sleep(0.5)                        # the other process arrives while this one extracts
+    extract(archive, dest, name)
+pretrained._extract = counted
+print(assemble("%s", SplitZip(tuple((p, Path(f).name, n, h) for p, f, n, h in parts)), root=Path(root)))
+""" % NAME
 
 
 def test_two_processes_assembling_at_once_do_it_once(tmp_path, monkeypatch):
+    """Two fresh interpreters (not forked: a fork of a process with torch's threads can deadlock)."""
     split = _parts(tmp_path, monkeypatch, _zip(FILES))
+    parts = [(package, str(pretrained._part_file(package, filename)), size, digest)
+             for package, filename, size, digest in split.parts]
     runs = tmp_path / "extractions.log"
-    extract = pretrained._extract
-
-    def counted(archive, dest, name):
-        with runs.open("a") as log:
-            log.write("x\n")
-        extract(archive, dest, name)
-
-    monkeypatch.setattr(pretrained, "_extract", counted)
-    with multiprocessing.get_context("fork").Pool(2) as pool:
-        folders = pool.map(_assemble_in_child, [(str(tmp_path / "cache"), split)] * 2)
+    command = [sys.executable, "-c", _CHILD, str(tmp_path / "cache"), str(runs), repr(parts)]
+    children = [subprocess.Popen(command, stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    folders = [child.communicate(timeout=120)[0].strip() for child in children]
+    assert [child.returncode for child in children] == [0, 0]
     assert len(set(folders)) == 1 and (Path(folders[0]) / "config.json").is_file()
     assert runs.read_text() == "x\n"
 
