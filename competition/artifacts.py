@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import platform
+import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -23,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from competition.errors import InputError
-from competition.workspace import BUNDLE, CONFIG
+from competition.workspace import BUNDLE, CONFIG, MANIFEST, SCORES
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -81,6 +82,23 @@ def _unwritable(path: Path, err: OSError):
         err.errno, "make the folder writable or write elsewhere")
     return InputError(f"{path}: cannot write it ({err.strerror}); {fix} and run the command again "
                       "(nothing was half-written)")
+
+
+def temp_folder(target: Path, fix: str = "write elsewhere", **words: str) -> Path:
+    """An empty temporary folder beside ``target`` (the folder a command writes whole, then renames into
+    place). A folder that cannot be written is named as the user chose it, ``target``'s parent, with
+    ``fix`` (the option that writes elsewhere, a placeholder of ``words``: :class:`InputError`), never the
+    temporary name."""
+    tmp = Path(target).parent / f".{Path(target).name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        tmp.mkdir(parents=True)
+    except OSError as err:
+        if err.errno not in _NO_ROOM:
+            raise
+        raise InputError(f"{Path(target).parent}: cannot write {Path(target).name} there ({err.strerror}); "
+                         f"{fix}", **words) from None
+    return tmp
 
 
 def plain(values) -> list | None:
@@ -141,15 +159,29 @@ def damaged(path: Path, why: str):
 
 
 def rebuild(path: Path) -> str:
-    """The command that writes a comp artifact ``path`` again, from where it sits in the workspace.
+    """The command that writes a comp artifact ``path`` again, from where it sits in the workspace (a
+    stack's or blend's files: the command that made it, read from its manifest).
 
     >>> rebuild(Path("ws/experiments/001/fold2/head/model0.skops"))
     'Retrain that fold: comp train exp=001 --fold 2 --force'
+    >>> rebuild(Path("ws/experiments/001/scores.json")).split(":")[0]
+    'It records what comp score measured, which no command rebuilds'
     """
     parts = Path(path).parts
+    at = next((i for i in range(len(parts) - 2, 0, -1) if parts[i - 1] == "experiments"), None)
+    if at is not None and at >= 2 and (Path(*parts[:at - 1]) / BUNDLE).is_file():
+        top = (_manifest_of(Path(*parts[:at - 1]), BUNDLE) or {}).get("run", "RUN")
+        return (f"It is part of a bundle, which holds no training data: export the bundle again from its workspace "
+                f"(comp export {top} DIR), after retraining there if the workspace's copy is damaged too")
+    manifest = _manifest_of(Path(*parts[:at + 1])) if at is not None else None
+    if manifest is not None and manifest.get("kind") in ("stack", "blend") and Path(path).name != MANIFEST:
+        return f"Rebuild that {manifest['kind']}: {remake_command(parts[at], manifest)}"
     fold = next((i for i in range(len(parts) - 1, 0, -1) if parts[i].startswith("fold") and parts[i][4:].isdigit()),
                 None)
-    if fold is not None and fold >= 2 and parts[fold - 2] == "experiments":
+    if Path(path).name == SCORES:
+        fix = ("It records what comp score measured, which no command rebuilds: move it aside, then "
+               "`comp score SUBMISSION` records scores again")
+    elif fold is not None and fold >= 2 and parts[fold - 2] == "experiments":
         fix = f"Retrain that fold: comp train exp={parts[fold - 1]} --fold {parts[fold][4:]} --force"
     elif fold is not None:           # a fold folder outside a workspace (a copy, a bundle)
         fix = f"Retrain that fold: comp train exp=<its experiment> --fold {parts[fold][4:]} --force"
@@ -168,6 +200,51 @@ def rebuild(path: Path) -> str:
     else:
         fix = "Delete it and run the command that wrote it again"
     return fix
+
+
+def _manifest_of(run_dir: Path, name: str = MANIFEST) -> dict | None:
+    """A run folder's manifest (or a bundle's ``bundle.json``) as far as it reads, else None (only for
+    naming a fix)."""
+    try:
+        found = json.loads((run_dir / name).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return found if isinstance(found, dict) else None
+
+
+def rewrite_command(name: str, manifest: dict) -> str:
+    """The command that writes a run's own files (predictions, metrics) again: an experiment's come
+    from its folds on every plain rerun; a stack or blend is made again (:func:`remake_command`).
+
+    >>> rewrite_command("001", {"kind": "experiment"})
+    'comp train exp=001 --fold all'
+    """
+    if manifest.get("kind", "experiment") == "experiment":
+        return f"comp train exp={name} --fold all"
+    return remake_command(name, manifest)
+
+
+def remake_command(name: str, manifest: dict) -> str:
+    """The command that makes this run again as it was: same inputs, meta-model, features, method, seed.
+
+    >>> remake_command("b01", {"kind": "blend", "inputs": ["001", "042"], "method": "mean"})
+    'comp blend --exp 001,042 --method mean --name b01 --force'
+    >>> remake_command("s01", {"kind": "stack", "inputs": ["001"], "meta": "ridge", "features": ["text_len"], "seed": 7})
+    'comp stack --exp 001 --meta ridge --with-features text_len --seed 7 --name s01 --force'
+    """
+    kind = manifest.get("kind", "experiment")
+    if kind == "experiment":
+        return f"comp train exp={name} --fold all --force"
+    words = [f"comp {kind}", f"--exp {','.join(manifest.get('inputs', []))}"]
+    if kind == "stack":
+        words.append(f"--meta {manifest.get('meta', 'lgbm')}")
+        if manifest.get("features"):
+            words.append(f"--with-features {','.join(manifest['features'])}")
+        if manifest.get("seed", 42) != 42:
+            words.append(f"--seed {manifest['seed']}")
+    elif manifest.get("method"):
+        words.append(f"--method {manifest['method']}")
+    return " ".join([*words, f"--name {name} --force"])
 
 
 def write_parquet(path: Path | str, frame) -> Path:
@@ -194,6 +271,43 @@ def sha256(path: Path | str) -> str:
 def file_hash(path: Path | str) -> str:
     """sha256 of a file's bytes, hex, first 16 characters."""
     return sha256(path)[:16]
+
+
+def folder_hashes(folder: Path | str, skip: tuple[str, ...] = ()) -> dict[str, str]:
+    """Every file under ``folder`` (but ``skip`` names): its path relative to the folder -> file_hash."""
+    folder = Path(folder)
+    return {p.relative_to(folder).as_posix(): file_hash(p) for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.name not in skip}
+
+
+# Files verified in this process: (path, size, mtime_ns) -> hash, so a file read by several runs (a
+# stack's inputs, a replay of the same fold) is hashed once.
+_VERIFIED: dict[tuple[str, int, int], str] = {}
+
+
+def damaged_file(folder: Path | str, recorded: dict[str, str]) -> tuple[Path, str] | None:
+    """The first file ``recorded`` (path relative to ``folder`` -> its hash when written) that is missing or
+    changed, with why; None when all are as written."""
+    for rel, want in recorded.items():
+        path = Path(folder) / rel
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            return path, "missing"
+        key = (str(path), stat.st_size, stat.st_mtime_ns)
+        if key not in _VERIFIED:
+            _VERIFIED[key] = file_hash(path)
+        if _VERIFIED[key] != want:
+            return path, "its bytes differ from those written with it (sha256): truncated, replaced or swapped"
+    return None
+
+
+def verify_files(folder: Path | str, recorded: dict[str, str]) -> None:
+    """Each file ``recorded`` is there and unchanged (:func:`damaged_file`), else the :func:`damaged` error
+    naming the first that is not and the command that rebuilds it."""
+    found = damaged_file(folder, recorded)
+    if found is not None:
+        raise damaged(*found)
 
 
 def text_hash(*parts: str) -> str:

@@ -14,8 +14,11 @@ The ``model:`` block validates against the registered model families
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated, Any, Literal
+
+import yaml
 
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -250,16 +253,52 @@ def templates() -> list[str]:
     return sorted(p.stem for p in TEMPLATES_DIR.glob("*.yaml"))
 
 
+SECTIONS = ("model", "train", "text", "data", "pseudo", "distill", "track", "search")   # blocks of key: value
+
+
+def check_layer(source: str, data: dict) -> dict:
+    """One layer of an experiment (a file, the overrides) checked as data before it is merged: its blocks
+    are mappings and every number in it is finite.
+
+    >>> check_layer("x.yaml", {"model": [1, 2]})
+    Traceback (most recent call last):
+    competition.errors.InputError: x.yaml: model is a list, but it is a block of settings: write it as key: value lines, e.g. model: {family: tfidf}
+    >>> check_layer("x.yaml", {"model": {"C": float("inf")}})
+    Traceback (most recent call last):
+    competition.errors.InputError: x.yaml: model.C is inf, not a finite number; give a finite value
+    """
+    for key in SECTIONS:
+        value = data.get(key)
+        if value is not None and not isinstance(value, dict):
+            raise InputError(f"{source}: {key} is a {type(value).__name__}, but it is a block of settings: write it "
+                             f"as key: value lines, e.g. {key}: {{{'family: tfidf' if key == 'model' else '...'}}}")
+
+    def walk(value, where: str) -> None:
+        if isinstance(value, float) and not math.isfinite(value):
+            raise InputError(f"{source}: {where} is {value}, not a finite number; give a finite value")
+        items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+        for key, inner in items:
+            walk(inner, f"{where}.{key}" if where else str(key))
+
+    walk(data, "")
+    return data
+
+
 def _read_yaml(path: Path) -> dict:
     try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        if not isinstance(raw, dict):
+            what = "empty" if raw is None else f"a {type(raw).__name__}, not a mapping"
+            if raw is None:
+                return {}
+            raise InputError(f"{path}: this is {what}; an experiment file holds key: value lines "
+                             "(model:, train:, ...), e.g. `comp new 001 --template tfidf` writes one")
         data = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
-    except (OmegaConfBaseException, OSError, Exception) as err:  # yaml.YAMLError, etc.
+    except InputError:
+        raise
+    except (OmegaConfBaseException, OSError, UnicodeDecodeError, yaml.YAMLError, ValueError) as err:
         raise InputError(f"{path}: cannot read this YAML file: {err}") from err
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise InputError(f"{path}: an experiment file must be a mapping of keys (model, train, ...)")
-    return data
+    return check_layer(str(path), data or {})
 
 
 def _template(name: str, where: Path) -> dict:
@@ -321,7 +360,7 @@ def load_config(ws, exp: str, overrides: list[str] | None = None) -> ExperimentC
         layers.append((f"template {template}", _template(str(template), exp_file)))
     layers.append((exp_file.name, own))
     if overrides:
-        layers.append(("overrides", parse_overrides(overrides)))
+        layers.append(("overrides", check_layer("overrides", parse_overrides(overrides))))
     merged = OmegaConf.to_container(merge_layers(layers), resolve=True)
     merged["exp"] = exp
     try:

@@ -110,14 +110,14 @@ def _check_ids(frame: pd.DataFrame, column: str, path: Path, role: str) -> None:
                          "if the column is not an id, set `id: null` to number the rows.")
 
 
-def _with_id(frame: pd.DataFrame, spec: Spec, path: Path, role: str) -> pd.DataFrame:
+def _with_id(frame: pd.DataFrame, spec: Spec, path: Path, role: str, given: bool = False) -> pd.DataFrame:
     if spec.id is None:
         if "id" in frame.columns:
             raise InputError(f"{path} ({role}): the spec says `id: null` (number the rows) but the file "
                              "already has a column 'id'; set `id: id` in competition.yaml.")
         frame.insert(0, "id", np.arange(len(frame), dtype=np.int64))
     else:
-        require_columns(frame, [spec.id], path, role, "id")
+        require_columns(frame, [spec.id], path, role, "id", spec.read.sep, given)
     _check_ids(frame, spec.id_column, path, role)
     return frame
 
@@ -249,9 +249,10 @@ def _read_inputs(spec: Spec, path: Path, role: str) -> tuple[pd.DataFrame, str, 
     """A file of rows to predict, read and checked as the test file is: the spec's read options,
     the id column, every text and feature column. Returns the frame, its hash, the notes."""
     frame, notes = _read(spec, path, role, given=role != "test")
-    frame = _with_id(frame, spec, path, role)
-    _require_inputs(frame, spec, path, role)
-    digest = _hash(frame, [spec.id_column, *spec.inputs])
+    frame = _with_id(frame, spec, path, role, given=role != "test")
+    _require_inputs(frame, spec, path, role, given=role != "test")
+    # as runs have recorded it (a column both text and feature counted twice), so their hashes still match
+    digest = _hash(frame, [spec.id_column, *spec.text, *spec.span.condition, *spec.features])
     if spec.per_unit:
         frame = unit_data(spec).read_units(spec, frame, f"{path} ({role})")
     return frame, digest, notes
@@ -269,7 +270,7 @@ def frame_inputs(spec: Spec, frame: pd.DataFrame, where: str = "frame") -> pd.Da
     column (numbered when the spec says ``id: null``), every text and feature column. A copy."""
     if not isinstance(frame, pd.DataFrame) or frame.empty:
         raise InputError(f"{where}: give a non-empty pandas DataFrame of the rows to predict, with the columns "
-                         f"of the test file ({', '.join([spec.id or '(no id)', *spec.text, *spec.features])})")
+                         f"of the test file ({', '.join([spec.id or '(no id)', *spec.inputs])})")
     frame = _with_id(frame.reset_index(drop=True).copy(), spec, Path(where), "rows to predict")
     _require_inputs(frame, spec, Path(where), "rows to predict")
     if spec.per_unit:       # token lists as lists or JSON text, texts as strings
@@ -277,12 +278,12 @@ def frame_inputs(spec: Spec, frame: pd.DataFrame, where: str = "frame") -> pd.Da
     return frame
 
 
-def _require_inputs(frame: pd.DataFrame, spec: Spec, path: Path, role: str) -> None:
-    """Every column a model reads: the text pair's two sides, the texts, the features."""
-    require_columns(frame, spec.text_pair or [], path, role, "text_pair")
-    require_columns(frame, spec.text, path, role, "text")
-    require_columns(frame, spec.span.condition, path, role, "span.condition")
-    require_columns(frame, spec.features, path, role, "features")
+def _require_inputs(frame: pd.DataFrame, spec: Spec, path: Path, role: str, given: bool = False) -> None:
+    """Every column a model reads: the text pair's two sides, the texts, the features. ``given``: a file
+    named on the command line (its fix is re-saving it, not the spec)."""
+    for columns, key in ((spec.text_pair or [], "text_pair"), (spec.text, "text"),
+                         (spec.span.condition, "span.condition"), (spec.features, "features")):
+        require_columns(frame, columns, path, role, key, spec.read.sep, given)
 
 
 def read_inputs(spec: Spec, path: Path | str, role: str = "rows to predict") -> tuple[pd.DataFrame, str]:
@@ -303,6 +304,7 @@ def load(spec: Spec, *, with_test: bool = True) -> Dataset:
     Raises:
         InputError: naming the file, column and fix, for anything a later stage would get wrong.
     """
+    spec.check_data_folder()
     train_path = spec.file(spec.train)
     train, notes = _read(spec, train_path, "train")
     train = _with_id(train, spec, train_path, "train")

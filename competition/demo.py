@@ -37,7 +37,7 @@ from competition.data import load
 from competition.errors import INTERRUPTED, InputError
 from competition.init import init_workspace
 from competition.models import PROGRESS
-from competition.score import score_file
+from competition.score import score_and_record
 from competition.train import train
 from competition.workspace import Workspace
 
@@ -134,7 +134,7 @@ def run(root: Path = Path("demo-workspace"), fresh: bool = False) -> dict:
 
     step("submit + score")
     sub = submit.submit(ws, None)
-    holdout = score_file(ws, sub.path)
+    holdout = score_and_record(ws, sub.path)      # as `comp score` does: the leaderboard shows it
     done("submit + score")
 
     total = time.perf_counter() - started
@@ -151,7 +151,7 @@ def run(root: Path = Path("demo-workspace"), fresh: bool = False) -> dict:
                   f"({holdout.rows} articles never seen in training)")
     console.print(f"total time: {total:.0f}s. Explore: `cd {root} && comp leaderboard`")
     return {"cv": cv, "stack": stacked.oof_score, "holdout": holdout.score, "seconds": total,
-            "submission": str(sub.path)}
+            "submission": str(sub.path), "source": sub.source}
 
 
 def main() -> None:

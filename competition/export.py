@@ -29,30 +29,24 @@ checks every file against ``bundle.json`` (:func:`competition.bundle.verify`): a
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 
 from competition import artifacts, runs
 from competition.bundle import digest
 from competition.errors import InputError
 from competition.models import check_precision, family
-from competition.predict import rehearse, run_labels
+from competition.predict import check_precision_applies, rehearse, run_labels
 from competition.spec import load_spec
-from competition.workspace import (
-    BLEND,
-    BUNDLE,
-    IMPORTANCE,
-    MANIFEST,
-    OOF,
-    TEST,
-    Workspace,
-)
+from competition.workspace import BLEND, BUNDLE, MANIFEST, PREDICTION_FILES, Workspace
 
-SKIPPED = {OOF, TEST, IMPORTANCE}        # predictions, not models
+SKIPPED = set(PREDICTION_FILES)          # predictions, not models
 ENTRY_POINT = '''"""Predict with this bundle, offline: python predict.py --test FILE [--out DIR] [--sample-submission FILE]
 [--precision fp32|bf16|int8|onnx-int8]
 
@@ -69,6 +63,42 @@ HERE = Path(__file__).resolve().parent
 PIP_NAMES = {{"sklearn": "scikit-learn", "yaml": "pyyaml", "skops": "skops", "pydantic": "pydantic"}}
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "disabled")
+
+def lacking():
+    """requirements.txt's lines (comp's own pins of what this bundle imports) that this Python does not
+    have installed, and those it has in another version."""
+    import re
+    from importlib import metadata
+    try:
+        from packaging.requirements import Requirement
+    except ImportError:
+        try:
+            from pip._vendor.packaging.requirements import Requirement
+        except ImportError:
+            Requirement = None
+    path, absent, other = HERE / "requirements.txt", [], []
+    for line in (path.read_text().splitlines() if path.is_file() else []):
+        line = line.split("#")[0].strip()
+        if not line:
+            continue
+        try:
+            version = metadata.version(re.match(r"[A-Za-z0-9._-]+", line)[0])
+        except metadata.PackageNotFoundError:
+            absent.append(line)
+            continue
+        if Requirement is not None and not Requirement(line).specifier.contains(version, prereleases=True):
+            other.append(f"{{line}} (here {{version}})")
+    return absent, other
+
+
+absent, other = lacking()
+if absent:
+    import shlex
+    sys.exit("predict.py: this Python lacks packages the bundle needs; install them all at once: pip install "
+             + " ".join(shlex.quote(r) for r in absent) + " (offline: add their wheels to the bundle's dataset and "
+             "pip install --no-index --find-links DIR them)")
+if other:
+    print("predict.py: warning: other versions than comp was exported with: " + "; ".join(other), file=sys.stderr)
 
 try:
     import competition  # noqa: F401
@@ -180,6 +210,24 @@ def _copy_run(ws: Workspace, name: str, target: Path, labels: list | None, preci
             extra(runs.load_run(ws, name).config(), target, precision)
 
 
+def bundle_requirements() -> list[str]:
+    """comp's own requirements, as its metadata pins them, of the packages this process has imported:
+    called after the rehearsal replayed the run, so it holds what predicting with the bundle imports
+    (from the ``comp export`` command: exactly; in a process that imported more, a superset)."""
+    def norm(name: str) -> str:
+        return re.sub(r"[-_.]+", "-", name).lower()
+
+    provides = metadata.packages_distributions()
+    used = {norm(d) for module in list(sys.modules) for d in provides.get(module.split(".")[0], [])}
+    out = []
+    for requirement in metadata.requires("competition") or []:
+        pinned, _, marker = requirement.partition(";")
+        name = re.match(r"[A-Za-z0-9._-]+", pinned.strip())[0]
+        if "extra" not in marker and norm(name) in used:
+            out.append(pinned.replace(" ", ""))
+    return out
+
+
 def _build_wheel(target: Path) -> Path | None:
     """comp's wheel, built from the source checkout this package runs from (None when installed
     from a wheel: then install that same wheel in the notebook)."""
@@ -221,18 +269,20 @@ def export(ws: Workspace, name: str, out: Path | str, *, kaggle_dataset: str | N
 
     check_precision(precision)
     top = runs.load_run(ws, name)
+    check_precision_applies(ws, top, precision)
     chosen = needed_runs(ws, name)
 
     rehearse(ws, name)            # what `comp predict` would refuse is refused here, before writing
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    tmp = artifacts.temp_folder(out, "export into a folder you can write")
     try:
         shutil.copy2(ws.spec_file, tmp / "competition.yaml")
         labels = _labels(ws, top)
         for run_name in chosen:
             _copy_run(ws, run_name, tmp / "experiments" / run_name, labels, precision)
         artifacts.write_text(tmp / "predict.py", ENTRY_POINT.format(run=name, precision=precision))
+        requires = bundle_requirements()
+        artifacts.write_text(tmp / "requirements.txt", "# what predicting with this bundle imports, as comp pins it "
+                             "(predict.py checks them first)\n" + "".join(f"{r}\n" for r in requires))
         built = _build_wheel(tmp / "wheels") if wheel else None
         if kaggle_dataset:
             artifacts.write_json(tmp / "dataset-metadata.json", {
@@ -242,7 +292,7 @@ def export(ws: Workspace, name: str, out: Path | str, *, kaggle_dataset: str | N
         artifacts.write_json(tmp / BUNDLE, {
             "run": name, "kind": top.manifest.get("kind", "experiment"), "runs": chosen,
             "labels": top.manifest.get("labels"), "cv": top.score, "metric": top.manifest.get("metric"),
-            "precision": precision, "files": files, **artifacts.environment()})
+            "precision": precision, "requires": requires, "files": files, **artifacts.environment()})
         if out.exists():
             out.rmdir()
         os.replace(tmp, out)

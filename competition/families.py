@@ -224,17 +224,20 @@ class Family:
     implementation: Any            # a module's import path (imported on first use), or an object with
                                    # prepare / fit_fold / predict (competition.models.ModelFamily)
     torch: bool = False            # trains a torch module: train.select, token caches, tune's callbacks
+    precision: bool = False        # predicts in `comp predict --precision` (an encoder computes in it)
 
 
 _FAMILIES: dict[str, Family] = {}
 
 
-def register(config: type[FamilyConfig], implementation: Any, *, torch: bool = False) -> Family:
+def register(config: type[FamilyConfig], implementation: Any, *, torch: bool = False,
+             precision: bool | None = None) -> Family:
     """Add a model family: ``model: {family: <name>, ...}`` then validates with ``config`` (whose
     ``family: Literal["<name>"] = "<name>"`` names it) and ``comp train`` / ``comp predict`` run
     ``implementation``: a module's import path (imported when a run first needs it, so loading a
     config never imports torch) or a module / object with ``prepare``, ``fit_fold`` and ``predict``.
-    ``torch``: the family trains a torch module with the ``train:`` optimiser settings.
+    ``torch``: the family trains a torch module with the ``train:`` optimiser settings. ``precision``: its
+    encoder predicts in ``comp predict --precision`` (default: the torch families do).
 
     Raises:
         TypeError: ``config`` does not declare its ``family`` literal.
@@ -249,7 +252,7 @@ def register(config: type[FamilyConfig], implementation: Any, *, torch: bool = F
     if name in _FAMILIES and _FAMILIES[name].config is not config:
         raise ValueError(f"model family {name!r} is registered already (config {_FAMILIES[name].config.__name__}); "
                          "unregister it first or choose another name")
-    _FAMILIES[name] = Family(name, config, implementation, torch)
+    _FAMILIES[name] = Family(name, config, implementation, torch, torch if precision is None else precision)
     _refresh_union()
     return _FAMILIES[name]
 
@@ -301,6 +304,6 @@ register(EncoderModel, "competition.models.encoder", torch=True)
 register(ScratchModel, "competition.models.scratch", torch=True)
 register(TfidfModel, "competition.models.tfidf")
 register(LgbmModel, "competition.models.lgbm")
-register(EmbedModel, "competition.models.embed")
+register(EmbedModel, "competition.models.embed", precision=True)
 register(CrfModel, "competition.models.crf")
 register(WordsModel, "competition.models.words")

@@ -34,6 +34,7 @@ from pydantic import ValidationError
 from competition import artifacts, span_data, token_data
 from competition.data import expand_label_list, load, placeholder
 from competition.errors import InputError, explain
+from competition.quality import examples
 from competition.spec import ReadOptions, Spec, load_spec
 from competition.splitters import quantile_bins, stratified_sample
 from competition.tables import read_table, sep_hint, strings
@@ -316,6 +317,10 @@ def infer_fields(train: pd.DataFrame, test: pd.DataFrame | None, sample: pd.Data
     if labels is None and task in ("binary", "multiclass") and targets[0] in train.columns:
         values = train[targets[0]].dropna().unique()
         labels = sorted(v.item() if isinstance(v, np.generic) else v for v in values)
+        if task == "binary" and len(labels) != 2:
+            raise InputError(f"train: --task binary, but target {targets[0]!r} has {len(labels):,} values "
+                             f"({examples(labels, 3)}); a binary target has two. Name the column to predict "
+                             "with --target, or the task that fits this one with --task.")
         notes.append(f"labels: {labels}" + (" (the last is the positive class)" if task == "binary" else ""))
     metric = fields.get("metric") or DEFAULT_METRIC[task]
     if not fields.get("metric"):

@@ -97,6 +97,11 @@ def choose_runs(ws: Workspace, names: list[str] | None, hashes: dict, exclude: s
     if names:
         chosen = [runs.load_run(ws, n) for n in dict.fromkeys(names)]
         runs.check_compatible(chosen, hashes)
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            others = [n for n in ws.run_ids() if n not in names and n != exclude and _complete(ws, n)]
+            notes.append(f"{', '.join(twice)} named twice counts once"
+                         + (f" (other complete runs here: {', '.join(others)})" if others else ""))
     else:
         chosen = []
         for run in runs.all_runs(ws):
@@ -113,6 +118,13 @@ def choose_runs(ws: Workspace, names: list[str] | None, hashes: dict, exclude: s
     if exclude in [r.name for r in chosen]:
         raise InputError(f"run {exclude!r} cannot be its own input; pick another {{name}}", name="name")
     return chosen, notes
+
+
+def _complete(ws: Workspace, name: str) -> bool:
+    try:
+        return runs.load_run(ws, name, complete=False).complete
+    except InputError:
+        return False      # a damaged run is reported where it is read
 
 
 def _left_out(run: runs.Run, hashes: dict) -> str | None:

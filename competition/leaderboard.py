@@ -202,7 +202,8 @@ def leaderboard(ws: Workspace, *, data=None) -> list[Entry]:
             notes.append(f"learnt nothing usable: {run.trivial}")
         if run.complete and not run.readable():
             status = "damaged"
-            notes.insert(0, f"its predictions cannot be read: write them again: `{runs.rewrite_command(run.name, m)}`")
+            notes.insert(0, "its predictions cannot be read or are not those it recorded: write them again: "
+                            f"`{runs.rewrite_command(run.name, m)}`")
         if status == "partial":
             notes.insert(0, f"{done}/{n_splits} folds done")
             other = m.get("folds_other_config") or {}

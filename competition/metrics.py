@@ -216,8 +216,8 @@ def to_needed(name: str, y_pred, task: str, threshold: Threshold = None) -> np.n
     metric = get(name)
     if task == "tokens":    # the decoder: valid IOB2 tags, the threshold its O bias
         return tokens.decode(y_pred, 0.0 if threshold is None else float(threshold))
-    if task == "span":      # the span decoder: the best start <= end, the threshold its length bias
-        return spans.decode(y_pred, 0.0 if threshold is None else float(threshold))
+    if task == "span":      # the span decoder (its rule the metric's), the threshold its length bias
+        return spans.decode(y_pred, 0.0 if threshold is None else float(threshold), spans.rule_of(name))
     y_pred = np.asarray(y_pred, dtype=float)
     if metric.needs == "values":
         return y_pred

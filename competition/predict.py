@@ -34,6 +34,7 @@ import pandas as pd
 from competition import artifacts, blend, bundle, predictions, runs, stack, submission, tables
 from competition import data as data_mod
 from competition.errors import InputError
+from competition.families import family_of
 from competition.models import PRECISION, check_precision, family
 from competition.spec import ReadOptions, load_spec
 from competition.submission import id_keys
@@ -91,6 +92,7 @@ def predict_fold(ws: Workspace, spec, run: runs.Run, cfg, k: int, frame: pd.Data
     if not (fold_dir / DONE).is_file():
         raise InputError(f"{fold_dir}: fold {k} of {run.name} is missing (no {DONE}); retrain it: "
                          f"`comp train exp={run.name} --fold {k} --force`")
+    artifacts.verify_files(fold_dir, artifacts.read_json(fold_dir / DONE).get("files") or {})
     data = types.SimpleNamespace(spec=spec)    # predicting needs the spec, never the train rows
     kwargs = {"cache": tokens} if cfg.is_torch else {}
     out = family(cfg.model.family).predict(fold_dir, cfg, data, frame, **kwargs)
@@ -171,13 +173,33 @@ def _check_columns(run: runs.Run, spec) -> None:
                          f"expects {spec.pred_columns}; remake it: `{runs.remake_command(run.name, run.manifest)}`")
 
 
+def _families(ws: Workspace, run: runs.Run) -> set[str]:
+    """The model families a run's predictions come from (a stack's or blend's: its inputs')."""
+    if run.manifest.get("kind", "experiment") == "experiment":
+        return {run.config().model.family}
+    return set().union(*(_families(ws, runs.load_run(ws, n)) for n in run.manifest.get("inputs", [])))
+
+
+def check_precision_applies(ws: Workspace, run: runs.Run, precision: str) -> None:
+    """A precision other than fp32 for a run without an encoder is refused: it would change nothing
+    (and was recorded in the prediction's manifest as if it had)."""
+    check_precision(precision)
+    if precision == "fp32":
+        return
+    found = _families(ws, run)
+    if not any(family_of(f).precision for f in found):
+        raise InputError(f"{{precision}} {precision}: it sets what encoders compute in, and run {run.name} has "
+                         f"none (family {', '.join(sorted(found))}): it predicts the same in fp32; drop "
+                         "{precision}", precision="precision")
+
+
 def _replayed(ws: Workspace, spec, run: runs.Run, frame: pd.DataFrame,
               precision: str = "fp32") -> tuple[pd.DataFrame, _Replay]:
     """id + the run's prediction columns for ``frame``, checked finite (and probabilities in [0, 1]).
     ``precision``: what the encoders compute in (:data:`competition.models.PRECISION`)."""
     _check_columns(run, spec)
     replay = _Replay(ws, spec, frame)
-    check_precision(precision)
+    check_precision_applies(ws, run, precision)
     token = PRECISION.set(precision)
     try:
         values = replay.run(run.name)
@@ -254,13 +276,12 @@ def predict(ws: Workspace, name: str, test_file: Path | str, *, out: Path | None
                          fix="give the sample submission that belongs to this file ({sample_submission})",
                          words={"sample_submission": "sample_submission=PATH"})
     table = submission.format_submission(sample, preds, task=spec.task, output=output, labels=labels,
-                                         threshold=run.threshold, texts=submission.texts_of(spec, frame))
+                                         threshold=run.threshold, texts=submission.texts_of(spec, frame),
+                                         metric=spec.metric)
     submission.check_output(table, sample, output, spec.task, labels, sample_name)
 
     target = _out_dir(ws, out, name)
-    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    tmp = artifacts.temp_folder(target, "write elsewhere with {out}", out="out=DIR")
     try:
         artifacts.write_parquet(tmp / "predictions.parquet", preds)
         artifacts.write_csv(tmp / "submission.csv", table,

@@ -34,21 +34,34 @@ def main_text(spec: Spec, train: pd.DataFrame) -> str:
     return max(spec.text, key=lambda c: strings(train[c]).str.len().mean())
 
 
+PAIR_JOIN = " | "     # how a text pair is shown (and compared) as one input
+
+
+def _inputs(spec: Spec, frame: pd.DataFrame) -> pd.Series:
+    """What duplicates are judged on: the text pair where the spec reads one (one side repeating is
+    normal for pair data), else the main text column."""
+    if spec.text_pair:
+        first, second = (strings(frame[c]) for c in spec.text_pair)
+        return (first + PAIR_JOIN + second).where(frame[spec.text_pair[0]].notna() | frame[spec.text_pair[1]].notna())
+    return frame[main_text(spec, frame)]
+
+
 def data_warnings(spec: Spec, train: pd.DataFrame, test: pd.DataFrame | None, y: np.ndarray,
                   labels: list | None) -> list[str]:
     """Sentences about degraded input: conflicting duplicates, mojibake, empty texts, rare classes."""
     notes = []
     if spec.text:
         main = main_text(spec, train)
-        text = train[main]
+        text = _inputs(spec, train)
+        what = f"pair(s) of {spec.text_pair}" if spec.text_pair else f"text(s) in column {main!r}"
         if spec.task != "regression":
             key = pd.Series([row.tobytes() for row in y] if y.ndim == 2 else y, index=train.index)
             dup = text.notna() & text.duplicated(keep=False)
             n_targets = key[dup].groupby(text[dup]).nunique()
             conflict = n_targets.index[n_targets > 1]
             if len(conflict):
-                notes.append(f"{spec.train}: {len(conflict)} text(s) in column {main!r} repeat with different "
-                             f"targets ({text[dup].nunique()} repeated texts in all), e.g. {_short(conflict)}; "
+                notes.append(f"{spec.train}: {len(conflict)} {what} repeat with different "
+                             f"targets ({text[dup].nunique()} repeated in all), e.g. {_short(conflict)}; "
                              "one input with two answers: fix or drop them if the labels are noise.")
         for file, frame in ((spec.train, train), (spec.test, test)):
             if frame is None:
@@ -62,11 +75,10 @@ def data_warnings(spec: Spec, train: pd.DataFrame, test: pd.DataFrame | None, y:
             if odd.any():
                 notes.append(f"{file}: {int(odd.sum())} row(s) hold mojibake such as '\\x89Û_', 'Ã©' or "
                              "'\\x92' (text decoded with the wrong encoding upstream); ftfy can repair it.")
-        if test is not None and main in test.columns:
-            shared = int(strings(test[main]).isin(strings(text).unique()).sum())
+        if test is not None and all(c in test.columns for c in (spec.text_pair or [main])):
+            shared = int(strings(_inputs(spec, test)).isin(strings(text).unique()).sum())
             if shared:
-                notes.append(f"{spec.test}: {shared} text(s) in column {main!r} also appear in train, "
-                             "where their labels are known.")
+                notes.append(f"{spec.test}: {shared} {what} also appear in train, where their labels are known.")
     if test is not None and spec.id is not None:
         same = positions(test[spec.id_column], train[spec.id_column]) >= 0   # 7 and "7" are one id
         if same.any():

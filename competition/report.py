@@ -169,9 +169,7 @@ def report(ws: Workspace, *, out: Path | str | None = None, runs: list[str] | No
     ctx = Context(ws, spec, data, [_aligned(run, spec, data) for run in choose_runs(ws, entries, runs)])
     target = _output_folder(ws, out, force)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
+    tmp = artifacts.temp_folder(target, "write elsewhere with {out}", out="out=DIR")
     try:
         plots = []
         for key, title, fn in PLOTS:

@@ -5,6 +5,7 @@ another config or on other data is refused unless it is forced (:func:`check_pre
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -22,6 +23,11 @@ def fold_done(fold_dir: Path, hashes: dict, config: dict) -> dict | None:
         return None
     info = artifacts.read_json(done)
     if runs.changes(info, hashes):
+        return None
+    broken = artifacts.damaged_file(fold_dir, info.get("files") or {})
+    if broken is not None:      # never reported complete: a plain run trains the fold again
+        warnings.warn(f"{broken[0]}: damaged ({broken[1]}); training fold {fold_dir.name[4:]} again", UserWarning,
+                      stacklevel=2)
         return None
     return info if not fold_config_diff(fold_dir, config) else None
 

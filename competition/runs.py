@@ -38,6 +38,7 @@ from competition.data import unit_data
 from competition.config import ExperimentConfig
 from competition.errors import InputError
 from competition.tables import positions
+from competition.artifacts import remake_command, rewrite_command  # noqa: F401 - where callers find them
 from competition.workspace import CONFIG, MANIFEST, METRICS, OOF, TEST, Workspace
 
 RUN_FILES = (OOF, TEST, METRICS)   # a complete run's predictions and scores
@@ -105,11 +106,22 @@ class Run:
         return list(self.manifest["pred_columns"])
 
     def oof(self) -> pd.DataFrame:
-        return read_predictions(self.dir / OOF, rewrite_command(self.name, self.manifest))
+        return self._verified(OOF)
 
     def test(self) -> pd.DataFrame | None:
-        path = self.dir / TEST
-        return read_predictions(path, rewrite_command(self.name, self.manifest)) if path.is_file() else None
+        return self._verified(TEST) if (self.dir / TEST).is_file() else None
+
+    def _verified(self, name: str) -> pd.DataFrame:
+        """A predictions file, checked against the hash the manifest recorded for it (another run's file
+        copied over it was read as this run's: `comp submit 001` submitted 002's predictions)."""
+        remake = rewrite_command(self.name, self.manifest)
+        frame, digest = read_hashed(self.dir / name, remake)
+        recorded = (self.manifest.get("files") or {}).get(name)
+        if recorded is not None and digest != recorded:
+            raise InputError(f"{self.dir / name}: damaged (its bytes differ from those run {self.name} recorded in "
+                             f"its manifest: replaced, or being rewritten by a command running now); remake it: "
+                             f"`{remake}`")
+        return frame
 
     def cv(self, data) -> tuple[thresholds.CV, np.ndarray]:
         """The run's CV recomputed from its OOF (:func:`thresholds.cv`, the rule every run is scored
@@ -138,18 +150,29 @@ class Run:
                 out.append(Change(f"input:{source}", recorded, now))
         return out
 
-    def readable(self) -> bool:
-        """Its predictions files open (a deleted or truncated oof.parquet makes a complete run damaged)."""
+    def damage(self) -> str | None:
+        """The first of its predictions files that does not open or is not the one its manifest recorded
+        (deleted, truncated, replaced), said with the file and why; None when both are as written. A
+        complete run with damage is ``damaged`` for the leaderboard, submit, stack and blend alike."""
         # pyarrow: only parquet files
         import pyarrow.parquet as pq
 
-        try:
-            for name in (OOF, TEST):
-                if name == OOF or (self.dir / name).exists():
-                    pq.read_metadata(self.dir / name)
-        except (OSError, ValueError):
-            return False
-        return True
+        recorded = self.manifest.get("files") or {}
+        for name in (OOF, TEST):
+            path = self.dir / name
+            if name == TEST and not path.exists():
+                continue
+            try:
+                pq.read_metadata(path)
+            except (OSError, ValueError) as err:
+                return f"{path}: damaged (cannot be read: {str(err).splitlines()[0][:80]})"
+            if recorded.get(name) is not None and artifacts.file_hash(path) != recorded[name]:
+                return f"{path}: damaged (its bytes differ from those run {self.name} recorded in its manifest)"
+        return None
+
+    def readable(self) -> bool:
+        """Its predictions files open and are the ones its manifest recorded (:meth:`damage`)."""
+        return self.damage() is None
 
 
 def read_predictions(path: Path, remake: str, columns: list[str] | None = None) -> pd.DataFrame:
@@ -196,9 +219,11 @@ def read_version(ws: Workspace, name: str, columns: list[str] | None = None, *, 
         if recorded is None or (recorded.get(OOF) == oof_hash and (not test or recorded.get(TEST) == test_hash)):
             return run, oof, test_frame, oof_hash
         time.sleep(0.2 * 2 ** attempt)
-    raise InputError(f"{run.dir}: run {name} changed while it was read (its predictions files and manifest "
-                     f"differ: is it being retrained?). Let the other command finish, then run this one again; "
-                     f"if nothing else is running, remake it: `{remake}`.")
+    differ = [run.dir / n for n, h in ((OOF, oof_hash), (TEST, test_hash)) if h is not None and recorded.get(n) != h]
+    raise InputError(f"{', '.join(map(str, differ))}: damaged (its bytes differ from those run {name} recorded in its "
+                     f"manifest, read {READ_TRIES} times: replaced, or being rewritten by a command running now). "
+                     f"If another command is retraining {name}, let it finish and run this one again; else remake it: "
+                     f"`{remake}`.")
 
 
 def load_run(ws: Workspace, name: str, *, complete: bool = True) -> Run:
@@ -360,41 +385,6 @@ def trivial_reason(metric: str, pred: np.ndarray, score: float, base: float) -> 
         return (f"its CV {score:.4f} is no better than the trivial baseline {base:.4f} "
                 "(predicting the training folds' mean or class shares)")
     return None
-
-
-def rewrite_command(name: str, manifest: dict) -> str:
-    """The command that writes a run's own files (predictions, metrics) again: an experiment's come
-    from its folds on every plain rerun; a stack or blend is made again (:func:`remake_command`).
-
-    >>> rewrite_command("001", {"kind": "experiment"})
-    'comp train exp=001 --fold all'
-    """
-    if manifest.get("kind", "experiment") == "experiment":
-        return f"comp train exp={name} --fold all"
-    return remake_command(name, manifest)
-
-
-def remake_command(name: str, manifest: dict) -> str:
-    """The command that makes this run again as it was: same inputs, meta-model, features, method, seed.
-
-    >>> remake_command("b01", {"kind": "blend", "inputs": ["001", "042"], "method": "mean"})
-    'comp blend --exp 001,042 --method mean --name b01 --force'
-    >>> remake_command("s01", {"kind": "stack", "inputs": ["001"], "meta": "ridge", "features": ["text_len"], "seed": 7})
-    'comp stack --exp 001 --meta ridge --with-features text_len --seed 7 --name s01 --force'
-    """
-    kind = manifest.get("kind", "experiment")
-    if kind == "experiment":
-        return f"comp train exp={name} --fold all --force"
-    words = [f"comp {kind}", f"--exp {','.join(manifest.get('inputs', []))}"]
-    if kind == "stack":
-        words.append(f"--meta {manifest.get('meta', 'lgbm')}")
-        if manifest.get("features"):
-            words.append(f"--with-features {','.join(manifest['features'])}")
-        if manifest.get("seed", 42) != 42:
-            words.append(f"--seed {manifest['seed']}")
-    elif manifest.get("method"):
-        words.append(f"--method {manifest['method']}")
-    return " ".join([*words, f"--name {name} --force"])
 
 
 def average_folds(parts: list[pd.DataFrame], cols: list[str]) -> pd.DataFrame:

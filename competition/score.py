@@ -252,8 +252,10 @@ def score_file(ws: Workspace, path: Path | str, *, solution: Path | str | None =
         raise InputError(f"{where}: columns {list(sub.columns)} differ from the sample submission's "
                          f"{expected} (missing {missing}, unexpected {extra}); the file must hold "
                          f"exactly those columns (`comp submit` writes them).{hint}")
-    if len(sub) != len(sol):
-        raise InputError(f"{where}: {len(sub)} rows, but {reference} has {len(sol)}; {fix_rows}.")
+    if len(sub) != len(sol):     # the given solution is blamed only where it disagrees with the sample
+        fix = fix_rows if given and len(sol) != len(sample) else (
+            f"submit one row per test id, as the sample submission has {len(sample)} (`comp submit` writes them)")
+        raise InputError(f"{where}: {len(sub)} rows, but {reference} has {len(sol)}; {fix}.")
     check_ids(sub[id_column], sol[id_column], where=where, reference=reference,
               fix=f"{fix_rows} (`comp submit` writes one row per test id)")
     # put the submission in the solution's row order

@@ -7,11 +7,12 @@ the format of :mod:`competition.predictions`, one unit per character of the cont
 that the answer starts at the character and that it ends at it (its last character). What the two
 columns leave of 1 is the probability of no answer. Folds, seeds and models average these arrays.
 
-:func:`decode` picks each row's best ``start <= end`` among the most probable starts and ends (or no
-answer, where that is likelier), with one setting -- ``bias``, added per character of the span to its
-log-probability (above 0 favours longer spans) -- chosen on OOF without the scored fold as a threshold is
-(:mod:`competition.thresholds`). The answer is cut from the original text, so its spaces and punctuation
-are exactly the text's.
+:func:`decode` scores each row's candidate spans ``start <= end`` among the most probable starts and ends
+(and no answer), and takes, by the metric's rule (:func:`rule_of`), the likeliest one (exact match) or the
+one of the highest expected overlap with the others (word Jaccard, token F1: the minimum-risk answer). One
+setting -- ``bias``, added per character of a span to its log-probability (above 0 favours longer spans)
+-- is chosen on OOF without the scored fold as a threshold is (:mod:`competition.thresholds`). The answer
+is cut from the original text, so its spaces and punctuation are exactly the text's.
 
 Metrics: ``word_jaccard`` (Tweet Sentiment Extraction's: the Jaccard of the lower-cased words, split on
 whitespace, of the predicted and true answers; two empty answers agree), ``exact_match`` and
@@ -32,8 +33,9 @@ import numpy as np
 from competition.errors import InputError
 from competition.predictions import rows
 
-BIASES = tuple(np.round(np.arange(-0.1, 0.1001, 0.025), 3))    # the decoder's grid, log-probability per character
+BIASES = tuple(np.round(np.arange(-0.1, 0.1001, 0.01), 3))     # the decoder's grid, log-probability per character
 TOP = 20                                                       # starts and ends the decoder pairs up
+KEEP = 30                                                      # candidate spans the overlap rule weighs
 
 
 class Answer(NamedTuple):
@@ -122,20 +124,41 @@ def metric(name: str):
 
 # -- decoding ---------------------------------------------------------------------------------
 
-def decode(probs, bias: float = 0.0, top: int = TOP, batch: int = 512) -> np.ndarray:
+def rule_of(metric: str) -> str:
+    """The decoding rule that serves metric ``metric`` best: ``likeliest`` (the most probable span) for
+    exact match, ``overlap`` (the span of the highest expected overlap) for the metrics that give
+    partial credit.
+
+    >>> rule_of("exact_match"), rule_of("word_jaccard")
+    ('likeliest', 'overlap')
+    """
+    return "likeliest" if metric == "exact_match" else "overlap"
+
+
+def decode(probs, bias: float = 0.0, rule: str = "overlap", top: int = TOP, keep: int = KEEP,
+           batch: int = 512) -> np.ndarray:
     """Every row's answer span ``(n, 2)``: characters ``[start, end)``, ``start == end == 0`` for no answer.
 
-    Among a row's ``top`` likeliest start and end characters, the pair with ``start <= end`` of the
-    highest ``log P(start) + log P(end) + bias x length``; no answer where ``log P(no start) + log P(no
-    end)`` is higher (what the two columns leave of 1).
+    A candidate is a pair ``start <= end`` among the row's ``top`` likeliest start and end characters,
+    scored ``log P(start) + log P(end) + bias x length``, or no answer, scored ``log P(no start) + log P(no
+    end)`` (what the two columns leave of 1). ``rule``: ``likeliest`` takes the best-scored candidate (what
+    exact match rewards); ``overlap`` weighs the ``keep`` best-scored candidates by their scores (a softmax)
+    and takes the one whose expected character Jaccard with them is highest: the minimum-risk answer
+    for metrics that give partial credit (word Jaccard, token F1), which the likeliest one is not when
+    the model hesitates between a long and a short answer.
 
     >>> p = np.array([[0.1, 0.0], [0.6, 0.1], [0.1, 0.2], [0.2, 0.7]])    # start, end at each character
-    >>> decode(rows([p])).tolist()
-    [[1, 4]]
+    >>> decode(rows([p]), rule="likeliest").tolist(), decode(rows([p])).tolist()
+    ([[1, 4]], [[1, 4]])
     >>> q = np.array([[0.1, 0.8], [0.8, 0.15]])     # the likeliest end comes before the likeliest start
-    >>> decode(rows([q])).tolist()                  # never start > end: the best pair that is a span
+    >>> decode(rows([q]), rule="likeliest").tolist()      # never start > end: the best pair that is a span
     [[1, 2]]
+    >>> h = np.array([[.5, 0], [0, .5], [0, 0], [.5, 0], [0, .5]])  # [0, 2) or [3, 5): the likeliest is
+    >>> decode(rows([h]), rule="likeliest").tolist(), decode(rows([h])).tolist()   # one; [0, 5) covers both
+    ([[0, 2]], [[0, 5]])
     """
+    if rule not in ("likeliest", "overlap"):
+        raise ValueError(f"span decoding rule {rule!r}: likeliest or overlap")
     out = np.zeros((len(probs), 2), dtype=np.int64)
     if len(probs) == 0:
         return out
@@ -157,16 +180,27 @@ def decode(probs, bias: float = 0.0, top: int = TOP, batch: int = 512) -> np.nda
         ls = np.take_along_axis(logp[:, :, 0], starts, axis=1)
         le = np.take_along_axis(logp[:, :, 1], ends, axis=1)
         length = ends[:, None, :] - starts[:, :, None] + 1                          # (rows, k, k)
-        score = ls[:, :, None] + le[:, None, :] + bias * length
-        score = np.where(length >= 1, score, -np.inf)
-        flat = score.reshape(len(chosen), -1)
-        best = flat.argmax(axis=1)
-        value = flat[np.arange(len(chosen)), best]
-        s = np.take_along_axis(starts, (best // k)[:, None], axis=1)[:, 0]
-        e = np.take_along_axis(ends, (best % k)[:, None], axis=1)[:, 0] + 1
-        answer = np.isfinite(value) & (value >= none)
-        out[chosen, 0] = np.where(answer, s, 0)
-        out[chosen, 1] = np.where(answer, e, 0)
+        score = np.where(length >= 1, ls[:, :, None] + le[:, None, :] + bias * length, -np.inf)
+        score = np.concatenate([score.reshape(len(chosen), -1), none[:, None]], axis=1)   # last: no answer
+        s = np.concatenate([np.repeat(starts, k, axis=1), np.zeros((len(chosen), 1), np.int64)], axis=1)
+        e = np.concatenate([np.tile(ends, (1, k)) + 1, np.zeros((len(chosen), 1), np.int64)], axis=1)
+        if rule == "likeliest":
+            best = score.argmax(axis=1)
+        else:
+            m = min(keep, score.shape[1])
+            kept = np.argpartition(-score, m - 1, axis=1)[:, :m]                      # (rows, m)
+            sc = np.take_along_axis(score, kept, axis=1)
+            s, e = np.take_along_axis(s, kept, axis=1), np.take_along_axis(e, kept, axis=1)
+            with np.errstate(invalid="ignore"):
+                weight = np.nan_to_num(np.exp(sc - sc.max(axis=1, keepdims=True)))     # -inf: 0
+            weight /= weight.sum(axis=1, keepdims=True)
+            both = np.clip(np.minimum(e[:, :, None], e[:, None, :]) - np.maximum(s[:, :, None], s[:, None, :]), 0, None)
+            either = (e - s)[:, :, None] + (e - s)[:, None, :] - both
+            jaccard = np.where(either > 0, both / np.maximum(either, 1), 1.0)         # two no-answers agree
+            expected = np.where(np.isfinite(sc), (jaccard * weight[:, None, :]).sum(axis=2), -1.0)
+            best = expected.argmax(axis=1)
+        out[chosen, 0] = s[np.arange(len(chosen)), best]
+        out[chosen, 1] = e[np.arange(len(chosen)), best]
     return out
 
 
@@ -204,7 +238,7 @@ def _bias_scores(name: str, y_true, y_pred) -> np.ndarray:
     if todo:
         truth, probs = [y_true[i] for i in todo], rows([y_pred[i] for i in todo])
         for b, bias in enumerate(BIASES):
-            out[todo, b] = row_scores(name, truth, decode(probs, bias))
+            out[todo, b] = row_scores(name, truth, decode(probs, bias, rule_of(name)))
         if len(_DECODED) + len(todo) > _DECODED_LIMIT:
             _DECODED.clear()
         for i in todo:

@@ -21,6 +21,7 @@ environment variable (OmegaConf interpolation).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -184,6 +185,21 @@ class Spec(_Strict):
 
     # -- derived --------------------------------------------------------------------------
     _root: Path = Path(".")  # folder of the spec file, set by load_spec
+    _data_dir_written: str = "."   # data_dir as the file writes it (before ${oc.env:...} is resolved)
+
+    def check_data_folder(self) -> None:
+        """The data folder exists, or an InputError that says how the spec finds it and how to point it
+        elsewhere (``COMP_DATA`` where the spec reads it, as the shipped examples do)."""
+        if self.data_path.is_dir():
+            return
+        written = self._data_dir_written
+        where = f"{self.root / 'competition.yaml'}: data_dir {written!r} is {self.data_path}, which does not exist"
+        if "COMP_DATA" in written:
+            now = os.environ.get("COMP_DATA")
+            told = f"COMP_DATA={now}" if now else "COMP_DATA is not set, so its default is used"
+            raise InputError(f"{where} ({told}). Set COMP_DATA to the folder that holds the competition's data "
+                             "(e.g. `export COMP_DATA=/path/to/data`), or edit data_dir.")
+        raise InputError(f"{where}. Fix data_dir (relative to the spec's folder) or move the data there.")
 
     @property
     def root(self) -> Path:
@@ -208,8 +224,8 @@ class Spec(_Strict):
 
     @property
     def inputs(self) -> list[str]:
-        """Every column a model reads: the texts, the span's conditions, the features."""
-        return [*self.text, *self.span.condition, *self.features]
+        """Every column a model reads, once each: the texts, the span's conditions, the features."""
+        return list(dict.fromkeys([*self.text, *self.span.condition, *self.features]))
 
     @property
     def scheme(self) -> str:
@@ -250,7 +266,9 @@ def load_spec(path: Path | str) -> Spec:
     if not path.is_file():
         raise InputError(f"{path}: spec file not found. Create it with `comp init --train ...`.")
     try:
-        raw = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+        loaded = OmegaConf.load(path)
+        written = OmegaConf.to_container(loaded, resolve=False)
+        raw = OmegaConf.to_container(loaded, resolve=True)
     except (OmegaConfBaseException, yaml.YAMLError) as err:
         raise InputError(f"{path}: cannot read the spec: {err}") from err
     if not isinstance(raw, dict):
@@ -260,4 +278,5 @@ def load_spec(path: Path | str) -> Spec:
     except ValidationError as err:
         raise explain(err, path, Spec) from None
     object.__setattr__(spec, "_root", path.resolve().parent)
+    object.__setattr__(spec, "_data_dir_written", str(written.get("data_dir", ".")))
     return spec

@@ -341,7 +341,8 @@ def _save_meta(folder: Path, heads: list[tuple[str, Any]], recipe: dict) -> None
     """A fold's meta-model in formats that cannot run code when loaded (saving.save_model)."""
     entries = [{"objective": objective, **saving.save_model(folder, f"head{i}", model)}
                for i, (objective, model) in enumerate(heads)]
-    artifacts.write_json(folder / STACK_META, {"recipe": recipe, "heads": entries})
+    artifacts.write_json(folder / STACK_META, {"recipe": recipe, "heads": entries,      # files: verified on read
+                                               "files": artifacts.folder_hashes(folder, skip=(STACK_META,))})
 
 
 def _load_meta(folder: Path, manifest: dict) -> tuple[list[tuple[str, Any]], dict]:
@@ -351,6 +352,7 @@ def _load_meta(folder: Path, manifest: dict) -> tuple[list[tuple[str, Any]], dic
         raise InputError(f"{path}: fold {folder.parent.name[4:]}'s meta-model is missing{old}; rebuild the stack "
                          f"(`{runs.remake_command(folder.parent.parent.name, manifest)}`)")
     saved = artifacts.read_json(path)
+    artifacts.verify_files(folder, saved.get("files") or {})
     return [(e["objective"], saving.load_model(folder, e)) for e in saved["heads"]], saved["recipe"]
 
 

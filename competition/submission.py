@@ -176,7 +176,8 @@ def _prob_column(preds: pd.DataFrame, column: str) -> str:
 
 
 def format_submission(sample: pd.DataFrame, preds: pd.DataFrame, *, task: str, output: str,
-                      labels: list | None = None, threshold=None, texts: pd.Series | None = None) -> pd.DataFrame:
+                      labels: list | None = None, threshold=None, texts: pd.Series | None = None,
+                      metric: str | None = None) -> pd.DataFrame:
     """The frame to write: the sample's columns, column order and id order, filled from ``preds``.
 
     Args:
@@ -190,6 +191,7 @@ def format_submission(sample: pd.DataFrame, preds: pd.DataFrame, *, task: str, o
         threshold: decision threshold (binary), or one per label in the order of ``preds``'
             prediction columns (multilabel); None means 0.5.
         texts: span tasks: each row's text (the answers are cut from), indexed by :func:`id_keys`.
+        metric: span tasks: the metric, whose decoding rule cuts the answers (:func:`spans.rule_of`).
 
     Ids keep the sample's text (canonical integers become ints, which write back the same).
 
@@ -226,7 +228,8 @@ def format_submission(sample: pd.DataFrame, preds: pd.DataFrame, *, task: str, o
             if texts is None:
                 raise InputError("a span submission needs the texts its answers are cut from")
             found = texts.reindex(keys.to_numpy())
-            spans_ = spans.decode(predictions.matrix(rows, pred_columns), 0.0 if threshold is None else float(threshold))
+            spans_ = spans.decode(predictions.matrix(rows, pred_columns), 0.0 if threshold is None else float(threshold),
+                                  spans.rule_of(metric or "word_jaccard"))
             out[column] = spans.cut(found.to_numpy(), spans_)
             continue
         if output in ("tags", "spans"):     # labels: the tag list; the threshold: the decoder's O bias

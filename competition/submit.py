@@ -162,6 +162,9 @@ def _check_run(run, spec, data) -> pd.DataFrame:
     if run.pred_columns != spec.pred_columns:
         raise InputError(f"{where}: run {run.name!r} predicts columns {run.pred_columns} but "
                          f"competition.yaml now expects {spec.pred_columns}; remake it: {_retrain(run)}.")
+    damage = run.damage()
+    if damage is not None:     # its CV comes from its OOF: both files are the run's, or it is not submitted
+        raise InputError(f"{damage}; write it again: `{runs.rewrite_command(run.name, run.manifest)}`")
     preds = run.test()
     test_file = run.dir / TEST
     if preds is None:
@@ -241,7 +244,7 @@ def submit(ws: Workspace, source: str | None = None, *, out: Path | None = None,
     output = output_kind(spec.task, spec.metric, spec.tokens.unit)
     check_sample_columns(sample, spec, output, str(sample_file or sample_name))
     frame = format_submission(sample, preds, task=spec.task, output=output, labels=data.labels,
-                              threshold=run.threshold, texts=texts_of(spec, data.test))
+                              threshold=run.threshold, texts=texts_of(spec, data.test), metric=spec.metric)
     check_output(frame, sample, output, spec.task, data.labels, sample_name)
 
     path = _target_path(ws, out, run.name, run.score)

@@ -34,6 +34,10 @@ ENCODINGS = ("utf-8", "cp1252", "latin-1")  # tried in this order to suggest a f
 def _decode(path: Path, encoding: str, role: str, given: bool = False) -> str:
     """The file's text; a wrong encoding is an error that names one that works. ``given``: the path
     came from the command line, not from competition.yaml (the not-found message says which)."""
+    if path.is_dir():
+        raise InputError(f"{path} ({role}): this is a folder, not a file; point at the CSV file itself"
+                         + (f" (it holds {', '.join(sorted(p.name for p in path.glob('*.csv'))[:3])})"
+                            if any(path.glob("*.csv")) else ""))
     if not path.is_file():
         fix = ("Check the path you gave on the command line." if given else
                "Fix the path in competition.yaml (file names are relative to data_dir, data_dir to the "
@@ -129,12 +133,22 @@ def sniff_sep(text: str) -> str | None:
     return found
 
 
-def sep_hint(text: str, sep: str) -> str:
-    """' The file looks ';'-separated: set ...' when it seems to use another separator than ``sep``."""
-    found = sniff_sep(text)
+def sep_hint(text: str, sep: str, given: bool = False) -> str:
+    """' The file looks ';'-separated: set ...' when it seems to use another separator than ``sep``.
+    ``given``: a file named on the command line (rows to predict), which is re-saved as the competition's
+    files are: ``read.sep`` would change how train and test are read too.
+
+    >>> sep_hint("id;text", ",", given=True)
+    " The file looks ';'-separated: re-save it with the competition's separator ',' (read.sep in competition.yaml also reads train and test)."
+    """
+    found, sep = sniff_sep(text), _sep(ReadOptions(sep=sep)) if sep else sep
     if found is None or found == sep:
         return ""
     shown = "\\t" if found == "\t" else found
+    if given and sep:
+        mine = "\\t" if sep == "\t" else sep
+        return (f" The file looks '{shown}'-separated: re-save it with the competition's separator '{mine}' "
+                "(read.sep in competition.yaml also reads train and test).")
     return (f" The file looks '{shown}'-separated: set `read.sep: '{shown}'` in competition.yaml "
             f"(comp init --sep '{shown}').")
 
@@ -156,12 +170,12 @@ def read_with_notes(path: Path, read: ReadOptions, role: str, ids: str | None,
             warnings.simplefilter("error", pd.errors.ParserWarning)
             frame = pd.read_csv(io.StringIO(text), **kwargs)
     except pd.errors.ParserWarning:
-        hint = sep_hint(text, sep) or (f" Check read.sep ({sep!r}) or read.quoting (use `none` when texts hold "
+        hint = sep_hint(text, sep, given and role != "train") or (f" Check read.sep ({sep!r}) or read.quoting (use `none` when texts hold "
                                        "unescaped quotes).")
         raise InputError(f"{path} ({role}): some rows have more fields than the header "
                          f"({read.names or 'first line'}).{hint}") from None
     except (pd.errors.ParserError, csv.Error, ValueError) as err:
-        hint = sep_hint(text, sep) or (" Check read.sep; files whose texts hold unescaped quotes need "
+        hint = sep_hint(text, sep, given and role != "train") or (" Check read.sep; files whose texts hold unescaped quotes need "
                                        "`read.quoting: none`.")
         raise InputError(f"{path} ({role}): cannot parse it with sep {sep!r} and quoting {read.quoting!r}: "
                          f"{str(err).strip()}.{hint}") from None
@@ -193,16 +207,19 @@ def read_sample_submission(spec: Spec) -> pd.DataFrame:
 
 # -- columns ---------------------------------------------------------------------------------
 
-def require_columns(frame: pd.DataFrame, columns: list[str], path: Path, role: str, key: str) -> None:
-    """Every column of ``columns`` exists, else an error listing the ones that do."""
+def require_columns(frame: pd.DataFrame, columns: list[str], path: Path, role: str, key: str,
+                    sep: str = "", given: bool = False) -> None:
+    """Every column of ``columns`` exists, else an error listing the ones that do. ``sep``, ``given``: the
+    file's separator and whether it was named on the command line (:func:`sep_hint`)."""
     for column in columns:
         if column in frame.columns:
             continue
         have = [str(c) for c in frame.columns]
-        close = difflib.get_close_matches(column, have, n=1, cutoff=0.6)
+        # never a column the same key names too (a pair's other side, sentence1 for sentence2)
+        close = difflib.get_close_matches(column, [h for h in have if h not in columns], n=1, cutoff=0.6)
         hint = f" Did you mean {close[0]!r}?" if close else ""
         if len(have) == 1 and sniff_sep(have[0]) is not None:
-            hint += " The whole header is one column." + sep_hint(have[0], "")
+            hint += " The whole header is one column." + sep_hint(have[0], sep, given)
         raise InputError(f"{path} ({role}): column {column!r} (named by `{key}` in competition.yaml) "
                          f"is missing; the columns are: {', '.join(map(repr, have))}.{hint}")
 

@@ -60,7 +60,7 @@ from competition.models import FoldResult, family
 from competition.resume import check_previous_run, fold_config_diff, fold_done
 from competition.spec import load_spec
 from competition.teach import Teacher
-from competition.workspace import CONFIG, DONE, OOF, TEST, Workspace
+from competition.workspace import CONFIG, DONE, OOF, PREDICTION_FILES, TEST, Workspace
 
 
 @dataclass
@@ -119,6 +119,9 @@ def _limit(train_idx: np.ndarray, limit: int | None, seed: int) -> np.ndarray:
         return train_idx
     rng = np.random.default_rng(seed)
     return np.sort(rng.choice(train_idx, size=limit, replace=False))
+
+
+TRACKING_FILES = ("wandb", ".wandb-cache")     # what wandb writes in a run folder before any fold finishes
 
 
 def train(ws: Workspace, cfg: ExperimentConfig, *, folds: list[int] | str = "all", force: bool = False,
@@ -189,8 +192,8 @@ def train(ws: Workspace, cfg: ExperimentConfig, *, folds: list[int] | str = "all
             if on_fold is not None:
                 on_fold(row)
     except BaseException:
-        # a new run that never finished a fold leaves nothing behind (only its lock files are there)
-        if new_run and all(p.suffix == ".lock" for p in run_dir.iterdir()):
+        # a new run that never finished a fold leaves nothing behind (only its locks and tracking logs are there)
+        if new_run and all(p.suffix == ".lock" or p.name in TRACKING_FILES for p in run_dir.iterdir()):
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
     if not (run_dir / CONFIG).is_file():
@@ -278,6 +281,8 @@ def _train_fold(ws, cfg, spec, data, impl, prepared, fold_of, k, hashes, config_
             "n_train": len(train_idx), "n_valid": len(valid_idx),
             "select": select_of(cfg), "selected_on": chosen,
             **hashes, "history": fit.history, "extra": extra,
+            # the fold's model files, verified before a fold is used (here, in a bundle)
+            "files": artifacts.folder_hashes(tmp_dir, skip=(DONE, *PREDICTION_FILES)),
         })
         # not val/score: wandb's summary keeps the last logged value of a history key, the last
         # validation, while the fold's score comes from the kept (best or averaged) weights

@@ -14,6 +14,7 @@ import importlib.util
 import re
 import time
 import warnings
+from pathlib import Path
 
 from filelock import FileLock
 
@@ -65,6 +66,7 @@ def open_storage(url: str, heartbeat: int = 60):
     from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
     kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
+    _check_sqlite_file(url)
     for attempt in range(3):
         try:
             with warnings.catch_warnings():
@@ -79,12 +81,40 @@ def open_storage(url: str, heartbeat: int = 60):
             if attempt < 2 and not isinstance(err, ImportError):
                 time.sleep(1 + attempt)
                 continue
-            raise InputError(f"cannot open the tuning storage {masked(url)}: {err}. Write an Optuna RDB URL, e.g. "
+            why = str(err).split("\n")[0].split(" (Background on this error")[0]      # not SQLAlchemy's dump
+            raise InputError(f"cannot open the tuning storage {masked(url)}: {why}. Write an Optuna RDB URL, e.g. "
                              "sqlite:///tuning.db or postgresql://user:password@host:5432/db, with the server "
                              "running and the database created") from None
     if url.startswith("sqlite"):
         _fast_sqlite(storage.engine)
     return storage
+
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def _check_sqlite_file(url: str) -> None:
+    """A SQLite storage file that exists is a SQLite database, else one line with the fix (it printed
+    SQLAlchemy's dump and offered the same file as the fix).
+
+    >>> import tempfile, pathlib
+    >>> bad = pathlib.Path(tempfile.mkdtemp()) / "tuning.db"
+    >>> _ = bad.write_bytes(b"garbage")
+    >>> _check_sqlite_file(f"sqlite:///{bad}")
+    Traceback (most recent call last):
+    competition.errors.InputError: ...tuning.db: not a SQLite database (damaged, or another kind of file); it holds comp tune's studies: move it aside (e.g. `mv ...tuning.db ...tuning.db.bad`) and tune again (the studies start over), or name another with --storage
+    """
+    if not url.startswith("sqlite:///"):
+        return
+    path = Path(url[len("sqlite:///"):])
+    if not path.is_file() or path.stat().st_size == 0:
+        return                                        # a new or empty file: SQLite makes a database of it
+    with path.open("rb") as f:
+        if f.read(len(SQLITE_HEADER)) == SQLITE_HEADER:
+            return
+    raise InputError(f"{path}: not a SQLite database (damaged, or another kind of file); it holds comp tune's "
+                     f"studies: move it aside (e.g. `mv {path} {path}.bad`) and tune again (the studies start "
+                     "over), or name another with --storage")
 
 
 def _fast_sqlite(engine) -> None:

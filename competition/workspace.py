@@ -40,6 +40,7 @@ METRICS = "metrics.json"     # a run's scores
 DONE = "done.json"           # a finished fold's record (fold<k>/)
 SCORES = "scores.json"       # a run's scores of other metrics (comp score)
 IMPORTANCE = "importance.json"   # a stack's meta-model feature importances
+PREDICTION_FILES = (OOF, TEST, IMPORTANCE)   # what a run predicted, not what it predicts with (no bundle has them)
 STACK_META = "meta.json"     # a stack's recipe and its fold meta-models (fold<k>/)
 BLEND = "blend.json"         # a blend's method, inputs and fitted weights
 HOLDOUT = "holdout.json"     # comp holdout's result

@@ -88,6 +88,8 @@ def test_vote_hard_multiclass_and_refusals(tmp_path):
         blend(env.ws, method="median", data=env.data)
     with pytest.raises(InputError, match="at least two runs"):
         blend(env.ws, inputs=["a"], data=env.data)
+    with pytest.raises(InputError, match=r"got \['a'\]; a named twice counts once \(other complete runs here: b, b01, c\)"):
+        blend(env.ws, inputs=["a", "a"], data=env.data)      # it said "no other run" while b and c existed
     rng = np.random.default_rng(0)
     fake_run(env, "stale", signal(env.data.y, 1, rng, "multiclass"), signal(env.y_test, 1, rng, "multiclass"),
              data_hash="feedbeef")

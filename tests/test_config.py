@@ -255,3 +255,37 @@ def test_a_command_without_the_experiment_says_how_to_name_it(tmp_path, verb):
 
     out = CliRunner().invoke(app, [verb, "-w", str(_titanic_ws(tmp_path))])
     assert out.exit_code == 2 and f"name the experiment: `comp {verb} exp=042`" in out.output, out.output
+
+
+@pytest.mark.parametrize("text, message", [
+    ("template: lgbm\nmodel: {learning_rate: 1e400}\n", "model.learning_rate is inf, not a finite number"),
+    ("template: lgbm\nmodel: [1, 2]\n", "model is a list, but it is a block of settings"),
+    (None, "this is a str, not a mapping; an experiment file holds key: value lines"),
+])
+def test_an_experiment_file_that_is_not_valid_data_is_refused_before_any_run_folder(tmp_path, text, message):
+    """Checked as data before the layers merge: a number that is not finite (liblinear's ValueError after
+    writing the run folder), a list where a block belongs (an AttributeError), a file that is not a
+    mapping (a symlink to /etc/passwd was printed whole as an unknown key)."""
+    from typer.testing import CliRunner
+
+    from competition.cli import app
+
+    root = _titanic_ws(tmp_path)
+    exp = root / "experiments" / "006.yaml"
+    if text is None:
+        other = tmp_path / "passwd"
+        other.write_text("root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n")
+        exp.symlink_to(other)
+    else:
+        exp.write_text(text)
+    assert CliRunner().invoke(app, ["folds", "-w", str(root)]).exit_code == 0
+    out = CliRunner().invoke(app, ["train", "exp=006", "-w", str(root)])
+    assert out.exit_code == 2 and message in " ".join(out.output.split()) and "Traceback" not in out.output
+    assert "daemon" not in out.output
+    assert not (root / "experiments" / "006").exists()
+
+
+def test_an_override_that_is_not_finite_is_refused(tmp_path):
+    ws = make_ws(tmp_path, e001="model: {family: tfidf}\n")
+    with pytest.raises(InputError, match=r"overrides: model.C is inf"):
+        load_config(ws, "001", ["model.C=1e400"])

@@ -45,6 +45,9 @@ def _snapshot(root):
     ("folds/manifest.json", ["stack", "--exp", "001,002", "--name", "s02"], "comp folds --force"),
     ("experiments/001/fold0/vocabulary.json", ["predict", "001", "--test", "{test}"], "exp=001 --fold 0 --force"),
     ("experiments/001/config.yaml", ["predict", "001", "--test", "{test}"], "comp train exp=001 --fold all --force"),
+    # a stack's fold file is rebuilt by the stack's own command, not `comp train exp=s01` (issue 40)
+    ("experiments/s01/fold1/meta/meta.json", ["predict", "s01", "--test", "{test}"],
+     "Rebuild that stack: comp stack --exp 001,002 --meta lgbm --name s01 --force"),
 ])
 def test_a_damaged_json_artifact_is_one_line_naming_it_and_the_fix(trained, tmp_path, damage, artifact, command, fix):
     root = _copy(trained, tmp_path)
@@ -184,6 +187,31 @@ def test_a_read_only_experiments_folder_is_one_line_not_a_traceback(trained, tmp
     assert _snapshot(root) == before
 
 
+def test_a_read_only_submissions_folder_at_predict_names_it_and_out_not_a_temporary_name(trained, tmp_path,
+                                                                                           monkeypatch):
+    """Issue 40: it named `.<folder>.tmp-<pid>`, a path the user never chose, and not --out."""
+    import errno
+    import os
+
+    root = _copy(trained, tmp_path)
+    real_mkdir = os.mkdir
+
+    def read_only(path, *args, **kwargs):
+        if ".tmp-" in str(path) and str(root) in str(path):
+            raise OSError(errno.EROFS, "Read-only file system", str(path))
+        return real_mkdir(path, *args, **kwargs)
+
+    (root / "submissions").mkdir(exist_ok=True)
+    before = _snapshot(root)
+    monkeypatch.setattr(os, "mkdir", read_only)
+    out = CliRunner().invoke(app, ["predict", "001", "--test", str(root / "test.csv"), "-w", str(root)])
+    monkeypatch.undo()
+    text = " ".join(out.output.split())
+    assert out.exit_code == 2 and "Traceback" not in text, out.output
+    assert f"{root / 'submissions'}: cannot write" in text and "write elsewhere with --out" in text, text
+    assert ".tmp-" not in text and _snapshot(root) == before
+
+
 def test_a_name_too_long_for_the_file_system_names_a_shorter_name_as_the_fix(trained, tmp_path):
     """Issue 24 #17: ENAMETOOLONG said "make the folder writable", which does not help; the fix is a
     shorter name. The bundle folder's own name is 300 characters: the file system refuses it."""
@@ -194,3 +222,111 @@ def test_a_name_too_long_for_the_file_system_names_a_shorter_name_as_the_fix(tra
     assert out.exit_code == 2 and "Traceback" not in text, out.output
     assert "File name too long" in text and "use a shorter name" in text and "writable" not in text, text
     assert sorted(tmp_path.iterdir()) == before
+
+
+MODEL_DAMAGE = {
+    "truncated": lambda path, fold0: path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2]),
+    "swapped with fold 0's": lambda path, fold0: path.write_bytes(fold0.read_bytes()),
+    "deleted": lambda path, fold0: path.unlink(),
+}
+
+
+@pytest.mark.parametrize("damage", list(MODEL_DAMAGE))
+@pytest.mark.parametrize("rel", ["head/model0.skops", "vocabulary.json"])
+@pytest.mark.parametrize("command", [["predict", "001", "--test", "{test}"], ["predict", "s01", "--test", "{test}"],
+                                     ["export", "001", "{out}"], ["export", "s01", "{out}"]])
+def test_a_damaged_fold_model_is_verified_on_read_one_line_with_the_fold_to_retrain(trained, tmp_path, damage, rel,
+                                                                                   command):
+    """Issue 40: fold models were read without the check their run recorded: a .skops swapped with another
+    fold's gave sklearn's `X has 19879 features` traceback, a truncated file a loader's. Each fold records
+    its files' hashes in done.json; every reader verifies them first."""
+    root = _copy(trained, tmp_path)
+    target = root / "experiments" / "001" / "fold1" / rel
+    MODEL_DAMAGE[damage](target, root / "experiments" / "001" / "fold0" / rel)
+    before = _snapshot(root)
+    args = [a.replace("{test}", str(root / "test.csv")).replace("{out}", str(tmp_path / "bundle")) for a in command]
+    out = CliRunner().invoke(app, [*args, "-w", str(root)])
+    text = " ".join(out.output.split())
+    assert out.exit_code == 2 and "Traceback" not in out.output, out.output
+    assert f"{target}: damaged" in text and "comp train exp=001 --fold 1 --force" in text, text
+    assert _snapshot(root) == before and not (tmp_path / "bundle").exists()
+
+
+def test_a_plain_train_over_a_damaged_fold_trains_it_again_instead_of_reporting_it_complete(trained, tmp_path):
+    root = _copy(trained, tmp_path)
+    model = root / "experiments" / "001" / "fold2" / "head" / "model0.skops"
+    model.write_bytes(model.read_bytes()[:100])
+    out = CliRunner().invoke(app, ["train", "exp=001", "--fold", "all", "-w", str(root)])
+    text = " ".join(out.output.split())
+    assert out.exit_code == 0, out.output
+    assert f"{model}: damaged" in text and "training fold 2 again" in text, text
+    again = CliRunner().invoke(app, ["predict", "001", "--test", str(root / "test.csv"), "--out",
+                                     str(tmp_path / "p"), "-w", str(root)])
+    assert again.exit_code == 0, again.output
+
+
+@pytest.mark.parametrize("damage", list(MODEL_DAMAGE))
+@pytest.mark.parametrize("command", [["predict", "s01", "--test", "{test}"], ["export", "s01", "{out}"]])
+def test_a_damaged_meta_model_is_verified_before_lightgbm_reads_it(trained, tmp_path, damage, command):
+    """Issue 40: a truncated head0.txt printed 62 `[LightGBM] [Fatal]` lines and aborted (exit 134)."""
+    root = _copy(trained, tmp_path)
+    meta = root / "experiments" / "s01" / "fold1" / "meta"
+    (head,) = [p for p in meta.iterdir() if p.name.startswith("head0")]
+    MODEL_DAMAGE[damage](head, root / "experiments" / "s01" / "fold0" / "meta" / head.name)
+    before = _snapshot(root)
+    args = [a.replace("{test}", str(root / "test.csv")).replace("{out}", str(tmp_path / "bundle")) for a in command]
+    out = CliRunner().invoke(app, [*args, "-w", str(root)])
+    text = " ".join(out.output.split())
+    assert out.exit_code == 2 and "Traceback" not in out.output and "Fatal" not in out.output, out.output
+    assert f"{head}: damaged" in text and "Rebuild that stack: comp stack --exp 001,002" in text, text
+    assert _snapshot(root) == before and not (tmp_path / "bundle").exists()
+
+
+@pytest.mark.parametrize("name", ["test.parquet", "oof.parquet"])
+def test_another_runs_predictions_copied_over_a_runs_own_are_damage_for_every_command(trained, tmp_path, name):
+    """Issue 40: `comp submit 001` after 002's test.parquet replaced 001's submitted 002's predictions under
+    001's CV, exit 0. The manifest's hashes decide, and leaderboard, submit and stack agree."""
+    import shutil
+
+    root = _copy(trained, tmp_path)
+    shutil.copy2(root / "experiments" / "002" / name, root / "experiments" / "001" / name)
+    before = _snapshot(root)
+    target = root / "experiments" / "001" / name
+    for command in (["submit", "001"], ["stack", "--exp", "001,002", "--name", "s09"],
+                    ["blend", "--exp", "001,002", "--name", "b09"]):
+        out = CliRunner().invoke(app, [*command, "-w", str(root)])
+        text = " ".join(out.output.split())
+        assert out.exit_code == 2 and "Traceback" not in out.output, (command, out.output)
+        assert str(target) in text and "comp train exp=001 --fold all" in text, (command, text)
+    board = CliRunner().invoke(app, ["leaderboard", "--json", "-w", str(root)])
+    assert board.exit_code == 0, board.output
+    import json
+
+    status = {row["name"]: row["status"] for row in json.loads(board.output)["runs"]}
+    assert status["001"] == "damaged" and status["002"] == "complete", status
+    assert _snapshot(root) == before
+
+
+def test_a_fold_file_swapped_inside_a_bundle_with_a_recomputed_bundle_json_is_refused_with_export_again(
+        trained, tmp_path):
+    """Issue 40: a fold's .skops swapped with another fold's inside a bundle whose bundle.json was recomputed
+    crashed with sklearn's feature-count ValueError; the fold's own record catches it, and the fix is to
+    export again (a bundle has no training data), not `comp train`."""
+    import hashlib
+    import json
+
+    root = _copy(trained, tmp_path)
+    bundle = tmp_path / "bundle"
+    assert CliRunner().invoke(app, ["export", "001", str(bundle), "--no-wheel", "-w", str(root)]).exit_code == 0
+    target = bundle / "experiments" / "001" / "fold1" / "head" / "model0.skops"
+    target.write_bytes((bundle / "experiments" / "001" / "fold0" / "head" / "model0.skops").read_bytes())
+    manifest = json.loads((bundle / "bundle.json").read_text())
+    rel = str(target.relative_to(bundle))
+    manifest["files"][rel] = {"sha256": hashlib.sha256(target.read_bytes()).hexdigest(), "bytes": target.stat().st_size}
+    (bundle / "bundle.json").write_text(json.dumps(manifest))
+    out = CliRunner().invoke(app, ["predict", "001", "--test", str(root / "test.csv"), "--out", str(tmp_path / "p"),
+                                   "-w", str(bundle)])
+    text = " ".join(out.output.split())
+    assert out.exit_code == 2 and "Traceback" not in out.output, out.output
+    assert f"{target}: damaged" in text and "export the bundle again from its workspace (comp export 001 DIR)" in text
+    assert "comp train" not in text and not (tmp_path / "p").exists()

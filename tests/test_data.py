@@ -379,7 +379,7 @@ metric: macro_f1
 @pytest.mark.parametrize("kind,content,message", [
     ("gzip", lambda: __import__("gzip").compress(b"id,text\n1,a\n"), "gzip-compressed, not a CSV; gunzip it"),
     ("zip", lambda: b"PK\x03\x04rest", "a zip archive, not a CSV; unzip it"),
-    ("semicolons", lambda: b"id;text\n1;a\n", "looks ';'-separated: set `read.sep: ';'`"),
+    ("semicolons", lambda: b"id;text\n1;a\n", "looks ';'-separated: re-save it with the competition's separator ','"),
 ])
 def test_compressed_or_misseparated_files_say_what_they_are(tmp_path, kind, content, message):
     from competition.data import read_inputs
@@ -406,7 +406,9 @@ def test_a_missing_file_says_where_its_path_came_from(tmp_path):
 @pytest.mark.parametrize("sep,shown", [(";", ";"), ("\t", "\\t")])
 def test_a_file_with_another_separator_that_fails_to_parse_names_it(tmp_path, sep, shown):
     """Issue 24 #14: a ';' or tab file whose texts hold commas failed with "cannot parse it with
-    sep ','... check read.sep": the message names the separator the file uses."""
+    sep ','... check read.sep": the message names the separator the file uses. A file of rows to predict
+    is re-saved (issue 40: read.sep would change how train is read); the spec's own test file is the
+    spec's to fix."""
     from competition.data import read_inputs
     from competition.spec import Spec
 
@@ -417,6 +419,11 @@ def test_a_file_with_another_separator_that_fails_to_parse_names_it(tmp_path, se
                 data_dir=str(tmp_path))
     with pytest.raises(InputError) as err:
         read_inputs(spec, tmp_path / "rows.csv")
+    assert f"looks '{shown}'-separated: re-save it with the competition's separator ','" in str(err.value)
+    spec = Spec(name="x", train="t.csv", test="rows.csv", targets=["y"], text=["text"], task="binary",
+                metric="f1", data_dir=str(tmp_path))
+    with pytest.raises(InputError) as err:
+        read_inputs(spec, tmp_path / "rows.csv", "test")
     assert f"looks '{shown}'-separated: set `read.sep: '{shown}'`" in str(err.value), str(err.value)
 
 
@@ -432,3 +439,87 @@ def test_comp_init_on_semicolon_files_names_the_separator(tmp_path):
                                          r"The file looks ';'-separated: set `read.sep: ';'`"):
         init_workspace(tmp_path / "ws", train=tmp_path / "train.csv", test=tmp_path / "test.csv",
                        sample_submission=tmp_path / "sample_submission.csv")
+
+
+def _spec_at(root: Path, data_dir: str) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / "competition.yaml"
+    path.write_text(f"name: t\ndata_dir: {data_dir}\ntrain: train.csv\ntargets: [y]\ntask: binary\nmetric: f1\n")
+    return path
+
+
+def test_a_missing_data_folder_names_comp_data_where_the_spec_reads_it(tmp_path, monkeypatch):
+    """The shipped specs find their data through ${oc.env:COMP_DATA,...}: the message says so, and what
+    COMP_DATA is now."""
+    spec = _spec_at(tmp_path / "ws", "${oc.env:COMP_DATA,../nowhere}/tweets")
+    monkeypatch.delenv("COMP_DATA", raising=False)
+    with pytest.raises(InputError, match=r"nowhere/tweets, which does not exist \(COMP_DATA is not set.*"
+                                         r"Set COMP_DATA to the folder"):
+        data.load(load_spec(spec))
+    monkeypatch.setenv("COMP_DATA", str(tmp_path / "elsewhere"))
+    with pytest.raises(InputError, match=rf"COMP_DATA={re.escape(str(tmp_path / 'elsewhere'))}\)"):
+        data.load(load_spec(spec))
+    plain = _spec_at(tmp_path / "plain", "../gone")
+    with pytest.raises(InputError, match=r"data_dir '../gone' .* does not exist\. Fix data_dir") as err:
+        data.load(load_spec(plain))
+    assert "COMP_DATA" not in str(err.value)
+
+
+def test_a_folder_where_the_csv_belongs_is_named_as_a_folder(tmp_path):
+    (tmp_path / "mydata" / "train.csv").mkdir(parents=True)
+    (tmp_path / "mydata" / "train.csv" / "part.csv").write_text("id,y\n1,0\n")
+    with pytest.raises(InputError, match=r"train.csv \(train\): this is a folder, not a file; point at the CSV "
+                                         r"file itself \(it holds part.csv\)"):
+        data.load(load_spec(_spec_at(tmp_path / "ws", "../mydata")))
+
+
+def test_a_missing_pair_column_is_not_told_to_use_the_pairs_other_side(tmp_path):
+    from competition.tables import require_columns
+
+    frame = pd.DataFrame({"id": [1], "sentence1": ["a"], "label": [0]})
+    with pytest.raises(InputError, match=r"column 'sentence2' .* is missing; the columns are: 'id', 'sentence1', "
+                                         r"'label'\.$"):
+        require_columns(frame, ["sentence1", "sentence2"], tmp_path / "test.csv", "test", "text_pair")
+    with pytest.raises(InputError, match=r"Did you mean 'sentence_2'\?"):
+        require_columns(frame.assign(sentence_2="b"), ["sentence1", "sentence2"], tmp_path / "t.csv", "test",
+                        "text_pair")
+
+
+def test_the_api_names_each_column_it_needs_once():
+    """disaster-tweets reads keyword as text and as a feature: the refusal listed it twice."""
+    spec = load_spec(Path(__file__).parents[1] / "examples" / "disaster-tweets" / "competition.yaml")
+    with pytest.raises(InputError, match=r"columns of the test file \(id, keyword, text, location\)$"):
+        data.frame_inputs(spec, pd.DataFrame())
+
+
+def test_rows_to_predict_in_another_separator_are_told_to_be_re_saved_not_to_change_the_spec(tmp_path):
+    """read.sep also reads train and test: a file named at `comp predict` is re-saved instead."""
+    spec = load_spec(Path(__file__).parents[1] / "examples" / "disaster-tweets" / "competition.yaml")
+    rows = tmp_path / "new.csv"
+    rows.write_text("id;keyword;text;location\n1;fire;a fire;here\n2;;calm;there\n")
+    with pytest.raises(InputError, match=r"new.csv \(rows to predict\): column 'id' .*The whole header is "
+                                         r"one column\. The file looks ';'-separated: re-save it with the "
+                                         r"competition's separator ','") as err:
+        data.read_inputs(spec, rows)
+    assert "set `read.sep" not in str(err.value)
+
+
+def test_pair_data_is_checked_for_duplicates_and_overlap_on_the_pair_not_one_side():
+    """SICK-like pairs: one side repeating with other partners (and other labels) is the data's shape;
+    only the same pair with two labels, or a test pair seen in train, is worth a warning."""
+    from competition.quality import data_warnings
+    from competition.spec import Spec
+
+    spec = Spec(name="x", train="train.csv", test="test.csv", targets=["y"], text=["s1", "s2"],
+                text_pair=["s1", "s2"], task="binary", metric="f1")
+    train = pd.DataFrame({"id": range(6), "s1": ["a dog runs"] * 4 + ["a cat", "a cat"],
+                          "s2": ["a dog is running", "a cat sleeps", "nobody runs", "a dog runs", "x", "x"]})
+    test = pd.DataFrame({"id": range(10, 13), "s1": ["a dog runs", "a dog runs", "a cat"],
+                         "s2": ["something new", "a cat sleeps", "y"]})
+    y = np.array([1, 0, 0, 1, 1, 0])
+    notes = data_warnings(spec, train, test, y, [0, 1])
+    assert [n for n in notes if "repeat" in n] == [
+        "train.csv: 1 pair(s) of ['s1', 's2'] repeat with different targets (1 repeated in all), e.g. "
+        "'a cat | x'; one input with two answers: fix or drop them if the labels are noise."]
+    assert [n for n in notes if "also appear" in n] == [
+        "test.csv: 1 pair(s) of ['s1', 's2'] also appear in train, where their labels are known."]

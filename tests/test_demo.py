@@ -4,6 +4,7 @@ for the MiniLM ones (the real demo runs them; its time is measured, not tested).
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 
 from competition import demo
 
@@ -34,6 +35,12 @@ def test_demo_runs_every_stage_and_scores_the_holdout(tmp_path, monkeypatch, cap
     solution = pd.read_csv(tmp_path / "demo" / "data" / "solution.csv")
     assert len(submission) == len(solution) and set(submission["id"]) == set(solution["id"])
     assert set(submission["category"]) <= set(demo.bbc_frame()["category"])
+    # the holdout score is recorded in the submitted run, as `comp score` records it: the leaderboard has it
+    from competition.leaderboard import leaderboard
+    from competition.workspace import Workspace
+
+    rows = {e.name: e for e in leaderboard(Workspace(tmp_path / "demo"))}
+    assert rows[summary["source"]].scored == pytest.approx(summary["holdout"])
 
 
 def test_warnings_reach_the_user_once_each_in_one_line(capsys):

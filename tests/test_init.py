@@ -194,6 +194,15 @@ def test_cli_errors_exit_2_with_the_fix(real, tmp_path):
     assert result.exit_code == 2 and "duplicated id" in flat(result.output)
 
 
+def test_a_binary_task_on_a_target_of_many_values_is_one_short_line_with_the_fix(real, tmp_path):
+    """It printed all ~3,300 locations as a pydantic error and no fix."""
+    result = runner.invoke(app, ["init", "--train", str(real / "disaster-tweets" / "train.csv"), "--target",
+                                 "location", "--task", "binary", "-w", str(tmp_path)])
+    text = flat(result.output)
+    assert result.exit_code == 2 and "target 'location' has 3,341 values" in text and "--target" in text
+    assert len(text) < 400 and not (tmp_path / "competition.yaml").exists()
+
+
 def test_failed_holdout_leaves_no_files(real, tmp_path):
     with pytest.raises(InputError, match="'spam'"):
         init_workspace(tmp_path, train=real / "sms-spam/SMSSpamCollection", sep="\t", header=False,

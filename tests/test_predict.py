@@ -139,10 +139,20 @@ def test_a_faster_precision_stays_close_while_the_default_stays_exact(tweets, tm
     assert type(probe[0]).__module__ == "torch.ao.nn.quantized.dynamic.modules.linear"
 
 
-def test_precision_leaves_the_families_without_an_encoder_exact_and_refuses_others(tweets, tmp_path):
-    fast = predict(tweets, "001", tweets.root / "test.csv", out=tmp_path / "int8", precision="int8")
-    exact = runs.load_run(tweets, "001").test()
-    assert np.abs(fast.predictions[["target"]].to_numpy() - exact[["target"]].to_numpy()).max() <= 1e-6
+def test_a_precision_for_a_run_without_an_encoder_is_refused_and_unknown_ones_too(tweets, tmp_path):
+    """Issue 40: --precision int8 on a TF-IDF run changed nothing, said nothing and recorded int8."""
+    from competition.export import export
+
+    assert runs.load_run(tweets, "001").config().model.family == "tfidf"
+    for command in (["predict", "001", "--test", str(tweets.root / "test.csv"), "--out", str(tmp_path / "p")],
+                    ["export", "001", str(tmp_path / "bundle")]):
+        out = CliRunner().invoke(app, [*command, "--precision", "int8", "-w", str(tweets.root)])
+        text = " ".join(out.output.split())
+        assert out.exit_code == 2 and "--precision int8: it sets what encoders compute in, and run 001 has none " \
+            "(family tfidf)" in text, out.output
+    assert not (tmp_path / "p").exists() and not (tmp_path / "bundle").exists()
+    with pytest.raises(InputError, match="has none"):
+        export(tweets, "001", tmp_path / "b2", wheel=False, precision="bf16")
     out = CliRunner().invoke(app, ["predict", "003", "--test", str(tweets.root / "test.csv"), "--precision", "fp16",
                                    "-w", str(tweets.root), "--out", str(tmp_path / "no")])
     assert out.exit_code == 2 and "--precision 'fp16': choose one of fp32, bf16, int8, onnx-int8" in out.output, out.output
@@ -307,7 +317,9 @@ BAD = [
     ("config.yaml deleted", lambda ws, t: (_damage(ws, "002", "config.yaml"), ["--test", str(ws.root / "test.csv")]),
      "config.yaml: missing"),
     ("encoder weights deleted", lambda ws, t: (_damage(ws, "003", "fold2/seed1/model.safetensors", "fold2/seed2/model.safetensors"),
-                                               ["--test", str(ws.root / "test.csv")]), "no saved model"),
+                                               ["--test", str(ws.root / "test.csv")]),
+     "model.safetensors: damaged (missing); comp writes it whole, so something else changed it. Retrain that fold: "
+     "comp train exp=003 --fold 2 --force"),
     ("blend parameters deleted", lambda ws, t: (_damage(ws, "b2", "blend.json"), ["--test", str(ws.root / "test.csv")]),
      "keeps no parameters"),
     ("stack meta-model deleted", lambda ws, t: (_damage(ws, "s01", "fold0/meta/meta.json"), ["--test", str(ws.root / "test.csv")]),
@@ -458,7 +470,14 @@ def test_the_bundles_predict_py_runs_as_printed_without_comp_installed(tweets, t
     proc = subprocess.run([str(bare / "bin" / "python"), str(bundle / "predict.py"), "--test",
                            str(tweets.root / "test.csv")], cwd=elsewhere, env=env, capture_output=True, text=True)
     assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr
-    assert "comp needs the package" in proc.stderr and "pip install" in proc.stderr, proc.stderr
+    # issue 40: every package at once (it took 9 reruns, one package each), with comp's own pins
+    line = proc.stderr.strip()
+    assert "\n" not in line and "lacks packages the bundle needs; install them all at once: pip install" in line
+    required = (bundle / "requirements.txt").read_text().splitlines()[1:]
+    assert "'typer<0.29,>=0.12'" in line and all(r.split("<")[0].split(">")[0] in line for r in required)
+    for package in ("pandas", "pyarrow", "pyyaml", "scikit-learn", "skops", "omegaconf", "filelock", "torch"):
+        assert any(r.startswith(package) for r in required), (package, required)
+    assert "requirements.txt" in json.loads((bundle / "bundle.json").read_text())["files"]
     deps = tmp_path / "deps"                      # the dependencies, but not comp
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(deps)], check=True)
     site = Path(subprocess.run([str(deps / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()"

@@ -76,12 +76,13 @@ def _random_rows(rng, n):
     return predictions.rows(out)
 
 
+@pytest.mark.parametrize("rule", ["likeliest", "overlap"])
 @pytest.mark.parametrize("bias", [-0.1, 0.0, 0.05])
-def test_decoder_never_starts_after_it_ends_and_cuts_substrings(bias):
+def test_decoder_never_starts_after_it_ends_and_cuts_substrings(bias, rule):
     rng = np.random.default_rng(0)
     probs = _random_rows(rng, 400)
     texts = ["".join(rng.choice(list("ab c,."), len(p))) for p in probs]
-    found = spans.decode(probs, bias)
+    found = spans.decode(probs, bias, rule)
     assert (found[:, 0] <= found[:, 1]).all()
     assert all(0 <= s <= e <= len(p) for (s, e), p in zip(found, probs))
     for text, answer, (s, e) in zip(texts, spans.cut(texts, found), found):
@@ -96,7 +97,7 @@ def test_decoder_finds_the_best_pair_by_brute_force():
         n = int(rng.integers(1, 12))
         p = rng.dirichlet(np.ones(n + 1), size=2).T[1:]          # (n, 2), the rest is "no answer"
         bias = float(rng.choice(spans.BIASES))
-        (s, e), = spans.decode(predictions.rows([p]), bias)
+        (s, e), = spans.decode(predictions.rows([p]), bias, "likeliest")
         best, where = np.log(1 - p[:, 0].sum()) + np.log(1 - p[:, 1].sum()), (0, 0)
         for a in range(n):
             for b in range(a, n):
@@ -106,10 +107,51 @@ def test_decoder_finds_the_best_pair_by_brute_force():
         assert (int(s), int(e)) == where
 
 
+def _jaccard(a: tuple[int, int], b: tuple[int, int]) -> float:
+    both = len(set(range(*a)) & set(range(*b)))
+    either = (a[1] - a[0]) + (b[1] - b[0]) - both
+    return 1.0 if either == 0 else both / either
+
+
+def test_overlap_rule_takes_the_span_of_highest_expected_jaccard_by_brute_force():
+    """Over rows short enough that every span is a candidate, the overlap rule's answer maximises the
+    expected character Jaccard against the decoder's distribution over spans (each start <= end, and no
+    answer, weighted P(start) P(end) e^(bias x length)), computed here span by span."""
+    rng = np.random.default_rng(3)
+    for _ in range(150):
+        n = int(rng.integers(1, 7))                              # at most 21 spans + no answer <= KEEP
+        p = rng.dirichlet(np.ones(n + 1), size=2).T[1:]
+        bias = float(rng.choice(spans.BIASES))
+        spans_ = [(a, b + 1) for a in range(n) for b in range(a, n)] + [(0, 0)]
+        weight = np.array([p[a, 0] * p[b - 1, 1] * np.exp(bias * (b - a)) for a, b in spans_[:-1]]
+                          + [(1 - p[:, 0].sum()) * (1 - p[:, 1].sum())])
+        expected = [sum(w * _jaccard(c, d) for w, d in zip(weight, spans_)) / weight.sum() for c in spans_]
+        (s, e), = spans.decode(predictions.rows([p]), bias, "overlap")
+        assert expected[spans_.index((int(s), int(e)) if e > s else (0, 0))] == pytest.approx(max(expected))
+
+
+def test_overlap_rule_scores_higher_than_the_likeliest_where_answers_are_drawn_from_the_model():
+    """Where the truth really is drawn from the predicted distribution, the minimum-risk rule's mean
+    Jaccard is the higher one (and exact match is the likeliest rule's)."""
+    rng = np.random.default_rng(4)
+    probs = predictions.rows([rng.dirichlet(np.ones(n + 1) * 0.3, size=2).T[1:] for n in rng.integers(1, 10, 300)])
+    truth = []
+    for p in probs:
+        n = len(p)
+        pairs = [(a, b + 1) for a in range(n) for b in range(a, n)] + [(0, 0)]
+        w = np.array([p[a, 0] * p[b - 1, 1] for a, b in pairs[:-1]] + [(1 - p[:, 0].sum()) * (1 - p[:, 1].sum())])
+        truth.append([pairs[i] for i in rng.choice(len(pairs), 40, p=w / w.sum())])
+    def mean_of(rule, score):
+        found = spans.decode(probs, 0.0, rule)
+        return np.mean([score(tuple(map(int, f)), t) for f, ts in zip(found, truth) for t in ts])
+    assert mean_of("overlap", _jaccard) > mean_of("likeliest", _jaccard)
+    assert mean_of("likeliest", lambda a, b: a == b) > mean_of("overlap", lambda a, b: a == b)
+
+
 def test_length_bias_lengthens_the_answer():
     p = predictions.rows([np.array([[0.5, 0.1], [0.3, 0.5], [0.0, 0.0], [0.0, 0.3]])])
-    assert spans.decode(p, 0.0).tolist() == [[0, 2]]
-    assert spans.decode(p, 0.5).tolist() == [[0, 4]]
+    assert spans.decode(p, 0.0, "likeliest").tolist() == [[0, 2]]
+    assert spans.decode(p, 0.5, "likeliest").tolist() == [[0, 4]]
 
 
 def test_the_bias_is_chosen_to_maximise_the_metric():

@@ -115,10 +115,15 @@ def make_run(ws: Workspace, data, name: str, *, noise: float = 0.3, seed: int = 
                           manifest={**base, **manifest})
 
 
-def tamper(run, edit) -> None:
-    """Rewrite a run's test.parquet through ``edit(frame) -> frame``."""
+def tamper(run, edit, record: bool = True) -> None:
+    """Rewrite a run's test.parquet through ``edit(frame) -> frame``; ``record``: and its hash in the
+    manifest, as if the run had written those values (else it is damage, refused as such)."""
     path = run.dir / "test.parquet"
     edit(pd.read_parquet(path)).to_parquet(path, index=False)
+    if record:
+        manifest = artifacts.read_json(run.dir / "manifest.json")
+        manifest["files"]["test.parquet"] = artifacts.file_hash(path)
+        artifacts.write_json(run.dir / "manifest.json", manifest)
 
 
 def written(ws: Workspace) -> list[str]:
@@ -236,6 +241,14 @@ def test_bad_predictions_are_refused_and_nothing_is_written(binary_ws, case):
     with pytest.raises(InputError, match=message) as err:
         submit(ws)
     assert "test.parquet" in str(err.value) and "comp train exp=001" in str(err.value)
+    assert written(ws) == []
+
+
+def test_predictions_changed_after_their_run_recorded_them_are_damage_whatever_the_change(binary_ws):
+    ws, _, run = binary_ws
+    tamper(run, lambda f: f.assign(target=f["target"] * 0.99), record=False)     # plausible values, not its own
+    with pytest.raises(InputError, match=r"test.parquet: damaged \(its bytes differ from those run 001 recorded"):
+        submit(ws, "001")
     assert written(ws) == []
 
 
@@ -454,6 +467,22 @@ def test_score_refusals(tmp_path):
     ws = synth_workspace(tmp_path / "nosol")
     with pytest.raises(InputError, match="no `solution:` file"):
         score_file(ws, sub)
+
+
+def test_a_truncated_submission_scored_against_a_given_solution_is_blamed_not_the_solution(tmp_path):
+    """Issue 40: a submission cut short said "check that the solution you gave holds the test ids"."""
+    ws = synth_workspace(tmp_path / "ws", solution=True)
+    sol = _solution(ws)
+    given, sub = tmp_path / "mine.csv", tmp_path / "sub.csv"
+    sol.to_csv(given, index=False)
+    sol.iloc[:12].to_csv(sub, index=False)
+    with pytest.raises(InputError, match=r"sub.csv: 12 rows, but the solution .*mine.csv has 20; submit one row "
+                                         r"per test id, as the sample submission has 20") as err:
+        score_file(ws, sub, solution=given)
+    assert "check that the solution" not in str(err.value)
+    sol.iloc[:15].to_csv(given, index=False)          # the solution given is the short one: it is named
+    with pytest.raises(InputError, match=r"check that the solution .*mine.csv you gave holds"):
+        score_file(ws, sub, solution=given)
 
 
 def test_multilabel_labels_use_one_threshold_per_label_and_score_back(tmp_path):

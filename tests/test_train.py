@@ -247,6 +247,16 @@ def test_a_new_run_that_fails_leaves_no_folder(ws):
     assert not ws.run_dir("001").exists()
 
 
+def test_a_new_run_that_fails_in_its_fold_with_tracking_on_leaves_no_folder(ws, monkeypatch):
+    """wandb's offline logs and cache (written before the fold fails) are no reason to keep the folder."""
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.delenv("WANDB_CACHE_DIR", raising=False)
+    cfg = load_config(ws, "001", ["track.wandb=true", "model.estimator=lgbm", "model.lgbm.num_leaves=1"])
+    with pytest.raises(Exception, match="num_leaves"):
+        train(ws, cfg)
+    assert not ws.run_dir("001").exists()
+
+
 def test_ctrl_c_in_a_torch_fold_keeps_finished_folds_says_so_and_exits_130(tmp_path):
     """Lightning turns Ctrl-C inside fit into sys.exit(1); the user must see what the classical
     families show: the interrupted message, exit 130, finished folds kept, a re-run resumes."""
@@ -384,7 +394,7 @@ def test_a_run_records_the_folds_whose_own_labels_chose_its_epochs(tmp_path):
         path.write_text(yaml.safe_dump(saved, sort_keys=False))
     for k in (0, 1):
         done = json.loads((ws.fold_dir("010", k) / "done.json").read_text())
-        del done["select"], done["selected_on"]
+        del done["select"], done["selected_on"], done["files"]
         artifacts.write_json(ws.fold_dir("010", k) / "done.json", done)
     (run / "manifest.json").unlink()
     again = train(ws, load_config(ws, "010"))

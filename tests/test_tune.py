@@ -610,3 +610,16 @@ def test_parallel_workers_share_one_postgres_study_and_a_killed_trial_is_retried
     retried = [t for t in trials if t.system_attrs.get("failed_trial") == killed.number]
     assert len(retried) == 1 and retried[0].state.name == "COMPLETE" and retried[0].params == killed.params
     assert again.ran == 2 and again.states == {"COMPLETE": 8, "FAIL": 1} and len(trials) == 9
+
+
+def test_a_garbage_tuning_db_is_one_line_that_says_to_move_it_aside(tmp_path):
+    """It printed SQLAlchemy's dump and suggested the same file as the fix."""
+    from competition.tune_storage import open_storage
+
+    bad = tmp_path / "tuning.db"
+    bad.write_bytes(b"\x00\xffnot a database at all" * 10)
+    with pytest.raises(InputError) as err:
+        open_storage(f"sqlite:///{bad}")
+    text = str(err.value)
+    assert "not a SQLite database" in text and f"mv {bad} {bad}.bad" in text and "\n" not in text
+    assert "Background" not in text and "sqlalchemy" not in text.lower()

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from competition.commands._common import WorkspaceOpt, console, handle_errors, workspace
 
-FLAGS = {"kaggle_dataset": "--kaggle-dataset", "wheel": "--no-wheel"}   # export()'s arguments -> options
+FLAGS = {"kaggle_dataset": "--kaggle-dataset", "wheel": "--no-wheel", "precision": "--precision"}   # export()'s arguments -> options
 
 
 @handle_errors(flags=FLAGS)
