@@ -118,10 +118,13 @@ class Run:
         frame, digest = read_hashed(self.dir / name, remake)
         recorded = (self.manifest.get("files") or {}).get(name)
         if recorded is not None and digest != recorded:
-            raise InputError(f"{self.dir / name}: damaged (its bytes differ from those run {self.name} recorded in "
-                             f"its manifest: replaced, or being rewritten by a command running now); remake it: "
-                             f"`{remake}`")
+            raise InputError(f"{self._differs(name)}; remake it: `{remake}`")
         return frame
+
+    def _differs(self, name: str) -> str:
+        """What a predictions file that is not the one the manifest recorded is called, in every message."""
+        return (f"{self.dir / name}: damaged (its bytes differ from those run {self.name} recorded in its manifest: "
+                "replaced, or being rewritten by a command running now)")
 
     def cv(self, data) -> tuple[thresholds.CV, np.ndarray]:
         """The run's CV recomputed from its OOF (:func:`thresholds.cv`, the rule every run is scored
@@ -167,7 +170,7 @@ class Run:
             except (OSError, ValueError) as err:
                 return f"{path}: damaged (cannot be read: {str(err).splitlines()[0][:80]})"
             if recorded.get(name) is not None and artifacts.file_hash(path) != recorded[name]:
-                return f"{path}: damaged (its bytes differ from those run {self.name} recorded in its manifest)"
+                return self._differs(name)
         return None
 
     def readable(self) -> bool:
