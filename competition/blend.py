@@ -58,7 +58,7 @@ from competition.inputs import (
     require_two,
     versus_best,
 )
-from competition.workspace import BLEND, Workspace
+from competition.workspace import BLEND, MANIFEST, Workspace
 
 METHODS = ("hill-climb", "mean", "weighted", "rank", "vote-hard", "vote-soft", "moe")
 STATELESS = ("mean", "vote-soft", "rank")      # nothing fit: applied once to the whole OOF
@@ -348,7 +348,8 @@ def blend(ws: Workspace, *, inputs: list[str] | None = None, method: str = "hill
                                    "inputs": src.names, "input_hashes": src.versions, "weights": weights,
                                    "seed": seed, **src.hashes,
                                    "n_splits": n_splits, "folds_done": list(range(n_splits)),
-                                   "in_sample_score": in_sample, "warnings": warnings})
+                                   "in_sample_score": in_sample, "warnings": warnings,
+                                   "files": {BLEND: artifacts.file_hash(ws.run_dir(name) / BLEND)}})
     return BlendResult(name, run.dir, spec.metric, method, run.score, run.threshold, run.metrics["folds"], in_sample,
                        weights, scores, best[0], best[1], warnings, versus_best(src, oof, best[0]))
 
@@ -376,6 +377,8 @@ def replay(run_dir: Path, preds: dict[str, np.ndarray], frame: pd.DataFrame, spe
     if not path.is_file():
         raise InputError(f"{path}: this blend keeps no parameters (made before `comp predict` existed); "
                          f"rebuild it: `comp blend --exp <inputs> --name {Path(run_dir).name} --force`")
+    recorded = (artifacts.read_json(Path(run_dir) / MANIFEST).get("files") or {}).get(BLEND)
+    artifacts.verify_files(run_dir, {BLEND: recorded} if recorded else {})
     saved = artifacts.read_json(path)
     missing = [r for r in saved["inputs"] if r not in preds]
     if missing:

@@ -26,6 +26,7 @@ from competition import data as data_mod
 from competition import folds as folds_mod
 from competition.errors import InputError
 from competition.spec import load_spec
+from competition.status import Statuses
 from competition.tables import positions, strings
 from competition.workspace import MANIFEST, MAX_NAME, OOF, TEST, Workspace
 
@@ -89,14 +90,19 @@ def _fold_vector(ws: Workspace, data) -> np.ndarray:
     return folds_mod.read_folds(ws, data)["fold"].to_numpy(dtype=np.int64)
 
 
-def choose_runs(ws: Workspace, names: list[str] | None, hashes: dict, exclude: str | None = None
+def choose_runs(ws: Workspace, names: list[str] | None, judge: Statuses, exclude: str | None = None
                 ) -> tuple[list[runs.Run], list[str]]:
-    """The named runs (refused when made on other folds / data), or by default every complete
-    experiment on the current folds and data. Returns the runs and notes on what was left out."""
+    """The named runs (refused unless complete by :mod:`competition.status`: the leaderboard's verdict), or by
+    default every complete experiment. Returns the runs and notes on what was left out."""
     notes: list[str] = []
     if names:
         chosen = [runs.load_run(ws, n) for n in dict.fromkeys(names)]
-        runs.check_compatible(chosen, hashes)
+        for run in chosen:
+            verdict = judge.of(run)
+            if not verdict.complete:
+                said = "; ".join(r.removeprefix(f"{verdict.where}: ") for r in verdict.reasons)
+                raise InputError(f"{verdict.where}: input {run.name} is {verdict.state}: {said}. "
+                                 f"{verdict.fix}, or leave it out.")
         twice = sorted({n for n in names if names.count(n) > 1})
         if twice:
             others = [n for n in ws.run_ids() if n not in names and n != exclude and _complete(ws, n)]
@@ -107,7 +113,7 @@ def choose_runs(ws: Workspace, names: list[str] | None, hashes: dict, exclude: s
         for run in runs.all_runs(ws):
             if run.name == exclude:
                 continue
-            why = _left_out(run, hashes)
+            why = _left_out(run, judge)
             if why:
                 notes.append(f"left out {run.name}: {why}")
             else:
@@ -127,15 +133,15 @@ def _complete(ws: Workspace, name: str) -> bool:
         return False      # a damaged run is reported where it is read
 
 
-def _left_out(run: runs.Run, hashes: dict) -> str | None:
+def _left_out(run: runs.Run, judge: Statuses) -> str | None:
     """Why the default selection skips a run, or None."""
     if not run.complete:
         return "not complete"
     if run.manifest.get("kind") in COMBINED_KINDS:
         return f"a {run.manifest.get('kind')} (name it to use it)"
-    stale = runs.changes(run.manifest, hashes)
-    if stale:
-        return f"made on other {' and '.join(c.what for c in stale)}"
+    verdict = judge.of(run)
+    if not verdict.complete:
+        return f"{verdict.state}: {verdict.reasons[0]}"
     return f"{run.trivial} (name it to use it)" if run.trivial else None
 
 
@@ -159,7 +165,7 @@ def load_inputs(ws: Workspace, names: list[str] | None = None, *, data=None, exc
     data = data if data is not None else data_mod.load(spec)
     fold = _fold_vector(ws, data)
     hashes = runs.input_hashes(ws, data)
-    chosen, notes = choose_runs(ws, names, hashes, exclude)
+    chosen, notes = choose_runs(ws, names, Statuses(ws, data, spec.metric), exclude)
     cols = spec.pred_columns
     n, m, k = len(data.train), len(chosen), len(cols)
     # per-unit predictions (token tasks): (rows, inputs) cells of (units, k) arrays

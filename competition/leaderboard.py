@@ -1,15 +1,14 @@
 """``comp leaderboard``: every run of the workspace with its CV, per-fold spread, cost and state.
 
-A run is *complete* when every fold is done, *partial* while some are missing, and *stale*
-when it was trained on other folds or other train data than the current ones (its
-``folds_hash`` / ``data_hash`` differ): a stale run may not be stacked or blended with
-current ones. Complete runs come first, best CV first (the metric says whether that is
-the highest or the lowest), then stale ones, then partial ones.
+Each run's state is :mod:`competition.status`'s -- the one submit, stack and blend go by:
+*complete*, *stale* (made on other folds, train data or metric; a stack's input retrained),
+*partial* (folds missing) or *damaged* (a file it wrote is not the one it recorded), each with
+the reason and the fix. Complete runs come first, best CV first (the metric says whether that is
+the highest or the lowest), then stale, partial and damaged ones.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import warnings
@@ -29,9 +28,10 @@ from competition import folds as folds_mod
 from competition.errors import InputError
 from competition.score import latest_score
 from competition.spec import load_spec
+from competition.status import ORDER, Statuses
 from competition.workspace import Workspace
 
-STATUS_ORDER = {"complete": 0, "stale": 1, "partial": 2, "damaged": 3}
+STATUS_ORDER = {state: i for i, state in enumerate(ORDER)}
 
 # the mark after a status (CLI table and report page): the run's CV is optimistic
 OPTIMISTIC = ("*: something was chosen on folds' own labels (best epoch, tuning): their CV is optimistic; "
@@ -82,14 +82,6 @@ def train_seconds(manifest: dict) -> float | None:
         return None
     values = per_fold.values() if isinstance(per_fold, dict) else per_fold
     return round(float(sum(values)) + float(manifest.get("prepare_seconds") or 0.0), 2)
-
-
-def inputs_note(run, ws: Workspace, file_hash) -> list[str]:
-    """A stack's or blend's inputs retrained or removed since it was built, the last with the fix."""
-    notes = [str(c) for c in run.input_changes(ws, file_hash)]
-    if notes:
-        notes[-1] += f": rebuild with `{runs.remake_command(run.name, run.manifest)}`"
-    return notes
 
 
 def folds_text(folds) -> str:
@@ -187,23 +179,19 @@ def leaderboard(ws: Workspace, *, data=None) -> list[Entry]:
     current = {k: v for k, v in runs.input_hashes(ws, data).items() if v is not None}
     weights = None if data is None or "folds_hash" not in current else folds_mod.row_weights(ws, data)
     entries, scored, weighted = [], {}, {}
-    file_hash = functools.cache(artifacts.file_hash)
+    judge = Statuses(ws, data, spec.metric)
     for run in runs.all_runs(ws):
         m = run.manifest
         n_splits = int(m.get("n_splits") or len(run.metrics.get("folds") or {}) or 0)
         done = len(m.get("folds_done") or run.metrics.get("folds") or ([0] * n_splits if run.complete else []))
-        changed = runs.changes(m, current)
-        notes = [str(c) for c in changed if c.key != "test_hash"]
-        test_note = [str(c) for c in changed if c.key == "test_hash" and m.get("test_hash")]
-        if m.get("metric") and m["metric"] != spec.metric:
-            notes.append(f"scored with {m['metric']}, not {spec.metric}")
-        status = "partial" if not run.complete else "stale" if notes else "complete"
+        verdict = judge.of(run)
+        status = verdict.state
+        notes = [] if status == "partial" else list(verdict.reasons)
+        if notes and verdict.fix:
+            notes[-1] += f". {verdict.fix}"
+        test_note = [str(c) for c in runs.changes(m, current) if c.key == "test_hash" and m.get("test_hash")]
         if run.complete and run.trivial:
             notes.append(f"learnt nothing usable: {run.trivial}")
-        if run.complete and not run.readable():
-            status = "damaged"
-            notes.insert(0, "its predictions cannot be read or are not those it recorded: write them again: "
-                            f"`{runs.rewrite_command(run.name, m)}`")
         if status == "partial":
             notes.insert(0, f"{done}/{n_splits} folds done")
             other = m.get("folds_other_config") or {}
@@ -230,9 +218,12 @@ def leaderboard(ws: Workspace, *, data=None) -> list[Entry]:
             selected_on=selected, untouched_folds=clean, untouched_cv=clean_cv,
             fold_mean=run.metrics.get("fold_mean"), fold_std=run.metrics.get("fold_std"),
             folds_done=done, n_splits=n_splits, seconds=train_seconds(m), status=status,
-            notes=tuple(notes + [f"{n}: retrain before submitting" for n in test_note]
-                        + inputs_note(run, ws, file_hash)),
+            notes=tuple(notes + [f"{n}: retrain before submitting" for n in test_note]),
         ))
+    for name, verdict in judge.orphans().items():
+        entries.append(Entry(name=name, kind="experiment", family=None, metric=None, cv=None, fold_mean=None,
+                             fold_std=None, folds_done=0, n_splits=0, seconds=None, status=verdict.state,
+                             notes=(f"{verdict.reasons[0]}. {verdict.fix}",)))
     entries = sort_entries(entries, metrics.METRICS[spec.metric].direction)
     return with_comparisons(entries, scored, data) if scored else entries
 

@@ -37,6 +37,7 @@ from competition.errors import InputError
 from competition.families import family_of
 from competition.models import PRECISION, check_precision, family
 from competition.spec import ReadOptions, load_spec
+from competition.status import Statuses
 from competition.submission import id_keys
 from competition.workspace import BUNDLE, DONE, MANIFEST, Workspace
 
@@ -61,10 +62,12 @@ class _Replay:
         self.done: dict[str, np.ndarray] = {}
         self.seconds: dict[str, float] = {}
         self.tokens: dict = {}                # token ids per tokenizer and text settings, shared by folds
+        self.judge = Statuses(ws, None, spec.metric)
 
     def run(self, name: str) -> np.ndarray:
         if name not in self.done:
             run = runs.load_run(self.ws, name)
+            check_not_damaged(self.ws, run, self.judge)
             _warn_versions(run)
             kind = run.manifest.get("kind", "experiment")
             inputs = {r: self.run(r) for r in run.manifest.get("inputs", [])} if kind != "experiment" else {}
@@ -83,6 +86,17 @@ class _Replay:
         cfg = run.config()
         return predictions.mean([predict_fold(self.ws, self.spec, run, cfg, k, self.frame, self.tokens)
                                  for k in range(int(run.manifest["n_splits"]))])
+
+
+def check_not_damaged(ws: Workspace, run: runs.Run, judge: Statuses) -> None:
+    """Refuse a run the leaderboard calls damaged (:mod:`competition.status`), with the same words as
+    submit and stack: its models may be intact, but what it recorded of itself is not. A bundle has no
+    predictions files to judge: its own check is :func:`competition.bundle.verify`."""
+    if (ws.root / BUNDLE).is_file():
+        return
+    verdict = judge.of(run)
+    if verdict.state == "damaged":
+        raise InputError(verdict.refusal())
 
 
 def predict_fold(ws: Workspace, spec, run: runs.Run, cfg, k: int, frame: pd.DataFrame, tokens: dict) -> np.ndarray:
@@ -160,6 +174,9 @@ def rehearse(ws: Workspace, name: str, rows: int = REHEARSAL_ROWS) -> int:
     run = runs.load_run(ws, name)
     path = spec.file(spec.test) if spec.test else None
     if path is None or not path.is_file():
+        judge = Statuses(ws, None, spec.metric)
+        for needed in _needed(ws, run):
+            check_not_damaged(ws, needed, judge)
         _check_columns(run, spec)
         return 0
     frame, _ = data_mod.read_inputs(spec, path)
@@ -171,6 +188,11 @@ def _check_columns(run: runs.Run, spec) -> None:
     if run.pred_columns != spec.pred_columns:
         raise InputError(f"{run.dir / MANIFEST}: run {run.name} predicts {run.pred_columns}, competition.yaml "
                          f"expects {spec.pred_columns}; remake it: `{runs.remake_command(run.name, run.manifest)}`")
+
+
+def _needed(ws: Workspace, run: runs.Run) -> list[runs.Run]:
+    """The run and every run it reads, inputs first."""
+    return [n for r in run.manifest.get("inputs", []) for n in _needed(ws, runs.load_run(ws, r))] + [run]
 
 
 def _families(ws: Workspace, run: runs.Run) -> set[str]:

@@ -345,7 +345,8 @@ def write_run(ws: Workspace, name: str, *, spec, data, oof: pd.DataFrame, test: 
     base = thresholds.baseline(spec.metric, data.y, spec.task, oof["fold"].to_numpy())
     run_metrics.update(baseline_score=base, trivial=trivial_reason(spec.metric, pred, result.score, base))
     artifacts.write_json(run_dir / METRICS, run_metrics)
-    files = {OOF: artifacts.file_hash(run_dir / OOF), **({TEST: artifacts.file_hash(run_dir / TEST)} if test is not None else {})}
+    files = {**(manifest.get("files") or {}), OOF: artifacts.file_hash(run_dir / OOF),    # + what the caller recorded
+             **({TEST: artifacts.file_hash(run_dir / TEST)} if test is not None else {})}
     full = {**_header(name, spec, "complete"), "labels": artifacts.plain(data.labels), **manifest, "files": files,
             **artifacts.environment()}
     artifacts.write_json(run_dir / MANIFEST, full)

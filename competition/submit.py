@@ -34,6 +34,7 @@ from competition.errors import InputError
 from competition.inputs import gain
 from competition.leaderboard import leaderboard
 from competition.spec import load_spec
+from competition.status import Statuses
 from competition.submission import (
     check_ids,
     check_output,
@@ -119,32 +120,17 @@ def _retrain(run) -> str:
         f"{command} once its inputs are current"
 
 
-def _check_fresh(ws: Workspace, run, data, allow_stale: bool) -> None:
-    """A run trained on other folds or other train data: its CV no longer describes this data.
-
-    The evidence is what ``comp stack`` reads too, not the run's manifest alone (an edited
-    ``data_hash`` there proves nothing): the folds must have been made on this train data
-    (``folds/manifest.json``), and every fold of an experiment must record these folds and data
-    in its ``done.json``."""
-    current = {k: v for k, v in runs.input_hashes(ws, data).items() if k != "test_hash" and v is not None}
-    if allow_stale:
-        return
-    records = [run.dir / MANIFEST]
-    if run.manifest.get("kind", "experiment") == "experiment":
-        records += [ws.fold_dir(run.name, k) / DONE for k in range(int(run.manifest.get("n_splits", 0)))]
-    for record in records:
-        info = artifacts.read_json(record) if record.is_file() else None
-        stale = runs.changes(info, current) if info is not None else []
-        if stale:
-            raise InputError(f"{record}: run {run.name!r} is stale: {'; '.join(map(str, stale))}; its CV describes "
-                             f"other data. Remake it: {_retrain(run)}, or submit it anyway with {{allow_stale}}.",
-                             allow_stale="allow_stale=True")
-    made_on = artifacts.read_json(ws.folds_manifest).get("data_hash") if ws.folds_manifest.is_file() else None
-    if made_on is not None and made_on != data.train_hash:
-        raise InputError(f"{ws.folds_manifest}: train data changed since the folds were made (data_hash {made_on} "
-                         f"then, {data.train_hash} now), and run {run.name!r} was trained on those folds: its CV "
-                         f"describes other data. Run `comp folds --force`, then remake it: {_retrain(run)}; or "
-                         "submit it anyway with {allow_stale}.", allow_stale="allow_stale=True")
+def _check_status(ws: Workspace, run, data, allow_stale: bool) -> None:
+    """The run's status (:mod:`competition.status`, what the leaderboard shows): a damaged run is never
+    submitted; a stale one (its CV describes other folds, train data or inputs) only with ``allow_stale``."""
+    verdict = Statuses(ws, data, data.spec.metric).of(run)
+    if verdict.state == "damaged":
+        raise InputError(verdict.refusal())
+    if verdict.state == "stale" and not allow_stale:
+        said = "; ".join(r.removeprefix(f"{verdict.where}: ") for r in verdict.reasons)
+        raise InputError(f"{verdict.where}: run {run.name!r} is stale: {said}; its CV describes "
+                         f"other data. {verdict.fix}, or submit it anyway with {{allow_stale}}.",
+                         allow_stale="allow_stale=True")
 
 
 def _check_run(run, spec, data) -> pd.DataFrame:
@@ -162,9 +148,6 @@ def _check_run(run, spec, data) -> pd.DataFrame:
     if run.pred_columns != spec.pred_columns:
         raise InputError(f"{where}: run {run.name!r} predicts columns {run.pred_columns} but "
                          f"competition.yaml now expects {spec.pred_columns}; remake it: {_retrain(run)}.")
-    damage = run.damage()
-    if damage is not None:     # its CV comes from its OOF: both files are the run's, or it is not submitted
-        raise InputError(f"{damage}; write it again: `{runs.rewrite_command(run.name, run.manifest)}`")
     preds = run.test()
     test_file = run.dir / TEST
     if preds is None:
@@ -235,7 +218,7 @@ def submit(ws: Workspace, source: str | None = None, *, out: Path | None = None,
     data = data if data is not None else data_mod.load(spec)
     source, notes = (source, []) if source else best_run(ws, data)
     run = runs.load_run(ws, source)
-    _check_fresh(ws, run, data, allow_stale)
+    _check_status(ws, run, data, allow_stale)
     preds = _check_run(run, spec, data)
     sample = data.sample_submission()
     sample_file = spec.file(spec.sample_submission)

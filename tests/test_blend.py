@@ -93,7 +93,7 @@ def test_vote_hard_multiclass_and_refusals(tmp_path):
     rng = np.random.default_rng(0)
     fake_run(env, "stale", signal(env.data.y, 1, rng, "multiclass"), signal(env.y_test, 1, rng, "multiclass"),
              data_hash="feedbeef")
-    with pytest.raises(InputError, match="stale was trained on other train data"):
+    with pytest.raises(InputError, match="input stale is stale: train data changed"):
         blend(env.ws, inputs=["a", "stale"], data=env.data)
 
 

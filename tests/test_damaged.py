@@ -330,3 +330,122 @@ def test_a_fold_file_swapped_inside_a_bundle_with_a_recomputed_bundle_json_is_re
     assert out.exit_code == 2 and "Traceback" not in out.output, out.output
     assert f"{target}: damaged" in text and "export the bundle again from its workspace (comp export 001 DIR)" in text
     assert "comp train" not in text and not (tmp_path / "p").exists()
+
+
+# -- one status (issue 40): every reader of a run goes by competition.status ---------------------
+
+def _statuses(root) -> dict[str, tuple[str, tuple[str, ...]]]:
+    import json
+
+    board = CliRunner().invoke(app, ["leaderboard", "--json", "-w", str(root)])
+    assert board.exit_code == 0, board.output
+    return {row["name"]: (row["status"], tuple(row["notes"])) for row in json.loads(board.output)["runs"]}
+
+
+def _forge(path, key: str) -> str:
+    """Replace the first hash recorded under ``key`` in the JSON file ``path``; the file it names."""
+    import json
+
+    info = json.loads(path.read_text())
+    name = next(iter(info[key]))
+    info[key][name] = "0123456789abcdef"
+    path.write_text(json.dumps(info))
+    return name
+
+
+@pytest.mark.parametrize("record,key,run", [
+    ("experiments/001/manifest.json", "files", "001"),           # its OOF predictions' hash
+    ("experiments/001/fold1/done.json", "files", "001"),          # a fold model file's hash
+    ("experiments/s01/fold0/meta/meta.json", "files", "s01"),     # a meta-model's hash
+])
+def test_a_forged_hash_makes_the_run_damaged_for_every_reader_alike(trained, tmp_path, record, key, run):
+    """Forge each kind of recorded hash: the leaderboard's status and what submit, stack, predict and export
+    do agree -- damaged, one line naming the same file, nothing written."""
+    root = _copy(trained, tmp_path)
+    path = root / record
+    named = _forge(path, key)
+    damaged = path.parent / named
+    before = _snapshot(root)
+    status, notes = _statuses(root)[run]
+    assert status == "damaged" and str(damaged) in notes[0], notes
+    other = "002" if run == "001" else "001"
+    for command in (["submit", run], ["stack", "--exp", f"{run},{other}", "--name", "s09"],
+                    ["predict", run, "--test", str(root / "test.csv"), "--out", str(tmp_path / "p")],
+                    ["export", run, str(tmp_path / "bundle"), "--no-wheel"]):
+        out = CliRunner().invoke(app, [*command, "-w", str(root)])
+        text = " ".join(out.output.split())
+        assert out.exit_code == 2 and "Traceback" not in out.output, (command, out.output)
+        assert str(damaged) in text and "damaged" in text, (command, text)
+    assert _snapshot(root) == before and not (tmp_path / "bundle").exists() and not (tmp_path / "p").exists()
+
+
+def test_a_manifest_forged_after_the_labels_changed_is_stale_for_the_leaderboard_as_for_submit(trained, tmp_path):
+    """Issue 40: after the train labels changed, a run whose manifest's data_hash was forged to today's was
+    "complete" and "best" on the leaderboard but stale for submit. Its folds' records still say otherwise,
+    and every reader now reads them."""
+    import json
+
+    import pandas as pd
+
+    from competition import data as data_mod
+    from competition.spec import load_spec
+
+    root = _copy(trained, tmp_path)
+    frame = pd.read_csv(root / "train.csv")
+    frame.loc[:40, "target"] = 1 - frame.loc[:40, "target"]
+    frame.to_csv(root / "train.csv", index=False)
+    now = data_mod.load(load_spec(root / "competition.yaml")).train_hash
+    for name in ("001", "002"):
+        manifest = root / "experiments" / name / "manifest.json"
+        manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "data_hash": now}))
+    status, notes = _statuses(root)["001"]
+    assert status == "stale" and "fold0/done.json" not in notes[0] and "train data changed" in notes[0], notes
+    for command in (["submit", "001"], ["stack", "--exp", "001,002", "--name", "s09"]):
+        out = CliRunner().invoke(app, [*command, "-w", str(root)])
+        assert out.exit_code == 2 and "train data changed" in " ".join(out.output.split()), (command, out.output)
+    assert CliRunner().invoke(app, ["submit", "001", "--allow-stale", "-w", str(root)]).exit_code == 0
+
+
+def test_damaged_folds_manifest_makes_no_run_complete_on_the_leaderboard(trained, tmp_path):
+    """Issue 40: with folds/manifest.json damaged the leaderboard listed every run complete while stack
+    refused. Now every run is stale for the same reason stack gives, with its fix."""
+    root = _copy(trained, tmp_path)
+    (root / "folds" / "manifest.json").write_bytes(b"{{")
+    statuses = _statuses(root)
+    assert {s for s, _ in statuses.values()} == {"stale"}, statuses
+    assert all("folds/manifest.json" in " ".join(notes) and "comp folds --force" in " ".join(notes)
+               for _, notes in statuses.values()), statuses
+    out = CliRunner().invoke(app, ["stack", "--exp", "001,002", "--name", "s09", "-w", str(root)])
+    assert out.exit_code == 2 and "folds/manifest.json" in out.output and "comp folds --force" in out.output
+
+
+def test_a_deleted_run_manifest_is_listed_damaged_and_its_stack_stale(trained, tmp_path):
+    """Issue 40: experiments/001/manifest.json deleted -- 001 vanished from the leaderboard and s01 stayed
+    complete. Now 001 is listed damaged with the command that writes it again, s01 stale (its input is gone)."""
+    root = _copy(trained, tmp_path)
+    (root / "experiments" / "001" / "manifest.json").unlink()
+    statuses = _statuses(root)
+    assert statuses["001"][0] == "damaged" and "manifest.json: missing" in statuses["001"][1][0]
+    assert "comp train exp=001 --fold all" in statuses["001"][1][0]
+    assert statuses["s01"][0] == "stale" and "input 001 is gone" in " ".join(statuses["s01"][1])
+    out = CliRunner().invoke(app, ["submit", "s01", "-w", str(root)])
+    assert out.exit_code == 2 and "input 001 is gone" in out.output
+    out = CliRunner().invoke(app, ["train", "exp=001", "--fold", "all", "-w", str(root)])   # the fix it names
+    assert out.exit_code == 0, out.output
+    assert _statuses(root)["001"][0] == "complete"
+
+
+def test_a_blends_parameters_are_verified_on_read(trained, tmp_path):
+    """blend.json's hash is recorded in the blend's manifest: changed, the blend is damaged for the
+    leaderboard and predict refuses it, naming the file and the blend command that rebuilds it."""
+    root = _copy(trained, tmp_path)
+    out = CliRunner().invoke(app, ["blend", "--exp", "001,002", "--method", "weighted", "--name", "b01", "-w", str(root)])
+    assert out.exit_code == 0, out.output
+    path = root / "experiments" / "b01" / "blend.json"
+    path.write_text(path.read_text().replace("[", "[ 0.5, ", 1))
+    status, notes = _statuses(root)["b01"]
+    assert status == "damaged" and str(path) in notes[0] and "comp blend --exp 001,002" in notes[0], notes
+    out = CliRunner().invoke(app, ["predict", "b01", "--test", str(root / "test.csv"), "--out", str(tmp_path / "p"),
+                                   "-w", str(root)])
+    text = " ".join(out.output.split())
+    assert out.exit_code == 2 and str(path) in text and "comp blend --exp 001,002" in text, text

@@ -321,7 +321,8 @@ BAD = [
      "model.safetensors: damaged (missing); comp writes it whole, so something else changed it. Retrain that fold: "
      "comp train exp=003 --fold 2 --force"),
     ("blend parameters deleted", lambda ws, t: (_damage(ws, "b2", "blend.json"), ["--test", str(ws.root / "test.csv")]),
-     "keeps no parameters"),
+     "blend.json: damaged (missing); comp writes it whole, so something else changed it. Rebuild that blend: "
+     "comp blend --exp"),
     ("stack meta-model deleted", lambda ws, t: (_damage(ws, "s01", "fold0/meta/meta.json"), ["--test", str(ws.root / "test.csv")]),
      "meta-model is missing"),
     ("partial run", lambda ws, t: (_partial(ws, "005"), ["--test", str(ws.root / "test.csv")]), "is not complete"),

@@ -202,10 +202,10 @@ def test_inputs_on_other_folds_are_refused_by_name(binary):
     add_runs(binary, {"good": 1.0})
     rng = np.random.default_rng(2)
     fake_run(binary, "stale", signal(binary.data.y, 1, rng), signal(binary.y_test, 1, rng), folds_hash="0123abcd")
-    with pytest.raises(InputError, match="stale was trained on other folds"):
+    with pytest.raises(InputError, match="input stale is stale: folds changed"):
         stack(binary.ws, data=binary.data, inputs=["good", "stale"])
     # by default it is left out, with a note; one run left is no stack
-    with pytest.raises(InputError, match=r"at least two runs, got \['good'\]; left out stale: made on other folds"):
+    with pytest.raises(InputError, match=r"at least two runs, got \['good'\]; left out stale: stale: folds changed"):
         stack(binary.ws, data=binary.data, name="default-pick")
 
 
@@ -296,7 +296,7 @@ def test_leaderboard_names_inputs_retrained_or_removed_since_the_stack(binary):
     artifacts.write_parquet(oof_a, frame)
     by_name = {e.name: e for e in leaderboard(binary.ws, data=binary.data)}
     s01 = by_name["s01"]
-    assert s01.status == "complete"      # its own CV and predictions still hold together
+    assert s01.status == "stale"         # its replay would read other inputs than it was fitted on
     assert s01.notes[0].startswith("input a changed since")
     # the rebuild command remakes it as it was made: same meta-model, same blend method
     assert "`comp stack --exp a,b --meta lgbm --name s01 --force`" in s01.notes[-1]

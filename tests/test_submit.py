@@ -567,8 +567,8 @@ def test_an_edited_data_hash_does_not_make_a_run_on_other_labels_submittable(tmp
         submit(ws, "001", data=data)
     for k in range(3):
         forge(ws.fold_dir("001", k) / "done.json")
-    with pytest.raises(InputError, match=r"folds/manifest.json: train data changed since the folds were made.*"
-                                         r"run '001' was trained on those folds"):
+    with pytest.raises(InputError, match=r"folds/manifest.json: run '001' is stale: train data changed since folds "
+                                         r"were made: run `comp folds --force`"):
         submit(ws, "001", data=data)
     assert not list(ws.root.glob("submissions/*.csv"))                         # nothing written
     assert submit(ws, "001", data=data, allow_stale=True).path.is_file()       # the user's call, when named
