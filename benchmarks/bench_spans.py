@@ -149,7 +149,7 @@ def render(r: dict) -> str:
     has_peer = bool(r.get("peer_rows"))
     table = []
     for n, v in r["runs"].items():
-        row = [names[n], v["oof_jaccard"], *[v["by_sentiment"][s] for s in sentiments]]
+        row = [names[n], *(f"{x:.4f}" for x in (v["oof_jaccard"], *[v["by_sentiment"][s] for s in sentiments]))]
         if has_peer:
             row.append(f"{v['vs_peer'][0]:+.4f} [{v['vs_peer'][1]:+.4f}, {v['vs_peer'][2]:+.4f}]"
                        + (" **beats**" if v["vs_peer_significant"] and v["vs_peer"][0] > 0 else ""))
@@ -157,7 +157,8 @@ def render(r: dict) -> str:
         table.append(row)
     if has_peer:
         p = r["peer"]
-        table.append(["peer: docs' Trainer recipe (its folds)", p["jaccard"], *[p["by_sentiment"][s] for s in sentiments],
+        table.append(["peer: docs' Trainer recipe (its folds)",
+                      *(f"{x:.4f}" for x in (p["jaccard"], *[p["by_sentiment"][s] for s in sentiments])),
                       "-", "-"])
     scope = (f"the peer's finished folds {r['peer_folds']} ({r['peer_rows']:,} rows)" if has_peer
              else "no fold of the peer finished yet")

@@ -197,7 +197,8 @@ class ExperimentConfig(StrictModel):
     pseudo: PseudoConfig | None = Field(None, description="pseudo-labelled test rows (torch families)")
     distill: DistillConfig | None = Field(None, description="distillation from finished runs (torch families)")
     track: TrackConfig = Field(default_factory=TrackConfig)
-    seed: int = Field(42, description="global seed (data order, initialisation)")
+    seed: int = Field(42, description="global seed: data order, subsets, and the models' initialisation "
+                                      "(train.seeds defaults to [seed])")
     search: dict[str, Any] = Field(default_factory=dict, description="Optuna search space (comp tune)")
     tuned_on: list[Annotated[int, Field(ge=0)]] = Field(
         default_factory=list, description="folds whose labels chose this experiment's settings (written by "
@@ -363,6 +364,9 @@ def load_config(ws, exp: str, overrides: list[str] | None = None) -> ExperimentC
         layers.append(("overrides", check_layer("overrides", parse_overrides(overrides))))
     merged = OmegaConf.to_container(merge_layers(layers), resolve=True)
     merged["exp"] = exp
+    train = merged.setdefault("train", {})
+    if isinstance(train, dict) and "seeds" not in train and isinstance(merged.get("seed"), int):
+        train["seeds"] = [merged["seed"]]     # the global seed initialises the models unless seeds are given
     try:
         return ExperimentConfig.model_validate(merged)
     except ValidationError as err:

@@ -289,3 +289,14 @@ def test_an_override_that_is_not_finite_is_refused(tmp_path):
     ws = make_ws(tmp_path, e001="model: {family: tfidf}\n")
     with pytest.raises(InputError, match=r"overrides: model.C is inf"):
         load_config(ws, "001", ["model.C=1e400"])
+
+
+def test_the_global_seed_initialises_the_models_unless_seeds_are_given(tmp_path):
+    """`seed: 7` in an experiment is what a user changes for another model: it trained from seed 42's
+    initialisation (train.seeds' default) before, so a "second seed" of tweet-spans was the same start."""
+    ws = make_ws(tmp_path, base="seed: 42\n", e043="template: minilm\nseed: 7\n",
+                 e044="template: minilm\nseed: 7\ntrain: {seeds: [1, 2]}\n", e045="template: minilm\n")
+    assert load_config(ws, "043").train.seeds == [7]
+    assert load_config(ws, "043", ["seed=9"]).train.seeds == [9]
+    assert load_config(ws, "044").train.seeds == [1, 2]          # given: they win
+    assert load_config(ws, "045").train.seeds == [42]            # as before for every run at the default

@@ -166,6 +166,35 @@ def test_the_bias_is_chosen_to_maximise_the_metric():
 
 # -- windows --------------------------------------------------------------------------------------
 
+def test_span_loss_is_cross_entropy_and_smoothing_spreads_only_over_allowed_positions():
+    """The span head's loss is the mean of the start's and the end's cross-entropy over the positions an
+    answer may take; smoothing moves that share of the target evenly onto them, none onto the masked
+    ones (the condition's tokens, padding), so large logits there cost nothing."""
+    import torch
+    import torch.nn.functional as F
+
+    from competition.models.textmodel import span_loss
+
+    torch.manual_seed(0)
+    labels = torch.tensor([[0, -100, -100, 1, 0, 2, -100], [0, -100, 3, 0, 0, -100, -100]])
+    z = torch.randn(2, 7, 2)
+    allowed = labels >= 0
+    masked = z.masked_fill(~allowed[..., None], -1e4)
+    start, end = torch.tensor([3, 2]), torch.tensor([5, 2])
+    plain = (F.cross_entropy(masked[..., 0], start) + F.cross_entropy(masked[..., 1], end)) / 2
+    assert torch.isclose(span_loss(z, labels), plain)
+    eps, logp = 0.1, masked.log_softmax(1)
+    by_hand = 0.0
+    for b in range(2):
+        for c, target in ((0, start), (1, end)):
+            ok = allowed[b].nonzero().flatten()
+            by_hand += -(1 - eps) * logp[b, target[b], c] - eps * logp[b, ok, c].mean()
+    assert torch.isclose(span_loss(z, labels, eps), by_hand / 4)
+    loud = z.clone()
+    loud[~allowed] = 50.0                     # masked positions' logits never enter the loss
+    assert torch.isclose(span_loss(loud, labels, eps), span_loss(z, labels, eps))
+
+
 def test_an_answer_across_a_window_boundary_is_recovered_whole():
     """A text read as two windows (sub-tokens 0-5 and 3-8): the answer is sub-tokens 4-6, so the first
     window holds its start but not its end and, as taught, says "no answer" or guesses an end inside

@@ -76,20 +76,30 @@ def reinit_top_layers(encoder: nn.Module, n: int) -> None:
             layer.apply(fresh)
 
 
-def span_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+def span_loss(logits: torch.Tensor, labels: torch.Tensor, smoothing: float = 0.0) -> torch.Tensor:
     """Cross-entropy of the start and of the end over each window's positions that may hold them
     (``labels >= 0``: the first token, which stands for no answer, and the text's sub-tokens); the
     target is the position coded 1 or 3 (start), 2 or 3 (end). (B, T, 2) logits, (B, T) codes.
+    ``smoothing``: that share of the target moves to the allowed positions evenly (never to padding
+    or the condition's tokens, which no answer can start at).
 
     >>> z = torch.zeros(1, 3, 2)
     >>> round(float(span_loss(z, torch.tensor([[0, 3, -100]]))), 4)        # two allowed positions: log 2
     0.6931
+    >>> round(float(span_loss(z, torch.tensor([[0, 3, -100]]), smoothing=0.2)), 4)   # still uniform over them
+    0.6931
     """
     allowed = labels >= 0
-    z = logits.float().masked_fill(~allowed[..., None], -1e4)
+    z = logits.float().masked_fill(~allowed[..., None], -1e4).log_softmax(1)           # (B, T, 2)
     start = ((labels == 1) | (labels == 3)).float().argmax(1)
     end = ((labels == 2) | (labels == 3)).float().argmax(1)
-    return (F.cross_entropy(z[..., 0], start) + F.cross_entropy(z[..., 1], end)) / 2
+    target = torch.zeros_like(z)
+    target[torch.arange(len(z)), start, 0] = 1.0
+    target[torch.arange(len(z)), end, 1] = 1.0
+    if smoothing:
+        spread = allowed.float() / allowed.float().sum(1, keepdim=True).clamp(min=1)        # (B, T)
+        target = (1 - smoothing) * target + smoothing * spread[..., None]
+    return -(target * z.masked_fill(~allowed[..., None], 0.0)).sum(1).mean()
 
 
 class TextModel(pl.LightningModule):
@@ -212,7 +222,7 @@ class TextModel(pl.LightningModule):
             return self.taught_loss(logits, labels, weight, teacher)
         logits, eps = logits.float(), self.hparams.label_smoothing
         if self.hparams.task == "span":       # labels (B, T): -100 no answer may be there, 1 start, 2 end, 3 both
-            return span_loss(logits, labels)
+            return span_loss(logits, labels, eps)
         if self.hparams.task == "tokens":     # labels (B, T) tag codes, -100 where nothing is taught
             return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100,
                                    label_smoothing=eps)
