@@ -99,6 +99,8 @@ def choose_runs(ws: Workspace, names: list[str] | None, judge: Statuses, exclude
         chosen = [runs.load_run(ws, n) for n in dict.fromkeys(names)]
         for run in chosen:
             verdict = judge.of(run)
+            if verdict.state == "damaged":       # the same words as submit and predict
+                raise InputError(verdict.refusal())
             if not verdict.complete:
                 said = "; ".join(r.removeprefix(f"{verdict.where}: ") for r in verdict.reasons)
                 raise InputError(f"{verdict.where}: input {run.name} is {verdict.state}: {said}. "

@@ -225,6 +225,7 @@ def test_a_name_too_long_for_the_file_system_names_a_shorter_name_as_the_fix(tra
 
 
 MODEL_DAMAGE = {
+    "empty": lambda path, fold0: path.write_bytes(b""),
     "truncated": lambda path, fold0: path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2]),
     "swapped with fold 0's": lambda path, fold0: path.write_bytes(fold0.read_bytes()),
     "deleted": lambda path, fold0: path.unlink(),
@@ -234,7 +235,8 @@ MODEL_DAMAGE = {
 @pytest.mark.parametrize("damage", list(MODEL_DAMAGE))
 @pytest.mark.parametrize("rel", ["head/model0.skops", "vocabulary.json"])
 @pytest.mark.parametrize("command", [["predict", "001", "--test", "{test}"], ["predict", "s01", "--test", "{test}"],
-                                     ["export", "001", "{out}"], ["export", "s01", "{out}"]])
+                                     ["export", "001", "{out}"], ["export", "s01", "{out}"], ["submit", "001"],
+                                     ["stack", "--exp", "001,002", "--name", "s09"]])
 def test_a_damaged_fold_model_is_verified_on_read_one_line_with_the_fold_to_retrain(trained, tmp_path, damage, rel,
                                                                                    command):
     """Issue 40: fold models were read without the check their run recorded: a .skops swapped with another
@@ -250,6 +252,8 @@ def test_a_damaged_fold_model_is_verified_on_read_one_line_with_the_fold_to_retr
     assert out.exit_code == 2 and "Traceback" not in out.output, out.output
     assert f"{target}: damaged" in text and "comp train exp=001 --fold 1 --force" in text, text
     assert _snapshot(root) == before and not (tmp_path / "bundle").exists()
+    status, notes = _statuses(root)["001"]                 # what the leaderboard says of it, alike
+    assert status == "damaged" and f"{target}: damaged" in notes[0] and "--fold 1 --force" in notes[0], notes
 
 
 def test_a_plain_train_over_a_damaged_fold_trains_it_again_instead_of_reporting_it_complete(trained, tmp_path):
