@@ -702,3 +702,47 @@ def test_a_fine_tune_prints_progress_inside_each_epoch(tiny, tmp_path, monkeypat
     validations = [line.strip() for line in lines if "val f1" in line]
     assert len(validations) == 2 and lines.index(next(x for x in lines if "epoch 2/2: batch" in x)) > \
         lines.index(next(x for x in lines if "epoch 1/2: val" in x))
+
+
+# -- bf16 mixed-precision training on the CPU (issue 41) ----------------------------------------
+
+def test_bf16_training_runs_matrix_products_in_bf16_and_keeps_fp32_weights(tiny, tmp_path):
+    """Under ``train.precision: bf16-mixed`` a training step's linear layers compute in bf16 (CPU
+    autocast) while the weights the optimizer updates stay fp32; predict replays the saved fold
+    close to what the fold predicted."""
+    import pytorch_lightning as pl
+
+    if not torch_common.cpu_has_bf16():
+        pytest.skip("this CPU has no bf16 instructions: bf16-mixed trains in fp32 here (tested below)")
+    seen = {"inputs": set(), "weights": set()}
+
+    class Probe(pl.Callback):
+        def on_train_batch_start(self, trainer, module, batch, batch_idx):
+            if batch_idx == 0:
+                linear = next(m for m in module.modules() if isinstance(m, torch.nn.Linear))
+                hook = linear.register_forward_hook(lambda m, i, o: seen["inputs"].add(o.dtype))
+                self.hook = hook
+
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+            if batch_idx == 0:
+                self.hook.remove()
+                seen["weights"] |= {p.dtype for p in module.parameters()}
+
+    cfg = make_cfg(tiny, precision="bf16-mixed")
+    token = torch_common.EXTRA_CALLBACKS.set((Probe(),))
+    try:
+        result, _ = fit(cfg, tweets("binary", 40), tmp_path)
+    finally:
+        torch_common.EXTRA_CALLBACKS.reset(token)
+    assert seen["inputs"] == {torch.bfloat16} and seen["weights"] == {torch.float32}, seen
+    again = encoder.predict(tmp_path, cfg, tweets("binary", 40), tweets("binary", 40).test)
+    np.testing.assert_allclose(again, result.test, atol=1e-6)     # its predictions are made in fp32, as replayed
+
+
+def test_bf16_training_on_a_cpu_without_bf16_falls_back_to_fp32_with_a_warning(monkeypatch):
+    monkeypatch.setattr(torch_common, "cpu_has_bf16", lambda: False)
+    with pytest.warns(UserWarning, match="no bf16 instructions.*training in fp32"):
+        assert torch_common.precision_of("bf16-mixed") == "32"
+    monkeypatch.setattr(torch_common, "cpu_has_bf16", lambda: True)
+    assert torch_common.precision_of("bf16-mixed") == "bf16-mixed"
+    assert torch_common.precision_of("32") == "32"

@@ -47,12 +47,18 @@ def check_precision(precision: str) -> None:
             raise InputError("{precision} onnx-int8 needs ONNX Runtime: pip install 'competition[onnx]' (or "
                              "onnxruntime and onnx), or choose fp32, bf16 or int8", precision="precision") from None
     if precision == "bf16":
-        # torch stack (~3 s to import): only the torch families load it
-        import torch
-
-        if not torch.cuda.is_available() and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        if not cpu_has_bf16():
             warnings.warn("this CPU has no bf16 instructions: --precision bf16 predicts slower than fp32 here; "
                           "int8 is the fast choice on it", UserWarning, stacklevel=3)
+
+
+def cpu_has_bf16() -> bool:
+    """Whether bf16 arithmetic is fast here: a GPU, or a CPU with bf16 instructions (AVX512-BF16, AMX:
+    Intel since Cooper Lake, AMD since Zen 4). Elsewhere torch emulates it, slower than fp32."""
+    # torch stack (~3 s to import): only the torch families load it
+    import torch
+
+    return torch.cuda.is_available() or bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def autocast(device_type: str = "cpu"):

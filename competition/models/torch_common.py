@@ -31,7 +31,7 @@ import torch
 from competition import artifacts
 from competition.config import ExperimentConfig
 from competition.errors import InputError
-from competition.models import PRECISION, PROGRESS, FoldResult, autocast, frozen, int8, onnx_runtime
+from competition.models import PRECISION, PROGRESS, FoldResult, autocast, cpu_has_bf16, frozen, int8, onnx_runtime
 from competition.models.batches import encode_frame, eval_loader, train_loader
 from competition.models.callbacks import FoldMonitor, WeightAverage
 from competition.models.estimators import inner_split
@@ -121,9 +121,15 @@ def cache_frozen(prepared: Prepared) -> None:
 # -- training --------------------------------------------------------------------------------
 
 def precision_of(precision: str) -> str:
-    """``auto``: 16-bit mixed precision on a GPU, full 32-bit on the CPU."""
+    """Lightning's precision for ``train.precision``. ``auto``: 16-bit mixed precision on a GPU, full 32-bit
+    on the CPU. ``bf16-mixed`` on a CPU without bf16 instructions trains in 32-bit, with a warning: torch
+    would emulate bf16 there, slower than fp32."""
     if precision == "auto":
         return "16-mixed" if torch.cuda.is_available() else "32"
+    if precision == "bf16-mixed" and not cpu_has_bf16():
+        warnings.warn("train.precision bf16-mixed: this CPU has no bf16 instructions (AVX512-BF16 or AMX), where "
+                      "bf16 is emulated and slower than fp32: training in fp32", UserWarning, stacklevel=2)
+        return "32"
     return precision
 
 
