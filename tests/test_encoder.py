@@ -746,3 +746,33 @@ def test_bf16_training_on_a_cpu_without_bf16_falls_back_to_fp32_with_a_warning(m
     monkeypatch.setattr(torch_common, "cpu_has_bf16", lambda: True)
     assert torch_common.precision_of("bf16-mixed") == "bf16-mixed"
     assert torch_common.precision_of("32") == "32"
+
+
+def test_bf16_training_clips_gradients_itself_and_keeps_the_fused_adamw(tiny, tmp_path):
+    """Lightning refuses to clip with a fused AdamW under mixed precision; bf16 has no gradient scaler, so
+    comp clips by norm itself before each step and keeps the fused kernel (what makes bf16 pay on a CPU).
+    Every step the optimizer takes sees gradients of norm <= grad_clip."""
+    import pytorch_lightning as pl
+
+    if not torch_common.cpu_has_bf16():
+        pytest.skip("this CPU has no bf16 instructions: bf16-mixed trains in fp32 here")
+    seen = {"norms": []}
+
+    class Probe(pl.Callback):
+        def on_train_start(self, trainer, module):
+            optimizer = trainer.optimizers[0]
+            seen["fused"] = [g["fused"] for g in optimizer.param_groups]
+
+            def after_step(opt, args, kwargs):      # Lightning runs backward inside step(): the gradients
+                grads = [p.grad for g in opt.param_groups for p in g["params"] if p.grad is not None]  # used
+                seen["norms"].append(float(torch.linalg.vector_norm(torch.stack(
+                    [torch.linalg.vector_norm(x) for x in grads]))))
+            optimizer.register_step_post_hook(after_step)
+
+    token = torch_common.EXTRA_CALLBACKS.set((Probe(),))
+    try:
+        fit(make_cfg(tiny, precision="bf16-mixed", grad_clip=0.01), tweets("binary", 40), tmp_path)
+    finally:
+        torch_common.EXTRA_CALLBACKS.reset(token)
+    assert seen["fused"] and all(seen["fused"])
+    assert seen["norms"] and max(seen["norms"]) <= 0.01 * 1.001, seen["norms"]
