@@ -42,7 +42,7 @@ from competition import artifacts, runs
 from competition.bundle import digest
 from competition.errors import InputError
 from competition.models import check_precision, family
-from competition.predict import check_precision_applies, rehearse, run_labels
+from competition.predict import check_precision_applies, needed_runs, rehearse, run_labels
 from competition.spec import load_spec
 from competition.workspace import BLEND, BUNDLE, MANIFEST, PREDICTION_FILES, Workspace
 
@@ -144,22 +144,6 @@ class ExportResult:
     sizes: dict[str, int]          # part -> bytes
     wheel: Path | None
     digest: str = ""               # sha256 of bundle.json: pins every file (predict --expect)
-
-
-def needed_runs(ws: Workspace, name: str) -> list[str]:
-    """``name`` and every run it reads, inputs first (each once)."""
-    order: list[str] = []
-
-    def visit(run_name: str) -> None:
-        if run_name in order:
-            return
-        run = runs.load_run(ws, run_name)
-        for source in run.manifest.get("inputs", []) if run.manifest.get("kind") != "experiment" else []:
-            visit(source)
-        order.append(run_name)
-
-    visit(name)
-    return order
 
 
 def part_of(path: Path) -> str:

@@ -175,8 +175,8 @@ def rehearse(ws: Workspace, name: str, rows: int = REHEARSAL_ROWS) -> int:
     path = spec.file(spec.test) if spec.test else None
     if path is None or not path.is_file():
         judge = Statuses(ws, None, spec.metric)
-        for needed in _needed(ws, run):
-            check_not_damaged(ws, needed, judge)
+        for needed in needed_runs(ws, name):
+            check_not_damaged(ws, runs.load_run(ws, needed), judge)
         _check_columns(run, spec)
         return 0
     frame, _ = data_mod.read_inputs(spec, path)
@@ -190,9 +190,20 @@ def _check_columns(run: runs.Run, spec) -> None:
                          f"expects {spec.pred_columns}; remake it: `{runs.remake_command(run.name, run.manifest)}`")
 
 
-def _needed(ws: Workspace, run: runs.Run) -> list[runs.Run]:
-    """The run and every run it reads, inputs first."""
-    return [n for r in run.manifest.get("inputs", []) for n in _needed(ws, runs.load_run(ws, r))] + [run]
+def needed_runs(ws: Workspace, name: str) -> list[str]:
+    """``name`` and every run it reads, inputs first (each once): what a replay reads, what a bundle holds."""
+    order: list[str] = []
+
+    def visit(run_name: str) -> None:
+        if run_name in order:
+            return
+        run = runs.load_run(ws, run_name)
+        for source in run.manifest.get("inputs", []) if run.manifest.get("kind") != "experiment" else []:
+            visit(source)
+        order.append(run_name)
+
+    visit(name)
+    return order
 
 
 def _families(ws: Workspace, run: runs.Run) -> set[str]:

@@ -169,8 +169,8 @@ class Run:
                 pq.read_metadata(path)
             except (OSError, ValueError) as err:
                 return f"{path}: damaged (cannot be read: {str(err).splitlines()[0][:80]})"
-            if recorded.get(name) is not None and artifacts.file_hash(path) != recorded[name]:
-                return self._differs(name)
+            if recorded.get(name) is not None and artifacts.damaged_file(self.dir, {name: recorded[name]}):
+                return self._differs(name)          # hashed once per process, as every verified file
         return None
 
     def readable(self) -> bool:

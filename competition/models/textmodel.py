@@ -393,7 +393,9 @@ def use_fused_adamw(device: str, precision: str, grad_clip: float | None) -> boo
 
     On the CPU it cuts MiniLM's optimizer step about 5x (0.08 -> 0.016 s; ~17% of a batch-16
     training step). Lightning refuses gradient clipping with a fused optimizer under mixed
-    precision (the fused step unscales gradients itself), so there the loop stays foreach.
+    precision (the fused step unscales gradients itself), so there the loop stays foreach -- except
+    under bf16-mixed, where comp clips itself and hands Lightning no clip value
+    (:class:`competition.models.torch_common.ClipNorm`).
     """
     if device not in ("cpu", "cuda"):
         return False
