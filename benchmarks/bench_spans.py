@@ -1,11 +1,10 @@
 """Span extraction (issue 39): examples/tweet-spans' recipe against the whole text and the transformers-docs
 peer, on the workspace's own 5 folds (KFold, seed 42: the folds ``bench_spans_peer`` uses).
 
-- the whole text as every answer; ``001`` the words baseline; ``042`` MiniLM's span head; ``044`` a second
-  view of it (another seed, smoothed targets); the stack ``s01`` (LightGBM over characters of the three)
-  and their mean blend ``b01``; ``043`` (an earlier, cheaper second view: 1 epoch, 042's initialisation),
-  alone, for the record: trained / built through comp's API in examples/tweet-spans (a run already
-  complete is read as it is); OOF word-level Jaccard with each fold decoded at the length bias chosen on
+- the whole text as every answer; ``001`` the words baseline; ``042``, ``044``, ``045`` three views of
+  MiniLM's span head (bf16 above cached frozen layers; seeds, frozen depth, rate, smoothed targets); the
+  stack ``s01`` (LightGBM over characters of the four) and their mean blend ``b01``: trained / built
+  through comp's API in examples/tweet-spans (a run already complete is read as it is); OOF word-level Jaccard with each fold decoded at the length bias chosen on
   the other folds, per sentiment; seconds; the decoding rule (expected overlap) against the likeliest
   span, paired;
 - each against the peer's OOF answers (``results/spans_peer_folds.json``, the folds it has finished): the
@@ -27,8 +26,8 @@ HERE = Path(__file__).parent
 WORKSPACE = HERE.parent / "examples" / "tweet-spans"
 PEER = HERE / "results" / "spans_peer_folds.json"
 CACHE = HERE / "results" / "spans.json"
-RUNS = ("001", "042", "044")      # the recipe: stacked
-RECORD = ("043",)                 # trained earlier, reported alone
+RUNS = ("001", "042", "044", "045")      # the recipe: stacked
+RECORD: tuple[str, ...] = ()             # trained, reported alone
 
 
 def _workspace():
@@ -63,11 +62,12 @@ def _ensure(ws, data) -> dict[str, float]:
 
 
 def _median_folds(ws, name: str) -> float:
-    """5 x the median of a run's fold seconds (its manifest's ``seconds_per_fold``)."""
+    """5 x the median of a run's fold seconds (its manifest's ``seconds_per_fold``), plus its preparation."""
     from competition.runs import load_run
 
-    per_fold = sorted(load_run(ws, name).manifest["seconds_per_fold"].values())
-    return len(per_fold) * float(np.median(per_fold))
+    manifest = load_run(ws, name).manifest
+    per_fold = sorted(manifest["seconds_per_fold"].values())
+    return len(per_fold) * float(np.median(per_fold)) + float(manifest.get("prepare_seconds") or 0.0)
 
 
 def _spans(ws, data, name):
@@ -155,8 +155,9 @@ def run() -> dict:
 
 def render(r: dict) -> str:
     names = {"whole": "the whole text", "001": "001 words baseline (LightGBM per word)",
-             "042": "042 MiniLM span head", "043": "043 MiniLM span head, 1 epoch (not stacked)",
-             "044": "044 MiniLM span head, seed 7, smoothed targets",
+             "042": "042 MiniLM span head, 2 layers frozen",
+             "044": "044 MiniLM span head, 1 layer frozen, seed 7, smoothed targets",
+             "045": "045 MiniLM span head, 2 layers frozen, seed 11, smoothed targets",
              "s01": "s01 stack (characters, LightGBM)", "b01": "b01 mean blend"}
     sentiments = sorted(next(iter(r["runs"].values()))["by_sentiment"])
     has_peer = bool(r.get("peer_rows"))

@@ -12,10 +12,14 @@ samples/s: training rows x epochs / wall seconds of the fit (each validates once
 fold). F1: fold 0's rows predicted by the final model, at 0.5 and at the threshold best on the fold
 (the same rule for both), and comp's minus the Trainer's F1 at 0.5 with its 95% paired bootstrap
 interval over the fold's rows. Target: comp >= 1.3x the Trainer's samples/s at equal or better F1.
+
+Then the same pair in bf16 (issue 41): comp with ``train.precision: bf16-mixed``, the Trainer with its own
+``bf16=True`` (autocast on the CPU through accelerate). Target: comp >= 1.5x the Trainer's samples/s.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 import time
@@ -51,7 +55,7 @@ def _comp(prepared, train_idx, valid_idx) -> dict:
             **_f1s(np.asarray(prepared.data.y)[valid_idx].ravel(), p)}
 
 
-def _trainer(texts: list[str], y: np.ndarray, train_idx, valid_idx, name: str, cfg) -> dict:
+def _trainer(texts: list[str], y: np.ndarray, train_idx, valid_idx, name: str, cfg, bf16: bool = False) -> dict:
     import torch
     from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding,
                               Trainer, TrainingArguments)
@@ -74,7 +78,8 @@ def _trainer(texts: list[str], y: np.ndarray, train_idx, valid_idx, name: str, c
                                  per_device_eval_batch_size=cfg.train.eval_batch_size,
                                  num_train_epochs=cfg.train.epochs, learning_rate=cfg.model.lr,
                                  weight_decay=cfg.model.weight_decay, eval_strategy="epoch", save_strategy="no",
-                                 logging_strategy="epoch", report_to=[], seed=42, use_cpu=True, disable_tqdm=True)
+                                 logging_strategy="epoch", report_to=[], seed=42, use_cpu=True, disable_tqdm=True,
+                                 bf16=bf16)
         trainer = Trainer(model=model, args=args, train_dataset=train_rows, eval_dataset=valid_rows,
                           data_collator=DataCollatorWithPadding(tokenizer))
         trainer.train()
@@ -96,9 +101,10 @@ def run() -> dict:
 
     with tempfile.TemporaryDirectory() as tmp:
         ws, data = _workspace(Path(tmp) / "trainer", {"042": "template: minilm\ntrain: {select: last}\n"})
-        cfg = load_config(ws, "042")
+        cfg = load_config(ws, "042", ["train.precision='32'"])      # fp32 first; bf16 below
         torch.set_num_threads(cfg.train.threads or torch.get_num_threads())
         prepared = encoder.prepare(cfg, data)
+        prepared_bf16 = dataclasses.replace(prepared, cfg=load_config(ws, "042", ["train.precision=bf16-mixed"]))
         fold = read_folds(ws, data)["fold"].to_numpy()
         train_idx, valid_idx = np.flatnonzero(fold != 0), np.flatnonzero(fold == 0)
         if os.environ.get("BENCH_TRAINER_ROWS"):       # a quick check of the script itself, not a figure
@@ -106,26 +112,30 @@ def run() -> dict:
             train_idx, valid_idx = train_idx[:n], valid_idx[: n // 4]
         texts = input_texts(cfg, data.spec, data.train)
         y = np.asarray(data.y).ravel()
-        out = {"comp": [], "trainer": []}
+        out = {"comp": [], "trainer": [], "comp_bf16": [], "trainer_bf16": []}
         for r in range(REPEATS):
             order = ["comp", "trainer"] if r % 2 == 0 else ["trainer", "comp"]
-            for who in order:
-                result = (_comp(prepared, train_idx, valid_idx) if who == "comp"
-                          else _trainer(texts, y, train_idx, valid_idx, cfg.model.name, cfg))
-                print(f"[bench] trainer {who}: {result}", flush=True)
-                out[who].append(result)
-    comp, hf = out["comp"], out["trainer"]
+            for bf16 in (False, True):
+                for who in order:
+                    result = (_comp(prepared_bf16 if bf16 else prepared, train_idx, valid_idx) if who == "comp"
+                              else _trainer(texts, y, train_idx, valid_idx, cfg.model.name, cfg, bf16))
+                    key = who + ("_bf16" if bf16 else "")
+                    print(f"[bench] trainer {key}: {result}", flush=True)
+                    out[key].append(result)
     from competition import bootstrap
 
     y_valid = y[valid_idx]
-    for c, h in zip(comp, hf):        # the same rows: comp's F1 at 0.5 minus the Trainer's, 95% paired interval
-        diff = bootstrap.compare("f1", y_valid, (c.pop("p") >= 0.5).astype(int), (h.pop("p") >= 0.5).astype(int),
-                                 "binary")
-        c["f1_vs_trainer"] = [round(diff.diff, 4), round(diff.low, 4), round(diff.high, 4)]
-        c["f1_vs_trainer_significant"] = bool(diff.significant)
-    ratio = np.median([c["samples_per_s"] for c in comp]) / np.median([h["samples_per_s"] for h in hf])
+    ratios = {}
+    for tag in ("", "_bf16"):
+        comp, hf = out["comp" + tag], out["trainer" + tag]
+        for c, h in zip(comp, hf):    # the same rows: comp's F1 at 0.5 minus the Trainer's, 95% paired interval
+            diff = bootstrap.compare("f1", y_valid, (c.pop("p") >= 0.5).astype(int), (h.pop("p") >= 0.5).astype(int),
+                                     "binary")
+            c["f1_vs_trainer"] = [round(diff.diff, 4), round(diff.low, 4), round(diff.high, 4)]
+            c["f1_vs_trainer_significant"] = bool(diff.significant)
+        ratios[tag] = np.median([c["samples_per_s"] for c in comp]) / np.median([h["samples_per_s"] for h in hf])
     return {"threads": torch.get_num_threads(), "train_rows": len(train_idx), "valid_rows": len(valid_idx),
-            "comp": comp, "trainer": hf, "ratio": round(float(ratio), 2)}
+            **out, "ratio": round(float(ratios[""]), 2), "ratio_bf16": round(float(ratios["_bf16"]), 2)}
 
 
 def render(r: dict) -> str:
@@ -144,10 +154,16 @@ def render(r: dict) -> str:
         "F1 of the final model on fold 0.",
         "",
         md_table(["loop", "samples/s", "seconds", "F1 at 0.5", "F1 at the fold's best threshold"],
-                 [row("comp", "comp (Lightning, bucketed batches)"), row("trainer", "HF Trainer")]),
+                 [row("comp", "comp (Lightning, bucketed batches), fp32"), row("trainer", "HF Trainer, fp32"),
+                  *([row("comp_bf16", "comp, `train.precision: bf16-mixed`"),
+                     row("trainer_bf16", "HF Trainer, `bf16=True`")] if r.get("comp_bf16") else [])]),
         "",
-        f"- **comp / Trainer samples/s: {r['ratio']}x** (target >= 1.3x at equal or better F1)",
-        *[f"- F1 at 0.5, comp minus Trainer on the same {r['valid_rows']:,} rows: {d[0]:+.4f} [{d[1]:+.4f}, {d[2]:+.4f}] "
-          f"(95% paired bootstrap): {'a real difference' if c['f1_vs_trainer_significant'] else 'noise'}"
-          for c in r["comp"] if "f1_vs_trainer" in c for d in [c["f1_vs_trainer"]]],
+        f"- **comp / Trainer samples/s, fp32: {r['ratio']}x** (target >= 1.3x at equal or better F1)",
+        *([f"- **comp / Trainer samples/s, both in bf16: {r['ratio_bf16']}x** (target >= 1.5x)"]
+          if "ratio_bf16" in r else []),
+        *[f"- F1 at 0.5, comp minus Trainer{label} on the same {r['valid_rows']:,} rows: {d[0]:+.4f} "
+          f"[{d[1]:+.4f}, {d[2]:+.4f}] (95% paired bootstrap): "
+          f"{'a real difference' if c['f1_vs_trainer_significant'] else 'noise'}"
+          for key, label in (("comp", ""), ("comp_bf16", ", both in bf16")) for c in r.get(key, [])
+          if "f1_vs_trainer" in c for d in [c["f1_vs_trainer"]]],
     ])

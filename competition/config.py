@@ -65,7 +65,8 @@ class TrainConfig(StrictModel):
     seeds: list[int] = Field(default_factory=lambda: [42], min_length=1,
                              description="one model per seed and fold, predictions averaged")
     precision: Literal["auto", "32", "bf16-mixed", "16-mixed"] = Field(
-        "auto", description="auto: 16-mixed on a GPU, 32 on CPU")
+        "auto", description="auto: 16-mixed on a GPU, 32 on CPU (bf16-mixed: bf16 autocast on a CPU with bf16 "
+                            "instructions, fp32 with a warning elsewhere); each fold records what it trained in")
 
     @field_validator("precision", mode="before")
     @classmethod

@@ -277,3 +277,45 @@ def test_comp_report_plots_span_runs(tmp_path):
     manifest = json.loads((tmp_path / "report" / "manifest.json").read_text())
     assert "oof_correlation" in manifest["plots"] and (tmp_path / "report" / "oof_correlation.png").is_file()
     assert "confusion" in manifest["skipped"] and result is not None
+
+
+def test_span_head_trains_in_bf16_over_cached_frozen_layers_and_replays(tmp_path):
+    """The span recipe's third view: bf16-mixed training above cached frozen layers (issue 41 speed-ups
+    on a span task); predict replays the fold's test predictions."""
+    from competition.models import encoder, torch_common
+    import types
+
+    if not torch_common.cpu_has_bf16():
+        pytest.skip("this CPU has no bf16 instructions: bf16-mixed trains in fp32 here")
+    ws = _tiny_encoder_workspace(tmp_path, 80, 20, "max_length: 24, stride: 6, lr: 1e-3",
+                                 "precision: bf16-mixed, freeze_layers: 1")
+    data, result = _run(ws, "010", folds="0")
+    fold0 = ws.fold_dir("010", 0)
+    test = predictions.matrix(pd.read_parquet(fold0 / "test.parquet"), data.spec.pred_columns)
+    assert [p.shape for p in test] == [(len(t), 2) for t in data.test["text"]]
+    again = encoder.predict(fold0, load_config(ws, "010"), types.SimpleNamespace(spec=data.spec), data.test)
+    assert max(np.abs(a - b).max() for a, b in zip(test, again)) <= 1e-6
+
+
+def test_each_fold_records_the_precision_it_trained_in(tmp_path, monkeypatch):
+    """``train.precision: auto`` trains in fp32 on a CPU (bf16 cost 042 F1 beyond noise, BENCHMARKS.md);
+    ``bf16-mixed`` where the CPU has no bf16 instructions falls back to fp32. Each fold's ``done.json``
+    says which it was, so a run's folds can be told apart."""
+    from competition.models import torch_common
+
+    def recorded(k):
+        return json.loads((ws.fold_dir("010", k) / "done.json").read_text())["extra"]["precision"]
+
+    monkeypatch.setattr(torch_common.torch.cuda, "is_available", lambda: False)
+    ws = _tiny_encoder_workspace(tmp_path, 60, 10, "max_length: 24, lr: 1e-3", "precision: auto")
+    _run(ws, "010", folds="0")
+    assert recorded(0) == "32"
+    (ws.root / "experiments" / "010.yaml").write_text(
+        (ws.root / "experiments" / "010.yaml").read_text().replace("precision: auto", "precision: bf16-mixed"))
+    monkeypatch.setattr(torch_common, "cpu_has_bf16", lambda: False)
+    with pytest.warns(UserWarning, match="no bf16 instructions"):
+        _run(ws, "010", folds="1", force=True)
+    assert recorded(1) == "32"
+    monkeypatch.setattr(torch_common, "cpu_has_bf16", lambda: True)
+    _run(ws, "010", folds="2", force=True)
+    assert recorded(2) == "bf16-mixed"

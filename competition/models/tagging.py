@@ -37,7 +37,7 @@ from competition.models import PRECISION, PROGRESS, FoldResult, int8
 from competition.models.batches import eval_loader, train_loader, window_starts
 from competition.models.callbacks import WeightAverage
 from competition.models.torch_common import (WEIGHTS, _autocast, _quiet_lightning, load_model, make_trainer,
-                                             new_model, save_model)
+                                             new_model, precision_of, save_model)
 from competition.predictions import mean, rows as ragged
 
 
@@ -205,6 +205,7 @@ def fit_fold(prepared: Prepared, fold: int, train_idx, valid_idx, out_dir, track
         model.cpu()
     return FoldResult(oof=mean(oof), test=mean(test) if test else None, best_epoch=t.epochs - 1,
                       extra={"seeds": list(t.seeds), "selected_on": {}, "train_seconds": round(seconds, 2),
+                             "precision": precision_of(t.precision),
                              "windows": int(len(chosen))})
 
 

@@ -122,8 +122,9 @@ def cache_frozen(prepared: Prepared) -> None:
 
 def precision_of(precision: str) -> str:
     """Lightning's precision for ``train.precision``. ``auto``: 16-bit mixed precision on a GPU, full 32-bit
-    on the CPU. ``bf16-mixed`` on a CPU without bf16 instructions trains in 32-bit, with a warning: torch
-    would emulate bf16 there, slower than fp32."""
+    on the CPU (bf16-mixed is faster on a CPU with bf16 instructions but cost 042 F1 beyond noise:
+    BENCHMARKS.md, ``bench_finetune``). ``bf16-mixed`` on a CPU without bf16 instructions trains in 32-bit,
+    with a warning: torch would emulate bf16 there, slower than fp32."""
     if precision == "auto":
         return "16-mixed" if torch.cuda.is_available() else "32"
     if precision == "bf16-mixed" and not cpu_has_bf16():
@@ -323,7 +324,7 @@ def fit_fold(prepared: Prepared, fold: int, train_idx, valid_idx, out_dir, track
     return FoldResult(
         oof=np.mean(oof, axis=0), test=np.mean(test, axis=0) if test else None,
         best_epoch=best_epochs[0], history=history,
-        extra={"seeds": list(t.seeds), "best_epoch_per_seed": best_epochs,
+        extra={"seeds": list(t.seeds), "best_epoch_per_seed": best_epochs, "precision": precision_of(t.precision),
                "selected_on": {"best_epoch": [int(fold)]} if chose else {},
                "train_seconds": round(train_seconds, 2),   # optimisation only: no validation, no inference
                **({"lesson": lesson.summary()} if lesson is not None else {}),
